@@ -1,0 +1,655 @@
+//! Handlers of the admin JSON API. Shapes are DESIGN §6's; secrets are masked in every output.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use super::write::{ledger_error, validate, WriteRequest};
+use super::AdminState;
+use crate::http::headers::{IDEMPOTENCY_KEY, X_REQUEST_ID};
+use crate::http::{ApiError, ApiJson, ApiQuery};
+use crate::ledger::{Change, ChangeMeta, Changeset, Committed, HistoryQuery};
+use crate::schema::{is_mask, Schema};
+
+const MAX_COMMENT_CHARS: usize = 1000;
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Who is writing, from where, and with which idempotency key: taken from the request.
+pub struct WriteContext {
+    meta: ChangeMeta,
+    idempotency_key: Option<String>,
+}
+
+impl FromRequestParts<Arc<AdminState>> for WriteContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AdminState>,
+    ) -> Result<Self, Self::Rejection> {
+        let text = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let idempotency_key = text(IDEMPOTENCY_KEY.as_str());
+        if let Some(k) = &idempotency_key {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+                return Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                ));
+            }
+        }
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(WriteContext {
+            meta: ChangeMeta {
+                actor: state.actor().to_owned(),
+                comment: String::new(),
+                request_id: text(X_REQUEST_ID.as_str()).unwrap_or_default(),
+                token_id: None,
+                client_ip,
+                user_agent: text(header::USER_AGENT.as_str())
+                    .map(|ua| ua.chars().take(256).collect()),
+            },
+            idempotency_key,
+        })
+    }
+}
+
+impl WriteContext {
+    fn with_comment(mut self, comment: Option<String>) -> Result<Self, ApiError> {
+        let comment = comment.unwrap_or_default();
+        if comment.chars().count() > MAX_COMMENT_CHARS {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_comment",
+                format!("comment is longer than {MAX_COMMENT_CHARS} characters"),
+            ));
+        }
+        self.meta.comment = comment;
+        Ok(self)
+    }
+}
+
+fn ok(body: Value) -> Response {
+    Json(body).into_response()
+}
+
+impl AdminState {
+    fn mask(&self, schema: &Schema, key: &str, value: Option<&Value>) -> Value {
+        match schema.key(key) {
+            Some(def) if def.secret => self.masker.mask(&schema.namespace, key, value),
+            _ => value.cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    fn changes_json(&self, schema: &Schema, changes: &[Change]) -> Value {
+        changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "key": c.key,
+                    "old": self.mask(schema, &c.key, c.old.as_ref()),
+                    "new": self.mask(schema, &c.key, c.new.as_ref()),
+                })
+            })
+            .collect()
+    }
+
+    fn changeset_json(&self, schema: &Schema, cs: &Changeset) -> Value {
+        let mut v = json!({
+            "version": cs.version,
+            "epoch": cs.epoch,
+            "actor": cs.meta.actor,
+            "comment": cs.meta.comment,
+            "created_at": cs.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "request_id": cs.meta.request_id,
+            "changes": self.changes_json(schema, &cs.changes),
+        });
+        if let Some(ip) = &cs.meta.client_ip {
+            v["client_ip"] = json!(ip);
+        }
+        if let Some(ua) = &cs.meta.user_agent {
+            v["user_agent"] = json!(ua);
+        }
+        v
+    }
+
+    fn committed_json(&self, schema: &Schema, c: &Committed) -> Value {
+        json!({
+            "version": c.state.version,
+            "epoch": c.state.epoch,
+            "changes": self.changes_json(schema, &c.changes),
+            "replayed": c.replayed,
+        })
+    }
+}
+
+/// `GET /api/v1/namespaces`
+pub async fn namespaces(State(state): State<Arc<AdminState>>) -> ApiResult {
+    let mut out = Vec::new();
+    for schema in state.write.schemas.iter() {
+        let ns = state
+            .write
+            .ledger
+            .namespace_state(&schema.namespace)
+            .await
+            .map_err(ledger_error)?;
+        out.push(json!({
+            "name": schema.namespace,
+            "description": schema.description,
+            "epoch": ns.epoch,
+            "version": ns.version,
+            "keys": schema.len(),
+            "schema_hash": schema.hash,
+        }));
+    }
+    Ok(ok(json!({ "namespaces": out })))
+}
+
+fn config_json(
+    state: &AdminState,
+    schema: &Schema,
+    def: &crate::schema::KeyDef,
+    stored: Option<&crate::ledger::StoredValue>,
+) -> Value {
+    let value = stored.and_then(|s| s.value.as_ref());
+    let effective = value.unwrap_or(&def.default);
+    json!({
+        "key": def.name,
+        "type": def.ty.as_str(),
+        "group": def.group,
+        "description": def.description,
+        "default": state.mask(schema, &def.name, Some(&def.default)),
+        "value": state.mask(schema, &def.name, Some(effective)),
+        "modified": value.is_some(),
+        "secret": def.secret,
+        "version": stored.map_or(0, |s| s.version),
+        "constraints": def.constraints_json(),
+    })
+}
+
+/// `GET /api/v1/namespaces/{ns}/configs`
+pub async fn configs(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let current = state
+        .write
+        .ledger
+        .current(&ns)
+        .await
+        .map_err(ledger_error)?;
+    let configs: Vec<Value> = schema
+        .keys()
+        .iter()
+        .map(|def| config_json(&state, &schema, def, current.values.get(&def.name)))
+        .collect();
+    let groups: Vec<Value> = schema
+        .groups
+        .iter()
+        .map(|g| json!({"name": g.name, "keys": g.keys}))
+        .collect();
+    Ok(ok(json!({
+        "namespace": ns,
+        "description": schema.description,
+        "epoch": current.state.epoch,
+        "version": current.state.version,
+        "groups": groups,
+        "configs": configs,
+    })))
+}
+
+/// `GET /api/v1/namespaces/{ns}/configs/{key}`
+pub async fn config(
+    State(state): State<Arc<AdminState>>,
+    Path((ns, key)): Path<(String, String)>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let def = schema
+        .key(&key)
+        .ok_or_else(|| ApiError::unknown_key(&key))?;
+    let current = state
+        .write
+        .ledger
+        .current(&ns)
+        .await
+        .map_err(ledger_error)?;
+    let mut v = config_json(&state, &schema, def, current.values.get(&key));
+    v["namespace_version"] = json!(current.state.version);
+    Ok(ok(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    changes: serde_json::Map<String, Value>,
+    expected_version: Option<u64>,
+    #[serde(default)]
+    expected: BTreeMap<String, u64>,
+    comment: Option<String>,
+}
+
+/// `PATCH /api/v1/namespaces/{ns}/configs`
+pub async fn patch_configs(
+    State(state): State<Arc<AdminState>>,
+    Path(ns): Path<String>,
+    ctx: WriteContext,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let ctx = ctx.with_comment(body.comment)?;
+    let committed = state
+        .write
+        .write(
+            &ns,
+            WriteRequest {
+                changes: body.changes.into_iter().collect(),
+                expected_version: body.expected_version,
+                expected_keys: body.expected,
+                meta: ctx.meta,
+                idempotency_key: ctx.idempotency_key,
+            },
+        )
+        .await?;
+    Ok(ok(state.committed_json(&schema, &committed)))
+}
+
+/// Distinguishes a missing field (`None`) from an explicit `null` (`Some(Null)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    #[serde(default, deserialize_with = "present")]
+    value: Option<Value>,
+    expected_version: Option<u64>,
+    /// The key's own version, as `expected` in a PATCH.
+    expected_key_version: Option<u64>,
+    comment: Option<String>,
+}
+
+/// `PUT /api/v1/namespaces/{ns}/configs/{key}`
+pub async fn put_config(
+    State(state): State<Arc<AdminState>>,
+    Path((ns, key)): Path<(String, String)>,
+    ctx: WriteContext,
+    ApiJson(body): ApiJson<PutBody>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    if schema.key(&key).is_none() {
+        return Err(ApiError::unknown_key(&key));
+    }
+    let Some(value) = body.value else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body needs a \"value\" (null resets to the default)",
+        ));
+    };
+    let ctx = ctx.with_comment(body.comment)?;
+    let committed = state
+        .write
+        .write(
+            &ns,
+            WriteRequest {
+                changes: vec![(key.clone(), value)],
+                expected_version: body.expected_version,
+                expected_keys: body
+                    .expected_key_version
+                    .map(|v| BTreeMap::from([(key, v)]))
+                    .unwrap_or_default(),
+                meta: ctx.meta,
+                idempotency_key: ctx.idempotency_key,
+            },
+        )
+        .await?;
+    Ok(ok(state.committed_json(&schema, &committed)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    expected_version: Option<u64>,
+    comment: Option<String>,
+}
+
+/// `DELETE /api/v1/namespaces/{ns}/configs/{key}`: reset to the default.
+pub async fn delete_config(
+    State(state): State<Arc<AdminState>>,
+    Path((ns, key)): Path<(String, String)>,
+    ctx: WriteContext,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    if schema.key(&key).is_none() {
+        return Err(ApiError::unknown_key(&key));
+    }
+    let ctx = ctx.with_comment(q.comment)?;
+    let committed = state
+        .write
+        .write(
+            &ns,
+            WriteRequest {
+                changes: vec![(key, Value::Null)],
+                expected_version: q.expected_version,
+                meta: ctx.meta,
+                idempotency_key: ctx.idempotency_key,
+                ..WriteRequest::default()
+            },
+        )
+        .await?;
+    Ok(ok(state.committed_json(&schema, &committed)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    key: Option<String>,
+    actor: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/namespaces/{ns}/history`
+pub async fn history(
+    State(state): State<Arc<AdminState>>,
+    Path(ns): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryParams>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let page = state
+        .write
+        .ledger
+        .history(
+            &ns,
+            &HistoryQuery {
+                key: q.key.filter(|k| !k.is_empty()),
+                actor: q.actor.filter(|a| !a.is_empty()),
+                before: q.before,
+                limit,
+            },
+        )
+        .await
+        .map_err(ledger_error)?;
+    let changesets: Vec<Value> = page
+        .changesets
+        .iter()
+        .map(|cs| state.changeset_json(&schema, cs))
+        .collect();
+    let mut body = json!({ "changesets": changesets });
+    if let Some(next) = page.next {
+        body["next"] = json!(next);
+    }
+    Ok(ok(body))
+}
+
+/// `GET /api/v1/namespaces/{ns}/changesets/{version}`
+pub async fn changeset(
+    State(state): State<Arc<AdminState>>,
+    Path((ns, version)): Path<(String, String)>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let version: u64 = version.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_version",
+            format!("{version:?} is not a version number"),
+        )
+    })?;
+    let cs = state
+        .write
+        .ledger
+        .changeset(&ns, version)
+        .await
+        .map_err(ledger_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_version",
+                format!("version {version} does not exist"),
+            )
+        })?;
+    Ok(ok(state.changeset_json(&schema, &cs)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    to_version: u64,
+    comment: Option<String>,
+}
+
+/// `POST /api/v1/namespaces/{ns}/rollback`
+pub async fn rollback(
+    State(state): State<Arc<AdminState>>,
+    Path(ns): Path<String>,
+    ctx: WriteContext,
+    ApiJson(body): ApiJson<RollbackBody>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let comment = body
+        .comment
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| format!("rollback to version {}", body.to_version));
+    let ctx = ctx.with_comment(Some(comment))?;
+    let committed = state
+        .write
+        .rollback(&ns, body.to_version, ctx.meta, ctx.idempotency_key)
+        .await?;
+    let mut v = state.committed_json(&schema, &committed);
+    v["rolled_back_to"] = json!(body.to_version);
+    Ok(ok(v))
+}
+
+/// `GET /api/v1/namespaces/{ns}/sidecars`
+pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let current = state
+        .write
+        .ledger
+        .namespace_state(&ns)
+        .await
+        .map_err(ledger_error)?;
+    let sidecars = state.fleet.sidecars(&ns).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            format!("cannot read the fleet: {e}"),
+        )
+    })?;
+    let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &sidecars {
+        *by_version
+            .entry(format!("{}-{}", s.epoch, s.version))
+            .or_default() += 1;
+    }
+    let stragglers: Vec<&str> = sidecars
+        .iter()
+        .filter(|s| (s.epoch, s.version) < (current.epoch, current.version))
+        .map(|s| s.id.as_str())
+        .collect();
+    let drift: Vec<&str> = sidecars
+        .iter()
+        .filter(|s| s.schema_hash != schema.hash)
+        .map(|s| s.id.as_str())
+        .collect();
+    Ok(ok(json!({
+        "namespace": ns,
+        "epoch": current.epoch,
+        "version": current.version,
+        "schema_hash": schema.hash,
+        "sidecars": sidecars,
+        "by_version": by_version,
+        "stragglers": stragglers,
+        "schema_drift": drift,
+    })))
+}
+
+/// `GET /api/v1/namespaces/{ns}/export`: the stored (non-default) values; secrets masked.
+pub async fn export(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let current = state
+        .write
+        .ledger
+        .current(&ns)
+        .await
+        .map_err(ledger_error)?;
+    let values: serde_json::Map<String, Value> = current
+        .stored()
+        .map(|(k, v)| (k.to_owned(), state.mask(&schema, k, Some(v))))
+        .collect();
+    Ok(ok(json!({
+        "namespace": ns,
+        "epoch": current.state.epoch,
+        "version": current.state.version,
+        "values": values,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ImportBody {
+    values: serde_json::Map<String, Value>,
+    comment: Option<String>,
+    /// Export documents carry these; they are accepted and ignored.
+    #[serde(default, rename = "namespace")]
+    _namespace: Option<Value>,
+    #[serde(default, rename = "epoch")]
+    _epoch: Option<Value>,
+    #[serde(default, rename = "version")]
+    _version: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/namespaces/{ns}/import?dry_run=true`: sets the given values as one changeset
+/// (or, with `dry_run`, only shows the diff). Masked secrets in the document are left as they are.
+pub async fn import(
+    State(state): State<Arc<AdminState>>,
+    Path(ns): Path<String>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    ctx: WriteContext,
+    ApiJson(body): ApiJson<ImportBody>,
+) -> ApiResult {
+    let schema = state.write.schema(&ns)?.clone();
+    let wanted: Vec<(String, Value)> = body
+        .values
+        .into_iter()
+        .filter(|(_, v)| !is_mask(v))
+        .collect();
+    let canonical = validate(&schema, &wanted)?;
+    if q.dry_run {
+        let current = state
+            .write
+            .ledger
+            .current(&ns)
+            .await
+            .map_err(ledger_error)?;
+        let changes: Vec<Change> = canonical
+            .into_iter()
+            .filter_map(|(key, new)| {
+                let old = current.values.get(&key).and_then(|s| s.value.clone());
+                (old != new).then_some(Change { key, old, new })
+            })
+            .collect();
+        return Ok(ok(json!({
+            "dry_run": true,
+            "version": current.state.version,
+            "changes": state.changes_json(&schema, &changes),
+        })));
+    }
+    if wanted.is_empty() {
+        let current = state
+            .write
+            .ledger
+            .namespace_state(&ns)
+            .await
+            .map_err(ledger_error)?;
+        return Ok(ok(
+            json!({"version": current.version, "epoch": current.epoch, "changes": [], "replayed": false}),
+        ));
+    }
+    let ctx = ctx.with_comment(Some(body.comment.unwrap_or_else(|| "import".into())))?;
+    let committed = state
+        .write
+        .write(
+            &ns,
+            WriteRequest {
+                changes: wanted,
+                meta: ctx.meta,
+                idempotency_key: ctx.idempotency_key,
+                ..WriteRequest::default()
+            },
+        )
+        .await?;
+    Ok(ok(state.committed_json(&schema, &committed)))
+}
+
+/// `GET /readyz`: the ledger answers.
+pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    match state.write.ledger.ping().await {
+        Ok(()) => ok(json!({"ready": true})),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "cause": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let mut resp = state.metrics.encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+pub async fn index() -> Json<Value> {
+    Json(json!({
+        "service": "rtconfig admin",
+        "api": "/api/v1/namespaces",
+        "openapi": "/api/v1/openapi.yaml",
+    }))
+}

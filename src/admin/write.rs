@@ -1,0 +1,324 @@
+//! The write path: validate against the schema → commit one changeset to the ledger → tell
+//! whoever distributes it ([`AfterCommit`]: the in-process publisher in `dev`, the Redis relay
+//! in production).
+//!
+//! Every value is checked before anything is written; a request with any bad value writes
+//! nothing and gets every problem back at once. Error messages never contain a secret's value.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::http::ApiError;
+use crate::ledger::{
+    changes_to_reach, ChangeMeta, CommitRequest, Committed, Ledger, LedgerError, NamespaceState,
+};
+use crate::metrics::Metrics;
+use crate::schema::{Schema, SchemaSet};
+
+/// Called after every commit that changed something (and after replays, harmlessly).
+#[async_trait]
+pub trait AfterCommit: Send + Sync + 'static {
+    async fn committed(&self, namespace: &str, state: NamespaceState);
+}
+
+/// Does nothing after a commit (tests, tools).
+pub struct NoDistribution;
+
+#[async_trait]
+impl AfterCommit for NoDistribution {
+    async fn committed(&self, _namespace: &str, _state: NamespaceState) {}
+}
+
+/// A write as the API received it.
+#[derive(Debug, Default, Clone)]
+pub struct WriteRequest {
+    /// `KEY → value`, or `KEY → null` to reset to the default.
+    pub changes: Vec<(String, Value)>,
+    pub expected_version: Option<u64>,
+    pub expected_keys: BTreeMap<String, u64>,
+    pub meta: ChangeMeta,
+    pub idempotency_key: Option<String>,
+}
+
+/// Validates and commits writes.
+pub struct WritePath {
+    pub schemas: SchemaSet,
+    pub ledger: Arc<dyn Ledger>,
+    pub after_commit: Arc<dyn AfterCommit>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl WritePath {
+    pub fn schema(&self, namespace: &str) -> Result<&Arc<Schema>, ApiError> {
+        self.schemas
+            .get(namespace)
+            .ok_or_else(|| ApiError::unknown_namespace(namespace))
+    }
+
+    /// Validates every change, commits them as one changeset, and distributes it.
+    pub async fn write(&self, namespace: &str, req: WriteRequest) -> Result<Committed, ApiError> {
+        let schema = self.schema(namespace)?.clone();
+        if req.changes.is_empty() {
+            self.metrics.admin_write("invalid");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                "changes must name at least one key",
+            ));
+        }
+        let changes = match validate(&schema, &req.changes) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.admin_write("invalid");
+                return Err(e);
+            }
+        };
+        for key in req.expected_keys.keys() {
+            if schema.key(key).is_none() {
+                self.metrics.admin_write("invalid");
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_key",
+                    format!("expected names an unknown key {key:?}"),
+                ));
+            }
+        }
+        let fingerprint = fingerprint(namespace, &changes, &req);
+        let request = CommitRequest {
+            namespace: namespace.to_owned(),
+            changes,
+            expected_version: req.expected_version,
+            expected_keys: req.expected_keys,
+            meta: req.meta,
+            idempotency_key: req.idempotency_key,
+            fingerprint,
+        };
+        self.commit(request).await
+    }
+
+    /// Commits an already validated request and distributes it.
+    async fn commit(&self, request: CommitRequest) -> Result<Committed, ApiError> {
+        let namespace = request.namespace.clone();
+        match self.ledger.commit(request).await {
+            Ok(committed) => {
+                let result = if committed.replayed {
+                    "replayed"
+                } else if committed.changes.is_empty() {
+                    "unchanged"
+                } else {
+                    "ok"
+                };
+                self.metrics.admin_write(result);
+                if !committed.changes.is_empty() {
+                    tracing::info!(
+                        namespace = %namespace,
+                        version = committed.state.version,
+                        keys = ?committed.changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+                        replayed = committed.replayed,
+                        "changeset committed"
+                    );
+                    self.after_commit
+                        .committed(&namespace, committed.state)
+                        .await;
+                }
+                Ok(committed)
+            }
+            Err(e) => {
+                let api = ledger_error(e);
+                self.metrics.admin_write(match api.status {
+                    StatusCode::CONFLICT => "conflict",
+                    s if s.is_client_error() => "invalid",
+                    _ => "error",
+                });
+                Err(api)
+            }
+        }
+    }
+
+    /// A new changeset restoring the stored values as they were at `to_version`.
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        to_version: u64,
+        meta: ChangeMeta,
+        idempotency_key: Option<String>,
+    ) -> Result<Committed, ApiError> {
+        let schema = self.schema(namespace)?.clone();
+        let current = self.ledger.current(namespace).await.map_err(ledger_error)?;
+        let target = self
+            .ledger
+            .state_at(namespace, to_version)
+            .await
+            .map_err(ledger_error)?;
+        // Keys the schema no longer has are left alone; values it now rejects stop the rollback.
+        let target: BTreeMap<String, Value> = target
+            .into_iter()
+            .filter(|(k, _)| schema.key(k).is_some())
+            .collect();
+        let wanted: Vec<(String, Value)> =
+            target.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        validate(&schema, &wanted)?;
+        let changes: Vec<(String, Option<Value>)> = changes_to_reach(&current, &target)
+            .into_iter()
+            .filter(|(k, _)| schema.key(k).is_some())
+            .collect();
+        let mut req = WriteRequest {
+            changes: Vec::new(),
+            expected_version: Some(current.state.version),
+            meta,
+            idempotency_key,
+            ..WriteRequest::default()
+        };
+        let fingerprint = fingerprint(namespace, &changes, &req);
+        req.changes.clear();
+        self.commit(CommitRequest {
+            namespace: namespace.to_owned(),
+            changes,
+            expected_version: req.expected_version,
+            expected_keys: BTreeMap::new(),
+            meta: req.meta,
+            idempotency_key: req.idempotency_key,
+            fingerprint: format!("rollback:{to_version}:{fingerprint}"),
+        })
+        .await
+    }
+}
+
+/// Checks every change; returns them in canonical form or every problem at once.
+pub fn validate(
+    schema: &Schema,
+    changes: &[(String, Value)],
+) -> Result<Vec<(String, Option<Value>)>, ApiError> {
+    let mut out = Vec::with_capacity(changes.len());
+    let mut unknown = Vec::new();
+    let mut invalid = Vec::new();
+    for (key, value) in changes {
+        let Some(def) = schema.key(key) else {
+            unknown.push(
+                json!({"key": key, "rule": "unknown_key", "message": "no such key in the schema"}),
+            );
+            continue;
+        };
+        if value.is_null() {
+            out.push((key.clone(), None));
+            continue;
+        }
+        match def.validate(value) {
+            Ok(v) => out.push((key.clone(), Some(v))),
+            Err(e) => {
+                // A secret's value must not come back in an error body.
+                let message = if def.secret {
+                    format!("the value breaks rule {}", e.rule)
+                } else {
+                    e.message
+                };
+                invalid.push(json!({"key": key, "rule": e.rule, "message": message}));
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let keys: Vec<&str> = unknown.iter().filter_map(|u| u["key"].as_str()).collect();
+        let message = format!(
+            "unknown key(s) in namespace {}: {}",
+            schema.namespace,
+            keys.join(", ")
+        );
+        unknown.extend(invalid);
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_key", message)
+                .with_details(json!({ "errors": unknown })),
+        );
+    }
+    if !invalid.is_empty() {
+        let message = invalid
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["key"].as_str().unwrap_or_default(),
+                    e["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+                .with_details(json!({ "errors": invalid })),
+        );
+    }
+    Ok(out)
+}
+
+/// A digest of what a request asks for, so an `Idempotency-Key` reused for a different request
+/// is recognised.
+fn fingerprint(namespace: &str, changes: &[(String, Option<Value>)], req: &WriteRequest) -> String {
+    let doc = json!({
+        "namespace": namespace,
+        "changes": changes,
+        "expected_version": req.expected_version,
+        "expected": req.expected_keys,
+        "comment": req.meta.comment,
+    });
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// Maps ledger failures to API errors with stable codes.
+pub fn ledger_error(e: LedgerError) -> ApiError {
+    match e {
+        LedgerError::UnknownNamespace(ns) => ApiError::unknown_namespace(&ns),
+        LedgerError::VersionConflict { expected, actual } => ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            format!("expected version {expected}, but the namespace is at version {actual}; reload and retry"),
+        )
+        .with_details(json!({"expected_version": expected, "current_version": actual})),
+        LedgerError::KeyConflict {
+            key,
+            expected,
+            actual,
+        } => ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            format!("{key} was expected at version {expected} but changed at version {actual}"),
+        )
+        .with_details(json!({"key": key, "expected_version": expected, "current_version": actual})),
+        LedgerError::IdempotencyKeyReused => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different request",
+        ),
+        LedgerError::NoSuchVersion(v) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_version",
+            format!("version {v} does not exist"),
+        ),
+        LedgerError::OutcomeUnknown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outcome_unknown",
+            "the commit's outcome is unknown; retry with the same Idempotency-Key",
+        )
+        .retry_after(1),
+        e @ (LedgerError::Unavailable(_) | LedgerError::Io(_)) => {
+            tracing::warn!(error = %e, "ledger unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the configuration store is unavailable; nothing was written",
+            )
+            .retry_after(1)
+        }
+        e @ (LedgerError::ForeignCluster { .. } | LedgerError::Corrupt(_)) => {
+            tracing::error!(error = %e, "ledger failure");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the configuration store cannot be used; see the admin's logs",
+            )
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The command line: `rtconfig dev | check | health`. Every flag also reads `RTCONFIG_<FLAG>`.
+//!
+//! Exit codes: 0 success, 64 (`EX_USAGE`) for bad flags, settings or schema files, 1 for
+//! failures at run time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, DevSettings};
+use crate::schema::SchemaSet;
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtconfig",
+    version,
+    about = "Realtime configuration: a per-pod sidecar serving every value from memory, and an admin service with a change ledger"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: auto (JSON unless on a terminal), json, pretty. Level: RUST_LOG.
+    #[arg(long, env = "RTCONFIG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Admin + sidecar in one process on the embedded store (no Redis, no PostgreSQL).
+    Dev(DevArgs),
+    /// Validate schema files; prints every problem and exits 64, or 0 when all is well.
+    Check(CheckArgs),
+    /// Probe a URL (for images without curl): exit 0 on a 2xx answer, 1 otherwise.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory of namespace schema files (*.toml).
+    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
+    pub schema_dir: PathBuf,
+    /// Directory of the embedded ledger (created if missing).
+    #[arg(long, env = "RTCONFIG_DATA_DIR", default_value = ".rtconfig")]
+    pub data_dir: PathBuf,
+    /// Namespace the sidecar read API serves (the admin serves every namespace).
+    #[arg(long, env = "RTCONFIG_NAMESPACE", default_value = "demo")]
+    pub namespace: String,
+    /// This deployment's name; recorded in the ledger, which refuses another.
+    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
+    pub cluster_id: String,
+    /// Sidecar read API address (loopback only unless --allow-non-loopback).
+    #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Admin API address.
+    #[arg(long, env = "RTCONFIG_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub admin_listen: SocketAddr,
+    /// Probe and metrics address of the sidecar.
+    #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "127.0.0.1:7071")]
+    pub probe_listen: SocketAddr,
+    /// Serve the read API on a non-loopback --listen address.
+    #[arg(long, env = "RTCONFIG_ALLOW_NON_LOOPBACK")]
+    pub allow_non_loopback: bool,
+    /// Most long-polls and SSE streams open at once; more get 503 with Retry-After.
+    #[arg(long, env = "RTCONFIG_MAX_WATCHERS", default_value_t = 1024)]
+    pub max_watchers: usize,
+    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
+    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Require `Authorization: Bearer <token>` on the admin API.
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Directory of namespace schema files (*.toml).
+    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
+    pub schema_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// URL to probe, e.g. http://127.0.0.1:7071/readyz
+    pub url: String,
+    /// Give up after this many seconds.
+    #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value_t = 2.0)]
+    pub timeout: f64,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    if value.is_finite() && value >= 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("{flag} must be a non-negative number of seconds"))
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Health(args) => runtime().block_on(health(&args)),
+        Command::Dev(args) => runtime().block_on(dev(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtconfig: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    match SchemaSet::load_dir(&args.schema_dir) {
+        Ok(set) => {
+            let keys: usize = set.iter().map(|s| s.len()).sum();
+            println!(
+                "ok: {} namespace(s), {keys} key(s) in {}",
+                set.len(),
+                args.schema_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            ExitCode::from(64)
+        }
+    }
+}
+
+async fn health(args: &HealthArgs) -> ExitCode {
+    let timeout = match seconds(args.timeout, "--timeout") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rtconfig health: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let uri: hyper::Uri = match args.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("rtconfig health: invalid URL {:?}: {e}", args.url);
+            return ExitCode::from(64);
+        }
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    match tokio::time::timeout(timeout, client.get(uri)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => {
+            println!("{}", resp.status());
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(resp)) => {
+            eprintln!("{}", resp.status());
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("rtconfig health: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("rtconfig health: no answer within {timeout:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dev(args: DevArgs) -> ExitCode {
+    let drain_timeout = match seconds(args.drain_timeout, "--drain-timeout") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("rtconfig: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let first_start = !args.data_dir.join("ledger.log").exists();
+    let settings = DevSettings {
+        schema_dir: args.schema_dir,
+        data_dir: args.data_dir,
+        namespace: args.namespace,
+        cluster_id: args.cluster_id,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        probe_listen: args.probe_listen,
+        allow_non_loopback: args.allow_non_loopback,
+        max_watchers: args.max_watchers,
+        drain_timeout,
+        admin_token: args.admin_token,
+    };
+    let data_dir = settings.data_dir.clone();
+    let auth = settings.admin_token.is_some();
+    let running = match app::start_dev(settings).await {
+        Ok(r) => r,
+        Err(e) => return report_start_error(&e),
+    };
+    println!(
+        "rtconfig dev is running{}\n  \
+         status page      http://{read}/\n  \
+         read API         http://{read}/v1/configs\n  \
+         admin API        http://{admin}/api/v1/namespaces\n  \
+         probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
+         data dir         {data}\n  \
+         admin auth       {auth}\n\
+         Stop with Ctrl-C.",
+        if first_start {
+            " (first start: new data dir)"
+        } else {
+            ""
+        },
+        read = running.read_addr,
+        admin = running.admin_addr,
+        probe = running.probe_addr,
+        data = data_dir.display(),
+        auth = if auth {
+            "bearer token (--admin-token)"
+        } else {
+            "none: dev binds loopback only"
+        },
+    );
+    running.run_until_stopped().await;
+    ExitCode::SUCCESS
+}
+
+fn report_start_error(e: &app::StartError) -> ExitCode {
+    if let app::StartError::Schema(problems) = e {
+        for p in problems {
+            eprintln!("{p}");
+        }
+    }
+    eprintln!("rtconfig: {e}");
+    tracing::error!(error = %e, "cannot start");
+    ExitCode::from(e.exit_code())
+}

@@ -1,0 +1,169 @@
+//! The accept loop shared by every listener: HTTP/1.1 on hyper with limits and graceful drain.
+//!
+//! Limits: request head (line + headers) ≤ 16 KiB and ≤ 64 headers (larger → 431 by hyper),
+//! URI ≤ 8 KiB (→ 414 with our JSON error), a header-read timeout against slow clients, and the
+//! peer address in every request's extensions (`ConnectInfo`). On shutdown the listener closes
+//! at once, idle keep-alive connections are closed, and in-flight requests get until the drain
+//! deadline; streams (SSE, long-poll) end themselves on the same shutdown signal.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::Service;
+
+use super::error::ApiError;
+use crate::shutdown::Shutdown;
+
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub const MAX_HEADERS: usize = 64;
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown`, then drains for at most `drain`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, drain: Duration) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let local = listener.local_addr().ok();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { router.call(req.map(axum::body::Body::new)).await }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::debug!(addr = ?local, "listener closed; draining connections");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(addr = ?local, drain_seconds = drain.as_secs_f64(), "drain deadline passed; closing remaining connections");
+    }
+}
+
+/// Middleware: refuses over-long URIs before routing.
+pub async fn limit_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Middleware: counts every request by route pattern and status, and times it.
+pub async fn record_metrics(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route: &'static str = route_label(req.extensions().get::<MatchedPath>());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::RouteStatus {
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .http_duration
+        .get_or_create(&crate::metrics::RouteLabel { route })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Route patterns are few and fixed; map them to static labels (bounded cardinality).
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/v1/configs",
+        "/v1/configs/{key}",
+        "/v1/watch",
+        "/ofrep/v1/evaluate/flags",
+        "/ofrep/v1/evaluate/flags/{key}",
+        "/",
+        "/healthz",
+        "/readyz",
+        "/status",
+        "/metrics",
+        "/api/v1/namespaces",
+        "/api/v1/namespaces/{ns}/configs",
+        "/api/v1/namespaces/{ns}/configs/{key}",
+        "/api/v1/namespaces/{ns}/history",
+        "/api/v1/namespaces/{ns}/changesets/{version}",
+        "/api/v1/namespaces/{ns}/rollback",
+        "/api/v1/namespaces/{ns}/sidecars",
+        "/api/v1/namespaces/{ns}/export",
+        "/api/v1/namespaces/{ns}/import",
+        "/api/v1/openapi.json",
+    ];
+    match matched {
+        Some(m) => ROUTES
+            .iter()
+            .find(|r| **r == m.as_str())
+            .copied()
+            .unwrap_or("other"),
+        None => "unmatched",
+    }
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such path")
+}
+
+/// Fallback for a known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Binds a listener, with the address in the error.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}

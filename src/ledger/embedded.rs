@@ -1,0 +1,705 @@
+//! The embedded ledger: one append-only log file in the data dir, for `rtconfig dev` and
+//! single-admin installs.
+//!
+//! File layout (`<data-dir>/ledger.log`): one record per line, `<crc32 hex8> <json>\n`. Records
+//! are `init` (cluster id), `namespace` (creation or epoch bump) and `changeset`. A commit
+//! appends its line and `fsync`s before it is acknowledged, so a crash loses nothing that was
+//! acknowledged. At open the whole log is replayed into memory; a torn last line (a crash
+//! mid-append, never acknowledged) is cut off, while a damaged line anywhere else stops the
+//! open with [`LedgerError::Corrupt`] rather than silently dropping history.
+//!
+//! One process at a time: an exclusive lock on `<data-dir>/lock` guards the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    plan_commit, Changeset, CommitRequest, Committed, CurrentValues, HistoryPage, HistoryQuery,
+    Ledger, LedgerError, NamespaceState, Result, StoredValue,
+};
+
+const LOG_FILE: &str = "ledger.log";
+const LOCK_FILE: &str = "lock";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum Record {
+    Init {
+        cluster_id: String,
+    },
+    Namespace {
+        namespace: String,
+        epoch: u64,
+    },
+    Changeset {
+        #[serde(flatten)]
+        changeset: Changeset,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency: Option<Idempotency>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Idempotency {
+    key: String,
+    fingerprint: String,
+}
+
+#[derive(Default)]
+struct NsState {
+    epoch: u64,
+    values: BTreeMap<String, StoredValue>,
+    /// `history[i]` has version `i + 1`: versions are gap-free.
+    history: Vec<Arc<Changeset>>,
+    /// Idempotency-Key → (request fingerprint, version it produced).
+    idempotency: HashMap<String, (String, u64)>,
+}
+
+impl NsState {
+    fn version(&self) -> u64 {
+        self.history.len() as u64
+    }
+
+    fn state(&self) -> NamespaceState {
+        NamespaceState {
+            epoch: self.epoch,
+            version: self.version(),
+        }
+    }
+
+    fn current(&self) -> CurrentValues {
+        CurrentValues {
+            state: self.state(),
+            values: self.values.clone(),
+        }
+    }
+
+    fn apply(&mut self, cs: Changeset, idempotency: Option<Idempotency>) -> Result<()> {
+        if cs.version != self.version() + 1 {
+            return Err(LedgerError::Corrupt(format!(
+                "namespace {}: version {} follows {} (gap or repeat)",
+                cs.namespace,
+                cs.version,
+                self.version()
+            )));
+        }
+        for c in &cs.changes {
+            self.values.insert(
+                c.key.clone(),
+                StoredValue {
+                    value: c.new.clone(),
+                    version: cs.version,
+                },
+            );
+        }
+        if let Some(i) = idempotency {
+            self.idempotency.insert(i.key, (i.fingerprint, cs.version));
+        }
+        self.history.push(Arc::new(cs));
+        Ok(())
+    }
+}
+
+struct Inner {
+    file: File,
+    /// Length of the log up to the last complete record.
+    len: u64,
+    namespaces: HashMap<String, NsState>,
+    /// Set when an append failed and the log could not be restored: refuse further writes.
+    poisoned: Option<String>,
+}
+
+/// The file-backed ledger. Cheap to share (`Arc`); blocking I/O runs on the blocking pool.
+pub struct EmbeddedLedger {
+    cluster_id: String,
+    dir: PathBuf,
+    inner: Arc<Mutex<Inner>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for EmbeddedLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLedger")
+            .field("dir", &self.dir)
+            .field("cluster_id", &self.cluster_id)
+            .finish()
+    }
+}
+
+impl EmbeddedLedger {
+    /// Opens (or creates) the ledger in `dir` for `cluster_id`. Fails if another process holds
+    /// the dir, if the log belongs to another cluster, or if it is damaged beyond a torn tail.
+    pub fn open(dir: &Path, cluster_id: &str) -> Result<EmbeddedLedger> {
+        std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        lock.try_lock_exclusive().map_err(|_| {
+            LedgerError::Unavailable(format!(
+                "{} is in use by another rtconfig process",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(LOG_FILE);
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        if !existed {
+            sync_dir(dir)?;
+        }
+        let (records, good_len, torn) = read_log(&file)?;
+        if torn {
+            tracing::warn!(
+                path = %path.display(),
+                kept_bytes = good_len,
+                "ledger log ends with a torn record (crash during a write that was never acknowledged); cutting it off"
+            );
+            file.set_len(good_len)?;
+            file.sync_all()?;
+        }
+        let mut inner = Inner {
+            file,
+            len: good_len,
+            namespaces: HashMap::new(),
+            poisoned: None,
+        };
+        let mut found_cluster = None;
+        for record in records {
+            match record {
+                Record::Init { cluster_id } => found_cluster = Some(cluster_id),
+                Record::Namespace { namespace, epoch } => {
+                    inner.namespaces.entry(namespace).or_default().epoch = epoch;
+                }
+                Record::Changeset {
+                    changeset,
+                    idempotency,
+                } => {
+                    let ns = inner
+                        .namespaces
+                        .get_mut(&changeset.namespace)
+                        .ok_or_else(|| {
+                            LedgerError::Corrupt(format!(
+                                "changeset for namespace {} before its creation",
+                                changeset.namespace
+                            ))
+                        })?;
+                    ns.apply(changeset, idempotency)?;
+                }
+            }
+        }
+        match found_cluster {
+            Some(found) if found != cluster_id => {
+                return Err(LedgerError::ForeignCluster {
+                    expected: cluster_id.to_owned(),
+                    found,
+                })
+            }
+            Some(_) => {}
+            None => append(
+                &mut inner,
+                &Record::Init {
+                    cluster_id: cluster_id.to_owned(),
+                },
+            )?,
+        }
+        inner.file.seek(SeekFrom::End(0))?;
+        Ok(EmbeddedLedger {
+            cluster_id: cluster_id.to_owned(),
+            dir: dir.to_path_buf(),
+            inner: Arc::new(Mutex::new(inner)),
+            _lock: lock,
+        })
+    }
+
+    /// Runs `f` on the locked state on the blocking pool (file I/O and fsync block).
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| LedgerError::Unavailable(format!("ledger task failed: {e}")))?
+    }
+
+    /// Reads the in-memory state without touching the file.
+    fn read<T>(&self, f: impl FnOnce(&Inner) -> Result<T>) -> Result<T> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    /// Bumps a namespace's epoch (after a restore; `reconcile --force`).
+    pub async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState> {
+        let namespace = namespace.to_owned();
+        self.with(move |inner| {
+            let epoch = ns(inner, &namespace)?.epoch + 1;
+            append(
+                inner,
+                &Record::Namespace {
+                    namespace: namespace.clone(),
+                    epoch,
+                },
+            )?;
+            let state = ns_mut(inner, &namespace)?;
+            state.epoch = epoch;
+            Ok(state.state())
+        })
+        .await
+    }
+}
+
+fn ns<'a>(inner: &'a Inner, namespace: &str) -> Result<&'a NsState> {
+    inner
+        .namespaces
+        .get(namespace)
+        .ok_or_else(|| LedgerError::UnknownNamespace(namespace.to_owned()))
+}
+
+fn ns_mut<'a>(inner: &'a mut Inner, namespace: &str) -> Result<&'a mut NsState> {
+    inner
+        .namespaces
+        .get_mut(namespace)
+        .ok_or_else(|| LedgerError::UnknownNamespace(namespace.to_owned()))
+}
+
+/// Appends one record durably. On failure the log is cut back to its last good length; if even
+/// that fails, the ledger refuses further writes until restarted (the open will repair it).
+fn append(inner: &mut Inner, record: &Record) -> Result<()> {
+    if let Some(why) = &inner.poisoned {
+        return Err(LedgerError::Unavailable(why.clone()));
+    }
+    let json = serde_json::to_vec(record)
+        .map_err(|e| LedgerError::Corrupt(format!("cannot encode record: {e}")))?;
+    let mut line = Vec::with_capacity(json.len() + 10);
+    line.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    let written = inner
+        .file
+        .write_all(&line)
+        .and_then(|()| inner.file.sync_data());
+    match written {
+        Ok(()) => {
+            inner.len += line.len() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(e2) = inner.file.set_len(inner.len) {
+                inner.poisoned = Some(format!(
+                    "append failed ({e}) and the log could not be restored ({e2})"
+                ));
+            }
+            Err(LedgerError::Io(e))
+        }
+    }
+}
+
+/// Reads every complete record. Returns them, the length of the good prefix, and whether a torn
+/// tail followed it.
+fn read_log(file: &File) -> Result<(Vec<Record>, u64, bool)> {
+    let mut reader = BufReader::new(file);
+    reader.seek(SeekFrom::Start(0))?;
+    let mut records = Vec::new();
+    let mut good_len = 0u64;
+    let mut line = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok((records, good_len, false));
+        }
+        line_no += 1;
+        let complete = line.last() == Some(&b'\n');
+        match decode_line(&line) {
+            Some(record) if complete => {
+                records.push(record);
+                good_len += n as u64;
+            }
+            _ => {
+                // Damage is only forgivable at the very end (a torn append).
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut reader, &mut rest)?;
+                if rest.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+                    return Ok((records, good_len, true));
+                }
+                return Err(LedgerError::Corrupt(format!(
+                    "record {line_no} of {LOG_FILE} fails its checksum or does not parse, and records follow it"
+                )));
+            }
+        }
+    }
+}
+
+fn decode_line(line: &[u8]) -> Option<Record> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    if line.len() < 10 || line[8] != b' ' {
+        return None;
+    }
+    let crc = u32::from_str_radix(std::str::from_utf8(&line[..8]).ok()?, 16).ok()?;
+    let json = &line[9..];
+    if crc32fast::hash(json) != crc {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Ledger for EmbeddedLedger {
+    fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<NamespaceState> {
+        if let Ok(state) = self.read(|inner| ns(inner, namespace).map(NsState::state)) {
+            return Ok(state);
+        }
+        let namespace = namespace.to_owned();
+        self.with(move |inner| {
+            if let Some(existing) = inner.namespaces.get(&namespace) {
+                return Ok(existing.state());
+            }
+            append(
+                inner,
+                &Record::Namespace {
+                    namespace: namespace.clone(),
+                    epoch: 1,
+                },
+            )?;
+            let state = inner.namespaces.entry(namespace).or_default();
+            state.epoch = 1;
+            Ok(state.state())
+        })
+        .await
+    }
+
+    async fn namespace_state(&self, namespace: &str) -> Result<NamespaceState> {
+        self.read(|inner| ns(inner, namespace).map(NsState::state))
+    }
+
+    async fn current(&self, namespace: &str) -> Result<CurrentValues> {
+        self.read(|inner| ns(inner, namespace).map(NsState::current))
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Committed> {
+        self.with(move |inner| {
+            let state = ns(inner, &request.namespace)?;
+            if let Some(key) = &request.idempotency_key {
+                if let Some((fingerprint, version)) = state.idempotency.get(key) {
+                    if *fingerprint != request.fingerprint {
+                        return Err(LedgerError::IdempotencyKeyReused);
+                    }
+                    let cs = &state.history[(*version - 1) as usize];
+                    return Ok(Committed {
+                        state: NamespaceState {
+                            epoch: cs.epoch,
+                            version: cs.version,
+                        },
+                        changes: cs.changes.clone(),
+                        replayed: true,
+                    });
+                }
+            }
+            let changes = plan_commit(&request, &state.current())?;
+            if changes.is_empty() {
+                return Ok(Committed {
+                    state: state.state(),
+                    changes,
+                    replayed: false,
+                });
+            }
+            let changeset = Changeset {
+                namespace: request.namespace.clone(),
+                epoch: state.epoch,
+                version: state.version() + 1,
+                created_at: Utc::now(),
+                meta: request.meta,
+                changes,
+            };
+            let idempotency = request.idempotency_key.map(|key| Idempotency {
+                key,
+                fingerprint: request.fingerprint,
+            });
+            let record = Record::Changeset {
+                changeset,
+                idempotency,
+            };
+            append(inner, &record)?;
+            let Record::Changeset {
+                changeset,
+                idempotency,
+            } = record
+            else {
+                unreachable!("built above as a changeset")
+            };
+            let committed = Committed {
+                state: NamespaceState {
+                    epoch: changeset.epoch,
+                    version: changeset.version,
+                },
+                changes: changeset.changes.clone(),
+                replayed: false,
+            };
+            ns_mut(inner, &request.namespace)?.apply(changeset, idempotency)?;
+            Ok(committed)
+        })
+        .await
+    }
+
+    async fn history(&self, namespace: &str, query: &HistoryQuery) -> Result<HistoryPage> {
+        self.read(|inner| {
+            let state = ns(inner, namespace)?;
+            let limit = query.limit.clamp(1, 1000);
+            let end = query.before.map_or(state.history.len(), |b| {
+                (b.saturating_sub(1) as usize).min(state.history.len())
+            });
+            let mut changesets = Vec::new();
+            let mut next = None;
+            for cs in state.history[..end].iter().rev() {
+                if let Some(actor) = &query.actor {
+                    if cs.meta.actor != *actor {
+                        continue;
+                    }
+                }
+                let mut cs = (**cs).clone();
+                if let Some(key) = &query.key {
+                    cs.changes.retain(|c| c.key == *key);
+                    if cs.changes.is_empty() {
+                        continue;
+                    }
+                }
+                if changesets.len() == limit {
+                    next = changesets.last().map(|c: &Changeset| c.version);
+                    break;
+                }
+                changesets.push(cs);
+            }
+            Ok(HistoryPage { changesets, next })
+        })
+    }
+
+    async fn changeset(&self, namespace: &str, version: u64) -> Result<Option<Changeset>> {
+        self.read(|inner| {
+            let state = ns(inner, namespace)?;
+            Ok(version
+                .checked_sub(1)
+                .and_then(|i| state.history.get(i as usize))
+                .map(|cs| (**cs).clone()))
+        })
+    }
+
+    async fn changes_since(
+        &self,
+        namespace: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Changeset>> {
+        self.read(|inner| {
+            let state = ns(inner, namespace)?;
+            let start = (after as usize).min(state.history.len());
+            Ok(state.history[start..]
+                .iter()
+                .take(limit)
+                .map(|cs| (**cs).clone())
+                .collect())
+        })
+    }
+
+    async fn state_at(&self, namespace: &str, version: u64) -> Result<BTreeMap<String, Value>> {
+        self.read(|inner| {
+            let state = ns(inner, namespace)?;
+            if version > state.version() {
+                return Err(LedgerError::NoSuchVersion(version));
+            }
+            let mut values = BTreeMap::new();
+            for cs in &state.history[..version as usize] {
+                for c in &cs.changes {
+                    match &c.new {
+                        Some(v) => values.insert(c.key.clone(), v.clone()),
+                        None => values.remove(&c.key),
+                    };
+                }
+            }
+            Ok(values)
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|inner| match &inner.poisoned {
+            Some(why) => Err(LedgerError::Unavailable(why.clone())),
+            None => Ok(()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::conformance::{self, meta};
+
+    #[tokio::test]
+    async fn the_embedded_ledger_passes_the_conformance_suite() {
+        let dirs = Arc::new(Mutex::new(Vec::new()));
+        conformance::run(|| {
+            let dirs = dirs.clone();
+            async move {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+                dirs.lock().expect("lock").push(dir);
+                Arc::new(ledger) as Arc<dyn Ledger>
+            }
+        })
+        .await;
+    }
+
+    async fn commit(ledger: &EmbeddedLedger, key: &str, value: Value) -> Committed {
+        ledger
+            .commit(CommitRequest {
+                namespace: "demo".into(),
+                changes: vec![(key.into(), Some(value))],
+                meta: meta("alice", ""),
+                ..CommitRequest::default()
+            })
+            .await
+            .expect("commit")
+    }
+
+    #[tokio::test]
+    async fn everything_acknowledged_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+            ledger.ensure_namespace("demo").await.expect("ns");
+            commit(&ledger, "A", json!(1)).await;
+            commit(&ledger, "B", json!("x")).await;
+        }
+        let ledger = EmbeddedLedger::open(dir.path(), "default").expect("reopen");
+        let current = ledger.current("demo").await.expect("current");
+        assert_eq!(
+            current.state,
+            NamespaceState {
+                epoch: 1,
+                version: 2
+            }
+        );
+        assert_eq!(current.stored().count(), 2);
+        assert_eq!(commit(&ledger, "A", json!(2)).await.state.version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_record_is_cut_off_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+            ledger.ensure_namespace("demo").await.expect("ns");
+            commit(&ledger, "A", json!(1)).await;
+        }
+        let path = dir.path().join(LOG_FILE);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open log");
+        f.write_all(b"deadbeef {\"record\":\"changeset\",\"namesp")
+            .expect("write torn tail");
+        drop(f);
+        let ledger = EmbeddedLedger::open(dir.path(), "default").expect("reopen after torn write");
+        assert_eq!(
+            ledger.namespace_state("demo").await.expect("state").version,
+            1
+        );
+        assert_eq!(commit(&ledger, "A", json!(2)).await.state.version, 2);
+        drop(ledger);
+        let ledger = EmbeddedLedger::open(dir.path(), "default").expect("reopen again");
+        assert_eq!(
+            ledger.namespace_state("demo").await.expect("state").version,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_end_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+            ledger.ensure_namespace("demo").await.expect("ns");
+            commit(&ledger, "A", json!(1)).await;
+            commit(&ledger, "A", json!(2)).await;
+        }
+        let path = dir.path().join(LOG_FILE);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, text.replacen("\"A\"", "\"Z\"", 1)).expect("write");
+        match EmbeddedLedger::open(dir.path(), "default") {
+            Err(LedgerError::Corrupt(why)) => assert!(why.contains("checksum"), "{why}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = EmbeddedLedger::open(dir.path(), "default").expect("open");
+        assert!(matches!(
+            EmbeddedLedger::open(dir.path(), "default"),
+            Err(LedgerError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_ledger_refuses_another_cluster_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(EmbeddedLedger::open(dir.path(), "prod").expect("open"));
+        assert!(matches!(
+            EmbeddedLedger::open(dir.path(), "staging"),
+            Err(LedgerError::ForeignCluster { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn bumping_the_epoch_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+            ledger.ensure_namespace("demo").await.expect("ns");
+            commit(&ledger, "A", json!(1)).await;
+            let state = ledger.bump_epoch("demo").await.expect("bump");
+            assert_eq!(
+                state,
+                NamespaceState {
+                    epoch: 2,
+                    version: 1
+                }
+            );
+        }
+        let ledger = EmbeddedLedger::open(dir.path(), "default").expect("reopen");
+        assert_eq!(
+            ledger.namespace_state("demo").await.expect("state").epoch,
+            2
+        );
+        assert_eq!(commit(&ledger, "A", json!(3)).await.state.epoch, 2);
+    }
+}

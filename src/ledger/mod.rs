@@ -1,0 +1,273 @@
+//! The source of truth: changesets, history and current values, behind the [`Ledger`] trait.
+//!
+//! Every write is one [`Changeset`]: many keys under one gap-free, commit-ordered `version`,
+//! with the old and new value of each key and who made it, when and why. A write is
+//! acknowledged only once it is durable. Implementations:
+//! - [`embedded::EmbeddedLedger`]: an append-only, checksummed, fsynced log in a data dir
+//!   (`rtconfig dev`, small single-admin installs);
+//! - PostgreSQL (the production ledger; added with the PostgreSQL issue).
+//!
+//! Both must pass the one conformance suite in [`conformance`].
+//!
+//! Identity (DESIGN §4): `cluster_id` names the deployment (set by `--cluster-id`, recorded
+//! when the ledger is created; a ledger never serves another cluster's id). `epoch` is a rising
+//! integer per namespace, 1 at creation, changed only by an explicit reconcile after a restore;
+//! `version` orders changes and never repeats or skips. Values here are already validated
+//! against the schema: the ledger stores, orders and remembers; it does not judge.
+
+pub mod conformance;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The version counter and epoch of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceState {
+    pub epoch: u64,
+    pub version: u64,
+}
+
+/// A key's stored state: `value: None` means it was reset to the schema default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredValue {
+    pub value: Option<Value>,
+    /// The version of the changeset that last touched this key.
+    pub version: u64,
+}
+
+/// Every stored value of a namespace at one version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentValues {
+    pub state: NamespaceState,
+    pub values: BTreeMap<String, StoredValue>,
+}
+
+impl CurrentValues {
+    /// Keys with a stored (non-default) value.
+    pub fn stored(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values
+            .iter()
+            .filter_map(|(k, v)| v.value.as_ref().map(|v| (k.as_str(), v)))
+    }
+}
+
+/// Who made a change, and why. Kept with every changeset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeMeta {
+    pub actor: String,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// One key's change: `None` is "the schema default" (not set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub key: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// A committed changeset: the unit of history, replication and rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Changeset {
+    pub namespace: String,
+    pub epoch: u64,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub meta: ChangeMeta,
+    pub changes: Vec<Change>,
+}
+
+/// A write: set (`Some`) or reset (`None`) each key, all under one new version.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub namespace: String,
+    pub changes: Vec<(String, Option<Value>)>,
+    /// The namespace version the writer saw (`expected_version`).
+    pub expected_version: Option<u64>,
+    /// Per-key versions the writer saw (`expected`), so edits of different keys don't conflict.
+    pub expected_keys: BTreeMap<String, u64>,
+    pub meta: ChangeMeta,
+    /// `Idempotency-Key`: a retry with the same key and the same request gets the same outcome.
+    pub idempotency_key: Option<String>,
+    /// A digest of the request, so a key reused for a different request is refused.
+    pub fingerprint: String,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub state: NamespaceState,
+    /// The changes written (empty when nothing differed from the stored state).
+    pub changes: Vec<Change>,
+    /// `true` when this answers a retry of an earlier request with the same `Idempotency-Key`.
+    pub replayed: bool,
+}
+
+/// Filters and paging for [`Ledger::history`].
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub key: Option<String>,
+    pub actor: Option<String>,
+    /// Only changesets with a version below this.
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// One page of history, newest first; `next` is the `before` of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub changesets: Vec<Changeset>,
+    pub next: Option<u64>,
+}
+
+/// Why a ledger operation failed. Variants are what the caller must do differently.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("unknown namespace {0:?}")]
+    UnknownNamespace(String),
+    #[error("expected version {expected}, but the namespace is at version {actual}")]
+    VersionConflict { expected: u64, actual: u64 },
+    #[error("key {key}: expected version {expected}, but it was last changed at version {actual}")]
+    KeyConflict {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("version {0} does not exist")]
+    NoSuchVersion(u64),
+    #[error("the ledger is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the commit's outcome is unknown (connection lost during COMMIT); retry with the same Idempotency-Key")]
+    OutcomeUnknown,
+    #[error("the ledger belongs to cluster {found:?}, not {expected:?}")]
+    ForeignCluster { expected: String, found: String },
+    #[error("the ledger is corrupt: {0}")]
+    Corrupt(String),
+    #[error("ledger I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// The source of truth. Implementations serialize commits per namespace and make each durable
+/// before returning.
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// The deployment's `cluster_id`.
+    fn cluster_id(&self) -> &str;
+
+    /// Creates the namespace at epoch 1, version 0 if it does not exist; returns its state.
+    async fn ensure_namespace(&self, namespace: &str) -> Result<NamespaceState>;
+
+    async fn namespace_state(&self, namespace: &str) -> Result<NamespaceState>;
+
+    /// The namespace's stored values at its current version.
+    async fn current(&self, namespace: &str) -> Result<CurrentValues>;
+
+    /// Commits one changeset atomically and durably.
+    async fn commit(&self, request: CommitRequest) -> Result<Committed>;
+
+    /// Changesets newest first, filtered and paged.
+    async fn history(&self, namespace: &str, query: &HistoryQuery) -> Result<HistoryPage>;
+
+    async fn changeset(&self, namespace: &str, version: u64) -> Result<Option<Changeset>>;
+
+    /// Changesets with a version above `after`, oldest first, at most `limit` (the relay's feed).
+    async fn changes_since(
+        &self,
+        namespace: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Changeset>>;
+
+    /// The stored values as they were right after `version` was committed (rollback).
+    async fn state_at(&self, namespace: &str, version: u64) -> Result<BTreeMap<String, Value>>;
+
+    /// Whether the ledger can take writes now (readiness).
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The changes that turn `current` into `target` (keys absent from `target` reset to default).
+pub fn changes_to_reach(
+    current: &CurrentValues,
+    target: &BTreeMap<String, Value>,
+) -> Vec<(String, Option<Value>)> {
+    let mut out = Vec::new();
+    for (key, stored) in &current.values {
+        match (stored.value.as_ref(), target.get(key)) {
+            (Some(now), Some(want)) if now == want => {}
+            (None, None) => {}
+            (_, want) => out.push((key.clone(), want.cloned())),
+        }
+    }
+    for (key, want) in target {
+        if !current.values.contains_key(key) {
+            out.push((key.clone(), Some(want.clone())));
+        }
+    }
+    out
+}
+
+/// Applies the request's preconditions and computes the effective changes against `current`.
+/// Shared by every implementation so they agree on conflicts and no-ops.
+pub fn plan_commit(
+    request: &CommitRequest,
+    current: &CurrentValues,
+) -> Result<Vec<Change>, LedgerError> {
+    if let Some(expected) = request.expected_version {
+        if expected != current.state.version {
+            return Err(LedgerError::VersionConflict {
+                expected,
+                actual: current.state.version,
+            });
+        }
+    }
+    for (key, &expected) in &request.expected_keys {
+        let actual = current.values.get(key).map_or(0, |s| s.version);
+        if actual != expected {
+            return Err(LedgerError::KeyConflict {
+                key: key.clone(),
+                expected,
+                actual,
+            });
+        }
+    }
+    // A key named twice in one request: the last one wins.
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, (key, _)) in request.changes.iter().enumerate() {
+        last.insert(key.as_str(), i);
+    }
+    let mut changes: Vec<Change> = Vec::with_capacity(request.changes.len());
+    for (i, (key, new)) in request.changes.iter().enumerate() {
+        if last.get(key.as_str()) != Some(&i) {
+            continue;
+        }
+        let old = current.values.get(key).and_then(|s| s.value.clone());
+        if old == *new {
+            continue;
+        }
+        changes.push(Change {
+            key: key.clone(),
+            old,
+            new: new.clone(),
+        });
+    }
+    Ok(changes)
+}

@@ -1,0 +1,63 @@
+//! `dev`'s distribution: a committed changeset goes straight from the embedded ledger into the
+//! in-process sidecar's snapshot, before the admin API answers (read-your-writes).
+//!
+//! This is the only writer of the snapshot in `dev`, as the sync loop is in a sidecar.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::admin::write::AfterCommit;
+use crate::ledger::{Ledger, LedgerError, NamespaceState};
+use crate::metrics::Metrics;
+use crate::schema::Schema;
+use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+
+/// Rebuilds and swaps the snapshot of one namespace from the ledger's current values.
+pub struct LocalPublisher {
+    pub ledger: Arc<dyn Ledger>,
+    pub schema: Arc<Schema>,
+    pub store: Arc<SnapshotStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl LocalPublisher {
+    /// Publishes the ledger's current state. Concurrent calls are safe: the store only ever
+    /// moves forward, so a slower, older rebuild is simply refused.
+    pub async fn publish_current(&self) -> Result<(), LedgerError> {
+        let current = self.ledger.current(&self.schema.namespace).await?;
+        let snapshot = Snapshot::build(
+            &self.schema,
+            Position::new(current.state.epoch, current.state.version),
+            Source::Local,
+            current.stored(),
+        );
+        for r in &snapshot.rejected {
+            tracing::warn!(key = %r.key, rule = r.rule, "stored value rejected by the schema; serving the default");
+        }
+        match self.store.publish(snapshot) {
+            Ok(true) => {
+                self.metrics.snapshot_swaps.inc();
+                self.metrics.observe_store(&self.store);
+            }
+            Ok(false) => {}
+            Err(PublishError::Older { current, offered }) => {
+                tracing::debug!(?current, ?offered, "a newer snapshot was published first");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot publish snapshot"),
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AfterCommit for LocalPublisher {
+    async fn committed(&self, namespace: &str, _state: NamespaceState) {
+        if namespace != self.schema.namespace {
+            return;
+        }
+        if let Err(e) = self.publish_current().await {
+            tracing::error!(error = %e, namespace, "cannot publish the committed changeset locally");
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! The served configs: which keys a namespace has, their types, defaults, groups and constraints.
+//!
+//! A namespace is one TOML file in the schema dir (`config/demo.toml`). Loading a file checks
+//! everything at once and reports every problem with its file and key ([`SchemaProblem`]), so
+//! `rtconfig check` can list them all. A loaded [`Schema`] is immutable and cheap to share.
+//!
+//! This module knows nothing of storage or HTTP: it parses, checks and describes.
+
+mod value;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use regex::Regex;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use value::{is_mask, ValueError};
+
+/// The type of a config value. Names are the schema file's `type = "…"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    Bool,
+    Int,
+    Float,
+    Decimal,
+    String,
+    Enum,
+    Duration,
+    Date,
+    DateTime,
+    Time,
+    Json,
+}
+
+impl ValueType {
+    pub const ALL: [ValueType; 11] = [
+        ValueType::Bool,
+        ValueType::Int,
+        ValueType::Float,
+        ValueType::Decimal,
+        ValueType::String,
+        ValueType::Enum,
+        ValueType::Duration,
+        ValueType::Date,
+        ValueType::DateTime,
+        ValueType::Time,
+        ValueType::Json,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueType::Bool => "bool",
+            ValueType::Int => "int",
+            ValueType::Float => "float",
+            ValueType::Decimal => "decimal",
+            ValueType::String => "string",
+            ValueType::Enum => "enum",
+            ValueType::Duration => "duration",
+            ValueType::Date => "date",
+            ValueType::DateTime => "datetime",
+            ValueType::Time => "time",
+            ValueType::Json => "json",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ValueType> {
+        ValueType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    fn allows(self, constraint: &str) -> bool {
+        match constraint {
+            "min" | "max" => matches!(
+                self,
+                ValueType::Int | ValueType::Float | ValueType::Decimal | ValueType::Duration
+            ),
+            "max_length" | "pattern" => self == ValueType::String,
+            "choices" => self == ValueType::Enum,
+            "max_bytes" => self == ValueType::Json,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `min`/`max` bound, kept in the form the schema gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Int(i64),
+    Float(f64),
+    Decimal(Decimal),
+    /// A duration bound, in seconds (written `"30s"` in the schema).
+    Seconds(f64, String),
+}
+
+impl Bound {
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Bound::Int(i) => *i as f64,
+            Bound::Float(f) => *f,
+            Bound::Decimal(d) => d.to_string().parse().unwrap_or(f64::NAN),
+            Bound::Seconds(s, _) => *s,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Bound::Int(i) => Value::from(*i),
+            Bound::Float(f) => Value::from(*f),
+            Bound::Decimal(d) => Value::String(d.to_string()),
+            Bound::Seconds(_, text) => Value::String(text.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Int(i) => write!(f, "{i}"),
+            Bound::Float(x) => write!(f, "{x}"),
+            Bound::Decimal(d) => write!(f, "{d}"),
+            Bound::Seconds(_, text) => f.write_str(text),
+        }
+    }
+}
+
+/// One config key: its type, default, group and constraints.
+#[derive(Debug, Clone)]
+pub struct KeyDef {
+    pub name: String,
+    pub ty: ValueType,
+    /// The default, in canonical form (it passed [`KeyDef::validate`]).
+    pub default: Value,
+    pub description: String,
+    pub group: String,
+    /// Masked in the admin UI, API listings, history and logs (never on the sidecar read).
+    pub secret: bool,
+    pub min: Option<Bound>,
+    pub max: Option<Bound>,
+    pub max_length: Option<usize>,
+    pub pattern: Option<Regex>,
+    pub choices: Vec<String>,
+    pub max_bytes: Option<usize>,
+}
+
+impl KeyDef {
+    /// The constraints as JSON, for the admin API (`{"min":1,"max":100}`).
+    pub fn constraints_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        if let Some(b) = &self.min {
+            m.insert("min".into(), b.to_json());
+        }
+        if let Some(b) = &self.max {
+            m.insert("max".into(), b.to_json());
+        }
+        if let Some(n) = self.max_length {
+            m.insert("max_length".into(), n.into());
+        }
+        if let Some(re) = &self.pattern {
+            m.insert("pattern".into(), re.as_str().into());
+        }
+        if !self.choices.is_empty() {
+            m.insert("choices".into(), self.choices.clone().into());
+        }
+        if let Some(n) = self.max_bytes {
+            m.insert("max_bytes".into(), n.into());
+        }
+        Value::Object(m)
+    }
+}
+
+/// A display group (fieldset). Every key belongs to exactly one.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub keys: Vec<String>,
+}
+
+/// One namespace's schema, as loaded from its file.
+#[derive(Debug)]
+pub struct Schema {
+    pub namespace: String,
+    pub description: String,
+    pub groups: Vec<Group>,
+    /// Keys in display order (group order, then order within the group).
+    keys: Vec<KeyDef>,
+    index: HashMap<String, usize>,
+    /// sha256 of the file's bytes, hex; sidecars report it so the fleet view shows drift.
+    pub hash: String,
+    pub path: PathBuf,
+}
+
+impl Schema {
+    pub fn key(&self, name: &str) -> Option<&KeyDef> {
+        self.index.get(name).map(|&i| &self.keys[i])
+    }
+
+    /// Keys in display order.
+    pub fn keys(&self) -> &[KeyDef] {
+        &self.keys
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Parses one schema file's text. `file` names it in problems.
+    pub fn parse(file: &Path, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
+        Parser::new(file).parse(text)
+    }
+
+    /// Builds a schema in code (tests, benches): `keys` are `(name, type, default)`, one group.
+    pub fn from_keys(namespace: &str, keys: &[(&str, ValueType, Value)]) -> Schema {
+        let mut text = format!("namespace = {namespace:?}\n[[group]]\nname = \"All\"\nkeys = [");
+        for (name, _, _) in keys {
+            text.push_str(&format!("{name:?},"));
+        }
+        text.push_str("]\n");
+        for (name, ty, default) in keys {
+            text.push_str(&format!(
+                "[keys.{name:?}]\ntype = {:?}\ndefault = {}\n",
+                ty.as_str(),
+                json_to_toml_literal(default)
+            ));
+            if *ty == ValueType::Enum {
+                text.push_str(&format!("choices = [{}]\n", json_to_toml_literal(default)));
+            }
+        }
+        match Schema::parse(Path::new("<code>"), &text) {
+            Ok(s) => s,
+            Err(problems) => panic!("invalid schema built in code: {problems:?}"),
+        }
+    }
+}
+
+fn json_to_toml_literal(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Object(_) | Value::Array(_) | Value::Null => {
+            format!("{:?}", v.to_string())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every namespace of a schema dir, by name.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaSet {
+    namespaces: BTreeMap<String, Arc<Schema>>,
+}
+
+impl SchemaSet {
+    /// Loads every `*.toml` in `dir`. Reports every problem of every file at once.
+    pub fn load_dir(dir: &Path) -> Result<SchemaSet, Vec<SchemaProblem>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            vec![SchemaProblem::file(
+                dir,
+                format!("cannot read schema dir: {e}"),
+            )]
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(vec![SchemaProblem::file(
+                dir,
+                "no *.toml schema files in this directory",
+            )]);
+        }
+        let mut problems = Vec::new();
+        let mut set = SchemaSet::default();
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        for path in paths {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(SchemaProblem::file(&path, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            match Schema::parse(&path, &text) {
+                Ok(schema) => {
+                    if let Some(first) = seen.get(&schema.namespace) {
+                        problems.push(SchemaProblem::file(
+                            &path,
+                            format!(
+                                "namespace {:?} is also defined in {}",
+                                schema.namespace,
+                                first.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                    seen.insert(schema.namespace.clone(), path.clone());
+                    set.namespaces
+                        .insert(schema.namespace.clone(), Arc::new(schema));
+                }
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn from_schemas(schemas: impl IntoIterator<Item = Schema>) -> SchemaSet {
+        SchemaSet {
+            namespaces: schemas
+                .into_iter()
+                .map(|s| (s.namespace.clone(), Arc::new(s)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, namespace: &str) -> Option<&Arc<Schema>> {
+        self.namespaces.get(namespace)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Schema>> {
+        self.namespaces.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+}
+
+/// One thing wrong with a schema file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaProblem {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl SchemaProblem {
+    fn file(file: &Path, reason: impl Into<String>) -> SchemaProblem {
+        SchemaProblem {
+            file: file.to_path_buf(),
+            key: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for SchemaProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{}: key {k}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+/// `^[A-Za-z][A-Za-z0-9_.-]{0,127}$`
+pub fn valid_key_name(name: &str) -> bool {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$").expect("static regex"))
+        .is_match(name)
+}
+
+/// Namespace names end up in Redis keys and URLs: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+pub fn valid_namespace_name(name: &str) -> bool {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,62}$").expect("static regex"))
+        .is_match(name)
+}
+
+const TOP_FIELDS: &[&str] = &["namespace", "description", "group", "keys"];
+const KEY_FIELDS: &[&str] = &[
+    "type",
+    "default",
+    "description",
+    "secret",
+    "min",
+    "max",
+    "max_length",
+    "pattern",
+    "choices",
+    "max_bytes",
+];
+
+struct Parser {
+    file: PathBuf,
+    problems: Vec<SchemaProblem>,
+}
+
+impl Parser {
+    fn new(file: &Path) -> Parser {
+        Parser {
+            file: file.to_path_buf(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn problem(&mut self, key: Option<&str>, reason: impl Into<String>) {
+        self.problems.push(SchemaProblem {
+            file: self.file.clone(),
+            key: key.map(str::to_owned),
+            reason: reason.into(),
+        });
+    }
+
+    fn parse(mut self, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
+        let doc: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("invalid TOML: {}", e.message());
+                let reason = match e.span() {
+                    Some(span) => {
+                        let line = text[..span.start.min(text.len())].lines().count().max(1);
+                        format!("line {line}: {reason}")
+                    }
+                    None => reason,
+                };
+                self.problem(None, reason);
+                return Err(self.problems);
+            }
+        };
+        for field in doc.keys() {
+            if !TOP_FIELDS.contains(&field.as_str()) {
+                self.problem(None, format!("unknown top-level field {field:?}"));
+            }
+        }
+        let namespace = match doc.get("namespace") {
+            Some(toml::Value::String(s)) => {
+                if !valid_namespace_name(s) {
+                    self.problem(
+                        None,
+                        format!("namespace {s:?} must match ^[a-z0-9][a-z0-9_-]{{0,62}}$"),
+                    );
+                }
+                s.clone()
+            }
+            Some(_) => {
+                self.problem(None, "namespace must be a string");
+                String::new()
+            }
+            None => {
+                self.problem(None, "missing namespace = \"…\"");
+                String::new()
+            }
+        };
+        let description = match doc.get("description") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                self.problem(None, "description must be a string");
+                String::new()
+            }
+            None => String::new(),
+        };
+
+        let groups = self.parse_groups(doc.get("group"));
+        let mut group_of: HashMap<String, String> = HashMap::new();
+        for g in &groups {
+            for k in &g.keys {
+                if let Some(other) = group_of.insert(k.clone(), g.name.clone()) {
+                    self.problem(
+                        Some(k),
+                        format!("listed in group {other:?} and in group {:?}", g.name),
+                    );
+                }
+            }
+        }
+
+        let mut defs: HashMap<String, KeyDef> = HashMap::new();
+        match doc.get("keys") {
+            Some(toml::Value::Table(keys)) => {
+                for (name, def) in keys {
+                    if !valid_key_name(name) {
+                        self.problem(
+                            Some(name),
+                            "key name must match ^[A-Za-z][A-Za-z0-9_.-]{0,127}$",
+                        );
+                        continue;
+                    }
+                    let group = match group_of.get(name) {
+                        Some(g) => g.clone(),
+                        None => {
+                            self.problem(Some(name), "not listed in any [[group]]");
+                            String::new()
+                        }
+                    };
+                    if let Some(def) = self.parse_key(name, def, group) {
+                        defs.insert(name.clone(), def);
+                    }
+                }
+            }
+            Some(_) => self.problem(None, "keys must be a table of [keys.NAME] tables"),
+            None => self.problem(None, "no [keys.NAME] tables: a namespace needs keys"),
+        }
+        if let Some(toml::Value::Table(keys)) = doc.get("keys") {
+            for g in &groups {
+                for k in &g.keys {
+                    if !keys.contains_key(k) {
+                        self.problem(
+                            Some(k),
+                            format!("group {:?} lists a key with no [keys.{k}] table", g.name),
+                        );
+                    }
+                }
+            }
+        }
+
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let mut keys = Vec::with_capacity(defs.len());
+        for g in &groups {
+            for k in &g.keys {
+                if let Some(def) = defs.remove(k) {
+                    keys.push(def);
+                }
+            }
+        }
+        let index = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name.clone(), i))
+            .collect();
+        Ok(Schema {
+            namespace,
+            description,
+            groups,
+            keys,
+            index,
+            hash: hex::encode(Sha256::digest(text.as_bytes())),
+            path: self.file.clone(),
+        })
+    }
+
+    fn parse_groups(&mut self, v: Option<&toml::Value>) -> Vec<Group> {
+        let Some(v) = v else {
+            self.problem(None, "no [[group]]: every key must belong to a group");
+            return Vec::new();
+        };
+        let Some(arr) = v.as_array() else {
+            self.problem(None, "group must be an array of tables ([[group]])");
+            return Vec::new();
+        };
+        let mut groups = Vec::new();
+        let mut names = HashSet::new();
+        for (i, g) in arr.iter().enumerate() {
+            let Some(t) = g.as_table() else {
+                self.problem(None, format!("group #{} must be a table", i + 1));
+                continue;
+            };
+            for field in t.keys() {
+                if field != "name" && field != "keys" {
+                    self.problem(None, format!("group #{}: unknown field {field:?}", i + 1));
+                }
+            }
+            let name = match t.get("name").and_then(|n| n.as_str()) {
+                Some(n) if !n.trim().is_empty() => n.to_owned(),
+                _ => {
+                    self.problem(None, format!("group #{} needs a non-empty name", i + 1));
+                    continue;
+                }
+            };
+            if !names.insert(name.clone()) {
+                self.problem(None, format!("group {name:?} is defined twice"));
+            }
+            let mut keys = Vec::new();
+            match t.get("keys").and_then(|k| k.as_array()) {
+                Some(list) => {
+                    for k in list {
+                        match k.as_str() {
+                            Some(s) => keys.push(s.to_owned()),
+                            None => self.problem(
+                                None,
+                                format!("group {name:?}: keys must be strings, got {k}"),
+                            ),
+                        }
+                    }
+                }
+                None => self.problem(None, format!("group {name:?} needs keys = [\"KEY\", …]")),
+            }
+            groups.push(Group { name, keys });
+        }
+        groups
+    }
+
+    fn parse_key(&mut self, name: &str, def: &toml::Value, group: String) -> Option<KeyDef> {
+        let Some(t) = def.as_table() else {
+            self.problem(Some(name), "must be a table");
+            return None;
+        };
+        let before = self.problems.len();
+        for field in t.keys() {
+            if !KEY_FIELDS.contains(&field.as_str()) {
+                self.problem(Some(name), format!("unknown field {field:?}"));
+            }
+        }
+        let ty = match t.get("type") {
+            Some(toml::Value::String(s)) => match ValueType::parse(s) {
+                Some(ty) => ty,
+                None => {
+                    let all: Vec<&str> = ValueType::ALL.iter().map(|t| t.as_str()).collect();
+                    self.problem(
+                        Some(name),
+                        format!("unknown type {s:?} (one of {})", all.join(", ")),
+                    );
+                    return None;
+                }
+            },
+            Some(_) => {
+                self.problem(Some(name), "type must be a string");
+                return None;
+            }
+            None => {
+                self.problem(Some(name), "missing type");
+                return None;
+            }
+        };
+        for c in [
+            "min",
+            "max",
+            "max_length",
+            "pattern",
+            "choices",
+            "max_bytes",
+        ] {
+            if t.contains_key(c) && !ty.allows(c) {
+                self.problem(Some(name), format!("{c} does not apply to type {ty}"));
+            }
+        }
+        let description = match t.get("description") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                self.problem(Some(name), "description must be a string");
+                String::new()
+            }
+            None => String::new(),
+        };
+        let secret = match t.get("secret") {
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                self.problem(Some(name), "secret must be true or false");
+                false
+            }
+            None => false,
+        };
+        let min = t.get("min").and_then(|v| self.bound(name, "min", ty, v));
+        let max = t.get("max").and_then(|v| self.bound(name, "max", ty, v));
+        if let (Some(lo), Some(hi)) = (&min, &max) {
+            if lo.as_f64() > hi.as_f64() {
+                self.problem(Some(name), format!("min {lo} is greater than max {hi}"));
+            }
+        }
+        let max_length = t
+            .get("max_length")
+            .and_then(|v| self.count(name, "max_length", v));
+        let max_bytes = t
+            .get("max_bytes")
+            .and_then(|v| self.count(name, "max_bytes", v));
+        let pattern = match t.get("pattern") {
+            Some(toml::Value::String(p)) => {
+                match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        self.problem(Some(name), format!("pattern is not a valid regex: {e}"));
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                self.problem(Some(name), "pattern must be a string");
+                None
+            }
+            None => None,
+        };
+        let mut choices = Vec::new();
+        match t.get("choices") {
+            Some(toml::Value::Array(list)) => {
+                for c in list {
+                    match c.as_str() {
+                        Some(s) if !choices.iter().any(|x| x == s) => choices.push(s.to_owned()),
+                        Some(s) => self.problem(Some(name), format!("choice {s:?} is repeated")),
+                        None => {
+                            self.problem(Some(name), format!("choices must be strings, got {c}"))
+                        }
+                    }
+                }
+                if list.is_empty() {
+                    self.problem(Some(name), "choices must not be empty");
+                }
+            }
+            Some(_) => self.problem(Some(name), "choices must be an array of strings"),
+            None if ty == ValueType::Enum => {
+                self.problem(Some(name), "type enum needs choices = [\"a\", \"b\", …]")
+            }
+            None => {}
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        let mut def = KeyDef {
+            name: name.to_owned(),
+            ty,
+            default: Value::Null,
+            description,
+            group,
+            secret,
+            min,
+            max,
+            max_length,
+            pattern,
+            choices,
+            max_bytes,
+        };
+        let raw_default = match t.get("default") {
+            Some(v) => toml_to_json(v),
+            None => {
+                self.problem(Some(name), "missing default");
+                return None;
+            }
+        };
+        let checked = match (&raw_default, ty) {
+            // TOML has no null; a json default may be given as a JSON string literal.
+            (Value::String(s), ValueType::Json) => match serde_json::from_str::<Value>(s) {
+                Ok(v) => def.validate(&v),
+                Err(_) => def.validate(&raw_default),
+            },
+            // Integers are fine where a float is wanted (`default = 300`).
+            _ => def.validate(&raw_default),
+        };
+        match checked {
+            Ok(v) if v.is_null() => {
+                self.problem(Some(name), "default must not be null");
+                None
+            }
+            Ok(v) => {
+                def.default = v;
+                Some(def)
+            }
+            Err(e) => {
+                self.problem(
+                    Some(name),
+                    format!("default is invalid ({}): {}", e.rule, e.message),
+                );
+                None
+            }
+        }
+    }
+
+    fn bound(&mut self, key: &str, which: &str, ty: ValueType, v: &toml::Value) -> Option<Bound> {
+        let b = match (ty, v) {
+            (ValueType::Int, toml::Value::Integer(i)) => Some(Bound::Int(*i)),
+            (ValueType::Float, toml::Value::Integer(i)) => Some(Bound::Float(*i as f64)),
+            (ValueType::Float, toml::Value::Float(f)) if f.is_finite() => Some(Bound::Float(*f)),
+            (ValueType::Decimal, toml::Value::Integer(i)) => Some(Bound::Decimal((*i).into())),
+            (ValueType::Decimal, toml::Value::String(s)) => {
+                value::parse_decimal(s).map(Bound::Decimal)
+            }
+            (ValueType::Duration, toml::Value::String(s)) => {
+                value::parse_duration(s).map(|d| Bound::Seconds(d.as_secs_f64(), s.clone()))
+            }
+            _ => None,
+        };
+        if b.is_none() && ty.allows(which) {
+            let want = match ty {
+                ValueType::Int => "an integer",
+                ValueType::Float => "a number",
+                ValueType::Decimal => "a decimal string or an integer",
+                _ => "a duration string such as \"30s\"",
+            };
+            self.problem(Some(key), format!("{which} must be {want} for type {ty}"));
+        }
+        b
+    }
+
+    fn count(&mut self, key: &str, which: &str, v: &toml::Value) -> Option<usize> {
+        match v.as_integer() {
+            Some(n) if n > 0 => usize::try_from(n).ok(),
+            _ => {
+                self.problem(Some(key), format!("{which} must be a positive integer"));
+                None
+            }
+        }
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

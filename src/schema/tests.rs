@@ -1,0 +1,398 @@
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn schema(text: &str) -> Schema {
+    match Schema::parse(Path::new("t.toml"), text) {
+        Ok(s) => s,
+        Err(p) => panic!("schema should parse: {p:?}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match Schema::parse(Path::new("t.toml"), text) {
+        Ok(_) => panic!("schema should be rejected"),
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// A one-key schema: `extra` is the rest of the key's table.
+fn one(ty: &str, default: &str, extra: &str) -> KeyDef {
+    let s = schema(&format!(
+        "namespace = \"t\"\n[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\ntype = \"{ty}\"\ndefault = {default}\n{extra}\n"
+    ));
+    s.key("K").expect("key K").clone()
+}
+
+fn rule(def: &KeyDef, v: Value) -> &'static str {
+    match def.validate(&v) {
+        Ok(ok) => panic!("{v} should be rejected for {}, got {ok}", def.ty),
+        Err(e) => e.rule,
+    }
+}
+
+#[test]
+fn the_demo_schema_has_the_eight_original_configs_in_four_groups() {
+    let set = SchemaSet::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")))
+        .expect("demo schema loads");
+    let demo = set.get("demo").expect("demo namespace");
+    let groups: Vec<&str> = demo.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(groups, ["General", "Content", "Logging", "Demo"]);
+    let defaults: Vec<(&str, Value)> = demo
+        .keys()
+        .iter()
+        .map(|k| (k.name.as_str(), k.default.clone()))
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            ("SITE_NAME", json!("Config Manager")),
+            ("THEME_COLOR", json!("#4a6cf7")),
+            ("MAINTENANCE_MODE", json!(false)),
+            (
+                "WELCOME_MESSAGE",
+                json!("You can see real-time configs and their values here")
+            ),
+            ("ITEMS_PER_PAGE", json!(5)),
+            ("SHOW_LOGS", json!(true)),
+            ("LOGS_COUNT", json!(10)),
+            ("UI_POLLING_INTERVAL", json!(300.0)),
+        ]
+    );
+    assert_eq!(
+        demo.key("ITEMS_PER_PAGE").map(|k| k.group.as_str()),
+        Some("Content")
+    );
+    assert_eq!(demo.hash.len(), 64);
+}
+
+#[test]
+fn bool_accepts_only_booleans() {
+    let k = one("bool", "false", "");
+    assert_eq!(k.validate(&json!(true)), Ok(json!(true)));
+    assert_eq!(rule(&k, json!("true")), "type");
+    assert_eq!(rule(&k, json!(1)), "type");
+    assert_eq!(k.parse_text("on"), Ok(json!(true)));
+    assert_eq!(k.parse_text("0"), Ok(json!(false)));
+    assert!(k.parse_text("maybe").is_err());
+}
+
+#[test]
+fn int_checks_type_range_and_bounds() {
+    let k = one("int", "5", "min = 1\nmax = 100");
+    assert_eq!(k.validate(&json!(100)), Ok(json!(100)));
+    assert_eq!(rule(&k, json!(0)), "min");
+    assert_eq!(rule(&k, json!(101)), "max");
+    assert_eq!(rule(&k, json!(5.5)), "type");
+    assert_eq!(rule(&k, json!("5")), "type");
+    assert_eq!(rule(&k, json!(u64::MAX)), "type");
+    assert_eq!(k.parse_text(" 42 "), Ok(json!(42)));
+    assert_eq!(k.parse_text("4x").map_err(|e| e.rule), Err("type"));
+}
+
+#[test]
+fn float_accepts_integers_and_checks_bounds() {
+    let k = one("float", "300.0", "min = 50\nmax = 60000.0");
+    assert_eq!(k.validate(&json!(100)), Ok(json!(100.0)));
+    assert_eq!(k.validate(&json!(50.5)), Ok(json!(50.5)));
+    assert_eq!(rule(&k, json!(49.9)), "min");
+    assert_eq!(rule(&k, json!(60000.1)), "max");
+    assert_eq!(rule(&k, json!("1.0")), "type");
+    assert_eq!(k.parse_text("inf").map_err(|e| e.rule), Err("type"));
+    assert_eq!(k.parse_text("NaN").map_err(|e| e.rule), Err("type"));
+}
+
+#[test]
+fn decimal_keeps_its_scale_and_checks_bounds() {
+    let k = one("decimal", "\"12.50\"", "min = \"0.01\"\nmax = 1000");
+    assert_eq!(k.default, json!("12.50"));
+    assert_eq!(k.validate(&json!("3.000")), Ok(json!("3.000")));
+    assert_eq!(k.validate(&json!(7)), Ok(json!("7")));
+    assert_eq!(rule(&k, json!("0.001")), "min");
+    assert_eq!(rule(&k, json!("1000.01")), "max");
+    assert_eq!(rule(&k, json!("12,5")), "format");
+    assert_eq!(rule(&k, json!("1e400")), "format");
+    assert_eq!(rule(&k, json!(true)), "type");
+}
+
+#[test]
+fn string_checks_length_in_characters_and_pattern() {
+    let k = one("string", "\"#4a6cf7\"", "pattern = \"^#[0-9a-fA-F]{6}$\"");
+    assert_eq!(k.validate(&json!("#ABCDEF")), Ok(json!("#ABCDEF")));
+    assert_eq!(rule(&k, json!("red")), "pattern");
+    assert_eq!(rule(&k, json!(5)), "type");
+    let k = one("string", "\"ok\"", "max_length = 3");
+    assert_eq!(k.validate(&json!("äöü")), Ok(json!("äöü")));
+    assert_eq!(rule(&k, json!("abcd")), "max_length");
+    assert_eq!(k.parse_text(" ab"), Ok(json!(" ab")));
+}
+
+#[test]
+fn enum_accepts_only_its_choices() {
+    let k = one(
+        "enum",
+        "\"info\"",
+        "choices = [\"debug\", \"info\", \"warn\"]",
+    );
+    assert_eq!(k.validate(&json!("warn")), Ok(json!("warn")));
+    assert_eq!(rule(&k, json!("INFO")), "choices");
+    assert_eq!(rule(&k, json!(1)), "type");
+}
+
+#[test]
+fn duration_parses_human_units_and_checks_bounds() {
+    let k = one("duration", "\"30s\"", "min = \"1s\"\nmax = \"1h\"");
+    assert_eq!(k.validate(&json!("5m")), Ok(json!("5m")));
+    assert_eq!(k.validate(&json!("1h")), Ok(json!("1h")));
+    assert_eq!(k.validate(&json!("1m 30s")), Ok(json!("1m 30s")));
+    assert_eq!(rule(&k, json!("500ms")), "min");
+    assert_eq!(rule(&k, json!("2h")), "max");
+    assert_eq!(rule(&k, json!("soon")), "format");
+    assert_eq!(rule(&k, json!(30)), "type");
+}
+
+#[test]
+fn date_datetime_and_time_follow_their_formats() {
+    let d = one("date", "\"2024-01-31\"", "");
+    assert!(d.validate(&json!("2024-02-29")).is_ok());
+    assert_eq!(rule(&d, json!("2023-02-29")), "format");
+    assert_eq!(rule(&d, json!("31.01.2024")), "format");
+    let dt = one("datetime", "\"2024-01-31T10:00:00Z\"", "");
+    assert!(dt.validate(&json!("2024-01-31T10:00:00+02:00")).is_ok());
+    assert_eq!(rule(&dt, json!("2024-01-31 10:00")), "format");
+    let t = one("time", "\"08:30\"", "");
+    assert!(t.validate(&json!("23:59:59")).is_ok());
+    assert!(t.validate(&json!("23:59:59.250")).is_ok());
+    assert_eq!(rule(&t, json!("24:00")), "format");
+}
+
+#[test]
+fn datetime_default_may_be_a_toml_datetime() {
+    let dt = one("datetime", "2024-01-31T10:00:00Z", "");
+    assert_eq!(dt.default, json!("2024-01-31T10:00:00Z"));
+}
+
+#[test]
+fn json_accepts_anything_within_max_bytes() {
+    let k = one("json", "'{\"a\": [1, 2]}'", "max_bytes = 20");
+    assert_eq!(k.default, json!({"a": [1, 2]}));
+    assert_eq!(k.validate(&json!([1, "x"])), Ok(json!([1, "x"])));
+    assert_eq!(
+        rule(&k, json!({"long": "xxxxxxxxxxxxxxxxxxxxx"})),
+        "max_bytes"
+    );
+    assert_eq!(k.parse_text("{\"a\":1}"), Ok(json!({"a": 1})));
+    assert_eq!(k.parse_text("{oops").map_err(|e| e.rule), Err("format"));
+}
+
+#[test]
+fn the_mask_of_a_secret_cannot_be_written_back() {
+    let k = one("string", "\"\"", "secret = true");
+    assert!(k.secret);
+    assert_eq!(
+        rule(&k, json!({"masked": true, "fingerprint": "abc"})),
+        "masked"
+    );
+}
+
+#[test]
+fn a_broken_file_reports_every_problem_with_file_and_key() {
+    let p = problems(
+        r#"
+namespace = "Bad Name"
+colour = "red"
+[[group]]
+name = "G"
+keys = ["A", "B", "C", "GHOST"]
+[[group]]
+name = "G"
+keys = ["A"]
+[keys.A]
+type = "int"
+default = "five"
+[keys.B]
+type = "integer"
+default = 1
+[keys.C]
+type = "string"
+default = "x"
+min = 1
+[keys.D]
+type = "bool"
+default = true
+[keys."1bad"]
+type = "bool"
+default = true
+"#,
+    );
+    let joined = p.join("\n");
+    for needle in [
+        "t.toml: namespace \"Bad Name\" must match",
+        "unknown top-level field \"colour\"",
+        "group \"G\" is defined twice",
+        "key A: listed in group \"G\" and in group \"G\"",
+        "key A: default is invalid (type)",
+        "key B: unknown type \"integer\"",
+        "key C: min does not apply to type string",
+        "key D: not listed in any [[group]]",
+        "key 1bad: key name must match",
+        "key GHOST: group \"G\" lists a key with no [keys.GHOST] table",
+    ] {
+        assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+    }
+}
+
+#[test]
+fn constraint_problems_are_reported() {
+    let base = "namespace = \"t\"\n[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\n";
+    let cases = [
+        (
+            "type = \"int\"\ndefault = 5\nmin = 10\nmax = 1",
+            "min 10 is greater than max 1",
+        ),
+        (
+            "type = \"int\"\ndefault = 50\nmax = 10",
+            "default is invalid (max)",
+        ),
+        (
+            "type = \"int\"\ndefault = 5\nmin = 1.5",
+            "min must be an integer",
+        ),
+        (
+            "type = \"string\"\ndefault = \"x\"\npattern = \"(\"",
+            "pattern is not a valid regex",
+        ),
+        (
+            "type = \"string\"\ndefault = \"x\"\nmax_length = 0",
+            "max_length must be a positive",
+        ),
+        (
+            "type = \"enum\"\ndefault = \"a\"",
+            "type enum needs choices",
+        ),
+        (
+            "type = \"enum\"\ndefault = \"a\"\nchoices = []",
+            "choices must not be empty",
+        ),
+        (
+            "type = \"enum\"\ndefault = \"a\"\nchoices = [\"a\", \"a\"]",
+            "choice \"a\" is repeated",
+        ),
+        (
+            "type = \"enum\"\ndefault = \"z\"\nchoices = [\"a\"]",
+            "default is invalid (choices)",
+        ),
+        (
+            "type = \"duration\"\ndefault = \"5s\"\nmin = 5",
+            "min must be a duration",
+        ),
+        (
+            "type = \"json\"\ndefault = 1\nmax_bytes = -1",
+            "max_bytes must be a positive",
+        ),
+        (
+            "type = \"bool\"\ndefault = true\nsecret = \"yes\"",
+            "secret must be true or false",
+        ),
+        (
+            "type = \"bool\"\ndefault = true\ncolour = 1",
+            "unknown field \"colour\"",
+        ),
+        ("type = \"bool\"", "missing default"),
+        ("default = true", "missing type"),
+    ];
+    for (body, needle) in cases {
+        let p = problems(&format!("{base}{body}\n")).join("\n");
+        assert!(p.contains(needle), "{body:?}: missing {needle:?} in {p}");
+    }
+}
+
+#[test]
+fn invalid_toml_names_the_line() {
+    let p = problems("namespace = \"t\"\n[[group]\n");
+    assert!(p[0].contains("line 2: invalid TOML"), "{p:?}");
+}
+
+#[test]
+fn a_schema_dir_rejects_duplicate_namespaces_and_empty_dirs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = SchemaSet::load_dir(dir.path()).expect_err("empty dir");
+    assert!(err[0].reason.contains("no *.toml"));
+    let text = "namespace = \"x\"\n[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\ntype = \"bool\"\ndefault = true\n";
+    std::fs::write(dir.path().join("a.toml"), text).expect("write");
+    std::fs::write(dir.path().join("b.toml"), text).expect("write");
+    let err = SchemaSet::load_dir(dir.path()).expect_err("duplicate");
+    assert!(err[0].reason.contains("also defined in"), "{err:?}");
+}
+
+#[test]
+fn key_and_namespace_names_follow_their_patterns() {
+    assert!(valid_key_name("SITE_NAME"));
+    assert!(valid_key_name("a.b-c_d"));
+    assert!(!valid_key_name("_x"));
+    assert!(!valid_key_name(&"a".repeat(129)));
+    assert!(valid_namespace_name("demo"));
+    assert!(!valid_namespace_name("Demo"));
+    assert!(!valid_namespace_name("a{b}"));
+}
+
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
+        ".{0,40}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{0,4}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn every_type() -> Vec<KeyDef> {
+    vec![
+        one("bool", "false", ""),
+        one("int", "5", "min = -10\nmax = 10"),
+        one("float", "1.5", "min = -1.0\nmax = 2.0"),
+        one("decimal", "\"1.0\"", "min = \"-5\"\nmax = \"5\""),
+        one("string", "\"a\"", "max_length = 5\npattern = \"^[a-z]*$\""),
+        one("enum", "\"a\"", "choices = [\"a\", \"b\"]"),
+        one("duration", "\"1s\"", "min = \"1ms\"\nmax = \"1d\""),
+        one("date", "\"2024-01-01\"", ""),
+        one("datetime", "\"2024-01-01T00:00:00Z\"", ""),
+        one("time", "\"00:00\"", ""),
+        one("json", "1", "max_bytes = 64"),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// No value and no text panics validation, and whatever is accepted validates again unchanged.
+    #[test]
+    fn validation_never_panics_and_is_idempotent(v in any_json(), text in ".{0,64}") {
+        for def in every_type() {
+            if let Ok(c) = def.validate(&v) {
+                prop_assert_eq!(def.validate(&c), Ok(c.clone()));
+            }
+            if let Ok(c) = def.parse_text(&text) {
+                prop_assert_eq!(def.validate(&c), Ok(c.clone()));
+            }
+        }
+    }
+
+    /// Arbitrary schema text never panics the parser.
+    #[test]
+    fn schema_parsing_never_panics(text in "(namespace|keys|group|type|default|min|\\[|\\]|=|\"|\n| |[a-z0-9])*") {
+        let _ = Schema::parse(Path::new("p.toml"), &text);
+    }
+}

@@ -1,0 +1,143 @@
+//! OpenFeature Remote Evaluation Protocol 0.3 (`/ofrep/v1/evaluate/flags[/{key}]`), so any
+//! OpenFeature SDK with an OFREP provider reads our configs.
+//!
+//! Configs have no targeting: the evaluation context is accepted (and may be absent) and every
+//! answer has `reason: "STATIC"`. `variant` is `default` when the schema default is served,
+//! `configured` otherwise; `metadata` carries `version`, `epoch`, `source` and `stale`.
+//! Errors use OFREP's shapes: `{"key","errorCode","errorDetails"}` (`FLAG_NOT_FOUND`,
+//! `PARSE_ERROR`). The bulk call supports `If-None-Match` → 304 with the snapshot's ETag.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::read::read_headers;
+use super::SidecarState;
+use crate::http::headers::{etag_matches, JSON};
+use crate::snapshot::{Entry, Snapshot};
+
+/// The request body is optional; when present it must be a JSON object whose `context`, if
+/// any, is an object.
+fn check_body(body: &Bytes) -> Result<(), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    match v.get("context") {
+        None | Some(Value::Object(_)) | Some(Value::Null) if v.is_object() => Ok(()),
+        _ if !v.is_object() => Err("body must be a JSON object".into()),
+        _ => Err("context must be an object".into()),
+    }
+}
+
+fn evaluation(snap: &Snapshot, entry: &Entry, stale: bool) -> Value {
+    json!({
+        "key": &*entry.key,
+        "value": entry.value,
+        "reason": "STATIC",
+        "variant": if entry.is_default { "default" } else { "configured" },
+        "metadata": {
+            "version": snap.position.version,
+            "epoch": snap.position.epoch,
+            "source": snap.source.as_str(),
+            "stale": stale,
+        },
+    })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut resp = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    resp
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`
+pub async fn single(
+    State(state): State<Arc<SidecarState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(details) = check_body(&body) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": details}),
+        );
+    }
+    let snap = state.store.load();
+    let Some(entry) = snap.get(&key) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": format!("no config key named {key:?}")}),
+        );
+    };
+    let stale = state.store.is_stale();
+    let mut resp = json_response(StatusCode::OK, &evaluation(&snap, entry, stale));
+    read_headers(resp.headers_mut(), &snap, &state.store, stale);
+    resp
+}
+
+/// `POST /ofrep/v1/evaluate/flags`
+pub async fn bulk(
+    State(state): State<Arc<SidecarState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(details) = check_body(&body) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"errorCode": "PARSE_ERROR", "errorDetails": details}),
+        );
+    }
+    let snap = state.store.load();
+    let stale = state.store.is_stale();
+    let mut resp = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| etag_matches(v, &snap.etag))
+    {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let flags: Vec<Value> = snap
+            .entries()
+            .iter()
+            .map(|e| evaluation(&snap, e, stale))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "flags": flags,
+                "metadata": {"version": snap.position.version, "epoch": snap.position.epoch, "namespace": &*snap.namespace},
+            }),
+        )
+    };
+    resp.headers_mut().insert(header::ETAG, snap.etag.clone());
+    read_headers(resp.headers_mut(), &snap, &state.store, stale);
+    resp.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_may_be_empty_or_carry_an_object_context() {
+        for ok in [
+            "",
+            "  ",
+            "{}",
+            "{\"context\":{}}",
+            "{\"context\":{\"targetingKey\":\"u\"}}",
+        ] {
+            assert!(check_body(&Bytes::from(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["{", "[]", "{\"context\":5}", "null", "\"x\""] {
+            assert!(check_body(&Bytes::from(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `GET /`: a small live status page, the demo page of the system rtconfig replaces.
+//!
+//! Server-rendered with the current state embedded (secrets masked), then kept live by an
+//! `EventSource` on `/v1/watch?mask=secrets` — no polling. When the namespace has the demo
+//! keys, the page uses them the way the original demo did: `SITE_NAME` as the title,
+//! `THEME_COLOR`, `WELCOME_MESSAGE`, the `MAINTENANCE_MODE` banner, and `SHOW_LOGS` /
+//! `LOGS_COUNT` for the list of recent changes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::SidecarState;
+use crate::http::headers::HTML;
+
+const TEMPLATE: &str = include_str!("page.html");
+
+pub async fn page(State(state): State<Arc<SidecarState>>) -> Response {
+    let snap = state.store.load();
+    let initial = json!({
+        "namespace": &*snap.namespace,
+        "epoch": snap.position.epoch,
+        "version": snap.position.version,
+        "stale": state.store.is_stale(),
+        "source": snap.source,
+        "values": snap.values_masked(),
+        "secrets": snap.entries().iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
+        "recent": state.store.recent_changes(),
+    });
+    // Safe inside <script>: no "</" can close the tag, and U+2028/9 are escaped.
+    let data = initial
+        .to_string()
+        .replace("</", "<\\/")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    let html = TEMPLATE.replace("__INITIAL_STATE__", &data);
+    ([(header::CONTENT_TYPE, HTML)], html).into_response()
+}

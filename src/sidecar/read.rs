@@ -1,0 +1,192 @@
+//! `GET /v1/configs` (with ETag and long-poll) and `GET /v1/configs/{key}`: the hot path.
+//!
+//! A read is: load the snapshot (lock-free), look the key up, clone pre-encoded `Bytes`, add
+//! the `X-Config-*` headers. Query strings are parsed by hand to keep allocation off the path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::SidecarState;
+use crate::http::headers::{self as h, etag_matches};
+use crate::http::ApiError;
+use crate::snapshot::{Position, Snapshot, SnapshotStore};
+
+/// Longest long-poll a client may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Long-poll wait when `index` is given without `wait`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/configs/{key}`
+pub async fn one(
+    State(state): State<Arc<SidecarState>>,
+    Path(key): Path<String>,
+    uri: Uri,
+) -> Response {
+    let snap = state.store.guard();
+    let Some(entry) = snap.get(&key) else {
+        return ApiError::unknown_key(&key).into_response();
+    };
+    let stale = state.store.is_stale();
+    let raw = query_param(&uri, "format") == Some("raw");
+    let (body, content_type) = if raw {
+        (entry.raw.clone(), h::TEXT)
+    } else {
+        (snap.key_body(entry, stale), h::JSON)
+    };
+    let mut resp = Response::new(Body::from(body));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    read_headers(headers, &snap, &state.store, stale);
+    resp
+}
+
+/// `GET /v1/configs` — with `If-None-Match` → 304, and `?index=E-V&wait=30s` long-poll.
+pub async fn all(
+    State(state): State<Arc<SidecarState>>,
+    uri: Uri,
+    request_headers: HeaderMap,
+) -> Response {
+    let index = match query_param(&uri, "index") {
+        Some(text) => match parse_index(text, state.store.guard().position.epoch) {
+            Some(p) => Some(p),
+            None => {
+                return ApiError::bad_request(
+                    "invalid_query",
+                    format!("index must be <epoch>-<version> or <version>, got {text:?}"),
+                )
+                .into_response()
+            }
+        },
+        None => None,
+    };
+    let wait = match query_param(&uri, "wait") {
+        Some(text) => match parse_wait(text) {
+            Some(w) => w.min(MAX_WAIT),
+            None => {
+                return ApiError::bad_request(
+                    "invalid_query",
+                    format!("wait must be a duration such as 30s or 5m (max 300s), got {text:?}"),
+                )
+                .into_response()
+            }
+        },
+        None => DEFAULT_WAIT,
+    };
+    if let Some(index) = index {
+        let is_newer = |p: &Position| (p.epoch, p.version) > (index.epoch, index.version);
+        if !is_newer(&state.store.guard().position) {
+            let _slot = match state.watcher() {
+                Ok(slot) => slot,
+                Err(e) => return e.into_response(),
+            };
+            let mut changed = state.store.subscribe();
+            let stop = state.shutdown.wait();
+            // Either a newer snapshot, the wait ends, or the process stops: answer with the
+            // current state in all three cases.
+            tokio::select! {
+                _ = changed.wait_for(is_newer) => {}
+                () = tokio::time::sleep(wait) => {}
+                () = stop => {}
+            }
+        }
+    }
+    let snap = state.store.guard();
+    let stale = state.store.is_stale();
+    let not_modified = request_headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| etag_matches(v, &snap.etag));
+    let mut resp = if not_modified {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(Body::from(snap.document(stale)));
+        r.headers_mut().insert(header::CONTENT_TYPE, h::JSON);
+        r
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::ETAG, snap.etag.clone());
+    read_headers(headers, &snap, &state.store, stale);
+    resp
+}
+
+/// The `X-Config-*` headers every read carries.
+pub fn read_headers(headers: &mut HeaderMap, snap: &Snapshot, store: &SnapshotStore, stale: bool) {
+    headers.insert(h::X_CONFIG_VERSION, snap.version_header.clone());
+    headers.insert(h::X_CONFIG_EPOCH, snap.epoch_header.clone());
+    headers.insert(h::X_CONFIG_SOURCE, h::source(snap.source));
+    let age = match store.age() {
+        Some(a) if a.is_zero() => HeaderValue::from_static("0"),
+        Some(a) => HeaderValue::from(a.as_secs()),
+        None => HeaderValue::from_static("-1"),
+    };
+    headers.insert(h::X_CONFIG_AGE, age);
+    headers.insert(h::X_CONFIG_STALE, if stale { h::TRUE } else { h::FALSE });
+    headers.insert(header::CACHE_CONTROL, h::NO_STORE);
+}
+
+/// The first value of `name` in the query string, undecoded (our parameters never need it).
+pub fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// `E-V`, or a bare `V` meaning the current epoch. Quotes (a copied ETag) are tolerated.
+pub fn parse_index(text: &str, current_epoch: u64) -> Option<Position> {
+    let text = text.trim_matches('"');
+    let text = text.strip_prefix("%22").unwrap_or(text);
+    let text = text.strip_suffix("%22").unwrap_or(text);
+    match text.split_once('-') {
+        Some((e, v)) => Some(Position::new(e.parse().ok()?, v.parse().ok()?)),
+        None => Some(Position::new(current_epoch, text.parse().ok()?)),
+    }
+}
+
+/// `30s`, `5m`, `250ms`, or bare seconds (`30`, `0.5`).
+pub fn parse_wait(text: &str) -> Option<Duration> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e6)));
+    }
+    humantime::parse_duration(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_accepts_epoch_version_bare_version_and_quoted_etags() {
+        assert_eq!(parse_index("2-7", 1), Some(Position::new(2, 7)));
+        assert_eq!(parse_index("7", 3), Some(Position::new(3, 7)));
+        assert_eq!(parse_index("\"1-4\"", 1), Some(Position::new(1, 4)));
+        assert_eq!(parse_index("%221-4%22", 1), Some(Position::new(1, 4)));
+        assert_eq!(parse_index("x", 1), None);
+        assert_eq!(parse_index("1-", 1), None);
+        assert_eq!(parse_index("-1", 1), None);
+    }
+
+    #[test]
+    fn wait_accepts_units_and_bare_seconds() {
+        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_wait("-1"), None);
+        assert_eq!(parse_wait("soon"), None);
+    }
+
+    #[test]
+    fn query_params_are_found_without_allocation() {
+        let uri: Uri = "/v1/configs?wait=5s&index=1-2&flag".parse().expect("uri");
+        assert_eq!(query_param(&uri, "index"), Some("1-2"));
+        assert_eq!(query_param(&uri, "wait"), Some("5s"));
+        assert_eq!(query_param(&uri, "flag"), Some(""));
+        assert_eq!(query_param(&uri, "nope"), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! `GET /v1/watch`: Server-Sent Events.
+//!
+//! On connect: `event: snapshot` with the whole `/v1/configs` document — unless the client's
+//! `Last-Event-ID` is the current `<epoch>-<version>`, in which case it is already up to date.
+//! Then one `event: change` per swap, `data: {"epoch","version","changes":{KEY: value}}` (a
+//! client that fell behind gets the combined changes; a new epoch gets a fresh `snapshot`).
+//! `event: status` reports staleness and source when they change. Every event's `id` is
+//! `<epoch>-<version>`. `?mask=secrets` masks secret values (the status page uses it).
+//! Streams end when the process shuts down.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::read::{parse_index, query_param};
+use super::SidecarState;
+use crate::snapshot::Snapshot;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a stream checks whether staleness changed.
+const STATUS_TICK: Duration = Duration::from_secs(1);
+
+pub async fn watch(
+    State(state): State<Arc<SidecarState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let slot = match state.watcher() {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let mask = query_param(&uri, "mask") == Some("secrets");
+    let mut changed = state.store.subscribe();
+    changed.borrow_and_update();
+    let first = state.store.load();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|text| parse_index(text, first.position.epoch));
+    let up_to_date = resume
+        .is_some_and(|p| (p.epoch, p.version) == (first.position.epoch, first.position.version));
+    let stop = state.shutdown.wait();
+
+    let stream = async_stream::stream! {
+        let _slot = slot;
+        tokio::pin!(stop);
+        let mut last = first;
+        let mut last_status = (state.store.is_stale(), last.source);
+        if !up_to_date {
+            yield Ok::<Event, Infallible>(snapshot_event(&last, last_status.0, mask));
+        }
+        let mut tick = tokio::time::interval(STATUS_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                res = changed.changed() => {
+                    if res.is_err() {
+                        break;
+                    }
+                    let current = state.store.load();
+                    let stale = state.store.is_stale();
+                    if current.position.epoch != last.position.epoch {
+                        yield Ok(snapshot_event(&current, stale, mask));
+                    } else if current.position != last.position {
+                        let changes = match current.delta() {
+                            Some(d) if d.from == last.position => d.changes.clone(),
+                            _ => current.diff(&last),
+                        };
+                        yield Ok(change_event(&current, &changes, mask));
+                    }
+                    if (stale, current.source) != last_status {
+                        last_status = (stale, current.source);
+                        yield Ok(status_event(&current, stale));
+                    }
+                    last = current;
+                }
+                _ = tick.tick() => {
+                    let stale = state.store.is_stale();
+                    if (stale, last.source) != last_status {
+                        last_status = (stale, last.source);
+                        yield Ok(status_event(&last, stale));
+                    }
+                }
+                () = &mut stop => break,
+            }
+        }
+    };
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {
+    let data = if mask {
+        json!({
+            "namespace": &*snap.namespace,
+            "epoch": snap.position.epoch,
+            "version": snap.position.version,
+            "stale": stale,
+            "source": snap.source,
+            "values": snap.values_masked(),
+            "secrets": snap.entries().iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
+        })
+        .to_string()
+    } else {
+        String::from_utf8_lossy(&snap.document(stale)).into_owned()
+    };
+    Event::default()
+        .event("snapshot")
+        .id(snap.position.tag())
+        .data(data)
+}
+
+fn change_event(snap: &Snapshot, changes: &[(Box<str>, Value)], mask: bool) -> Event {
+    let changes: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(k, v)| {
+            let secret = mask && snap.get(k).is_some_and(|e| e.secret);
+            let v = if secret {
+                Value::String("••••••".into())
+            } else {
+                v.clone()
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    Event::default()
+        .event("change")
+        .id(snap.position.tag())
+        .data(
+            json!({
+                "epoch": snap.position.epoch,
+                "version": snap.position.version,
+                "changes": changes,
+            })
+            .to_string(),
+        )
+}
+
+fn status_event(snap: &Snapshot, stale: bool) -> Event {
+    Event::default()
+        .event("status")
+        .id(snap.position.tag())
+        .data(json!({"stale": stale, "source": snap.source, "version": snap.position.version, "epoch": snap.position.epoch}).to_string())
+}

@@ -1,0 +1,4 @@
+//! The one integration-test binary: real processes, real sockets.
+
+mod harness;
+mod harness_selftest;
