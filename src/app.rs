@@ -92,38 +92,23 @@ pub struct Running {
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
     pub metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-    tasks: Vec<JoinHandle<()>>,
-    drain_timeout: Duration,
+    tasks: Tasks,
 }
 
 impl Running {
     pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
+        self.tasks.shutdown.clone()
     }
 
     /// Stops accepting, ends streams, waits for in-flight requests (bounded by the drain
     /// timeout plus a second of grace).
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        let all = futures_util::future::join_all(self.tasks);
-        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), all)
-            .await
-            .is_err()
-        {
-            tracing::warn!("some tasks did not stop before the deadline");
-        }
+        self.tasks.stop().await;
     }
 
     /// Runs until SIGTERM/SIGINT or until something triggers the shutdown handle.
     pub async fn run_until_stopped(self) {
-        let wait = self.shutdown.wait();
-        tokio::select! {
-            () = shutdown::signal() => {}
-            () = wait => {}
-        }
-        self.stop().await;
-        tracing::info!("stopped");
+        self.tasks.run_until_stopped().await;
     }
 }
 
@@ -177,6 +162,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             ledger: ledger.clone(),
             after_commit: publisher,
             metrics: metrics.clone(),
+            gate: Arc::default(),
         },
         Masker::load_or_create(&s.data_dir.join("secret.key"))?,
         Arc::new(LocalFleet {
@@ -220,8 +206,318 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
         store,
         ledger,
         metrics,
-        shutdown,
-        tasks,
-        drain_timeout: s.drain_timeout,
+        tasks: Tasks {
+            shutdown,
+            handles: tasks,
+            drain_timeout: s.drain_timeout,
+        },
     })
+}
+
+/// `rtconfig sidecar`: the per-pod read service for one namespace, synced from Redis.
+#[derive(Debug, Clone)]
+pub struct SidecarSettings {
+    pub schema_dir: PathBuf,
+    pub namespace: String,
+    pub cluster_id: String,
+    pub redis_url: String,
+    pub listen: SocketAddr,
+    pub probe_listen: SocketAddr,
+    pub allow_non_loopback: bool,
+    pub snapshot_path: Option<PathBuf>,
+    pub resync_interval: Duration,
+    pub require_snapshot: bool,
+    pub max_watchers: usize,
+    pub drain_timeout: Duration,
+    pub instance_id: Option<String>,
+}
+
+impl SidecarSettings {
+    /// Defaults for tests: ephemeral loopback ports, short intervals.
+    pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        SidecarSettings {
+            schema_dir,
+            namespace: "demo".into(),
+            cluster_id: "default".into(),
+            redis_url: redis_url.to_owned(),
+            listen: any,
+            probe_listen: any,
+            allow_non_loopback: false,
+            snapshot_path: None,
+            resync_interval: Duration::from_millis(500),
+            require_snapshot: false,
+            max_watchers: 1024,
+            drain_timeout: Duration::from_secs(2),
+            instance_id: None,
+        }
+    }
+}
+
+/// A running sidecar.
+pub struct RunningSidecar {
+    pub read_addr: SocketAddr,
+    pub probe_addr: SocketAddr,
+    pub store: Arc<SnapshotStore>,
+    pub sync: Arc<crate::sync::SyncStatus>,
+    pub metrics: Arc<Metrics>,
+    tasks: Tasks,
+}
+
+impl RunningSidecar {
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.tasks.shutdown.clone()
+    }
+
+    pub async fn stop(self) {
+        self.tasks.stop().await;
+    }
+
+    pub async fn run_until_stopped(self) {
+        self.tasks.run_until_stopped().await;
+    }
+}
+
+/// Starts `rtconfig sidecar`. Never waits for Redis: it serves the disk snapshot or the schema
+/// defaults until the first sync.
+pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartError> {
+    check_loopback(s.listen, s.allow_non_loopback)?;
+    if s.resync_interval < Duration::from_millis(50) {
+        return Err(StartError::Settings(
+            "--resync-interval must be at least 0.05 seconds".into(),
+        ));
+    }
+    let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
+    let schema = schemas.get(&s.namespace).cloned().ok_or_else(|| {
+        StartError::Settings(format!(
+            "--namespace {:?} has no schema file in {}",
+            s.namespace,
+            s.schema_dir.display()
+        ))
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(SnapshotStore::new(
+        Snapshot::defaults(&schema),
+        Some(s.resync_interval * 2),
+        s.require_snapshot,
+    ));
+    let shutdown = Shutdown::new();
+    let mut sync_settings = crate::sync::SyncSettings::new(
+        &s.namespace,
+        &s.cluster_id,
+        &s.redis_url,
+        s.resync_interval,
+    );
+    sync_settings.snapshot_path = s.snapshot_path.clone();
+    if let Some(id) = &s.instance_id {
+        sync_settings.instance_id = id.clone();
+    }
+    let sync = crate::sync::start(
+        sync_settings,
+        schema,
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| StartError::Settings(e.to_string()))?;
+    let state = SidecarState::new(
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        sync.status.clone(),
+        s.max_watchers,
+    );
+    let read = bind(s.listen).await?;
+    let probe = bind(s.probe_listen).await?;
+    let read_addr = read.local_addr()?;
+    let probe_addr = probe.local_addr()?;
+    let handles = vec![
+        tokio::spawn(serve(
+            read,
+            sidecar::read_router(state.clone()),
+            shutdown.clone(),
+            s.drain_timeout,
+        )),
+        tokio::spawn(serve(
+            probe,
+            sidecar::probe_router(state),
+            shutdown.clone(),
+            s.drain_timeout,
+        )),
+        sync.task,
+    ];
+    tracing::info!(%read_addr, %probe_addr, namespace = %s.namespace, "rtconfig sidecar started");
+    Ok(RunningSidecar {
+        read_addr,
+        probe_addr,
+        store,
+        sync: sync.status,
+        metrics,
+        tasks: Tasks {
+            shutdown,
+            handles,
+            drain_timeout: s.drain_timeout,
+        },
+    })
+}
+
+/// `rtconfig admin`: the shared write service with its Redis relay.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub schema_dir: PathBuf,
+    /// The embedded ledger's directory (one admin only).
+    pub data_dir: PathBuf,
+    pub redis_url: String,
+    pub cluster_id: String,
+    pub listen: SocketAddr,
+    pub admin_token: String,
+    pub drain_timeout: Duration,
+    pub relay_interval: Duration,
+    pub anti_entropy_interval: Duration,
+}
+
+impl AdminSettings {
+    pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
+        AdminSettings {
+            schema_dir,
+            data_dir,
+            redis_url: redis_url.to_owned(),
+            cluster_id: "default".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: "test-token".into(),
+            drain_timeout: Duration::from_secs(2),
+            relay_interval: Duration::from_millis(200),
+            anti_entropy_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running admin.
+pub struct RunningAdmin {
+    pub addr: SocketAddr,
+    pub ledger: Arc<dyn Ledger>,
+    pub metrics: Arc<Metrics>,
+    pub gate: Arc<crate::admin::write::WriteGate>,
+    tasks: Tasks,
+}
+
+impl RunningAdmin {
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.tasks.shutdown.clone()
+    }
+
+    pub async fn stop(self) {
+        self.tasks.stop().await;
+    }
+
+    pub async fn run_until_stopped(self) {
+        self.tasks.run_until_stopped().await;
+    }
+}
+
+/// Starts `rtconfig admin` on the embedded ledger.
+pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
+    if s.admin_token.trim().len() < 16 {
+        return Err(StartError::Settings(
+            "--admin-token must be at least 16 characters (the admin never runs without auth outside dev)".into(),
+        ));
+    }
+    let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
+    let ledger = Arc::new(EmbeddedLedger::open(&s.data_dir, &s.cluster_id)?);
+    for ns in schemas.iter() {
+        ledger.ensure_namespace(&ns.namespace).await?;
+    }
+    let ledger: Arc<dyn Ledger> = ledger;
+    let metrics = Arc::new(Metrics::new());
+    let opts = crate::redis::ConnectOptions::default();
+    let relay_client = crate::redis::command_client(&s.redis_url, &opts)
+        .map_err(|e| StartError::Settings(e.to_string()))?;
+    let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
+        .map_err(|e| StartError::Settings(e.to_string()))?;
+    crate::redis::start(&fleet_client);
+    // The embedded ledger has one admin: a term from the clock orders its restarts.
+    let term = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    let mut relay_settings = crate::relay::RelaySettings::new(&s.cluster_id, term);
+    relay_settings.interval = s.relay_interval;
+    relay_settings.anti_entropy_interval = s.anti_entropy_interval;
+    let relay = crate::relay::Relay::new(
+        ledger.clone(),
+        relay_client,
+        schemas.iter().cloned().collect(),
+        relay_settings,
+        metrics.clone(),
+    );
+    let gate = relay.gate.clone();
+    let shutdown = Shutdown::new();
+    let admin_state = AdminState::new(
+        WritePath {
+            schemas,
+            ledger: ledger.clone(),
+            after_commit: Arc::new(crate::relay::RelayKick(relay.kick())),
+            metrics: metrics.clone(),
+            gate: gate.clone(),
+        },
+        Masker::load_or_create(&s.data_dir.join("secret.key"))?,
+        Arc::new(crate::relay::RedisFleet {
+            client: fleet_client,
+        }),
+        metrics.clone(),
+        Some(&s.admin_token),
+    );
+    let listener = bind(s.listen).await?;
+    let addr = listener.local_addr()?;
+    let handles = vec![
+        tokio::spawn(relay.run(shutdown.clone())),
+        tokio::spawn(serve(
+            listener,
+            admin::router(admin_state),
+            shutdown.clone(),
+            s.drain_timeout,
+        )),
+    ];
+    tracing::info!(%addr, data_dir = %s.data_dir.display(), "rtconfig admin started");
+    Ok(RunningAdmin {
+        addr,
+        ledger,
+        metrics,
+        gate,
+        tasks: Tasks {
+            shutdown,
+            handles,
+            drain_timeout: s.drain_timeout,
+        },
+    })
+}
+
+/// Background tasks of a role and how to stop them.
+struct Tasks {
+    shutdown: Shutdown,
+    handles: Vec<JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+impl Tasks {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let all = futures_util::future::join_all(self.handles);
+        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop before the deadline");
+        }
+    }
+
+    async fn run_until_stopped(self) {
+        let wait = self.shutdown.wait();
+        tokio::select! {
+            () = shutdown::signal() => {}
+            () = wait => {}
+        }
+        self.stop().await;
+        tracing::info!("stopped");
+    }
 }

@@ -1,4 +1,4 @@
-//! The command line: `rtconfig dev | check | health`. Every flag also reads `RTCONFIG_<FLAG>`.
+//! The command line: `rtconfig dev | sidecar | admin | check | health`. Every flag also reads `RTCONFIG_<FLAG>`.
 //!
 //! Exit codes: 0 success, 64 (`EX_USAGE`) for bad flags, settings or schema files, 1 for
 //! failures at run time.
@@ -32,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Admin + sidecar in one process on the embedded store (no Redis, no PostgreSQL).
     Dev(DevArgs),
+    /// The per-pod read service for one namespace, synced from Redis.
+    Sidecar(SidecarArgs),
+    /// The shared write service: JSON API and the relay that projects the ledger into Redis.
+    Admin(AdminArgs),
     /// Validate schema files; prints every problem and exits 64, or 0 when all is well.
     Check(CheckArgs),
     /// Probe a URL (for images without curl): exit 0 on a 2xx answer, 1 otherwise.
@@ -76,6 +80,80 @@ pub struct DevArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// Directory of namespace schema files (*.toml); gives types and defaults.
+    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
+    pub schema_dir: PathBuf,
+    /// The namespace this sidecar serves.
+    #[arg(long, env = "RTCONFIG_NAMESPACE")]
+    pub namespace: String,
+    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
+    #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+    /// This deployment's name: data of another cluster id in Redis is never applied.
+    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
+    pub cluster_id: String,
+    /// Read API address (loopback only unless --allow-non-loopback).
+    #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Probe and metrics address.
+    #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "0.0.0.0:7071")]
+    pub probe_listen: SocketAddr,
+    /// Serve the read API on a non-loopback --listen address.
+    #[arg(long, env = "RTCONFIG_ALLOW_NON_LOOPBACK")]
+    pub allow_non_loopback: bool,
+    /// Disk snapshot file: written after every change, served at a cold start without Redis.
+    #[arg(long, env = "RTCONFIG_SNAPSHOT_PATH")]
+    pub snapshot_path: Option<PathBuf>,
+    /// Seconds between resyncs with Redis (fractions allowed; ±20 % jitter).
+    #[arg(long, env = "RTCONFIG_RESYNC_INTERVAL", default_value_t = 5.0)]
+    pub resync_interval: f64,
+    /// Stay not-ready until a real snapshot (Redis or disk) is loaded, instead of serving defaults.
+    #[arg(long, env = "RTCONFIG_REQUIRE_SNAPSHOT")]
+    pub require_snapshot: bool,
+    /// Most long-polls and SSE streams open at once.
+    #[arg(long, env = "RTCONFIG_MAX_WATCHERS", default_value_t = 1024)]
+    pub max_watchers: usize,
+    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
+    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Name in the fleet view (default: $HOSTNAME-pid).
+    #[arg(long, env = "RTCONFIG_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Directory of namespace schema files (*.toml).
+    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
+    pub schema_dir: PathBuf,
+    /// Embedded ledger directory (one admin only; guarded by a lock file).
+    #[arg(long, env = "RTCONFIG_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
+    #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+    /// This deployment's name, recorded in the ledger and in Redis.
+    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
+    pub cluster_id: String,
+    /// Admin API address.
+    #[arg(long, env = "RTCONFIG_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token every API call must carry (at least 16 characters). Required.
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
+    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Seconds between relay rounds (also kicked after every commit).
+    #[arg(long, env = "RTCONFIG_RELAY_INTERVAL", default_value_t = 1.0)]
+    pub relay_interval: f64,
+    /// Seconds between anti-entropy comparisons of Redis with the ledger.
+    #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value_t = 30.0)]
+    pub anti_entropy_interval: f64,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Directory of namespace schema files (*.toml).
     #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
@@ -92,7 +170,7 @@ pub struct HealthArgs {
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    if value.is_finite() && value >= 0.0 && value < 1e9 {
+    if (0.0..1e9).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(format!("{flag} must be a non-negative number of seconds"))
@@ -114,6 +192,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Health(args) => runtime().block_on(health(&args)),
         Command::Dev(args) => runtime().block_on(dev(args)),
+        Command::Sidecar(args) => runtime().block_on(sidecar(args)),
+        Command::Admin(args) => runtime().block_on(admin(args)),
     }
 }
 
@@ -242,6 +322,83 @@ async fn dev(args: DevArgs) -> ExitCode {
     );
     running.run_until_stopped().await;
     ExitCode::SUCCESS
+}
+
+async fn sidecar(args: SidecarArgs) -> ExitCode {
+    let durations = (
+        seconds(args.resync_interval, "--resync-interval"),
+        seconds(args.drain_timeout, "--drain-timeout"),
+    );
+    let (resync_interval, drain_timeout) = match durations {
+        (Ok(r), Ok(d)) => (r, d),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("rtconfig: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let settings = app::SidecarSettings {
+        schema_dir: args.schema_dir,
+        namespace: args.namespace,
+        cluster_id: args.cluster_id,
+        redis_url: args.redis_url,
+        listen: args.listen,
+        probe_listen: args.probe_listen,
+        allow_non_loopback: args.allow_non_loopback,
+        snapshot_path: args.snapshot_path,
+        resync_interval,
+        require_snapshot: args.require_snapshot,
+        max_watchers: args.max_watchers,
+        drain_timeout,
+        instance_id: args.instance_id,
+    };
+    match app::start_sidecar(settings).await {
+        Ok(running) => {
+            running.run_until_stopped().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_start_error(&e),
+    }
+}
+
+async fn admin(args: AdminArgs) -> ExitCode {
+    let durations = (
+        seconds(args.drain_timeout, "--drain-timeout"),
+        seconds(args.relay_interval, "--relay-interval"),
+        seconds(args.anti_entropy_interval, "--anti-entropy-interval"),
+    );
+    let (drain_timeout, relay_interval, anti_entropy_interval) = match durations {
+        (Ok(d), Ok(r), Ok(a)) if r > Duration::ZERO && a > Duration::ZERO => (d, r, a),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            eprintln!("rtconfig: {e}");
+            return ExitCode::from(64);
+        }
+        _ => {
+            eprintln!("rtconfig: relay and anti-entropy intervals must be above zero");
+            return ExitCode::from(64);
+        }
+    };
+    let settings = app::AdminSettings {
+        schema_dir: args.schema_dir,
+        data_dir: args.data_dir,
+        redis_url: args.redis_url,
+        cluster_id: args.cluster_id,
+        listen: args.listen,
+        admin_token: args.admin_token,
+        drain_timeout,
+        relay_interval,
+        anti_entropy_interval,
+    };
+    match app::start_admin(settings).await {
+        Ok(running) => {
+            println!(
+                "rtconfig admin is running on http://{}/api/v1/namespaces",
+                running.addr
+            );
+            running.run_until_stopped().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_start_error(&e),
+    }
 }
 
 fn report_start_error(e: &app::StartError) -> ExitCode {

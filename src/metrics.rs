@@ -17,6 +17,14 @@
 //! | `rtconfig_watchers` | gauge | open long-polls and SSE streams |
 //! | `rtconfig_watchers_rejected_total` | counter | refused over `--max-watchers` |
 //! | `rtconfig_admin_writes_total` | counter | `result` |
+//! | `rtconfig_redis_connected` | gauge | 1 while the Redis connection is up |
+//! | `rtconfig_sync_resyncs_total` | counter | `reason`: startup, message, timer, reconnect, lagged, decode_error |
+//! | `rtconfig_sync_messages_total` | counter | `result`: newer, duplicate, invalid, lagged |
+//! | `rtconfig_sync_full_fetches_total` / `rtconfig_sync_catchups_total` | counter | |
+//! | `rtconfig_sync_anomalies_total` | counter | `kind`: foreign_redis, redis_behind, older_epoch, bad_item, incomplete_image, … |
+//! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) |
+//! | `rtconfig_relay_applied_total`, `rtconfig_relay_rebuilds_total`, `rtconfig_relay_errors_total` | counter | |
+//! | `rtconfig_relay_foreign_redis` | gauge | 1 while Redis holds another cluster's data (alarm) |
 
 use std::sync::atomic::AtomicU64;
 
@@ -46,6 +54,16 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +87,17 @@ pub struct Metrics {
     pub watchers: Gauge,
     pub watchers_rejected: Counter,
     pub admin_writes: Family<ResultLabel, Counter>,
+    pub redis_connected: Gauge,
+    pub sync_resyncs: Family<ReasonLabel, Counter>,
+    pub sync_messages: Family<ResultLabel, Counter>,
+    pub sync_full_fetches: Counter,
+    pub sync_catchups: Counter,
+    pub sync_anomalies: Family<KindLabel, Counter>,
+    pub relay_lag_versions: Gauge,
+    pub relay_applied: Counter,
+    pub relay_rebuilds: Counter,
+    pub relay_errors: Counter,
+    pub relay_foreign_redis: Gauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +123,17 @@ impl Metrics {
             watchers: Gauge::default(),
             watchers_rejected: Counter::default(),
             admin_writes: Family::default(),
+            redis_connected: Gauge::default(),
+            sync_resyncs: Family::default(),
+            sync_messages: Family::default(),
+            sync_full_fetches: Counter::default(),
+            sync_catchups: Counter::default(),
+            sync_anomalies: Family::default(),
+            relay_lag_versions: Gauge::default(),
+            relay_applied: Counter::default(),
+            relay_rebuilds: Counter::default(),
+            relay_errors: Counter::default(),
+            relay_foreign_redis: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +201,61 @@ impl Metrics {
             "Admin write requests, by result",
             m.admin_writes.clone(),
         );
+        registry.register(
+            "redis_connected",
+            "1 while the Redis connection is up",
+            m.redis_connected.clone(),
+        );
+        registry.register(
+            "sync_resyncs",
+            "Sync rounds against Redis, by trigger",
+            m.sync_resyncs.clone(),
+        );
+        registry.register(
+            "sync_messages",
+            "Pub/Sub change hints received, by result",
+            m.sync_messages.clone(),
+        );
+        registry.register(
+            "sync_full_fetches",
+            "Full image reads from Redis",
+            m.sync_full_fetches.clone(),
+        );
+        registry.register(
+            "sync_catchups",
+            "Catch-ups from the Redis change log",
+            m.sync_catchups.clone(),
+        );
+        registry.register(
+            "sync_anomalies",
+            "Redis states the sidecar refused to apply, by kind",
+            m.sync_anomalies.clone(),
+        );
+        registry.register(
+            "relay_lag_versions",
+            "Versions committed in the ledger but not yet in Redis",
+            m.relay_lag_versions.clone(),
+        );
+        registry.register(
+            "relay_applied",
+            "Changesets applied to Redis by the relay",
+            m.relay_applied.clone(),
+        );
+        registry.register(
+            "relay_rebuilds",
+            "Full rebuilds of a namespace's Redis image",
+            m.relay_rebuilds.clone(),
+        );
+        registry.register(
+            "relay_errors",
+            "Relay rounds that failed",
+            m.relay_errors.clone(),
+        );
+        registry.register(
+            "relay_foreign_redis",
+            "1 while Redis holds another cluster's data (the relay refuses to write)",
+            m.relay_foreign_redis.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -192,6 +287,22 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+
+    pub fn resync(&self, reason: &'static str) {
+        self.sync_resyncs
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn message(&self, result: &'static str) {
+        self.sync_messages
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn anomaly(&self, kind: &'static str) {
+        self.sync_anomalies.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn admin_write(&self, result: &'static str) {

@@ -34,6 +34,36 @@ impl AfterCommit for NoDistribution {
     async fn committed(&self, _namespace: &str, _state: NamespaceState) {}
 }
 
+/// Namespaces that must not take writes now, and why: the relay found Redis ahead of the
+/// ledger (a restored ledger), so a write would fork history (`503 ledger_behind`).
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    ledger_behind: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl WriteGate {
+    pub fn set_ledger_behind(&self, namespace: &str, behind: bool) {
+        let mut set = self.ledger_behind.lock().unwrap_or_else(|p| p.into_inner());
+        if behind {
+            set.insert(namespace.to_owned());
+        } else {
+            set.remove(namespace);
+        }
+    }
+
+    pub fn check(&self, namespace: &str) -> Result<(), ApiError> {
+        let set = self.ledger_behind.lock().unwrap_or_else(|p| p.into_inner());
+        if set.contains(namespace) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_behind",
+                "Redis holds versions the ledger does not (was the database restored?); writes are refused until an operator runs `rtconfig admin reconcile --force`",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A write as the API received it.
 #[derive(Debug, Default, Clone)]
 pub struct WriteRequest {
@@ -51,6 +81,7 @@ pub struct WritePath {
     pub ledger: Arc<dyn Ledger>,
     pub after_commit: Arc<dyn AfterCommit>,
     pub metrics: Arc<Metrics>,
+    pub gate: Arc<WriteGate>,
 }
 
 impl WritePath {
@@ -104,6 +135,10 @@ impl WritePath {
     /// Commits an already validated request and distributes it.
     async fn commit(&self, request: CommitRequest) -> Result<Committed, ApiError> {
         let namespace = request.namespace.clone();
+        if let Err(e) = self.gate.check(&namespace) {
+            self.metrics.admin_write("refused");
+            return Err(e);
+        }
         match self.ledger.commit(request).await {
             Ok(committed) => {
                 let result = if committed.replayed {

@@ -30,6 +30,8 @@ use super::{
 const LOG_FILE: &str = "ledger.log";
 const LOCK_FILE: &str = "lock";
 
+// Records are transient (encoded or decoded one at a time), so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 enum Record {

@@ -1,0 +1,116 @@
+//! The Lua scripts: every multi-key step on Redis is one of these, so it is atomic (and, thanks
+//! to the `{ns}` hash tag, atomic on a cluster too).
+//!
+//! Writers (relay): [`APPLY`] one changeset idempotently with gap detection, [`RELAY_TICK`] read
+//! meta and refresh `relay_at`, [`SWAP`] finish a rebuild by renaming the temp keys in.
+//! Readers (sidecar): [`SYNC_READ`] meta + Redis time + the log after a version in one step, so a
+//! rebuild in between cannot mix epochs; [`FULL_READ`] meta + every item as one image.
+//!
+//! Every writer checks `cluster_id` (never write over another deployment) and the fencing
+//! `term` (a paused ex-leader cannot write after a new leader wrote).
+
+use std::sync::LazyLock;
+
+use fred::types::scripts::Script;
+
+/// `KEYS`: meta, items, log. `ARGV`: cluster_id, epoch, term, version, changes JSON (log entry),
+/// log maxlen, channel, schema_hash, then pairs `key, envelope` (`""` deletes the item).
+/// Returns `OK`, `DUP` (already applied), `GAP`, `NOT_READY` (no complete image), `EPOCH`,
+/// `FOREIGN` or `FENCED`.
+pub const APPLY_LUA: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'term')
+if not m[1] then return 'NOT_READY' end
+if m[1] ~= ARGV[1] then return 'FOREIGN' end
+if tonumber(m[5] or '0') > tonumber(ARGV[3]) then return 'FENCED' end
+if m[4] ~= '1' then return 'NOT_READY' end
+if m[2] ~= ARGV[2] then return 'EPOCH' end
+local cur = tonumber(m[3] or '0')
+local v = tonumber(ARGV[4])
+if v <= cur then return 'DUP' end
+if v ~= cur + 1 then return 'GAP' end
+-- The log first: it is the step that can fail (an id not above the last), and nothing is
+-- changed yet if it does.
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], ARGV[4] .. '-0', 'epoch', ARGV[2], 'changes', ARGV[5])
+for i = 9, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'version', ARGV[4], 'count', redis.call('HLEN', KEYS[2]),
+  'term', ARGV[3], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
+  'schema_hash', ARGV[8])
+redis.call('PUBLISH', ARGV[7], ARGV[2] .. ':' .. ARGV[4])
+return 'OK'
+"#;
+
+/// `KEYS`: meta. `ARGV`: cluster_id, term. Returns meta fields `cluster_id, epoch, version,
+/// complete, term, generation, count`; refreshes `relay_at` (Redis `TIME`) when the image is ours,
+/// complete, and not fenced.
+pub const RELAY_TICK_LUA: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'term', 'generation', 'count')
+if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[5] or '0') <= tonumber(ARGV[2]) then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])), 'term', ARGV[2])
+end
+return m
+"#;
+
+/// `KEYS`: meta, items, log, items_tmp, log_tmp. `ARGV`: cluster_id, epoch, version, term,
+/// count, channel, schema_hash, bump_generation (`1`/`0`). Renames the temp keys over the live
+/// ones (or deletes the live ones when a temp key is absent: an empty namespace), then marks
+/// the image complete and publishes. Returns `OK`, `FOREIGN`, `FENCED` or `COUNT` (the temp
+/// image does not have `count` items; nothing was changed).
+pub const SWAP_LUA: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'term')
+if m[1] and m[1] ~= ARGV[1] then return 'FOREIGN' end
+if tonumber(m[2] or '0') > tonumber(ARGV[4]) then return 'FENCED' end
+if redis.call('HLEN', KEYS[4]) ~= tonumber(ARGV[5]) then return 'COUNT' end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[2])
+else
+  redis.call('DEL', KEYS[2])
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('RENAME', KEYS[5], KEYS[3])
+else
+  redis.call('DEL', KEYS[3])
+end
+if ARGV[8] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'generation', 1)
+end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'cluster_id', ARGV[1], 'epoch', ARGV[2], 'version', ARGV[3],
+  'complete', '1', 'count', ARGV[5], 'term', ARGV[4],
+  'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])), 'schema_hash', ARGV[7])
+redis.call('PUBLISH', ARGV[6], ARGV[2] .. ':' .. ARGV[3])
+return 'OK'
+"#;
+
+/// `KEYS`: meta, log. `ARGV`: after_version (`-1`: no log wanted), max entries. Returns
+/// `{meta fields, TIME, log entries after after_version}`; meta fields are `cluster_id, epoch,
+/// version, complete, relay_at, count, generation, schema_hash`.
+pub const SYNC_READ_LUA: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash')
+local t = redis.call('TIME')
+local log = {}
+local after = tonumber(ARGV[1])
+if after >= 0 and m[3] and m[4] == '1' and tonumber(m[3]) > after then
+  log = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {m, t, log}
+"#;
+
+/// `KEYS`: meta, items. Returns `{meta fields (as SYNC_READ), HGETALL items}`: one consistent image.
+pub const FULL_READ_LUA: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash')
+return {m, redis.call('HGETALL', KEYS[2])}
+"#;
+
+pub static APPLY: LazyLock<Script> = LazyLock::new(|| Script::from_lua(APPLY_LUA));
+pub static RELAY_TICK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RELAY_TICK_LUA));
+pub static SWAP: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SWAP_LUA));
+pub static SYNC_READ: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SYNC_READ_LUA));
+pub static FULL_READ: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FULL_READ_LUA));

@@ -1,0 +1,525 @@
+//! The admin's relay/reconciler: makes Redis an exact projection of the ledger.
+//!
+//! Written against the [`Ledger`] trait. Each round, per namespace (after every commit — the
+//! write path kicks it — and every second):
+//! - read `meta` and refresh `relay_at` ([`scripts::RELAY_TICK`]);
+//! - Redis of another `cluster_id` → never touched; alarm (`rtconfig_relay_foreign_redis`);
+//! - empty, flushed, incomplete or other-epoch Redis → **rebuild**: the ledger's current image
+//!   into temp keys, the log tail too, then one script renames them in and sets `complete`,
+//!   `count`, `generation`; sidecars never see a half-built image;
+//! - Redis *ahead* of the ledger in the same epoch (a restored ledger) → never overwritten;
+//!   writes are refused with `ledger_behind` until an operator bumps the epoch;
+//! - Redis behind → replay the missing changesets one by one through [`scripts::APPLY`]
+//!   (idempotent, gap-detecting; a gap or a missing image falls back to a rebuild);
+//! - every 30 s, anti-entropy: compare every item with the ledger; a difference → rebuild at
+//!   the same version with a new `generation`, so sidecars refetch.
+//!
+//! Every script checks the fencing `term`, so a paused ex-leader cannot write after a newer
+//! leader did.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::Client;
+use fred::interfaces::{ClientLike as _, HashesInterface, KeysInterface, StreamsInterface};
+use fred::types::Value as RedisValue;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::admin::fleet::{Fleet, SidecarInfo};
+use crate::admin::write::{AfterCommit, WriteGate};
+use crate::ledger::{Changeset, Ledger, LedgerError, NamespaceState};
+use crate::metrics::Metrics;
+use crate::redis::{self, scripts, Keys, RedisError, RelayMeta, LOG_MAXLEN};
+use crate::schema::Schema;
+use crate::shutdown::Shutdown;
+
+/// Items written per command during a rebuild.
+const REBUILD_BATCH: usize = 500;
+/// Changesets replayed per ledger read.
+const REPLAY_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<fred::error::Error> for RelayError {
+    fn from(e: fred::error::Error) -> Self {
+        RelayError::Redis(RedisError::Command(e))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub cluster_id: String,
+    /// The fencing token of this leader: higher than any earlier leader's.
+    pub term: u64,
+    pub interval: Duration,
+    pub anti_entropy_interval: Duration,
+}
+
+impl RelaySettings {
+    pub fn new(cluster_id: &str, term: u64) -> RelaySettings {
+        RelaySettings {
+            cluster_id: cluster_id.to_owned(),
+            term,
+            interval: Duration::from_secs(1),
+            anti_entropy_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Wakes the relay after a commit.
+pub struct RelayKick(pub Arc<Notify>);
+
+#[async_trait]
+impl AfterCommit for RelayKick {
+    async fn committed(&self, _namespace: &str, _state: NamespaceState) {
+        self.0.notify_one();
+    }
+}
+
+/// What a namespace round found (for logging transitions once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Ok,
+    Foreign,
+    Fenced,
+    LedgerBehind,
+    Failing,
+}
+
+pub struct Relay {
+    ledger: Arc<dyn Ledger>,
+    client: Client,
+    schemas: Vec<Arc<Schema>>,
+    settings: RelaySettings,
+    kick: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    pub gate: Arc<WriteGate>,
+    health: BTreeMap<String, Health>,
+}
+
+impl Relay {
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        client: Client,
+        schemas: Vec<Arc<Schema>>,
+        settings: RelaySettings,
+        metrics: Arc<Metrics>,
+    ) -> Relay {
+        Relay {
+            ledger,
+            client,
+            schemas,
+            settings,
+            kick: Arc::new(Notify::new()),
+            metrics,
+            gate: Arc::new(WriteGate::default()),
+            health: BTreeMap::new(),
+        }
+    }
+
+    pub fn kick(&self) -> Arc<Notify> {
+        self.kick.clone()
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        redis::start(&self.client);
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(self.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut entropy = tokio::time::interval(self.settings.anti_entropy_interval);
+        entropy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        entropy.reset();
+        let kick = self.kick.clone();
+        loop {
+            let anti_entropy = tokio::select! {
+                () = kick.notified() => false,
+                _ = tick.tick() => false,
+                _ = entropy.tick() => true,
+                () = &mut stop => break,
+            };
+            self.round(anti_entropy).await;
+        }
+        let _ = self.client.quit().await;
+    }
+
+    /// One pass over every namespace.
+    pub async fn round(&mut self, anti_entropy: bool) {
+        let mut max_lag = 0i64;
+        for schema in self.schemas.clone() {
+            let ns = schema.namespace.as_str();
+            let health = match self.sync_namespace(&schema, anti_entropy).await {
+                Ok((health, lag)) => {
+                    max_lag = max_lag.max(lag);
+                    health
+                }
+                Err(e) => {
+                    self.metrics.relay_errors.inc();
+                    if self.health.get(ns) != Some(&Health::Failing) {
+                        tracing::warn!(namespace = ns, error = %e, "relay round failed; retrying every second");
+                    }
+                    Health::Failing
+                }
+            };
+            let before = self.health.insert(ns.to_owned(), health);
+            if before == Some(Health::Failing) && health == Health::Ok {
+                tracing::info!(namespace = ns, "relay recovered");
+            }
+            if anti_entropy {
+                if let Err(e) = self.prune_sidecars(ns).await {
+                    tracing::debug!(namespace = ns, error = %e, "cannot prune silent sidecars");
+                }
+            }
+        }
+        self.metrics.relay_lag_versions.set(max_lag);
+        let foreign = self.health.values().any(|h| *h == Health::Foreign);
+        self.metrics.relay_foreign_redis.set(i64::from(foreign));
+    }
+
+    async fn sync_namespace(
+        &mut self,
+        schema: &Schema,
+        anti_entropy: bool,
+    ) -> Result<(Health, i64), RelayError> {
+        let ns = schema.namespace.as_str();
+        let keys = Keys::new(ns);
+        let ledger = self.ledger.namespace_state(ns).await?;
+        let reply: RedisValue = scripts::RELAY_TICK
+            .evalsha_with_reload(
+                &self.client,
+                vec![keys.meta.as_str()],
+                vec![
+                    self.settings.cluster_id.clone(),
+                    self.settings.term.to_string(),
+                ],
+            )
+            .await
+            .map_err(RedisError::from)?;
+        let meta = RelayMeta::parse(&reply)?;
+        if let Some(c) = &meta.cluster_id {
+            if *c != self.settings.cluster_id {
+                if self.health.get(ns) != Some(&Health::Foreign) {
+                    tracing::error!(namespace = ns, redis_cluster_id = %c, our_cluster_id = %self.settings.cluster_id, "redis holds another cluster's data; refusing to write to it");
+                }
+                return Ok((Health::Foreign, 0));
+            }
+        }
+        if meta.term > self.settings.term {
+            if self.health.get(ns) != Some(&Health::Fenced) {
+                tracing::error!(
+                    namespace = ns,
+                    redis_term = meta.term,
+                    our_term = self.settings.term,
+                    "a newer relay leader wrote to redis; this relay stops writing"
+                );
+            }
+            return Ok((Health::Fenced, 0));
+        }
+        let redis_epoch = meta.epoch.unwrap_or(0);
+        let redis_version = meta.version.unwrap_or(0);
+        let ours = meta.cluster_id.is_some() && meta.complete;
+        // A complete image of ours that is ahead of the ledger: the ledger was restored from a
+        // backup. Never overwrite it; an operator decides (reconcile --force bumps the epoch).
+        if ours
+            && (redis_epoch > ledger.epoch
+                || (redis_epoch == ledger.epoch && redis_version > ledger.version))
+        {
+            if self.health.get(ns) != Some(&Health::LedgerBehind) {
+                tracing::error!(namespace = ns, redis_epoch, redis_version, ledger_epoch = ledger.epoch, ledger_version = ledger.version, "redis is ahead of the ledger; writes are refused until `rtconfig admin reconcile --force`");
+            }
+            self.gate.set_ledger_behind(ns, true);
+            return Ok((Health::LedgerBehind, 0));
+        }
+        self.gate.set_ledger_behind(ns, false);
+        let synced = if !ours || redis_epoch != ledger.epoch {
+            tracing::info!(
+                namespace = ns,
+                complete = meta.complete,
+                redis_epoch,
+                ledger_epoch = ledger.epoch,
+                "rebuilding the redis image"
+            );
+            self.rebuild(schema, false).await?
+        } else if redis_version < ledger.version {
+            self.replay(schema, redis_version).await?
+        } else if anti_entropy && !self.image_matches(schema).await? {
+            self.metrics.anomaly("redis_drift");
+            tracing::warn!(
+                namespace = ns,
+                "anti-entropy found redis differing from the ledger; rebuilding"
+            );
+            self.rebuild(schema, true).await?
+        } else {
+            redis_version
+        };
+        let after = self.ledger.namespace_state(ns).await?;
+        let lag = after.version.saturating_sub(synced) as i64;
+        Ok((Health::Ok, lag))
+    }
+
+    /// Applies changesets after `from`, in order; falls back to a rebuild on a gap. Returns the
+    /// version Redis is at afterwards.
+    async fn replay(&mut self, schema: &Schema, mut from: u64) -> Result<u64, RelayError> {
+        let ns = schema.namespace.as_str();
+        let keys = Keys::new(ns);
+        loop {
+            let batch = self.ledger.changes_since(ns, from, REPLAY_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(from);
+            }
+            for cs in &batch {
+                let result = self.apply(&keys, schema, cs).await?;
+                match result.as_str() {
+                    "OK" => {
+                        self.metrics.relay_applied.inc();
+                    }
+                    "DUP" => {}
+                    "GAP" | "NOT_READY" | "EPOCH" => {
+                        tracing::info!(namespace = ns, version = cs.version, result = %result, "cannot apply in order; rebuilding");
+                        return self.rebuild(schema, false).await;
+                    }
+                    other => {
+                        tracing::warn!(
+                            namespace = ns,
+                            version = cs.version,
+                            result = other,
+                            "relay apply refused"
+                        );
+                        return Ok(from);
+                    }
+                }
+                from = cs.version;
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        keys: &Keys,
+        schema: &Schema,
+        cs: &Changeset,
+    ) -> Result<String, RelayError> {
+        let mut args = vec![
+            self.settings.cluster_id.clone(),
+            cs.epoch.to_string(),
+            self.settings.term.to_string(),
+            cs.version.to_string(),
+            log_changes(cs),
+            LOG_MAXLEN.to_string(),
+            keys.changes.clone(),
+            schema.hash.clone(),
+        ];
+        for c in &cs.changes {
+            args.push(c.key.clone());
+            args.push(match &c.new {
+                Some(v) => redis::encode_item(v, cs.version),
+                None => String::new(),
+            });
+        }
+        let reply: RedisValue = scripts::APPLY
+            .evalsha_with_reload(
+                &self.client,
+                vec![keys.meta.as_str(), keys.items.as_str(), keys.log.as_str()],
+                args,
+            )
+            .await
+            .map_err(RedisError::from)?;
+        Ok(redis::text(&reply)?.unwrap_or_default())
+    }
+
+    /// Writes the ledger's current image and log tail into temp keys, then swaps them in; returns
+    /// the version of the new image.
+    pub async fn rebuild(
+        &mut self,
+        schema: &Schema,
+        bump_generation: bool,
+    ) -> Result<u64, RelayError> {
+        let ns = schema.namespace.as_str();
+        let keys = Keys::new(ns);
+        let current = self.ledger.current(ns).await?;
+        let version = current.state.version;
+        let _: i64 = self
+            .client
+            .del(vec![keys.items_tmp.as_str(), keys.log_tmp.as_str()])
+            .await?;
+        let items: Vec<(String, String)> = current
+            .values
+            .iter()
+            .filter_map(|(k, s)| {
+                s.value
+                    .as_ref()
+                    .map(|v| (k.clone(), redis::encode_item(v, s.version)))
+            })
+            .collect();
+        for chunk in items.chunks(REBUILD_BATCH) {
+            let _: i64 = self
+                .client
+                .hset(keys.items_tmp.as_str(), chunk.to_vec())
+                .await?;
+        }
+        let from = version.saturating_sub(LOG_MAXLEN);
+        let mut after = from;
+        while after < version {
+            let batch = self.ledger.changes_since(ns, after, REBUILD_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut pending = Vec::with_capacity(batch.len());
+            for cs in batch.iter().filter(|cs| cs.version <= version) {
+                pending.push(self.client.xadd::<RedisValue, _, _, _, _>(
+                    keys.log_tmp.as_str(),
+                    false,
+                    None,
+                    format!("{}-0", cs.version),
+                    vec![
+                        ("epoch", cs.epoch.to_string()),
+                        ("changes", log_changes(cs)),
+                    ],
+                ));
+                after = cs.version;
+            }
+            futures_util::future::try_join_all(pending).await?;
+            if batch.last().is_some_and(|cs| cs.version >= version) {
+                break;
+            }
+        }
+        let reply: RedisValue = scripts::SWAP
+            .evalsha_with_reload(
+                &self.client,
+                vec![
+                    keys.meta.as_str(),
+                    keys.items.as_str(),
+                    keys.log.as_str(),
+                    keys.items_tmp.as_str(),
+                    keys.log_tmp.as_str(),
+                ],
+                vec![
+                    self.settings.cluster_id.clone(),
+                    current.state.epoch.to_string(),
+                    version.to_string(),
+                    self.settings.term.to_string(),
+                    items.len().to_string(),
+                    keys.changes.clone(),
+                    schema.hash.clone(),
+                    if bump_generation { "1" } else { "0" }.to_owned(),
+                ],
+            )
+            .await
+            .map_err(RedisError::from)?;
+        let result = redis::text(&reply)?.unwrap_or_default();
+        if result != "OK" {
+            return Err(RelayError::Redis(RedisError::Reply(format!(
+                "rebuild swap refused: {result}"
+            ))));
+        }
+        self.metrics.relay_rebuilds.inc();
+        tracing::info!(
+            namespace = ns,
+            version,
+            items = items.len(),
+            "redis image rebuilt"
+        );
+        Ok(version)
+    }
+
+    /// Whether every item in Redis equals the ledger's (anti-entropy).
+    async fn image_matches(&self, schema: &Schema) -> Result<bool, RelayError> {
+        let ns = schema.namespace.as_str();
+        let keys = Keys::new(ns);
+        let current = self.ledger.current(ns).await?;
+        let in_redis: std::collections::HashMap<String, String> =
+            self.client.hgetall(keys.items.as_str()).await?;
+        let stored: Vec<(&str, &Value)> = current.stored().collect();
+        if stored.len() != in_redis.len() {
+            return Ok(false);
+        }
+        Ok(stored.iter().all(|(k, v)| {
+            in_redis
+                .get(*k)
+                .and_then(|text| redis::decode_item(text))
+                .is_some_and(|(value, _)| value == **v)
+        }))
+    }
+
+    /// Removes heartbeats silent for more than 10 of their intervals.
+    async fn prune_sidecars(&self, ns: &str) -> Result<(), RelayError> {
+        let keys = Keys::new(ns);
+        let all: std::collections::HashMap<String, String> =
+            self.client.hgetall(keys.sidecars.as_str()).await?;
+        let now = chrono::Utc::now();
+        let silent: Vec<String> = all
+            .into_iter()
+            .filter(|(_, beat)| {
+                let Ok(v) = serde_json::from_str::<Value>(beat) else {
+                    return true;
+                };
+                let interval_ms = v.get("interval_ms").and_then(Value::as_i64).unwrap_or(5000);
+                let seen = v
+                    .get("seen_at")
+                    .and_then(Value::as_str)
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                seen.is_none_or(|t| {
+                    (now - t.with_timezone(&chrono::Utc)).num_milliseconds() > 10 * interval_ms
+                })
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if !silent.is_empty() {
+            let _: i64 = self.client.hdel(keys.sidecars.as_str(), silent).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A log entry's `changes`: `{"KEY": value | null}`.
+fn log_changes(cs: &Changeset) -> String {
+    let map: serde_json::Map<String, Value> = cs
+        .changes
+        .iter()
+        .map(|c| (c.key.clone(), c.new.clone().unwrap_or(Value::Null)))
+        .collect();
+    Value::Object(map).to_string()
+}
+
+/// The fleet view from the sidecars' heartbeats in Redis.
+pub struct RedisFleet {
+    pub client: Client,
+}
+
+#[async_trait]
+impl Fleet for RedisFleet {
+    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, String> {
+        let keys = Keys::new(namespace);
+        let all: std::collections::HashMap<String, String> = self
+            .client
+            .hgetall(keys.sidecars.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out: Vec<SidecarInfo> = all
+            .into_iter()
+            .filter_map(|(id, beat)| {
+                let v: Value = serde_json::from_str(&beat).ok()?;
+                Some(SidecarInfo {
+                    id,
+                    epoch: v.get("epoch")?.as_u64()?,
+                    version: v.get("version")?.as_u64()?,
+                    schema_hash: v.get("schema_hash")?.as_str()?.to_owned(),
+                    status: v.get("status")?.as_str()?.to_owned(),
+                    seen_at: v.get("seen_at")?.as_str()?.to_owned(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}

@@ -1,0 +1,736 @@
+//! The sidecar's sync loop: keeps the snapshot an exact, fresh copy of the namespace in Redis.
+//! It is the only writer of the sidecar's snapshot.
+//!
+//! Protocol (DESIGN §4): subscribe first — and after every reconnect, resubscribe — then read.
+//! A round ([`SyncLoop::resync`]) reads `meta`, Redis `TIME` and the change log after our version
+//! in one script; when Redis is ahead it catches up from the log, or fetches the whole image when
+//! the log does not cover the gap. It never applies an incomplete image, another cluster's data,
+//! an older epoch, or an older version within an epoch; it keeps serving the last snapshot
+//! instead and says why in `/status`. Values the local schema rejects keep their default (schema
+//! drift during a rollout is normal) and unknown keys are ignored, so one key never stalls sync.
+//!
+//! Triggers: a Pub/Sub hint, the resync timer (interval ±20 %), every (re)subscribe, a lagged
+//! broadcast buffer. Liveness: `PING` on the subscriber connection with a timeout (a SIGSTOPped
+//! Redis accepts TCP but never answers); a failed ping marks the state stale at once. The read
+//! path never waits on any of this.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, HashesInterface, PubsubInterface};
+use fred::types::Value as RedisValue;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::disk::{self, DiskError, DiskSnapshot};
+use crate::metrics::Metrics;
+use crate::redis::{self, scripts, ConnectOptions, Keys, Meta, RedisError};
+use crate::schema::Schema;
+use crate::shutdown::Shutdown;
+use crate::sidecar::SyncReport;
+use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+
+/// Log entries read per round; a larger gap is closed by a full fetch.
+const CATCH_UP_MAX: u64 = 1000;
+/// The relay refreshes `relay_at` every second; three missed beats mean it is down.
+const RELAY_DOWN_AFTER_SECONDS: f64 = 3.0;
+
+/// How a sidecar syncs.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub namespace: String,
+    pub cluster_id: String,
+    pub redis_url: String,
+    pub resync_interval: Duration,
+    /// How often the subscriber connection is pinged, and how long an answer may take.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub snapshot_path: Option<PathBuf>,
+    pub instance_id: String,
+    pub connect: ConnectOptions,
+}
+
+impl SyncSettings {
+    /// Liveness defaults derived from the resync interval.
+    pub fn new(namespace: &str, cluster_id: &str, redis_url: &str, resync: Duration) -> Self {
+        SyncSettings {
+            namespace: namespace.to_owned(),
+            cluster_id: cluster_id.to_owned(),
+            redis_url: redis_url.to_owned(),
+            resync_interval: resync,
+            ping_interval: (resync / 2).clamp(Duration::from_millis(200), Duration::from_secs(2)),
+            ping_timeout: Duration::from_secs(1).min(resync.max(Duration::from_millis(300))),
+            snapshot_path: None,
+            instance_id: default_instance_id(),
+            connect: ConnectOptions::default(),
+        }
+    }
+}
+
+/// `$HOSTNAME` (the pod name in Kubernetes) plus the process id.
+pub fn default_instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sidecar".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What `/status` and `/readyz` show about sync.
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    connected: bool,
+    /// Why the state is not (known to be) in sync, if it is not.
+    cause: Option<&'static str>,
+    last_sync_at: Option<String>,
+    last_error: Option<String>,
+    disconnected_since: Option<Instant>,
+    relay_down: bool,
+    rounds: u64,
+    full_fetches: u64,
+    catchups: u64,
+}
+
+impl SyncStatus {
+    fn update(&self, f: impl FnOnce(&mut StatusInner)) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut inner);
+    }
+
+    /// The current cause of staleness, if any (tests and heartbeats).
+    pub fn cause(&self) -> Option<&'static str> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).cause
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (i.full_fetches, i.catchups)
+    }
+}
+
+impl SyncReport for SyncStatus {
+    fn status(&self) -> Value {
+        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        json!({
+            "mode": "redis",
+            "redis_connected": i.connected,
+            "in_sync": i.cause.is_none(),
+            "cause": i.cause,
+            "relay_down": i.relay_down,
+            "last_sync_at": i.last_sync_at,
+            "last_error": i.last_error,
+            "disconnected_seconds": i.disconnected_since.map(|t| t.elapsed().as_secs_f64()),
+            "rounds": i.rounds,
+            "full_fetches": i.full_fetches,
+            "catchups": i.catchups,
+        })
+    }
+}
+
+/// The running sync: its status and task.
+pub struct SyncHandle {
+    pub status: Arc<SyncStatus>,
+    pub task: JoinHandle<()>,
+}
+
+/// The state the loop owns.
+pub struct SyncLoop {
+    settings: SyncSettings,
+    keys: Keys,
+    schema: Arc<Schema>,
+    store: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+    status: Arc<SyncStatus>,
+    client: Client,
+    subscriber: SubscriberClient,
+    /// The values Redis holds at `position` (raw, before schema defaults), for log catch-up.
+    stored: BTreeMap<String, Value>,
+    position: Position,
+    /// `false` until a snapshot from Redis or disk is loaded.
+    have_data: bool,
+    disk: Option<watch::Sender<Option<DiskSnapshot>>>,
+}
+
+/// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
+/// the loop. Returns at once: the read API may serve while Redis is still unreachable.
+pub fn start(
+    settings: SyncSettings,
+    schema: Arc<Schema>,
+    store: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> Result<SyncHandle, RedisError> {
+    let client = redis::command_client(&settings.redis_url, &settings.connect)?;
+    let subscriber = redis::subscriber_client(&settings.redis_url, &settings.connect)?;
+    let status = Arc::new(SyncStatus::default());
+    let mut lp = SyncLoop {
+        keys: Keys::new(&settings.namespace),
+        settings,
+        schema,
+        store,
+        metrics,
+        status: status.clone(),
+        client,
+        subscriber,
+        stored: BTreeMap::new(),
+        position: Position::default(),
+        have_data: false,
+        disk: None,
+    };
+    lp.load_disk_snapshot();
+    if let Some(path) = lp.settings.snapshot_path.clone() {
+        let (tx, rx) = watch::channel(None);
+        lp.disk = Some(tx);
+        tokio::spawn(write_disk_snapshots(path, rx, shutdown.clone()));
+    }
+    let task = tokio::spawn(lp.run(shutdown));
+    Ok(SyncHandle { status, task })
+}
+
+/// Writes the latest snapshot at most once a second (debounced), atomically.
+async fn write_disk_snapshots(
+    path: PathBuf,
+    mut rx: watch::Receiver<Option<DiskSnapshot>>,
+    shutdown: Shutdown,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            res = rx.changed() => if res.is_err() { return },
+            () = &mut stop => return,
+        }
+        let Some(snapshot) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
+            Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the disk snapshot")
+            }
+            Err(e) => tracing::warn!(error = %e, "disk snapshot task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Why a round did not end in sync.
+enum Round {
+    InSync,
+    /// Keep serving what we have; the state is not confirmed.
+    NotConfirmed(&'static str),
+    /// Redis answered with something we must never apply; stale at once.
+    Refused(&'static str),
+}
+
+impl SyncLoop {
+    fn load_disk_snapshot(&mut self) {
+        let Some(path) = &self.settings.snapshot_path else {
+            return;
+        };
+        match disk::load(path) {
+            Ok(snap)
+                if snap.namespace == self.settings.namespace
+                    && snap.cluster_id == self.settings.cluster_id =>
+            {
+                let position = snap.position();
+                let snapshot =
+                    Snapshot::build(&self.schema, position, Source::Disk, snap.values.iter());
+                match self.store.publish(snapshot) {
+                    Ok(_) => {
+                        tracing::info!(path = %path.display(), version = position.version, epoch = position.epoch, "serving the disk snapshot until Redis confirms");
+                        self.stored = snap.values;
+                        self.position = position;
+                        self.have_data = true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "disk snapshot not used"),
+                }
+            }
+            Ok(snap) => tracing::warn!(
+                path = %path.display(),
+                namespace = %snap.namespace,
+                cluster_id = %snap.cluster_id,
+                "disk snapshot belongs to another namespace or cluster; ignored"
+            ),
+            Err(DiskError::Missing) => {
+                tracing::info!(path = %path.display(), "no disk snapshot yet")
+            }
+            Err(e) => {
+                self.metrics.anomaly("bad_disk_snapshot");
+                tracing::warn!(path = %path.display(), error = %e, "disk snapshot ignored");
+            }
+        }
+    }
+
+    fn jittered(&self) -> Duration {
+        let factor = rand::thread_rng().gen_range(0.8..=1.2);
+        self.settings.resync_interval.mul_f64(factor)
+    }
+
+    async fn run(mut self, shutdown: Shutdown) {
+        let mut messages = self.subscriber.message_rx();
+        let mut sub_reconnects = self.subscriber.reconnect_rx();
+        let mut sub_errors = self.subscriber.error_rx();
+        let mut cmd_errors = self.client.error_rx();
+        redis::start(&self.client);
+        redis::start(&self.subscriber);
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let timer = tokio::time::sleep(self.jittered());
+        tokio::pin!(timer);
+        let mut ping = tokio::time::interval(self.settings.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(self.settings.resync_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = messages.recv() => match msg {
+                    Ok(m) => {
+                        let hint = m.value.as_string().and_then(|t| redis::parse_message(&t));
+                        match hint {
+                            Some((epoch, version)) if (epoch, version) > (self.position.epoch, self.position.version) || !self.have_data => {
+                                self.metrics.message("newer");
+                                self.resync("message").await;
+                            }
+                            Some(_) => self.metrics.message("duplicate"),
+                            None => {
+                                self.metrics.message("invalid");
+                                self.resync("decode_error").await;
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        self.metrics.message("lagged");
+                        tracing::warn!(missed = n, "change hints lagged; resyncing");
+                        self.resync("lagged").await;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                ev = sub_reconnects.recv() => match ev {
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.on_reconnect().await,
+                    Err(RecvError::Closed) => break,
+                },
+                ev = sub_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
+                ev = cmd_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
+                () = &mut timer => {
+                    self.resync("timer").await;
+                    timer.as_mut().reset(tokio::time::Instant::now() + self.jittered());
+                }
+                _ = ping.tick() => self.ping().await,
+                _ = heartbeat.tick() => self.heartbeat().await,
+                () = &mut stop => break,
+            }
+        }
+        let _ = self.subscriber.quit().await;
+        let _ = self.client.quit().await;
+        tracing::debug!("sync loop stopped");
+    }
+
+    async fn on_reconnect(&mut self) {
+        let was_down = {
+            let mut since = None;
+            self.status.update(|s| {
+                since = s.disconnected_since.take();
+                s.connected = true;
+            });
+            since
+        };
+        self.metrics.redis_connected.set(1);
+        match was_down {
+            Some(t) => tracing::info!(
+                after_seconds = (t.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                "redis reconnected after {:.1} s",
+                t.elapsed().as_secs_f64()
+            ),
+            None => tracing::info!("redis connected"),
+        }
+        // Subscribe (again) and wait for the confirmation before reading, so no change can
+        // slip between the read and the subscription.
+        match self.subscriber.subscribe(self.keys.changes.as_str()).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
+            }
+        }
+        self.resync("reconnect").await;
+    }
+
+    fn on_error(&self, e: &fred::error::Error) {
+        let mut first = false;
+        self.status.update(|s| {
+            if s.disconnected_since.is_none() {
+                s.disconnected_since = Some(Instant::now());
+                first = true;
+            }
+            s.connected = false;
+            s.last_error = Some(e.to_string());
+        });
+        self.metrics.redis_connected.set(0);
+        if first {
+            tracing::warn!(error = %e, "redis disconnected; serving the last snapshot");
+        }
+    }
+
+    async fn ping(&mut self) {
+        let ping = self.subscriber.ping::<RedisValue>(None);
+        match tokio::time::timeout(self.settings.ping_timeout, ping).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.liveness_failed(&e.to_string()),
+            Err(_) => self.liveness_failed("PING timed out"),
+        }
+    }
+
+    fn liveness_failed(&self, why: &str) {
+        let mut first = false;
+        self.status.update(|s| {
+            first = s.cause != Some("liveness_failed");
+            s.cause = Some("liveness_failed");
+            s.last_error = Some(why.to_owned());
+        });
+        self.store.mark_cut_off();
+        if first {
+            tracing::warn!(
+                error = why,
+                "redis subscriber liveness check failed; reads are marked stale"
+            );
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let snap = self.store.load();
+        let beat = json!({
+            "version": snap.position.version,
+            "epoch": snap.position.epoch,
+            "schema_hash": &*snap.schema_hash,
+            "status": if self.store.is_stale() { "stale" } else { "ok" },
+            "seen_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "interval_ms": self.settings.resync_interval.as_millis() as u64,
+        })
+        .to_string();
+        let write = self.client.hset::<(), _, _>(
+            self.keys.sidecars.as_str(),
+            (self.settings.instance_id.as_str(), beat),
+        );
+        if let Err(e) = write.await {
+            tracing::debug!(error = %e, "heartbeat not written");
+        }
+    }
+
+    /// One sync round.
+    pub async fn resync(&mut self, reason: &'static str) {
+        self.metrics.resync(reason);
+        let outcome = self.round().await;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match outcome {
+            Ok(Round::InSync) => self.status.update(|s| {
+                s.rounds += 1;
+                if s.relay_down {
+                    s.cause = Some("relay_down");
+                } else {
+                    s.cause = None;
+                }
+                s.last_sync_at = Some(now);
+            }),
+            Ok(Round::NotConfirmed(cause)) => self.status.update(|s| {
+                s.rounds += 1;
+                s.cause = Some(cause);
+            }),
+            Ok(Round::Refused(cause)) => {
+                self.store.mark_cut_off();
+                self.status.update(|s| {
+                    s.rounds += 1;
+                    s.cause = Some(cause);
+                });
+            }
+            Err(e) => {
+                self.status.update(|s| {
+                    s.rounds += 1;
+                    s.cause = Some("redis_unavailable");
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::debug!(error = %e, reason, "sync round failed");
+            }
+        }
+        self.metrics.observe_store(&self.store);
+    }
+
+    async fn round(&mut self) -> Result<Round, RedisError> {
+        let after: i64 = if self.have_data {
+            self.position.version as i64
+        } else {
+            -1
+        };
+        let reply: RedisValue = scripts::SYNC_READ
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.keys.meta.as_str(), self.keys.log.as_str()],
+                vec![after.to_string(), CATCH_UP_MAX.to_string()],
+            )
+            .await?;
+        let RedisValue::Array(parts) = reply else {
+            return Err(RedisError::Reply(
+                "SYNC_READ did not return an array".into(),
+            ));
+        };
+        let [meta, time, log] = parts.as_slice() else {
+            return Err(RedisError::Reply(
+                "SYNC_READ returned the wrong shape".into(),
+            ));
+        };
+        let meta = Meta::parse(meta)?;
+        if let Some(refused) = self.check_meta(&meta) {
+            return Ok(refused);
+        }
+        let relay_down = match (redis_time(time), meta.relay_at) {
+            (Some(now), Some(at)) => now - at > RELAY_DOWN_AFTER_SECONDS,
+            _ => true,
+        };
+        self.status.update(|s| s.relay_down = relay_down);
+        let (epoch, version) = (meta.epoch.unwrap_or(0), meta.version.unwrap_or(0));
+        let mine = self.position;
+        let outcome = if !self.have_data || epoch > mine.epoch {
+            self.full_fetch().await?
+        } else if epoch < mine.epoch {
+            self.metrics.anomaly("older_epoch");
+            return Ok(Round::Refused("redis_older_epoch"));
+        } else if version < mine.version {
+            self.metrics.anomaly("redis_behind");
+            tracing::warn!(
+                redis_version = version,
+                our_version = mine.version,
+                "redis is behind this sidecar; not going back"
+            );
+            return Ok(Round::NotConfirmed("redis_behind"));
+        } else if version == mine.version {
+            if meta.generation != mine.generation {
+                self.full_fetch().await?
+            } else {
+                Round::InSync
+            }
+        } else {
+            match self.catch_up(epoch, version, meta.generation, log) {
+                Some(round) => round,
+                None => self.full_fetch().await?,
+            }
+        };
+        if matches!(outcome, Round::InSync) {
+            if self.store.load().source != Source::Redis {
+                // Same position, now confirmed by Redis (e.g. a disk snapshot at cold start).
+                let confirmed = Snapshot::build(
+                    &self.schema,
+                    self.position,
+                    Source::Redis,
+                    self.stored.iter(),
+                );
+                self.swap(confirmed);
+            }
+            self.store.confirm();
+            if relay_down {
+                self.store.mark_cut_off();
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Refuses what must never be applied.
+    fn check_meta(&self, meta: &Meta) -> Option<Round> {
+        match &meta.cluster_id {
+            None => Some(Round::NotConfirmed("redis_empty")),
+            Some(c) if *c != self.settings.cluster_id => {
+                self.metrics.anomaly("foreign_redis");
+                Some(Round::Refused("foreign_redis"))
+            }
+            Some(_) if !meta.complete || meta.epoch.is_none() || meta.version.is_none() => {
+                Some(Round::NotConfirmed("redis_incomplete"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Applies log entries after our version; `None` when the log does not cover the gap.
+    fn catch_up(
+        &mut self,
+        epoch: u64,
+        version: u64,
+        generation: u64,
+        log: &RedisValue,
+    ) -> Option<Round> {
+        let RedisValue::Array(entries) = log else {
+            return None;
+        };
+        let mut values = self.stored.clone();
+        let mut expected = self.position.version + 1;
+        for entry in entries {
+            let Some((v, e, changes)) = redis::parse_log_entry(entry) else {
+                self.metrics.anomaly("bad_log_entry");
+                return None;
+            };
+            if v != expected || e != epoch {
+                return None;
+            }
+            if v > version {
+                break;
+            }
+            for (key, value) in changes {
+                if value.is_null() {
+                    values.remove(&key);
+                } else {
+                    values.insert(key, value);
+                }
+            }
+            expected += 1;
+        }
+        if expected != version + 1 {
+            return None;
+        }
+        self.metrics.sync_catchups.inc();
+        self.status.update(|s| s.catchups += 1);
+        self.apply(
+            Position {
+                epoch,
+                version,
+                generation,
+            },
+            values,
+        );
+        Some(Round::InSync)
+    }
+
+    async fn full_fetch(&mut self) -> Result<Round, RedisError> {
+        self.metrics.sync_full_fetches.inc();
+        self.status.update(|s| s.full_fetches += 1);
+        let reply: RedisValue = scripts::FULL_READ
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.keys.meta.as_str(), self.keys.items.as_str()],
+                Vec::<String>::new(),
+            )
+            .await?;
+        let RedisValue::Array(parts) = reply else {
+            return Err(RedisError::Reply(
+                "FULL_READ did not return an array".into(),
+            ));
+        };
+        let [meta, items] = parts.as_slice() else {
+            return Err(RedisError::Reply(
+                "FULL_READ returned the wrong shape".into(),
+            ));
+        };
+        let meta = Meta::parse(meta)?;
+        if let Some(refused) = self.check_meta(&meta) {
+            return Ok(refused);
+        }
+        let (epoch, version) = (meta.epoch.unwrap_or(0), meta.version.unwrap_or(0));
+        let RedisValue::Array(flat) = items else {
+            return Err(RedisError::Reply("items is not an array".into()));
+        };
+        let mut values = BTreeMap::new();
+        let mut bad = 0usize;
+        for pair in flat.chunks(2) {
+            let [k, v] = pair else { continue };
+            let (Some(key), Some(text)) = (redis::text(k)?, redis::text(v)?) else {
+                bad += 1;
+                continue;
+            };
+            match redis::decode_item(&text) {
+                Some((value, item_version)) if item_version <= version => {
+                    values.insert(key, value);
+                }
+                _ => bad += 1,
+            }
+        }
+        if bad > 0 {
+            self.metrics.anomaly("bad_item");
+            tracing::warn!(
+                bad_items = bad,
+                "redis items that are not valid envelopes were ignored"
+            );
+        }
+        if meta.count != Some((flat.len() / 2) as u64) {
+            // Evicted or half-written: never apply an image that is not whole.
+            self.metrics.anomaly("incomplete_image");
+            return Ok(Round::NotConfirmed("redis_incomplete"));
+        }
+        let position = Position {
+            epoch,
+            version,
+            generation: meta.generation,
+        };
+        let older_epoch = self.have_data && epoch < self.position.epoch;
+        let older_version =
+            self.have_data && epoch == self.position.epoch && version < self.position.version;
+        if older_epoch || older_version {
+            self.metrics.anomaly("redis_behind");
+            return Ok(Round::NotConfirmed("redis_behind"));
+        }
+        self.apply(position, values);
+        Ok(Round::InSync)
+    }
+
+    /// Builds the new snapshot, swaps it in, and queues the disk write.
+    fn apply(&mut self, position: Position, values: BTreeMap<String, Value>) {
+        let snapshot = Snapshot::build(&self.schema, position, Source::Redis, values.iter());
+        for r in &snapshot.rejected {
+            tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
+        }
+        self.stored = values;
+        self.position = position;
+        self.have_data = true;
+        self.swap(snapshot);
+    }
+
+    fn swap(&self, snapshot: Snapshot) {
+        let position = snapshot.position;
+        match self.store.publish(snapshot) {
+            Ok(true) => {
+                self.metrics.snapshot_swaps.inc();
+                tracing::debug!(
+                    version = position.version,
+                    epoch = position.epoch,
+                    "snapshot swapped"
+                );
+            }
+            Ok(false) => {}
+            Err(PublishError::Older { current, offered }) => {
+                tracing::warn!(
+                    ?current,
+                    ?offered,
+                    "refused to go back to an older snapshot"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "cannot publish snapshot"),
+        }
+        if let Some(tx) = &self.disk {
+            tx.send_replace(Some(DiskSnapshot {
+                namespace: self.settings.namespace.clone(),
+                cluster_id: self.settings.cluster_id.clone(),
+                epoch: self.position.epoch,
+                version: self.position.version,
+                generation: self.position.generation,
+                schema_hash: self.schema.hash.clone(),
+                saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                values: self.stored.clone(),
+            }));
+        }
+    }
+}
+
+/// Redis `TIME` as seconds.
+fn redis_time(v: &RedisValue) -> Option<f64> {
+    let f = redis::fields(v, 2).ok()?;
+    let secs: f64 = f[0].as_deref()?.parse().ok()?;
+    let micros: f64 = f[1].as_deref()?.parse().ok()?;
+    Some(secs + micros / 1e6)
+}
