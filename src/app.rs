@@ -221,6 +221,8 @@ pub struct SidecarSettings {
     pub namespace: String,
     pub cluster_id: String,
     pub redis_url: String,
+    /// Fault tests only: a separate URL (proxy) for the Pub/Sub connection.
+    pub subscriber_redis_url: Option<String>,
     pub listen: SocketAddr,
     pub probe_listen: SocketAddr,
     pub allow_non_loopback: bool,
@@ -241,6 +243,7 @@ impl SidecarSettings {
             namespace: "demo".into(),
             cluster_id: "default".into(),
             redis_url: redis_url.to_owned(),
+            subscriber_redis_url: None,
             listen: any,
             probe_listen: any,
             allow_non_loopback: false,
@@ -309,6 +312,7 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         s.resync_interval,
     );
     sync_settings.snapshot_path = s.snapshot_path.clone();
+    sync_settings.subscriber_redis_url = s.subscriber_redis_url.clone();
     if let Some(id) = &s.instance_id {
         sync_settings.instance_id = id.clone();
     }

@@ -341,6 +341,7 @@ async fn sidecar(args: SidecarArgs) -> ExitCode {
         namespace: args.namespace,
         cluster_id: args.cluster_id,
         redis_url: args.redis_url,
+        subscriber_redis_url: None,
         listen: args.listen,
         probe_listen: args.probe_listen,
         allow_non_loopback: args.allow_non_loopback,

@@ -47,6 +47,9 @@ pub struct SyncSettings {
     pub namespace: String,
     pub cluster_id: String,
     pub redis_url: String,
+    /// The subscriber's own URL when it differs (fault tests route the Pub/Sub link through its
+    /// own proxy); `None` = `redis_url`.
+    pub subscriber_redis_url: Option<String>,
     pub resync_interval: Duration,
     /// How often the subscriber connection is pinged, and how long an answer may take.
     pub ping_interval: Duration,
@@ -63,6 +66,7 @@ impl SyncSettings {
             namespace: namespace.to_owned(),
             cluster_id: cluster_id.to_owned(),
             redis_url: redis_url.to_owned(),
+            subscriber_redis_url: None,
             resync_interval: resync,
             ping_interval: (resync / 2).clamp(Duration::from_millis(200), Duration::from_secs(2)),
             ping_timeout: Duration::from_secs(1).min(resync.max(Duration::from_millis(300))),
@@ -169,7 +173,11 @@ pub fn start(
     shutdown: Shutdown,
 ) -> Result<SyncHandle, RedisError> {
     let client = redis::command_client(&settings.redis_url, &settings.connect)?;
-    let subscriber = redis::subscriber_client(&settings.redis_url, &settings.connect)?;
+    let subscriber_url = settings
+        .subscriber_redis_url
+        .as_deref()
+        .unwrap_or(&settings.redis_url);
+    let subscriber = redis::subscriber_client(subscriber_url, &settings.connect)?;
     let status = Arc::new(SyncStatus::default());
     let mut lp = SyncLoop {
         keys: Keys::new(&settings.namespace),

@@ -2,3 +2,5 @@
 
 mod harness;
 mod harness_selftest;
+mod redis_faults;
+mod stack;
