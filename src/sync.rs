@@ -480,13 +480,13 @@ impl SyncLoop {
         } else {
             -1
         };
-        let reply: RedisValue = scripts::SYNC_READ
-            .evalsha_with_reload(
-                &self.client,
-                vec![self.keys.meta.as_str(), self.keys.log.as_str()],
-                vec![after.to_string(), CATCH_UP_MAX.to_string()],
-            )
-            .await?;
+        let reply = redis::eval_ro(
+            &self.client,
+            &scripts::SYNC_READ,
+            &[self.keys.meta.as_str(), self.keys.log.as_str()],
+            &[after.to_string(), CATCH_UP_MAX.to_string()],
+        )
+        .await?;
         let RedisValue::Array(parts) = reply else {
             return Err(RedisError::Reply(
                 "SYNC_READ did not return an array".into(),
@@ -619,13 +619,13 @@ impl SyncLoop {
     async fn full_fetch(&mut self) -> Result<Round, RedisError> {
         self.metrics.sync_full_fetches.inc();
         self.status.update(|s| s.full_fetches += 1);
-        let reply: RedisValue = scripts::FULL_READ
-            .evalsha_with_reload(
-                &self.client,
-                vec![self.keys.meta.as_str(), self.keys.items.as_str()],
-                Vec::<String>::new(),
-            )
-            .await?;
+        let reply = redis::eval_ro(
+            &self.client,
+            &scripts::FULL_READ,
+            &[self.keys.meta.as_str(), self.keys.items.as_str()],
+            &[],
+        )
+        .await?;
         let RedisValue::Array(parts) = reply else {
             return Err(RedisError::Reply(
                 "FULL_READ did not return an array".into(),

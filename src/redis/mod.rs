@@ -102,6 +102,36 @@ pub fn start<C: ClientLike>(client: &C) {
     let _task = client.connect();
 }
 
+/// Runs a read-only script with `EVALSHA_RO`, so a Redis user with read-only access to the
+/// namespace's keys may run it (plain `EVALSHA` needs write access to every key it names);
+/// loads the script on `NOSCRIPT` (after a Redis restart) and retries once.
+pub async fn eval_ro(
+    client: &Client,
+    script: &fred::types::scripts::Script,
+    keys: &[&str],
+    args: &[String],
+) -> Result<RedisValue, RedisError> {
+    use fred::interfaces::ClientLike as _;
+    use fred::types::{ClusterHash, CustomCommand};
+    let mut argv: Vec<String> = Vec::with_capacity(2 + keys.len() + args.len());
+    argv.push(script.sha1().to_string());
+    argv.push(keys.len().to_string());
+    argv.extend(keys.iter().map(|k| (*k).to_owned()));
+    argv.extend(args.iter().cloned());
+    // The first key decides the cluster slot (all keys share the namespace's hash tag).
+    let command = || CustomCommand::new_static("EVALSHA_RO", ClusterHash::Offset(2), false);
+    match client
+        .custom::<RedisValue, _>(command(), argv.clone())
+        .await
+    {
+        Err(e) if e.details().starts_with("NOSCRIPT") => {
+            script.load(client).await?;
+            Ok(client.custom::<RedisValue, _>(command(), argv).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// The fields of `meta` the scripts return, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Meta {

@@ -3,4 +3,5 @@
 mod harness;
 mod harness_selftest;
 mod redis_faults;
+mod redis_sync;
 mod stack;
