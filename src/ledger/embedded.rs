@@ -32,6 +32,7 @@ const LOCK_FILE: &str = "lock";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one record at a time, never stored in bulk
 enum Record {
     Init {
         cluster_id: String,
