@@ -9,5 +9,6 @@ mod harness;
 mod harness_selftest;
 mod support;
 
+mod dev_admin_api;
 mod dev_read_api;
 mod dev_watch;
