@@ -10,5 +10,6 @@ mod harness_selftest;
 mod support;
 
 mod dev_admin_api;
+mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
