@@ -10,6 +10,7 @@ mod harness_selftest;
 mod support;
 
 mod dev_admin_api;
+mod dev_binary;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
