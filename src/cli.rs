@@ -29,6 +29,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 pub enum Command {
     /// Admin + sidecar in one process on the embedded store (no Redis, no PostgreSQL).
     Dev(DevArgs),
@@ -170,7 +171,7 @@ pub struct HealthArgs {
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    if (0.0..1e9).contains(&value) {
+    if value.is_finite() && (0.0..1e9).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(format!("{flag} must be a non-negative number of seconds"))

@@ -202,22 +202,21 @@ impl WritePath {
             .into_iter()
             .filter(|(k, _)| schema.key(k).is_some())
             .collect();
-        let mut req = WriteRequest {
-            changes: Vec::new(),
-            expected_version: Some(current.state.version),
-            meta,
-            idempotency_key,
+        // The fingerprint is what the client asked for (target version, comment), not the
+        // changes computed from the current state: a retry after a successful rollback computes
+        // other changes, and must still be recognised as the same request (and replayed).
+        let asked = WriteRequest {
+            meta: meta.clone(),
             ..WriteRequest::default()
         };
-        let fingerprint = fingerprint(namespace, &changes, &req);
-        req.changes.clear();
+        let fingerprint = fingerprint(namespace, &[], &asked);
         self.commit(CommitRequest {
             namespace: namespace.to_owned(),
             changes,
-            expected_version: req.expected_version,
+            expected_version: Some(current.state.version),
             expected_keys: BTreeMap::new(),
-            meta: req.meta,
-            idempotency_key: req.idempotency_key,
+            meta,
+            idempotency_key,
             fingerprint: format!("rollback:{to_version}:{fingerprint}"),
         })
         .await
@@ -355,5 +354,68 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
                 "the configuration store cannot be used; see the admin's logs",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::embedded::EmbeddedLedger;
+
+    fn write_path(dir: &std::path::Path) -> WritePath {
+        let schema = Schema::from_keys("demo", &[("N", crate::schema::ValueType::Int, json!(0))]);
+        WritePath {
+            schemas: SchemaSet::from_schemas([schema]),
+            ledger: Arc::new(EmbeddedLedger::open(dir, "default").expect("open")),
+            after_commit: Arc::new(NoDistribution),
+            metrics: Arc::new(Metrics::new()),
+            gate: Arc::default(),
+        }
+    }
+
+    fn meta(comment: &str) -> ChangeMeta {
+        ChangeMeta {
+            actor: "test".into(),
+            comment: comment.into(),
+            ..ChangeMeta::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_rollback_with_the_same_idempotency_key_is_replayed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = write_path(dir.path());
+        w.ledger.ensure_namespace("demo").await.expect("ns");
+        for n in [1, 2] {
+            w.write(
+                "demo",
+                WriteRequest {
+                    changes: vec![("N".into(), json!(n))],
+                    meta: meta(""),
+                    ..WriteRequest::default()
+                },
+            )
+            .await
+            .expect("write");
+        }
+        let key = Some("rb-1".to_owned());
+        let first = w
+            .rollback("demo", 1, meta("undo"), key.clone())
+            .await
+            .expect("rollback");
+        assert_eq!((first.state.version, first.replayed), (3, false));
+        let retry = w
+            .rollback("demo", 1, meta("undo"), key.clone())
+            .await
+            .expect("retry is replayed, not refused");
+        assert_eq!((retry.state.version, retry.replayed), (3, true));
+        assert_eq!(retry.changes, first.changes);
+        let other = w.rollback("demo", 2, meta("undo"), key).await;
+        assert_eq!(
+            other.expect_err("another target with the same key").code,
+            "idempotency_key_reused"
+        );
     }
 }

@@ -17,7 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: keeps `Result<_, ApiError>` small on the happy path.
+    pub details: Option<Box<Value>>,
     /// Seconds for `Retry-After` (503, 429).
     pub retry_after: Option<u64>,
 }
@@ -34,7 +35,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -79,7 +80,7 @@ impl ApiError {
     pub fn body(&self, request_id: Option<&str>) -> Value {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(d) = &self.details {
-            error["details"] = d.clone();
+            error["details"] = (**d).clone();
         }
         if let Some(id) = request_id {
             error["request_id"] = Value::String(id.to_owned());

@@ -139,7 +139,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
         "/api/v1/namespaces/{ns}/sidecars",
         "/api/v1/namespaces/{ns}/export",
         "/api/v1/namespaces/{ns}/import",
-        "/api/v1/openapi.json",
+        "/api/v1/openapi.yaml",
     ];
     match matched {
         Some(m) => ROUTES

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +20,16 @@ use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::{etag_matches, JSON};
 use crate::snapshot::{Entry, Snapshot};
+
+/// A body that could not be read (over the size limit) answered in OFREP's error shape, not
+/// axum's plain text.
+fn unreadable_body(key: Option<&str>, rejection: &BytesRejection) -> Response {
+    let mut body = json!({"errorCode": "INVALID_CONTEXT", "errorDetails": format!("cannot read the request body: {}", rejection.body_text())});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    json_response(rejection.status(), &body)
+}
 
 /// The request body is optional; when present it must be a JSON object whose `context`, if
 /// any, is an object.
@@ -60,8 +71,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 pub async fn single(
     State(state): State<Arc<SidecarState>>,
     Path(key): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return unreadable_body(Some(&key), &rejection),
+    };
     if let Err(details) = check_body(&body) {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -85,8 +100,12 @@ pub async fn single(
 pub async fn bulk(
     State(state): State<Arc<SidecarState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return unreadable_body(None, &rejection),
+    };
     if let Err(details) = check_body(&body) {
         return json_response(
             StatusCode::BAD_REQUEST,

@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::HTML;
 
@@ -20,11 +21,12 @@ const TEMPLATE: &str = include_str!("page.html");
 
 pub async fn page(State(state): State<Arc<SidecarState>>) -> Response {
     let snap = state.store.load();
+    let stale = state.store.is_stale();
     let initial = json!({
         "namespace": &*snap.namespace,
         "epoch": snap.position.epoch,
         "version": snap.position.version,
-        "stale": state.store.is_stale(),
+        "stale": stale,
         "source": snap.source,
         "values": snap.values_masked(),
         "secrets": snap.entries().iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
@@ -37,5 +39,7 @@ pub async fn page(State(state): State<Arc<SidecarState>>) -> Response {
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029");
     let html = TEMPLATE.replace("__INITIAL_STATE__", &data);
-    ([(header::CONTENT_TYPE, HTML)], html).into_response()
+    let mut resp = ([(header::CONTENT_TYPE, HTML)], html).into_response();
+    read_headers(resp.headers_mut(), &snap, &state.store, stale);
+    resp
 }

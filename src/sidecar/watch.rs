@@ -18,7 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::read::{parse_index, query_param};
+use super::read::{parse_index, query_param, read_headers};
 use super::SidecarState;
 use crate::snapshot::Snapshot;
 
@@ -46,6 +46,14 @@ pub async fn watch(
     let up_to_date = resume
         .is_some_and(|p| (p.epoch, p.version) == (first.position.epoch, first.position.version));
     let stop = state.shutdown.wait();
+    // The stream starts at `first`: its headers say so, like every read's.
+    let mut headers_out = axum::http::HeaderMap::new();
+    read_headers(
+        &mut headers_out,
+        &first,
+        &state.store,
+        state.store.is_stale(),
+    );
 
     let stream = async_stream::stream! {
         let _slot = slot;
@@ -91,9 +99,11 @@ pub async fn watch(
             }
         }
     };
-    Sse::new(stream)
+    let mut resp = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+        .into_response();
+    resp.headers_mut().extend(headers_out);
+    resp
 }
 
 fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {

@@ -1,7 +1,20 @@
 //! The one integration-test binary: real processes, real sockets.
+//!
+//! - `harness`: real redis-server / PostgreSQL processes, a fault proxy, polling helpers.
+//! - `support`: `rtconfig dev` started through its composition root on port 0, an HTTP client
+//!   and an SSE reader.
+//! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 
 mod harness;
 mod harness_selftest;
+mod support;
+
+mod dev_admin_api;
+mod dev_binary;
+mod dev_persistence;
+mod dev_read_api;
+mod dev_watch;
+
 mod redis_faults;
 mod redis_sync;
 mod stack;
