@@ -17,4 +17,5 @@ mod dev_watch;
 
 mod redis_faults;
 mod redis_sync;
+mod redis_tls;
 mod stack;

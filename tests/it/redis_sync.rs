@@ -340,7 +340,9 @@ async fn admin_and_sidecars_reach_redis_through_sentinel() {
     let stack = Stack::start(&url, &[url.clone()]).await;
     let v = stack.write(json!({"SITE_NAME": "via sentinel"})).await;
     stack.converge(v, CONVERGE).await;
-    let d = read_doc(&stack.client, &stack.sidecars[0]).await.expect("read");
+    let d = read_doc(&stack.client, &stack.sidecars[0])
+        .await
+        .expect("read");
     assert_eq!(d.values["SITE_NAME"], json!("via sentinel"));
     assert_eq!(
         redis.cmd(&["HGET", "rtconfig:{demo}:meta", "version"]),
