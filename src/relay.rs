@@ -133,6 +133,7 @@ impl Relay {
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
         redis::start(&self.client);
+        tokio::spawn(check_eviction_policy(self.client.clone()));
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.settings.interval);
@@ -478,6 +479,27 @@ impl Relay {
             let _: i64 = self.client.hdel(keys.sidecars.as_str(), silent).await?;
         }
         Ok(())
+    }
+}
+
+/// Warns when Redis may evict keys: the image must stay whole (`maxmemory-policy noeviction`).
+/// Sidecars catch an evicted image anyway (the item count no longer matches `meta.count`).
+async fn check_eviction_policy(client: Client) {
+    use fred::types::{ClusterHash, CustomCommand};
+    let command = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+    let policy: Result<Vec<String>, _> = client
+        .custom(command, vec!["GET", "maxmemory-policy"])
+        .await;
+    match policy {
+        Ok(pair) => match pair.get(1).map(String::as_str) {
+            Some("noeviction") => {}
+            Some(other) => tracing::warn!(
+                policy = other,
+                "redis maxmemory-policy is not noeviction: under memory pressure it may evict config keys (sidecars will then refuse the incomplete image); set maxmemory-policy noeviction"
+            ),
+            None => {}
+        },
+        Err(e) => tracing::debug!(error = %e, "cannot read maxmemory-policy (CONFIG GET not allowed?)"),
     }
 }
 
