@@ -337,7 +337,7 @@ async fn admin_and_sidecars_reach_redis_through_sentinel() {
         "redis-sentinel://127.0.0.1:{}?sentinelServiceName=mymaster",
         sentinel.port
     );
-    let stack = Stack::start(&url, &[url.clone()]).await;
+    let stack = Stack::start(&url, std::slice::from_ref(&url)).await;
     let v = stack.write(json!({"SITE_NAME": "via sentinel"})).await;
     stack.converge(v, CONVERGE).await;
     let d = read_doc(&stack.client, &stack.sidecars[0])
