@@ -323,16 +323,37 @@ impl Snapshot {
         Value::Object(
             self.entries
                 .iter()
-                .map(|e| {
-                    let v = if e.secret {
-                        Value::String("••••••".into())
-                    } else {
-                        e.value.clone()
-                    };
-                    (e.key.to_string(), v)
-                })
+                .map(|e| (e.key.to_string(), mask_if(e.secret, &e.value)))
                 .collect(),
         )
+    }
+
+    /// The whole state with secrets masked, for the status page and `?mask=secrets` streams.
+    pub fn masked_document(&self, stale: bool) -> Value {
+        serde_json::json!({
+            "namespace": &*self.namespace,
+            "epoch": self.position.epoch,
+            "version": self.position.version,
+            "stale": stale,
+            "source": self.source,
+            "values": self.values_masked(),
+            "secrets": self.entries.iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `changes` as a JSON object, secrets masked when `mask`.
+    pub fn changes_json(
+        &self,
+        changes: &[(Box<str>, Value)],
+        mask: bool,
+    ) -> serde_json::Map<String, Value> {
+        changes
+            .iter()
+            .map(|(k, v)| {
+                let secret = mask && self.get(k).is_some_and(|e| e.secret);
+                (k.to_string(), mask_if(secret, v))
+            })
+            .collect()
     }
 
     /// What changed since the snapshot it replaced (set when published).
@@ -347,6 +368,15 @@ impl Snapshot {
             .filter(|e| older.get(&e.key).is_none_or(|o| o.json != e.json))
             .map(|e| (e.key.clone(), e.value.clone()))
             .collect()
+    }
+}
+
+/// What a secret's value looks like on the status page and masked streams.
+fn mask_if(secret: bool, value: &Value) -> Value {
+    if secret {
+        Value::String("••••••".into())
+    } else {
+        value.clone()
     }
 }
 
@@ -530,18 +560,7 @@ impl SnapshotStore {
     }
 
     fn remember(&self, next: &Snapshot, changes: &[(Box<str>, Value)]) {
-        let masked = changes
-            .iter()
-            .map(|(k, v)| {
-                let secret = next.get(k).is_some_and(|e| e.secret);
-                let v = if secret {
-                    Value::String("••••••".into())
-                } else {
-                    v.clone()
-                };
-                (k.to_string(), v)
-            })
-            .collect();
+        let masked = next.changes_json(changes, true);
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == RECENT_CHANGES {
             recent.pop_back();

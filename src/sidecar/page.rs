@@ -22,16 +22,8 @@ const TEMPLATE: &str = include_str!("page.html");
 pub async fn page(State(state): State<Arc<SidecarState>>) -> Response {
     let snap = state.store.load();
     let stale = state.store.is_stale();
-    let initial = json!({
-        "namespace": &*snap.namespace,
-        "epoch": snap.position.epoch,
-        "version": snap.position.version,
-        "stale": stale,
-        "source": snap.source,
-        "values": snap.values_masked(),
-        "secrets": snap.entries().iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
-        "recent": state.store.recent_changes(),
-    });
+    let mut initial = snap.masked_document(stale);
+    initial["recent"] = json!(state.store.recent_changes());
     // Safe inside <script>: no "</" can close the tag, and U+2028/9 are escaped.
     let data = initial
         .to_string()

@@ -108,16 +108,7 @@ pub async fn watch(
 
 fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {
     let data = if mask {
-        json!({
-            "namespace": &*snap.namespace,
-            "epoch": snap.position.epoch,
-            "version": snap.position.version,
-            "stale": stale,
-            "source": snap.source,
-            "values": snap.values_masked(),
-            "secrets": snap.entries().iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
-        })
-        .to_string()
+        snap.masked_document(stale).to_string()
     } else {
         String::from_utf8_lossy(&snap.document(stale)).into_owned()
     };
@@ -128,18 +119,6 @@ fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {
 }
 
 fn change_event(snap: &Snapshot, changes: &[(Box<str>, Value)], mask: bool) -> Event {
-    let changes: serde_json::Map<String, Value> = changes
-        .iter()
-        .map(|(k, v)| {
-            let secret = mask && snap.get(k).is_some_and(|e| e.secret);
-            let v = if secret {
-                Value::String("••••••".into())
-            } else {
-                v.clone()
-            };
-            (k.to_string(), v)
-        })
-        .collect();
     Event::default()
         .event("change")
         .id(snap.position.tag())
@@ -147,7 +126,7 @@ fn change_event(snap: &Snapshot, changes: &[(Box<str>, Value)], mask: bool) -> E
             json!({
                 "epoch": snap.position.epoch,
                 "version": snap.position.version,
-                "changes": changes,
+                "changes": snap.changes_json(changes, mask),
             })
             .to_string(),
         )
