@@ -232,7 +232,13 @@ impl Snapshot {
         let document = document_body(&namespace, position, false, source, &values_json);
         let tag = position.tag();
         Snapshot {
-            etag: header(&format!("\"{tag}\"")),
+            // A repair at the same version (anti-entropy bumps `generation`) changes the content,
+            // so it must change the ETag too.
+            etag: header(&if position.generation == 0 {
+                format!("\"{tag}\"")
+            } else {
+                format!("\"{tag}.{}\"", position.generation)
+            }),
             version_header: HeaderValue::from(position.version),
             epoch_header: HeaderValue::from(position.epoch),
             namespace,

@@ -143,6 +143,8 @@ pub fn parse_index(text: &str, current_epoch: u64) -> Option<Position> {
     let text = text.trim_matches('"');
     let text = text.strip_prefix("%22").unwrap_or(text);
     let text = text.strip_suffix("%22").unwrap_or(text);
+    // An ETag of a repaired snapshot carries `.generation`; the index is epoch and version.
+    let text = text.split_once('.').map_or(text, |(ev, _)| ev);
     match text.split_once('-') {
         Some((e, v)) => Some(Position::new(e.parse().ok()?, v.parse().ok()?)),
         None => Some(Position::new(current_epoch, text.parse().ok()?)),
@@ -167,6 +169,7 @@ mod tests {
         assert_eq!(parse_index("7", 3), Some(Position::new(3, 7)));
         assert_eq!(parse_index("\"1-4\"", 1), Some(Position::new(1, 4)));
         assert_eq!(parse_index("%221-4%22", 1), Some(Position::new(1, 4)));
+        assert_eq!(parse_index("\"1-4.2\"", 1), Some(Position::new(1, 4)));
         assert_eq!(parse_index("x", 1), None);
         assert_eq!(parse_index("1-", 1), None);
         assert_eq!(parse_index("-1", 1), None);

@@ -71,10 +71,20 @@ pub struct Stack {
 impl Stack {
     /// An admin on `redis_url` (its relay) and one sidecar per entry of `sidecar_urls`.
     pub async fn start(redis_url: &str, sidecar_urls: &[String]) -> Stack {
+        Stack::start_with(redis_url, sidecar_urls, |_| {}).await
+    }
+
+    /// As `start`, with the admin's settings adjusted first.
+    pub async fn start_with(
+        redis_url: &str,
+        sidecar_urls: &[String],
+        adjust: impl FnOnce(&mut AdminSettings),
+    ) -> Stack {
         let admin_dir = tempfile::tempdir().expect("tempdir");
         let mut admin_settings =
             AdminSettings::for_tests(schema_dir(), admin_dir.path().join("ledger"), redis_url);
         admin_settings.admin_token = TOKEN.into();
+        adjust(&mut admin_settings);
         let admin = app::start_admin(admin_settings.clone())
             .await
             .expect("admin starts");
