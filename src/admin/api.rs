@@ -565,6 +565,8 @@ pub async fn import(
         .filter(|(_, v)| !is_mask(v))
         .collect();
     let canonical = validate(&schema, &wanted)?;
+    // Checked before the dry run, so a dry run refuses what the real import would.
+    let ctx = ctx.with_comment(Some(body.comment.unwrap_or_else(|| "import".into())))?;
     if q.dry_run {
         let current = state
             .write
@@ -596,7 +598,6 @@ pub async fn import(
             json!({"version": current.version, "epoch": current.epoch, "changes": [], "replayed": false}),
         ));
     }
-    let ctx = ctx.with_comment(Some(body.comment.unwrap_or_else(|| "import".into())))?;
     let committed = state
         .write
         .write(

@@ -155,12 +155,12 @@ impl EmbeddedLedger {
         })?;
         let path = dir.join(LOG_FILE);
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&path)?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).read(true).append(true);
+        // The log holds every value, secrets included: owner-only when it is created.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
         if !existed {
             sync_dir(dir)?;
         }
@@ -659,6 +659,19 @@ mod tests {
             Err(LedgerError::Corrupt(why)) => assert!(why.contains("checksum"), "{why}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_log_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(EmbeddedLedger::open(dir.path(), "default").expect("open"));
+        let mode = std::fs::metadata(dir.path().join(LOG_FILE))
+            .expect("log")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[tokio::test]
