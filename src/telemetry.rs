@@ -32,6 +32,9 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .try_init()
     } else {
-        builder.compact().try_init()
+        builder
+            .compact()
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
 }
