@@ -426,7 +426,7 @@ impl AdminSettings {
             redis_url: redis_url.to_owned(),
             cluster_id: "default".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: "test-token".into(),
+            admin_token: "test-token-0123456789".into(),
             drain_timeout: Duration::from_secs(2),
             relay_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(30),

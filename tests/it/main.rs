@@ -2,3 +2,5 @@
 
 mod harness;
 mod harness_selftest;
+mod pg_ledger;
+mod pg_stack;
