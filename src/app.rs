@@ -483,9 +483,17 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     }
     let metrics = Arc::new(Metrics::new());
     crate::redis::start(&fleet_client);
+    let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
+    crate::relay::mark_if_redis_ahead(
+        &*ledger,
+        &fleet_client,
+        &s.cluster_id,
+        &namespaces,
+        Duration::from_secs(2),
+    )
+    .await;
     let kick = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(crate::admin::write::WriteGate::default());
-    let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     let make_relay = {
         let (ledger, metrics, kick, gate) =
             (ledger.clone(), metrics.clone(), kick.clone(), gate.clone());

@@ -633,3 +633,53 @@ impl Fleet for RedisFleet {
         Ok(out)
     }
 }
+
+/// Before an admin takes writes: marks in the ledger every namespace whose Redis image (ours,
+/// complete) is ahead of it — a restored ledger, or an empty one the relay is about to adopt the
+/// image into — so no write can fork history before the relay leader has looked. The relay lifts
+/// the mark once the ledger is level again. Best effort: a Redis that does not answer within
+/// `timeout` is left to the relay.
+pub async fn mark_if_redis_ahead(
+    ledger: &dyn Ledger,
+    client: &Client,
+    cluster_id: &str,
+    namespaces: &[String],
+    timeout: Duration,
+) {
+    let check = async {
+        client.wait_for_connect().await?;
+        for ns in namespaces {
+            let keys = Keys::new(ns);
+            let meta: Vec<Option<String>> = client
+                .hmget(
+                    keys.meta.as_str(),
+                    vec!["cluster_id", "epoch", "version", "complete"],
+                )
+                .await?;
+            let [Some(id), Some(epoch), Some(version), Some(complete)] = meta.as_slice() else {
+                continue;
+            };
+            let (Ok(epoch), Ok(version)) = (epoch.parse::<u64>(), version.parse::<u64>()) else {
+                continue;
+            };
+            if id != cluster_id || complete != "1" {
+                continue;
+            }
+            let state = ledger.namespace_state(ns).await?;
+            if epoch > state.epoch || (epoch == state.epoch && version > state.version) {
+                tracing::warn!(namespace = %ns, redis_epoch = epoch, redis_version = version, ledger_epoch = state.epoch, ledger_version = state.version, "redis is ahead of the ledger; writes wait for the relay leader");
+                ledger.set_ledger_behind(ns, true).await?;
+            }
+        }
+        Ok::<(), RelayError>(())
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot compare redis with the ledger at start; the relay will")
+        }
+        Err(_) => {
+            tracing::warn!("redis did not answer at start; the relay compares it with the ledger")
+        }
+    }
+}

@@ -2,5 +2,6 @@
 
 mod harness;
 mod harness_selftest;
+mod pg_admin;
 mod pg_ledger;
 mod pg_stack;
