@@ -3,5 +3,6 @@
 mod harness;
 mod harness_selftest;
 mod pg_admin;
+mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
