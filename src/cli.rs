@@ -222,6 +222,10 @@ pub struct AdminArgs {
     /// Seconds between anti-entropy comparisons of Redis with the ledger.
     #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value_t = 30.0)]
     pub anti_entropy_interval: f64,
+    /// Seconds any PostgreSQL call may take (waiting for a connection included); PostgreSQL down
+    /// or paused → writes answer 503 after at most this long.
+    #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value_t = 1.5)]
+    pub database_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -492,10 +496,16 @@ async fn admin(args: AdminArgs) -> ExitCode {
     if let Some(command) = args.command {
         return admin_command(command).await;
     }
-    let ledger = match args.ledger.ledger() {
+    let mut ledger = match args.ledger.ledger() {
         Ok(l) => l,
         Err(e) => return usage(&e),
     };
+    if let app::AdminLedger::Postgres(pg) = &mut ledger {
+        match seconds(args.database_timeout, "--database-timeout") {
+            Ok(t) if t >= Duration::from_millis(100) => pg.op_timeout = t,
+            _ => return usage("--database-timeout must be at least 0.1 seconds"),
+        }
+    }
     let Some(redis_url) = args.redis_url else {
         return usage("the admin needs --redis-url");
     };
