@@ -1,5 +1,6 @@
 //! The one integration-test binary: real processes, real sockets.
 
+mod admin_embedded;
 mod harness;
 mod harness_selftest;
 mod pg_admin;
