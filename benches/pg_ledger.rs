@@ -4,7 +4,8 @@
 //! Spawns its own PostgreSQL cluster (like the test harness: `initdb` + `postgres` on a free
 //! loopback port, as `postgres` when run as root) in a temporary directory, so it never touches
 //! another server's data. Each scenario gets a fresh database and runs for
-//! `RTCONFIG_BENCH_SECONDS` (default 5) after a short warm-up.
+//! `RTCONFIG_BENCH_SECONDS` (default 5) after a short warm-up. Under `cargo test` (no `--bench`
+//! argument) it only smoke-tests each scenario for 0.1 s.
 //!
 //! ```text
 //! cargo bench --bench pg_ledger
@@ -112,12 +113,14 @@ async fn scenario(
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this without `--bench`: a short smoke run then.
+    let measuring = std::env::args().any(|a| a == "--bench");
     let seconds: f64 = std::env::var("RTCONFIG_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
+        .unwrap_or(if measuring { 5.0 } else { 0.1 });
     let run = Duration::from_secs_f64(seconds);
-    let warmup = Duration::from_millis(500);
+    let warmup = Duration::from_millis(if measuring { 500 } else { 0 });
     let pg = PgCluster::start_with(PgOptions {
         fsync: true,
         ..PgOptions::default()
@@ -130,7 +133,7 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; {seconds} s per scenario after a 0.5 s warm-up; each changeset sets 2 keys with an Idempotency-Key\n"
+        "PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; {seconds} s per scenario after a {warmup:?} warm-up; each changeset sets 2 keys with an Idempotency-Key\n"
     );
     println!("| writers | namespaces | changesets/s | p50 ms | p99 ms | max ms |");
     println!("|---:|---:|---:|---:|---:|---:|");
