@@ -10,7 +10,9 @@
 //!   The term comes from a counter row in PostgreSQL (above every earlier term). The lease is
 //!   lost when that connection ends or stops answering its heartbeat (PostgreSQL down or paused,
 //!   the session terminated): the relay stops; once PostgreSQL notices, the lock is free for the
-//!   next leader. A paused ex-leader that wakes up cannot write: Redis refuses a lower term.
+//!   next leader; a leader whose process is frozen is cut off by PostgreSQL after 5 s of silence
+//!   (`idle_session_timeout`). A paused ex-leader that wakes up cannot write: Redis refuses a
+//!   lower term.
 //! - Embedded ([`SoleLeader`]): one admin per data dir (a lock file), so it always leads; its
 //!   term is the clock in milliseconds, which orders its restarts.
 
@@ -37,6 +39,10 @@ use crate::shutdown::Shutdown;
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping relay may take to finish its round.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL ends the leader's session when it has been silent this long (its heartbeat runs
+/// every second), so a frozen leader — SIGSTOP, a VM pause — gives the lock up. A stopped
+/// process's kernel still answers TCP keepalives, so nothing else would.
+const LEADER_SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Leadership held until dropped (or lost).
 pub struct Lease {
@@ -160,6 +166,15 @@ impl Election for PgElection {
         .await
         .map_err(|_| pg_unavailable("listen", "timed out"))?
         .map_err(|e| pg_unavailable("listen", e))?;
+        // `idle_session_timeout` exists from PostgreSQL 14 on; older servers keep the lock of a
+        // frozen leader until its connection breaks.
+        let silence = format!(
+            "SET idle_session_timeout = {}",
+            LEADER_SILENCE_TIMEOUT.as_millis()
+        );
+        if let Ok(Err(e)) = tokio::time::timeout(timeout, client.batch_execute(&silence)).await {
+            tracing::debug!(error = %e, "idle_session_timeout is not supported; a frozen leader keeps the lock until its connection breaks");
+        }
         let term = self.ledger.next_term().await?;
         // Heartbeat: a connection that stops answering (PostgreSQL paused, a partition) ends the
         // lease as surely as one that closes.

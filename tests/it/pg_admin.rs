@@ -316,3 +316,81 @@ async fn redis_ahead_of_a_restored_database_blocks_writes_until_reconcile_force(
     b.stop().await;
     sidecar.stop().await;
 }
+
+/// A gauge from an admin's `/metrics` (`None` when it does not answer).
+async fn gauge(api_addr: &str, name: &str) -> Option<i64> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .ok()?;
+    let text = client
+        .get(format!("http://{api_addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A leader whose process freezes (SIGSTOP) loses the lead after PostgreSQL's silence timeout;
+/// once it wakes up it is a follower and its stale term cannot write to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_cannot_write_when_it_wakes() {
+    use crate::harness::signal;
+    use crate::pg_stack::spawn_admin;
+    let pg = shared_cluster();
+    let (_, url) = fresh_db(pg);
+    let redis = RedisServer::start();
+    let (first, first_api) = spawn_admin(&url, &redis.url(), &[]).await;
+    let (second, second_api) = spawn_admin(&url, &redis.url(), &[]).await;
+    let addrs = [first_api.addr_string(), second_api.addr_string()];
+    let leader = eventually(SETTLE, "one child admin leads", || async {
+        let a = gauge(&addrs[0], "rtconfig_relay_leader").await?;
+        let b = gauge(&addrs[1], "rtconfig_relay_leader").await?;
+        match (a, b) {
+            (1, 0) => Some(0),
+            (0, 1) => Some(1),
+            _ => None,
+        }
+    })
+    .await;
+    redis_at(&redis, 1, 0).await;
+    let (frozen, frozen_api, survivor_api) = if leader == 0 {
+        (&first, &first_api, &second_api)
+    } else {
+        (&second, &second_api, &first_api)
+    };
+    let old_term = redis_meta_u64(&redis, "term").expect("term");
+    assert!(signal(&[frozen.pid()], "STOP"));
+    let t = std::time::Instant::now();
+    let survivor = &addrs[1 - leader];
+    eventually(
+        Duration::from_secs(30),
+        "the survivor takes the lead",
+        || async { (gauge(survivor, "rtconfig_relay_leader").await? == 1).then_some(()) },
+    )
+    .await;
+    eprintln!("a frozen leader was replaced after {:?}", t.elapsed());
+    let v = survivor_api.set_site_name("while frozen").await;
+    redis_at(&redis, 1, v).await;
+    let new_term = redis_meta_u64(&redis, "term").expect("term");
+    assert!(new_term > old_term);
+
+    assert!(signal(&[frozen.pid()], "CONT"));
+    let woken = &addrs[leader];
+    eventually(
+        SETTLE,
+        "the woken ex-leader knows it lost the lead",
+        || async { (gauge(woken, "rtconfig_relay_leader").await? == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(redis_meta_u64(&redis, "term"), Some(new_term), "fenced");
+    // It still takes writes (as a follower); the leader relays them.
+    let v2 = frozen_api.set_site_name("after waking").await;
+    redis_at(&redis, 1, v2).await;
+    assert_eq!(redis_item(&redis, "SITE_NAME"), Some(json!("after waking")));
+    assert_eq!(redis_meta_u64(&redis, "term"), Some(new_term));
+}

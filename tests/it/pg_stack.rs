@@ -72,6 +72,11 @@ impl Api {
         }
     }
 
+    /// `host:port` of the admin.
+    pub fn addr_string(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
     /// `PATCH /api/v1/namespaces/demo/configs`; `Err` when no answer came (connection lost).
     pub async fn try_patch(
         &self,
@@ -218,6 +223,10 @@ impl ChildProcess {
             log,
             _dir: dir,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
