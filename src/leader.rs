@@ -252,6 +252,9 @@ pub async fn run<F>(
             r = election.try_acquire(wake.clone()) => r,
             () = &mut stop => return,
         };
+        if failing && lease.is_ok() {
+            tracing::info!("contending for relay leadership again");
+        }
         match lease {
             Ok(Some(lease)) => {
                 failing = false;

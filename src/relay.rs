@@ -253,8 +253,7 @@ impl Relay {
         {
             if self.health.get(ns) != Some(&Health::LedgerBehind) {
                 tracing::error!(namespace = ns, redis_epoch, redis_version, ledger_epoch = ledger.epoch, ledger_version = ledger.version, "redis is ahead of the ledger; writes are refused until `rtconfig admin reconcile --force`");
-            }
-            if self.health.get(ns) != Some(&Health::LedgerBehind) {
+                // In the ledger too, so every admin replica refuses writes.
                 self.ledger.set_ledger_behind(ns, true).await?;
             }
             self.gate.set_ledger_behind(ns, true);
