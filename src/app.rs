@@ -14,8 +14,10 @@ use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
 use crate::http::server::{bind, serve};
+use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::postgres::{PgLedger, PgSettings};
+use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
 use crate::metrics::Metrics;
 use crate::schema::{SchemaProblem, SchemaSet};
@@ -365,12 +367,51 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
     })
 }
 
+/// Where the admin keeps its ledger.
+#[derive(Debug, Clone)]
+pub enum AdminLedger {
+    /// The embedded ledger in a data dir (one admin only; guarded by a lock file).
+    Embedded { data_dir: PathBuf },
+    /// PostgreSQL (any number of admin replicas).
+    Postgres(PgSettings),
+}
+
+impl AdminLedger {
+    /// Opens the ledger (migrating PostgreSQL first), with the key for secret fingerprints and
+    /// the way this admin becomes relay leader.
+    async fn open(
+        &self,
+        cluster_id: &str,
+    ) -> Result<(Arc<dyn Ledger>, Masker, Arc<dyn Election>), StartError> {
+        match self {
+            AdminLedger::Embedded { data_dir } => {
+                let ledger = Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?);
+                let masker = Masker::load_or_create(&data_dir.join("secret.key"))?;
+                Ok((ledger, masker, Arc::new(SoleLeader::default())))
+            }
+            AdminLedger::Postgres(settings) => {
+                crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+                let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
+                let masker = Masker::new(ledger.mask_key());
+                let election = Arc::new(PgElection::new(ledger.clone()));
+                Ok((ledger, masker, election))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AdminLedger::Embedded { data_dir } => format!("embedded ({})", data_dir.display()),
+            AdminLedger::Postgres(_) => "postgresql".into(),
+        }
+    }
+}
+
 /// `rtconfig admin`: the shared write service with its Redis relay.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub schema_dir: PathBuf,
-    /// The embedded ledger's directory (one admin only).
-    pub data_dir: PathBuf,
+    pub ledger: AdminLedger,
     pub redis_url: String,
     pub cluster_id: String,
     pub listen: SocketAddr,
@@ -381,17 +422,26 @@ pub struct AdminSettings {
 }
 
 impl AdminSettings {
+    /// An admin on the embedded ledger in `data_dir`, for tests.
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
         AdminSettings {
             schema_dir,
-            data_dir,
+            ledger: AdminLedger::Embedded { data_dir },
             redis_url: redis_url.to_owned(),
             cluster_id: "default".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: "test-token".into(),
+            admin_token: "test-token-0123456789".into(),
             drain_timeout: Duration::from_secs(2),
             relay_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// An admin on PostgreSQL at `database_url`, for tests.
+    pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
+        AdminSettings {
+            ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
+            ..AdminSettings::for_tests(schema_dir, PathBuf::new(), redis_url)
         }
     }
 }
@@ -419,7 +469,7 @@ impl RunningAdmin {
     }
 }
 
-/// Starts `rtconfig admin` on the embedded ledger.
+/// Starts `rtconfig admin`: the API, and a relay while this admin is the relay leader.
 pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     if s.admin_token.trim().len() < 16 {
         return Err(StartError::Settings(
@@ -427,44 +477,61 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         ));
     }
     let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
-    let ledger = Arc::new(EmbeddedLedger::open(&s.data_dir, &s.cluster_id)?);
+    let opts = crate::redis::ConnectOptions::default();
+    // Checks the Redis URL before anything is opened.
+    let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
+        .map_err(|e| StartError::Settings(e.to_string()))?;
+    let (ledger, masker, election) = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let ledger: Arc<dyn Ledger> = ledger;
     let metrics = Arc::new(Metrics::new());
-    let opts = crate::redis::ConnectOptions::default();
-    let relay_client = crate::redis::command_client(&s.redis_url, &opts)
-        .map_err(|e| StartError::Settings(e.to_string()))?;
-    let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
-        .map_err(|e| StartError::Settings(e.to_string()))?;
     crate::redis::start(&fleet_client);
-    // The embedded ledger has one admin: a term from the clock orders its restarts.
-    let term = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1);
-    let mut relay_settings = crate::relay::RelaySettings::new(&s.cluster_id, term);
-    relay_settings.interval = s.relay_interval;
-    relay_settings.anti_entropy_interval = s.anti_entropy_interval;
-    let relay = crate::relay::Relay::new(
-        ledger.clone(),
-        relay_client,
-        schemas.iter().cloned().collect(),
-        relay_settings,
-        metrics.clone(),
-    );
-    let gate = relay.gate.clone();
+    let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
+    crate::relay::mark_if_redis_ahead(
+        &*ledger,
+        &fleet_client,
+        &s.cluster_id,
+        &namespaces,
+        Duration::from_secs(2),
+    )
+    .await;
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(crate::admin::write::WriteGate::default());
+    let make_relay = {
+        let (ledger, metrics, kick, gate) =
+            (ledger.clone(), metrics.clone(), kick.clone(), gate.clone());
+        let schemas: Vec<_> = schemas.iter().cloned().collect();
+        let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
+        let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
+        move |term: u64| {
+            let client =
+                crate::redis::command_client(&redis_url, &opts).map_err(|e| e.to_string())?;
+            let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
+            settings.interval = interval;
+            settings.anti_entropy_interval = anti_entropy;
+            let mut relay = crate::relay::Relay::new(
+                ledger.clone(),
+                client,
+                schemas.clone(),
+                settings,
+                metrics.clone(),
+            )
+            .with_kick(kick.clone());
+            relay.gate = gate.clone();
+            Ok(relay)
+        }
+    };
     let shutdown = Shutdown::new();
     let admin_state = AdminState::new(
         WritePath {
             schemas,
             ledger: ledger.clone(),
-            after_commit: Arc::new(crate::relay::RelayKick(relay.kick())),
+            after_commit: Arc::new(crate::relay::RelayKick(kick.clone())),
             metrics: metrics.clone(),
             gate: gate.clone(),
         },
-        Masker::load_or_create(&s.data_dir.join("secret.key"))?,
+        masker,
         Arc::new(crate::relay::RedisFleet {
             client: fleet_client,
         }),
@@ -474,7 +541,15 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     let listener = bind(s.listen).await?;
     let addr = listener.local_addr()?;
     let handles = vec![
-        tokio::spawn(relay.run(shutdown.clone())),
+        tokio::spawn(crate::leader::run(
+            election,
+            make_relay,
+            kick,
+            gate.clone(),
+            namespaces,
+            metrics.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(serve(
             listener,
             admin::router(admin_state),
@@ -482,7 +557,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             s.drain_timeout,
         )),
     ];
-    tracing::info!(%addr, data_dir = %s.data_dir.display(), "rtconfig admin started");
+    tracing::info!(%addr, ledger = %s.ledger.describe(), "rtconfig admin started");
     Ok(RunningAdmin {
         addr,
         ledger,
@@ -494,6 +569,37 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             drain_timeout: s.drain_timeout,
         },
     })
+}
+
+/// `rtconfig admin migrate`: applies the PostgreSQL migrations; returns those applied now.
+pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>, StartError> {
+    crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+    Ok(crate::ledger::postgres::migrate(settings).await?)
+}
+
+/// `rtconfig admin reconcile --force`: raises the epoch of `namespaces` (every namespace in the
+/// schema dir when empty), after the ledger was restored from a backup, so the relay rebuilds a
+/// Redis that is ahead of it and sidecars take the rebuilt image. Returns the new states.
+pub async fn reconcile(
+    ledger: &AdminLedger,
+    cluster_id: &str,
+    schema_dir: &std::path::Path,
+    namespaces: &[String],
+) -> Result<Vec<(String, NamespaceState)>, StartError> {
+    let names: Vec<String> = if namespaces.is_empty() {
+        let schemas = SchemaSet::load_dir(schema_dir).map_err(StartError::Schema)?;
+        schemas.iter().map(|s| s.namespace.clone()).collect()
+    } else {
+        namespaces.to_vec()
+    };
+    let (ledger, _, _) = ledger.open(cluster_id).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for ns in names {
+        let state = ledger.bump_epoch(&ns).await?;
+        tracing::warn!(namespace = %ns, epoch = state.epoch, version = state.version, "epoch bumped: the relay rebuilds redis from the ledger");
+        out.push((ns, state));
+    }
+    Ok(out)
 }
 
 /// Background tasks of a role and how to stop them.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, DevSettings};
+use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
 use crate::telemetry::{self, LogFormat};
 
@@ -35,7 +36,8 @@ pub enum Command {
     Dev(DevArgs),
     /// The per-pod read service for one namespace, synced from Redis.
     Sidecar(SidecarArgs),
-    /// The shared write service: JSON API and the relay that projects the ledger into Redis.
+    /// The shared write service: JSON API and the relay that projects the ledger into Redis
+    /// (`admin migrate`, `admin reconcile --force`: maintenance).
     Admin(AdminArgs),
     /// Validate schema files; prints every problem and exits 64, or 0 when all is well.
     Check(CheckArgs),
@@ -123,17 +125,86 @@ pub struct SidecarArgs {
     pub instance_id: Option<String>,
 }
 
+/// Where the admin's ledger is: exactly one of `--database-url` and `--data-dir`.
 #[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins).
+    #[arg(
+        long,
+        env = "RTCONFIG_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir"
+    )]
+    pub database_url: Option<String>,
+    /// Embedded ledger directory (one admin only; guarded by a lock file).
+    #[arg(long, env = "RTCONFIG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    fn ledger(self) -> Result<app::AdminLedger, String> {
+        match (self.database_url, self.data_dir) {
+            (Some(url), None) => {
+                crate::ledger::postgres::parse_url(&url)?;
+                Ok(app::AdminLedger::Postgres(PgSettings::new(&url)))
+            }
+            (None, Some(data_dir)) => Ok(app::AdminLedger::Embedded { data_dir }),
+            (Some(_), Some(_)) => Err("give --database-url or --data-dir, not both".into()),
+            (None, None) => Err(
+                "the admin needs a ledger: --database-url (PostgreSQL) or --data-dir (embedded)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Apply the PostgreSQL migrations and exit (the admin also applies them at start).
+    Migrate(MigrateArgs),
+    /// After restoring the ledger from a backup: raise the epoch so the relay rebuilds a Redis
+    /// that is ahead of the ledger (writes answer 503 ledger_behind until then).
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// postgres://user:password@host:port/db
+    #[arg(long, env = "RTCONFIG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Really bump the epoch (sidecars then take the ledger's image, dropping what only Redis had).
+    #[arg(long)]
+    pub force: bool,
+    /// This deployment's name (must match the ledger's).
+    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
+    pub cluster_id: String,
+    /// Directory of namespace schema files: every namespace in it, unless --namespace is given.
+    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
+    pub schema_dir: PathBuf,
+    /// Only these namespaces (repeatable).
+    #[arg(long = "namespace")]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: Option<AdminCommand>,
     /// Directory of namespace schema files (*.toml).
     #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
     pub schema_dir: PathBuf,
-    /// Embedded ledger directory (one admin only; guarded by a lock file).
-    #[arg(long, env = "RTCONFIG_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
     /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Option<String>,
     /// This deployment's name, recorded in the ledger and in Redis.
     #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
     pub cluster_id: String,
@@ -142,7 +213,7 @@ pub struct AdminArgs {
     pub listen: SocketAddr,
     /// Bearer token every API call must carry (at least 16 characters). Required.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    pub admin_token: Option<String>,
     /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
     #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
     pub drain_timeout: f64,
@@ -152,6 +223,10 @@ pub struct AdminArgs {
     /// Seconds between anti-entropy comparisons of Redis with the ledger.
     #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value_t = 30.0)]
     pub anti_entropy_interval: f64,
+    /// Seconds any PostgreSQL call may take (waiting for a connection included); PostgreSQL down
+    /// or paused → writes answer 503 after at most this long.
+    #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value_t = 1.5)]
+    pub database_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -362,7 +437,83 @@ async fn sidecar(args: SidecarArgs) -> ExitCode {
     }
 }
 
+fn usage(message: &str) -> ExitCode {
+    eprintln!("rtconfig: {message}");
+    ExitCode::from(64)
+}
+
+async fn admin_command(command: AdminCommand) -> ExitCode {
+    match command {
+        AdminCommand::Migrate(args) => {
+            match app::migrate(&PgSettings::new(&args.database_url)).await {
+                Ok(applied) if applied.is_empty() => {
+                    println!("the database is up to date");
+                    ExitCode::SUCCESS
+                }
+                Ok(applied) => {
+                    println!(
+                        "applied {} migration(s): {}",
+                        applied.len(),
+                        applied.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report_start_error(&e),
+            }
+        }
+        AdminCommand::Reconcile(args) => {
+            if !args.force {
+                return usage(
+                    "reconcile raises the epoch of every namespace (or each --namespace): the relay                      then rebuilds Redis from the ledger and sidecars take that image, dropping                      versions only Redis had; run it with --force after restoring the ledger",
+                );
+            }
+            let ledger = match args.ledger.ledger() {
+                Ok(l) => l,
+                Err(e) => return usage(&e),
+            };
+            match app::reconcile(
+                &ledger,
+                &args.cluster_id,
+                &args.schema_dir,
+                &args.namespaces,
+            )
+            .await
+            {
+                Ok(states) => {
+                    for (ns, state) in states {
+                        println!(
+                            "{ns}: epoch {} (version {}); the relay leader rebuilds redis within a second",
+                            state.epoch, state.version
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report_start_error(&e),
+            }
+        }
+    }
+}
+
 async fn admin(args: AdminArgs) -> ExitCode {
+    if let Some(command) = args.command {
+        return admin_command(command).await;
+    }
+    let mut ledger = match args.ledger.ledger() {
+        Ok(l) => l,
+        Err(e) => return usage(&e),
+    };
+    if let app::AdminLedger::Postgres(pg) = &mut ledger {
+        match seconds(args.database_timeout, "--database-timeout") {
+            Ok(t) if t >= Duration::from_millis(100) => pg.op_timeout = t,
+            _ => return usage("--database-timeout must be at least 0.1 seconds"),
+        }
+    }
+    let Some(redis_url) = args.redis_url else {
+        return usage("the admin needs --redis-url");
+    };
+    let Some(admin_token) = args.admin_token else {
+        return usage("the admin needs --admin-token (at least 16 characters)");
+    };
     let durations = (
         seconds(args.drain_timeout, "--drain-timeout"),
         seconds(args.relay_interval, "--relay-interval"),
@@ -381,11 +532,11 @@ async fn admin(args: AdminArgs) -> ExitCode {
     };
     let settings = app::AdminSettings {
         schema_dir: args.schema_dir,
-        data_dir: args.data_dir,
-        redis_url: args.redis_url,
+        ledger,
+        redis_url,
         cluster_id: args.cluster_id,
         listen: args.listen,
-        admin_token: args.admin_token,
+        admin_token,
         drain_timeout,
         relay_interval,
         anti_entropy_interval,

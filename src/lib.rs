@@ -27,6 +27,7 @@ pub mod app;
 pub mod cli;
 pub mod disk;
 pub mod http;
+pub mod leader;
 pub mod ledger;
 pub mod local;
 pub mod metrics;

@@ -25,6 +25,8 @@
 //! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) |
 //! | `rtconfig_relay_applied_total`, `rtconfig_relay_rebuilds_total`, `rtconfig_relay_errors_total` | counter | |
 //! | `rtconfig_relay_foreign_redis` | gauge | 1 while Redis holds another cluster's data (alarm) |
+//! | `rtconfig_relay_leader` | gauge | 1 while this admin is the relay leader |
+//! | `rtconfig_relay_term` | gauge | the fencing term of this admin's current (or last) leadership |
 
 use std::sync::atomic::AtomicU64;
 
@@ -98,6 +100,8 @@ pub struct Metrics {
     pub relay_rebuilds: Counter,
     pub relay_errors: Counter,
     pub relay_foreign_redis: Gauge,
+    pub relay_leader: Gauge,
+    pub relay_term: Gauge,
 }
 
 impl Default for Metrics {
@@ -134,6 +138,8 @@ impl Metrics {
             relay_rebuilds: Counter::default(),
             relay_errors: Counter::default(),
             relay_foreign_redis: Gauge::default(),
+            relay_leader: Gauge::default(),
+            relay_term: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -255,6 +261,16 @@ impl Metrics {
             "relay_foreign_redis",
             "1 while Redis holds another cluster's data (the relay refuses to write)",
             m.relay_foreign_redis.clone(),
+        );
+        registry.register(
+            "relay_leader",
+            "1 while this admin is the relay leader",
+            m.relay_leader.clone(),
+        );
+        registry.register(
+            "relay_term",
+            "Fencing term of this admin's current or last relay leadership",
+            m.relay_term.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -8,7 +8,10 @@
 //!   into temp keys, the log tail too, then one script renames them in and sets `complete`,
 //!   `count`, `generation`; sidecars never see a half-built image;
 //! - Redis *ahead* of the ledger in the same epoch (a restored ledger) → never overwritten;
-//!   writes are refused with `ledger_behind` until an operator bumps the epoch;
+//!   writes are refused with `ledger_behind` until an operator bumps the epoch (the mark is kept
+//!   in the ledger too, so every admin replica refuses them);
+//! - an empty ledger (version 0) and a complete image of ours → the ledger **adopts** the image
+//!   (same epoch and version) instead of wiping it ([`Ledger::adopt`]);
 //! - Redis behind → replay the missing changesets one by one through [`scripts::APPLY`]
 //!   (idempotent, gap-detecting; a gap or a missing image falls back to a rebuild);
 //! - every 30 s, anti-entropy: compare every item with the ledger; a difference → rebuild at
@@ -30,9 +33,11 @@ use tokio::sync::Notify;
 
 use crate::admin::fleet::{Fleet, SidecarInfo};
 use crate::admin::write::{AfterCommit, WriteGate};
-use crate::ledger::{Changeset, Ledger, LedgerError, NamespaceState};
+use crate::ledger::{
+    ChangeMeta, Changeset, CurrentValues, Ledger, LedgerError, NamespaceState, StoredValue,
+};
 use crate::metrics::Metrics;
-use crate::redis::{self, scripts, Keys, RedisError, RelayMeta, LOG_MAXLEN};
+use crate::redis::{self, scripts, Keys, Meta, RedisError, RelayMeta, LOG_MAXLEN};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 
@@ -130,6 +135,12 @@ impl Relay {
         self.kick.clone()
     }
 
+    /// Wakes this relay on `kick` (shared by the relays of successive leadership terms).
+    pub fn with_kick(mut self, kick: Arc<Notify>) -> Relay {
+        self.kick = kick;
+        self
+    }
+
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
         redis::start(&self.client);
@@ -194,7 +205,7 @@ impl Relay {
     ) -> Result<(Health, i64), RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
-        let ledger = self.ledger.namespace_state(ns).await?;
+        let mut ledger = self.ledger.namespace_state(ns).await?;
         let reply: RedisValue = scripts::RELAY_TICK
             .evalsha_with_reload(
                 &self.client,
@@ -229,6 +240,12 @@ impl Relay {
         let redis_epoch = meta.epoch.unwrap_or(0);
         let redis_version = meta.version.unwrap_or(0);
         let ours = meta.cluster_id.is_some() && meta.complete;
+        // An empty ledger (a first start on a new database) takes over a complete image of ours
+        // rather than wiping a live deployment.
+        if ours && ledger.version == 0 && redis_version > 0 && redis_epoch >= ledger.epoch {
+            self.adopt(ns).await?;
+            ledger = self.ledger.namespace_state(ns).await?;
+        }
         // A complete image of ours that is ahead of the ledger: the ledger was restored from a
         // backup. Never overwrite it; an operator decides (reconcile --force bumps the epoch).
         if ours
@@ -237,9 +254,15 @@ impl Relay {
         {
             if self.health.get(ns) != Some(&Health::LedgerBehind) {
                 tracing::error!(namespace = ns, redis_epoch, redis_version, ledger_epoch = ledger.epoch, ledger_version = ledger.version, "redis is ahead of the ledger; writes are refused until `rtconfig admin reconcile --force`");
+                // In the ledger too, so every admin replica refuses writes.
+                self.ledger.set_ledger_behind(ns, true).await?;
             }
             self.gate.set_ledger_behind(ns, true);
             return Ok((Health::LedgerBehind, 0));
+        }
+        if self.health.get(ns) != Some(&Health::Ok) {
+            // A new term, a recovery or a reconcile: lift a mark this or an earlier leader set.
+            self.ledger.set_ledger_behind(ns, false).await?;
         }
         self.gate.set_ledger_behind(ns, false);
         let synced = if !ours || redis_epoch != ledger.epoch {
@@ -266,6 +289,92 @@ impl Relay {
         let after = self.ledger.namespace_state(ns).await?;
         let lag = after.version.saturating_sub(synced) as i64;
         Ok((Health::Ok, lag))
+    }
+
+    /// Reads the complete Redis image of `ns` in one step and offers it to the (empty) ledger.
+    async fn adopt(&self, ns: &str) -> Result<bool, RelayError> {
+        let keys = Keys::new(ns);
+        let reply: RedisValue = scripts::FULL_READ
+            .evalsha_with_reload(
+                &self.client,
+                vec![keys.meta.as_str(), keys.items.as_str()],
+                Vec::<String>::new(),
+            )
+            .await
+            .map_err(RedisError::from)?;
+        let RedisValue::Array(parts) = reply else {
+            return Err(RedisError::Reply("FULL_READ did not return an array".into()).into());
+        };
+        let [meta, items] = parts.as_slice() else {
+            return Err(RedisError::Reply("FULL_READ returned the wrong shape".into()).into());
+        };
+        let meta = Meta::parse(meta)?;
+        let (Some(epoch), Some(version)) = (meta.epoch, meta.version) else {
+            return Ok(false);
+        };
+        if meta.cluster_id.as_deref() != Some(self.settings.cluster_id.as_str()) || !meta.complete {
+            return Ok(false);
+        }
+        let RedisValue::Array(flat) = items else {
+            return Err(RedisError::Reply("items is not an array".into()).into());
+        };
+        let mut values = BTreeMap::new();
+        for pair in flat.chunks(2) {
+            let [k, v] = pair else { continue };
+            let item = match (redis::text(k)?, redis::text(v)?) {
+                (Some(key), Some(text)) => redis::decode_item(&text)
+                    .filter(|(_, item_version)| *item_version <= version)
+                    .map(|(value, item_version)| (key, value, item_version)),
+                _ => None,
+            };
+            let Some((key, value, item_version)) = item else {
+                tracing::error!(
+                    namespace = ns,
+                    "the redis image holds a damaged item; not adopting it"
+                );
+                return Ok(false);
+            };
+            values.insert(
+                key,
+                StoredValue {
+                    value: Some(value),
+                    version: item_version,
+                },
+            );
+        }
+        if meta.count.is_some_and(|c| c != values.len() as u64) {
+            tracing::error!(namespace = ns, count = ?meta.count, items = values.len(), "the redis image is missing items; not adopting it");
+            return Ok(false);
+        }
+        let image = CurrentValues {
+            state: NamespaceState { epoch, version },
+            values,
+        };
+        let comment = format!(
+            "adopted the Redis image (epoch {epoch}, version {version}) into an empty ledger"
+        );
+        let adopted = self
+            .ledger
+            .adopt(
+                ns,
+                &image,
+                ChangeMeta {
+                    actor: "rtconfig".into(),
+                    comment,
+                    ..ChangeMeta::default()
+                },
+            )
+            .await?;
+        if adopted {
+            tracing::warn!(
+                namespace = ns,
+                epoch,
+                version,
+                keys = image.values.len(),
+                "the ledger was empty: adopted the complete redis image instead of wiping it"
+            );
+        }
+        Ok(adopted)
     }
 
     /// Applies changesets after `from`, in order; falls back to a rebuild on a gap. Returns the
@@ -543,5 +652,55 @@ impl Fleet for RedisFleet {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+}
+
+/// Before an admin takes writes: marks in the ledger every namespace whose Redis image (ours,
+/// complete) is ahead of it — a restored ledger, or an empty one the relay is about to adopt the
+/// image into — so no write can fork history before the relay leader has looked. The relay lifts
+/// the mark once the ledger is level again. Best effort: a Redis that does not answer within
+/// `timeout` is left to the relay.
+pub async fn mark_if_redis_ahead(
+    ledger: &dyn Ledger,
+    client: &Client,
+    cluster_id: &str,
+    namespaces: &[String],
+    timeout: Duration,
+) {
+    let check = async {
+        client.wait_for_connect().await?;
+        for ns in namespaces {
+            let keys = Keys::new(ns);
+            let meta: Vec<Option<String>> = client
+                .hmget(
+                    keys.meta.as_str(),
+                    vec!["cluster_id", "epoch", "version", "complete"],
+                )
+                .await?;
+            let [Some(id), Some(epoch), Some(version), Some(complete)] = meta.as_slice() else {
+                continue;
+            };
+            let (Ok(epoch), Ok(version)) = (epoch.parse::<u64>(), version.parse::<u64>()) else {
+                continue;
+            };
+            if id != cluster_id || complete != "1" {
+                continue;
+            }
+            let state = ledger.namespace_state(ns).await?;
+            if epoch > state.epoch || (epoch == state.epoch && version > state.version) {
+                tracing::warn!(namespace = %ns, redis_epoch = epoch, redis_version = version, ledger_epoch = state.epoch, ledger_version = state.version, "redis is ahead of the ledger; writes wait for the relay leader");
+                ledger.set_ledger_behind(ns, true).await?;
+            }
+        }
+        Ok::<(), RelayError>(())
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot compare redis with the ledger at start; the relay will")
+        }
+        Err(_) => {
+            tracing::warn!("redis did not answer at start; the relay compares it with the ledger")
+        }
     }
 }

@@ -54,14 +54,19 @@ impl WriteGate {
     pub fn check(&self, namespace: &str) -> Result<(), ApiError> {
         let set = self.ledger_behind.lock().unwrap_or_else(|p| p.into_inner());
         if set.contains(namespace) {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_behind",
-                "Redis holds versions the ledger does not (was the database restored?); writes are refused until an operator runs `rtconfig admin reconcile --force`",
-            ));
+            return Err(ledger_behind());
         }
         Ok(())
     }
+}
+
+/// 503 `ledger_behind`: a write now would fork history.
+fn ledger_behind() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ledger_behind",
+        "Redis holds versions the ledger does not (was the database restored?); writes are refused until an operator runs `rtconfig admin reconcile --force`",
+    )
 }
 
 /// A write as the API received it.
@@ -331,6 +336,7 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
             "unknown_version",
             format!("version {v} does not exist"),
         ),
+        LedgerError::LedgerBehind(_) => ledger_behind(),
         LedgerError::OutcomeUnknown => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "outcome_unknown",

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{
-    ChangeMeta, CommitRequest, HistoryQuery, Ledger, LedgerError, NamespaceState, StoredValue,
+    ChangeMeta, CommitRequest, CurrentValues, HistoryQuery, Ledger, LedgerError, NamespaceState,
+    StoredValue,
 };
 
 const NS: &str = "demo";
@@ -55,6 +56,9 @@ where
     the_relay_feed_returns_changesets_in_order(fresh().await).await;
     unknown_namespaces_are_refused(fresh().await).await;
     concurrent_writers_lose_no_update_and_leave_no_gap(fresh().await).await;
+    bumping_the_epoch_keeps_version_and_history(fresh().await).await;
+    a_namespace_behind_redis_refuses_commits_until_lifted(fresh().await).await;
+    an_empty_namespace_adopts_an_image_once(fresh().await).await;
 }
 
 async fn new_namespaces_start_at_epoch_one_version_zero(l: Arc<dyn Ledger>) {
@@ -402,4 +406,183 @@ async fn concurrent_writers_lose_no_update_and_leave_no_gap(l: Arc<dyn Ledger>) 
     let versions: Vec<u64> = all.iter().map(|c| c.version).collect();
     let expected: Vec<u64> = (1..=WRITERS * EACH).collect();
     assert_eq!(versions, expected, "versions are gap-free");
+}
+
+async fn bumping_the_epoch_keeps_version_and_history(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    l.commit(set(&[("A", Some(json!(1)))])).await.expect("v1");
+    let bumped = l.bump_epoch(NS).await.expect("bump");
+    assert_eq!(
+        bumped,
+        NamespaceState {
+            epoch: 2,
+            version: 1
+        },
+        "an epoch bump keeps the version"
+    );
+    assert_eq!(l.namespace_state(NS).await.expect("state"), bumped);
+    let next = l.commit(set(&[("A", Some(json!(2)))])).await.expect("v2");
+    assert_eq!(
+        next.state,
+        NamespaceState {
+            epoch: 2,
+            version: 2
+        }
+    );
+    assert_eq!(
+        l.changeset(NS, 1).await.expect("cs").map(|c| c.epoch),
+        Some(1)
+    );
+    assert_eq!(
+        l.changeset(NS, 2).await.expect("cs").map(|c| c.epoch),
+        Some(2)
+    );
+    assert_eq!(l.current(NS).await.expect("current").state.epoch, 2);
+    assert!(matches!(
+        l.bump_epoch("nope").await,
+        Err(LedgerError::UnknownNamespace(_))
+    ));
+}
+
+async fn a_namespace_behind_redis_refuses_commits_until_lifted(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    let mut first = set(&[("A", Some(json!(1)))]);
+    first.idempotency_key = Some("k1".into());
+    first.fingerprint = "fp".into();
+    l.commit(first.clone()).await.expect("v1");
+    l.set_ledger_behind(NS, true).await.expect("mark behind");
+    assert!(matches!(
+        l.commit(set(&[("A", Some(json!(2)))])).await,
+        Err(LedgerError::LedgerBehind(ref ns)) if ns == NS
+    ));
+    let replay = l.commit(first).await.expect("a retry is still answered");
+    assert!(replay.replayed);
+    assert_eq!(l.namespace_state(NS).await.expect("state").version, 1);
+    l.set_ledger_behind(NS, false).await.expect("lift");
+    assert_eq!(
+        l.commit(set(&[("A", Some(json!(2)))]))
+            .await
+            .expect("v2")
+            .state
+            .version,
+        2
+    );
+    l.set_ledger_behind(NS, true)
+        .await
+        .expect("mark behind again");
+    l.bump_epoch(NS).await.expect("reconcile");
+    assert_eq!(
+        l.commit(set(&[("A", Some(json!(3)))]))
+            .await
+            .expect("an epoch bump lifts the mark")
+            .state,
+        NamespaceState {
+            epoch: 2,
+            version: 3
+        }
+    );
+}
+
+async fn an_empty_namespace_adopts_an_image_once(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    let image = CurrentValues {
+        state: NamespaceState {
+            epoch: 3,
+            version: 7,
+        },
+        values: BTreeMap::from([
+            (
+                "A".to_owned(),
+                StoredValue {
+                    value: Some(json!(1)),
+                    version: 5,
+                },
+            ),
+            (
+                "B".to_owned(),
+                StoredValue {
+                    value: Some(json!({"x": [1, 2]})),
+                    version: 7,
+                },
+            ),
+        ]),
+    };
+    assert!(l
+        .adopt(NS, &image, meta("rtconfig", "adopted"))
+        .await
+        .expect("adopt"));
+    assert_eq!(
+        l.namespace_state(NS).await.expect("state"),
+        image.state,
+        "the image's epoch and version are kept"
+    );
+    let current = l.current(NS).await.expect("current");
+    assert_eq!(current, image, "values and their versions are kept");
+    let feed = l.changes_since(NS, 0, 10).await.expect("feed");
+    assert_eq!(feed.len(), 1, "one changeset records the adopted image");
+    assert_eq!(feed[0].version, 7);
+    assert_eq!(feed[0].epoch, 3);
+    assert_eq!(feed[0].meta.actor, "rtconfig");
+    let mut keys: Vec<&str> = feed[0].changes.iter().map(|c| c.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["A", "B"]);
+    assert!(feed[0].changes.iter().all(|c| c.old.is_none()));
+    assert_eq!(
+        l.state_at(NS, 7).await.expect("at 7"),
+        BTreeMap::from([
+            ("A".to_owned(), json!(1)),
+            ("B".to_owned(), json!({"x": [1, 2]}))
+        ])
+    );
+    assert!(
+        matches!(l.state_at(NS, 6).await, Err(LedgerError::NoSuchVersion(6))),
+        "versions before the adopted one have no history"
+    );
+    assert!(l.changeset(NS, 6).await.expect("cs 6").is_none());
+    let page = l
+        .history(
+            NS,
+            &HistoryQuery {
+                limit: 10,
+                ..HistoryQuery::default()
+            },
+        )
+        .await
+        .expect("history");
+    assert_eq!(page.changesets.len(), 1);
+    assert_eq!(page.next, None);
+
+    let next = l.commit(set(&[("A", Some(json!(2)))])).await.expect("v8");
+    assert_eq!(
+        next.state,
+        NamespaceState {
+            epoch: 3,
+            version: 8
+        }
+    );
+    assert_eq!(next.changes[0].old, Some(json!(1)));
+    assert!(
+        !l.adopt(NS, &image, meta("rtconfig", "again"))
+            .await
+            .expect("adopt twice"),
+        "a namespace with history never adopts"
+    );
+    assert_eq!(l.namespace_state(NS).await.expect("state").version, 8);
+
+    // A namespace whose epoch an operator raised does not adopt an older epoch's image.
+    l.ensure_namespace("other").await.expect("ensure other");
+    l.bump_epoch("other").await.expect("bump");
+    let mut old = image.clone();
+    old.state.epoch = 1;
+    assert!(!l
+        .adopt("other", &old, meta("rtconfig", "old"))
+        .await
+        .expect("adopt old epoch"));
+    assert_eq!(
+        l.namespace_state("other").await.expect("state"),
+        NamespaceState {
+            epoch: 2,
+            version: 0
+        }
+    );
 }

@@ -2,7 +2,8 @@
 //! single-admin installs.
 //!
 //! File layout (`<data-dir>/ledger.log`): one record per line, `<crc32 hex8> <json>\n`. Records
-//! are `init` (cluster id), `namespace` (creation or epoch bump) and `changeset`. A commit
+//! are `init` (cluster id), `namespace` (creation or epoch bump), `changeset` and `adopt` (a
+//! Redis image taken into an empty namespace). A commit
 //! appends its line and `fsync`s before it is acknowledged, so a crash loses nothing that was
 //! acknowledged. At open the whole log is replayed into memory; a torn last line (a crash
 //! mid-append, never acknowledged) is cut off, while a damaged line anywhere else stops the
@@ -23,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    plan_commit, Changeset, CommitRequest, Committed, CurrentValues, HistoryPage, HistoryQuery,
-    Ledger, LedgerError, NamespaceState, Result, StoredValue,
+    adopted_changeset, plan_commit, ChangeMeta, Changeset, CommitRequest, Committed, CurrentValues,
+    HistoryPage, HistoryQuery, Ledger, LedgerError, NamespaceState, Result, StoredValue,
 };
 
 const LOG_FILE: &str = "ledger.log";
@@ -48,6 +49,10 @@ enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency: Option<Idempotency>,
     },
+    Adopt {
+        changeset: Changeset,
+        values: BTreeMap<String, StoredValue>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,15 +65,48 @@ struct Idempotency {
 struct NsState {
     epoch: u64,
     values: BTreeMap<String, StoredValue>,
-    /// `history[i]` has version `i + 1`: versions are gap-free.
+    /// Versions up to `base` have no history (an adopted image starts at `base + 1`).
+    base: u64,
+    /// `history[i]` has version `base + i + 1`: versions are gap-free.
     history: Vec<Arc<Changeset>>,
     /// Idempotency-Key → (request fingerprint, version it produced).
     idempotency: HashMap<String, (String, u64)>,
+    /// Commits are refused while Redis is ahead (kept in memory: the relay re-detects it).
+    behind: bool,
 }
 
 impl NsState {
     fn version(&self) -> u64 {
-        self.history.len() as u64
+        self.base + self.history.len() as u64
+    }
+
+    /// The changeset of `version`, if it has history.
+    fn at(&self, version: u64) -> Option<&Arc<Changeset>> {
+        let i = version.checked_sub(self.base + 1)?;
+        self.history.get(usize::try_from(i).ok()?)
+    }
+
+    /// Index into `history` of the first changeset with a version above `version`.
+    fn index_after(&self, version: u64) -> usize {
+        let i = version.saturating_sub(self.base);
+        usize::try_from(i).map_or(self.history.len(), |i| i.min(self.history.len()))
+    }
+
+    /// Takes an adopted image (the namespace must have no history).
+    fn adopt(&mut self, cs: Changeset, values: BTreeMap<String, StoredValue>) -> Result<()> {
+        if self.version() != 0 || cs.version == 0 {
+            return Err(LedgerError::Corrupt(format!(
+                "namespace {}: an image adopted at version {} over version {}",
+                cs.namespace,
+                cs.version,
+                self.version()
+            )));
+        }
+        self.epoch = cs.epoch;
+        self.base = cs.version - 1;
+        self.values = values;
+        self.history.push(Arc::new(cs));
+        Ok(())
     }
 
     fn state(&self) -> NamespaceState {
@@ -202,6 +240,18 @@ impl EmbeddedLedger {
                         })?;
                     ns.apply(changeset, idempotency)?;
                 }
+                Record::Adopt { changeset, values } => {
+                    let ns = inner
+                        .namespaces
+                        .get_mut(&changeset.namespace)
+                        .ok_or_else(|| {
+                            LedgerError::Corrupt(format!(
+                                "image adopted into namespace {} before its creation",
+                                changeset.namespace
+                            ))
+                        })?;
+                    ns.adopt(changeset, values)?;
+                }
             }
         }
         match found_cluster {
@@ -247,25 +297,6 @@ impl EmbeddedLedger {
     fn read<T>(&self, f: impl FnOnce(&Inner) -> Result<T>) -> Result<T> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&guard)
-    }
-
-    /// Bumps a namespace's epoch (after a restore; `reconcile --force`).
-    pub async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState> {
-        let namespace = namespace.to_owned();
-        self.with(move |inner| {
-            let epoch = ns(inner, &namespace)?.epoch + 1;
-            append(
-                inner,
-                &Record::Namespace {
-                    namespace: namespace.clone(),
-                    epoch,
-                },
-            )?;
-            let state = ns_mut(inner, &namespace)?;
-            state.epoch = epoch;
-            Ok(state.state())
-        })
-        .await
     }
 }
 
@@ -414,7 +445,11 @@ impl Ledger for EmbeddedLedger {
                     if *fingerprint != request.fingerprint {
                         return Err(LedgerError::IdempotencyKeyReused);
                     }
-                    let cs = &state.history[(*version - 1) as usize];
+                    let cs = state.at(*version).ok_or_else(|| {
+                        LedgerError::Corrupt(format!(
+                            "Idempotency-Key names version {version}, which has no history"
+                        ))
+                    })?;
                     return Ok(Committed {
                         state: NamespaceState {
                             epoch: cs.epoch,
@@ -424,6 +459,9 @@ impl Ledger for EmbeddedLedger {
                         replayed: true,
                     });
                 }
+            }
+            if state.behind {
+                return Err(LedgerError::LedgerBehind(request.namespace.clone()));
             }
             let changes = plan_commit(&request, &state.current())?;
             if changes.is_empty() {
@@ -476,7 +514,7 @@ impl Ledger for EmbeddedLedger {
             let state = ns(inner, namespace)?;
             let limit = query.limit.clamp(1, 1000);
             let end = query.before.map_or(state.history.len(), |b| {
-                (b.saturating_sub(1) as usize).min(state.history.len())
+                state.index_after(b.saturating_sub(1))
             });
             let mut changesets = Vec::new();
             let mut next = None;
@@ -506,10 +544,7 @@ impl Ledger for EmbeddedLedger {
     async fn changeset(&self, namespace: &str, version: u64) -> Result<Option<Changeset>> {
         self.read(|inner| {
             let state = ns(inner, namespace)?;
-            Ok(version
-                .checked_sub(1)
-                .and_then(|i| state.history.get(i as usize))
-                .map(|cs| (**cs).clone()))
+            Ok(state.at(version).map(|cs| (**cs).clone()))
         })
     }
 
@@ -521,7 +556,7 @@ impl Ledger for EmbeddedLedger {
     ) -> Result<Vec<Changeset>> {
         self.read(|inner| {
             let state = ns(inner, namespace)?;
-            let start = (after as usize).min(state.history.len());
+            let start = state.index_after(after);
             Ok(state.history[start..]
                 .iter()
                 .take(limit)
@@ -533,11 +568,11 @@ impl Ledger for EmbeddedLedger {
     async fn state_at(&self, namespace: &str, version: u64) -> Result<BTreeMap<String, Value>> {
         self.read(|inner| {
             let state = ns(inner, namespace)?;
-            if version > state.version() {
+            if version > state.version() || (version != 0 && version <= state.base) {
                 return Err(LedgerError::NoSuchVersion(version));
             }
             let mut values = BTreeMap::new();
-            for cs in &state.history[..version as usize] {
+            for cs in &state.history[..state.index_after(version)] {
                 for c in &cs.changes {
                     match &c.new {
                         Some(v) => values.insert(c.key.clone(), v.clone()),
@@ -554,6 +589,60 @@ impl Ledger for EmbeddedLedger {
             Some(why) => Err(LedgerError::Unavailable(why.clone())),
             None => Ok(()),
         })
+    }
+
+    async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState> {
+        let namespace = namespace.to_owned();
+        self.with(move |inner| {
+            let epoch = ns(inner, &namespace)?.epoch + 1;
+            append(
+                inner,
+                &Record::Namespace {
+                    namespace: namespace.clone(),
+                    epoch,
+                },
+            )?;
+            let state = ns_mut(inner, &namespace)?;
+            state.epoch = epoch;
+            state.behind = false;
+            Ok(state.state())
+        })
+        .await
+    }
+
+    async fn set_ledger_behind(&self, namespace: &str, behind: bool) -> Result<()> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        ns_mut(&mut guard, namespace)?.behind = behind;
+        Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        namespace: &str,
+        image: &CurrentValues,
+        meta: ChangeMeta,
+    ) -> Result<bool> {
+        let changeset = adopted_changeset(namespace, image, meta);
+        let values: BTreeMap<String, StoredValue> = image
+            .values
+            .iter()
+            .filter(|(_, s)| s.value.is_some())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        self.with(move |inner| {
+            let state = ns(inner, &changeset.namespace)?;
+            if state.version() != 0 || changeset.version == 0 || changeset.epoch < state.epoch {
+                return Ok(false);
+            }
+            let record = Record::Adopt { changeset, values };
+            append(inner, &record)?;
+            let Record::Adopt { changeset, values } = record else {
+                unreachable!("built above as an adoption")
+            };
+            ns_mut(inner, &changeset.namespace)?.adopt(changeset, values)?;
+            Ok(true)
+        })
+        .await
     }
 }
 
@@ -716,5 +805,50 @@ mod tests {
             2
         );
         assert_eq!(commit(&ledger, "A", json!(3)).await.state.epoch, 2);
+    }
+
+    #[tokio::test]
+    async fn an_adopted_image_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = CurrentValues {
+            state: NamespaceState {
+                epoch: 2,
+                version: 9,
+            },
+            values: BTreeMap::from([(
+                "A".to_owned(),
+                StoredValue {
+                    value: Some(json!("x")),
+                    version: 4,
+                },
+            )]),
+        };
+        {
+            let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
+            ledger.ensure_namespace("demo").await.expect("ns");
+            assert!(ledger
+                .adopt("demo", &image, meta("rtconfig", "adopted"))
+                .await
+                .expect("adopt"));
+            assert_eq!(commit(&ledger, "B", json!(1)).await.state.version, 10);
+        }
+        let ledger = EmbeddedLedger::open(dir.path(), "default").expect("reopen");
+        let current = ledger.current("demo").await.expect("current");
+        assert_eq!(
+            current.state,
+            NamespaceState {
+                epoch: 2,
+                version: 10
+            }
+        );
+        assert_eq!(current.values["A"].version, 4);
+        assert_eq!(
+            ledger
+                .changes_since("demo", 0, 10)
+                .await
+                .expect("feed")
+                .len(),
+            2
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! acknowledged only once it is durable. Implementations:
 //! - [`embedded::EmbeddedLedger`]: an append-only, checksummed, fsynced log in a data dir
 //!   (`rtconfig dev`, small single-admin installs);
-//! - PostgreSQL (the production ledger; added with the PostgreSQL issue).
+//! - [`postgres::PgLedger`]: PostgreSQL, the production ledger (several admin replicas).
 //!
 //! Both must pass the one conformance suite in [`conformance`].
 //!
@@ -17,6 +17,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 
@@ -158,6 +159,8 @@ pub enum LedgerError {
     OutcomeUnknown,
     #[error("the ledger belongs to cluster {found:?}, not {expected:?}")]
     ForeignCluster { expected: String, found: String },
+    #[error("namespace {0:?}: Redis holds versions this ledger does not (restored from a backup?); writes are refused until `rtconfig admin reconcile --force`")]
+    LedgerBehind(String),
     #[error("the ledger is corrupt: {0}")]
     Corrupt(String),
     #[error("ledger I/O failed: {0}")]
@@ -202,6 +205,42 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Whether the ledger can take writes now (readiness).
     async fn ping(&self) -> Result<()>;
+
+    /// Raises the namespace's epoch by one, keeping its version and history (`rtconfig admin
+    /// reconcile --force`, after the ledger was restored from a backup). Lifts `ledger_behind`.
+    async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState>;
+
+    /// Marks the namespace as behind Redis, so every commit is refused with
+    /// [`LedgerError::LedgerBehind`] (a replayed `Idempotency-Key` is still answered), or lifts
+    /// the mark. Set by the relay leader; seen by every admin sharing the ledger.
+    async fn set_ledger_behind(&self, namespace: &str, behind: bool) -> Result<()>;
+
+    /// Takes a complete Redis image as the state of a namespace that has no history yet
+    /// (version 0), keeping its epoch and version, so a fresh ledger does not wipe a live
+    /// deployment: one changeset at `image.state.version` records every value (older versions
+    /// have no history). Refused — `Ok(false)`, nothing changed — when the namespace already
+    /// has history, or when the image's epoch is below the namespace's (an operator bumped it).
+    async fn adopt(&self, namespace: &str, image: &CurrentValues, meta: ChangeMeta)
+        -> Result<bool>;
+}
+
+/// The changeset that records an adopted image: every stored value, as set from the default.
+pub fn adopted_changeset(namespace: &str, image: &CurrentValues, meta: ChangeMeta) -> Changeset {
+    Changeset {
+        namespace: namespace.to_owned(),
+        epoch: image.state.epoch,
+        version: image.state.version,
+        created_at: Utc::now(),
+        meta,
+        changes: image
+            .stored()
+            .map(|(key, value)| Change {
+                key: key.to_owned(),
+                old: None,
+                new: Some(value.clone()),
+            })
+            .collect(),
+    }
 }
 
 /// The changes that turn `current` into `target` (keys absent from `target` reset to default).

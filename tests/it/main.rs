@@ -4,6 +4,8 @@
 //! - `support`: `rtconfig dev` started through its composition root on port 0, an HTTP client
 //!   and an SSE reader.
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
+//! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
+//! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 
 mod harness;
 mod harness_selftest;
@@ -19,3 +21,9 @@ mod redis_faults;
 mod redis_sync;
 mod redis_tls;
 mod stack;
+
+mod admin_embedded;
+mod pg_admin;
+mod pg_faults;
+mod pg_ledger;
+mod pg_stack;

@@ -539,9 +539,11 @@ async fn s14_a_commit_the_relay_never_saw_is_published_after_the_admin_restarts(
     stack.converge(v, CONVERGE).await;
     // The admin dies right after a commit: the changeset is durable, Redis never heard of it.
     stack.admin.take().expect("admin").stop().await;
+    let rtconfig::app::AdminLedger::Embedded { data_dir } = &stack.admin_settings.ledger else {
+        panic!("the stack runs the embedded ledger");
+    };
     let ledger =
-        rtconfig::ledger::embedded::EmbeddedLedger::open(&stack.admin_settings.data_dir, "default")
-            .expect("ledger");
+        rtconfig::ledger::embedded::EmbeddedLedger::open(data_dir, "default").expect("ledger");
     let committed = rtconfig::ledger::Ledger::commit(
         &ledger,
         rtconfig::ledger::CommitRequest {

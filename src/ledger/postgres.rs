@@ -1,0 +1,1064 @@
+//! The PostgreSQL ledger: the production source of truth, shared by every admin replica.
+//!
+//! Schema (`migrations/`, applied at admin start and by `rtconfig admin migrate`, under an
+//! advisory lock so replicas starting together are safe): `rtconfig_cluster` (the deployment's
+//! `cluster_id`, the relay leaders' term counter, the secret-mask key), `rtconfig_namespaces`
+//! (epoch and the version counter row), `rtconfig_values` (current state), `rtconfig_changesets`
+//! and `rtconfig_history` (append-only: a trigger refuses UPDATE, DELETE and TRUNCATE), and
+//! `rtconfig_idempotency_keys`.
+//!
+//! A commit is one transaction (DESIGN §4): lock the namespace row (`SELECT … FOR UPDATE`),
+//! answer a known `Idempotency-Key` from its first outcome, check the expected versions, bump the
+//! version counter (gap-free and commit-ordered: the row lock is held until COMMIT; never a
+//! sequence), upsert the values, insert the changeset and one history row per key, `NOTIFY` the
+//! relay leader, COMMIT. It is acknowledged only after COMMIT returns.
+//!
+//! Every call is bounded: waiting for a pooled connection, connecting and the statements all
+//! share one deadline (`op_timeout`, 1.5 s by default), so a PostgreSQL that is down or paused
+//! (SIGSTOP: TCP connects, nothing answers) yields [`LedgerError::Unavailable`] in time. A
+//! connection that timed out or broke is discarded, never reused. When that happens after COMMIT
+//! was sent the outcome is unknown ([`LedgerError::OutcomeUnknown`]): a retry with the same
+//! `Idempotency-Key` settles it (it waits for the namespace row, then finds the key or not).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    adopted_changeset, plan_commit, Change, ChangeMeta, Changeset, CommitRequest, Committed,
+    CurrentValues, HistoryPage, HistoryQuery, Ledger, LedgerError, NamespaceState, Result,
+    StoredValue,
+};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The `NOTIFY` channel a commit wakes the relay leader on (payload `"<namespace>:<version>"`).
+pub const COMMIT_CHANNEL: &str = "rtconfig_commits";
+/// `pg_advisory_lock` key held while migrating ("rtconf" + 1).
+pub const MIGRATION_LOCK: i64 = 0x7274_636f_6e66_0001;
+/// `pg_try_advisory_lock` key the relay leader holds ("rtconf" + 2).
+pub const LEADER_LOCK: i64 = 0x7274_636f_6e66_0002;
+/// Refinery's bookkeeping table.
+const MIGRATION_TABLE: &str = "rtconfig_schema_history";
+/// How long a migration may wait for another replica's migration and run.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(120);
+/// PostgreSQL ends a session idle inside a transaction for this long (a paused or vanished
+/// admin must not hold a namespace row lock for ever).
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection settings of the PostgreSQL ledger.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:port/db?…` (libpq-style key=value strings work too).
+    pub url: String,
+    /// Every ledger call — waiting for a connection, connecting, every statement — ends within
+    /// this; PostgreSQL down or paused → `Unavailable` after at most this long.
+    pub op_timeout: Duration,
+    /// TCP connect + startup handshake.
+    pub connect_timeout: Duration,
+    /// Pooled connections.
+    pub pool_size: usize,
+    /// Test-only fault injection (also `RTCONFIG_FAILPOINTS`).
+    pub failpoints: Arc<Failpoints>,
+}
+
+impl PgSettings {
+    pub fn new(url: &str) -> PgSettings {
+        PgSettings {
+            url: url.to_owned(),
+            op_timeout: Duration::from_millis(1500),
+            connect_timeout: Duration::from_secs(1),
+            pool_size: 16,
+            failpoints: Arc::new(Failpoints::from_env()),
+        }
+    }
+
+    /// The connection config with rtconfig's session settings (`statement_timeout` = the
+    /// operation timeout unless `statement_timeout` is `None`).
+    pub fn connect_config(
+        &self,
+        application_name: &str,
+        statement_timeout: Option<Duration>,
+    ) -> Result<tokio_postgres::Config> {
+        let mut config = parse_url(&self.url).map_err(LedgerError::Unavailable)?;
+        config
+            .connect_timeout(self.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
+        if config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        let statement_ms = statement_timeout.map_or(0, |t| t.as_millis());
+        options.push_str(&format!(
+            " -c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        ));
+        config.options(options.trim());
+        Ok(config)
+    }
+}
+
+/// Checks a `--database-url` without connecting.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    tokio_postgres::Config::from_str(url).map_err(|e| format!("invalid --database-url: {e}"))
+}
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Fault injection for the failure tests (reliability.md S14, S16). Off unless a test sets it or
+/// `RTCONFIG_FAILPOINTS` names it (comma-separated): `crash_after_commit` ends the process right
+/// after a COMMIT returned, before the response and the relay kick.
+#[derive(Default)]
+pub struct Failpoints {
+    crash_after_commit: AtomicBool,
+    before_commit: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for Failpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failpoints")
+            .field(
+                "crash_after_commit",
+                &self.crash_after_commit.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Failpoints {
+    /// Reads `RTCONFIG_FAILPOINTS`.
+    pub fn from_env() -> Failpoints {
+        let f = Failpoints::default();
+        if let Ok(list) = std::env::var("RTCONFIG_FAILPOINTS") {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match name {
+                    "crash_after_commit" => f.set_crash_after_commit(true),
+                    other => tracing::warn!(failpoint = other, "unknown failpoint ignored"),
+                }
+            }
+        }
+        f
+    }
+
+    pub fn set_crash_after_commit(&self, on: bool) {
+        if on {
+            tracing::warn!("failpoint crash_after_commit is on: the process exits after a commit");
+        }
+        self.crash_after_commit.store(on, Ordering::SeqCst);
+    }
+
+    /// Runs `hook` right before COMMIT is sent (e.g. to pause PostgreSQL "mid-commit").
+    pub fn set_before_commit(&self, hook: Option<Hook>) {
+        *self.before_commit.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    fn before_commit(&self) {
+        let hook = self
+            .before_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    fn after_commit(&self) {
+        if self.crash_after_commit.load(Ordering::SeqCst) {
+            tracing::error!("failpoint crash_after_commit: exiting right after COMMIT");
+            std::process::exit(86);
+        }
+    }
+}
+
+/// Applies the embedded migrations, holding `pg_advisory_lock` so replicas starting together
+/// migrate one at a time. Returns the names of the migrations applied now.
+pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
+    let config = settings.connect_config("rtconfig-migrate", None)?;
+    let work = async {
+        let (mut client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "migration connection ended");
+            }
+        });
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(unavailable)?;
+        let report = embedded::migrations::runner()
+            .set_migration_table_name(MIGRATION_TABLE)
+            .run_async(&mut client)
+            .await;
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        drop(client);
+        driver.abort();
+        let report =
+            report.map_err(|e| LedgerError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
+    };
+    match tokio::time::timeout(MIGRATION_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(LedgerError::Unavailable(format!(
+            "migrations did not finish within {MIGRATION_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// The PostgreSQL ledger. Cheap to share (`Arc`).
+pub struct PgLedger {
+    cluster_id: String,
+    pool: Pool,
+    settings: PgSettings,
+    mask_key: [u8; 32],
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLedger")
+            .field("cluster_id", &self.cluster_id)
+            .field("op_timeout", &self.settings.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure inside one call: the database's, or a ledger answer (conflict, unknown namespace).
+enum Fail {
+    Db(tokio_postgres::Error),
+    Ledger(LedgerError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<LedgerError> for Fail {
+    fn from(e: LedgerError) -> Self {
+        Fail::Ledger(e)
+    }
+}
+
+type Step<'c, T> = Pin<Box<dyn Future<Output = Result<T, Fail>> + Send + 'c>>;
+
+fn unavailable(e: tokio_postgres::Error) -> LedgerError {
+    LedgerError::Unavailable(format!("postgresql: {e}"))
+}
+
+/// Whether the connection must not be reused after `e`.
+fn broken(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        // 08: connection exception; 57: operator intervention (terminated, shutting down).
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || (code.starts_with("57") && code != "57014")
+        }
+    }
+}
+
+/// Takes the connection out of the pool and closes it.
+fn discard(conn: Object) {
+    drop(Object::take(conn));
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PgLedger {
+    /// Migrates the database, builds the pool, and records `cluster_id` (or checks it: a
+    /// database of another cluster is refused with [`LedgerError::ForeignCluster`]).
+    pub async fn open(cluster_id: &str, settings: PgSettings) -> Result<PgLedger> {
+        let applied = migrate(&settings).await?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "database migrated");
+        }
+        let config = settings.connect_config("rtconfig-admin", Some(settings.op_timeout))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // Broken connections are discarded where the failure is seen.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.op_timeout))
+            .create_timeout(Some(settings.op_timeout))
+            .recycle_timeout(Some(settings.op_timeout))
+            .build()
+            .map_err(|e| LedgerError::Unavailable(format!("cannot build the pool: {e}")))?;
+        let mut ledger = PgLedger {
+            cluster_id: cluster_id.to_owned(),
+            pool,
+            settings,
+            mask_key: [0; 32],
+        };
+        let proposed: [u8; 32] = rand::random();
+        let id = cluster_id.to_owned();
+        let (found, key) = ledger
+            .run("record the cluster id", move |c| {
+                Box::pin(async move {
+                    let key = proposed.to_vec();
+                    c.execute(
+                        "INSERT INTO rtconfig_cluster (cluster_id, mask_key) VALUES ($1, $2) \
+                         ON CONFLICT (singleton) DO NOTHING",
+                        &[&id, &key],
+                    )
+                    .await?;
+                    let row = c
+                        .query_one("SELECT cluster_id, mask_key FROM rtconfig_cluster", &[])
+                        .await?;
+                    Ok((row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)))
+                })
+            })
+            .await?;
+        if found != cluster_id {
+            return Err(LedgerError::ForeignCluster {
+                expected: cluster_id.to_owned(),
+                found,
+            });
+        }
+        ledger.mask_key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
+            LedgerError::Corrupt("rtconfig_cluster.mask_key is not 32 bytes".into())
+        })?;
+        Ok(ledger)
+    }
+
+    pub fn settings(&self) -> &PgSettings {
+        &self.settings
+    }
+
+    /// The deployment's key for secret fingerprints (the same on every replica).
+    pub fn mask_key(&self) -> [u8; 32] {
+        self.mask_key
+    }
+
+    /// A pooled connection, waiting until `deadline` at most.
+    async fn connection(&self, deadline: Instant) -> Result<Object> {
+        match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(LedgerError::Unavailable(format!(
+                "no PostgreSQL connection: {e}"
+            ))),
+            Err(_) => Err(LedgerError::Unavailable(format!(
+                "no PostgreSQL connection within {:?}",
+                self.settings.op_timeout
+            ))),
+        }
+    }
+
+    /// Runs `step` on a pooled connection under the operation deadline.
+    async fn run<T, F>(&self, what: &str, step: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c mut Object) -> Step<'c, T>,
+    {
+        let deadline = Instant::now() + self.settings.op_timeout;
+        let mut conn = self.connection(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, step(&mut conn)).await;
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Fail::Ledger(e))) => Err(e),
+            Ok(Err(Fail::Db(e))) => {
+                if broken(&e) {
+                    discard(conn);
+                }
+                Err(LedgerError::Unavailable(format!("{what}: postgresql: {e}")))
+            }
+            Err(_) => {
+                discard(conn);
+                Err(LedgerError::Unavailable(format!(
+                    "{what}: PostgreSQL did not answer within {:?}",
+                    self.settings.op_timeout
+                )))
+            }
+        }
+    }
+
+    /// The relay leader's next fencing term: above every earlier term and, so that terms also
+    /// order after an embedded admin's clock-based ones, at least the current time in ms.
+    pub async fn next_term(&self) -> Result<u64> {
+        self.run("take a relay term", |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        "UPDATE rtconfig_cluster SET relay_term = GREATEST(relay_term + 1, \
+                         (extract(epoch FROM clock_timestamp()) * 1000)::bigint) \
+                         RETURNING relay_term",
+                        &[],
+                    )
+                    .await?;
+                Ok(u(row.get(0)))
+            })
+        })
+        .await
+    }
+}
+
+async fn prepared_query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    c.query(&statement, params).await
+}
+
+/// `(epoch, version, first_version)` of a namespace.
+async fn ns_row<C: GenericClient>(c: &C, namespace: &str) -> Result<(u64, u64, u64), Fail> {
+    let rows = prepared_query(
+        c,
+        "SELECT epoch, version, first_version FROM rtconfig_namespaces WHERE name = $1",
+        &[&namespace],
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| LedgerError::UnknownNamespace(namespace.to_owned()))?;
+    Ok((u(row.get(0)), u(row.get(1)), u(row.get(2))))
+}
+
+/// Changesets with `after < version <= until`, oldest first, at most `limit`, with their changes.
+async fn load_changesets<C: GenericClient>(
+    c: &C,
+    namespace: &str,
+    after: u64,
+    until: u64,
+    limit: usize,
+) -> Result<Vec<Changeset>, Fail> {
+    let rows = prepared_query(
+        c,
+        "SELECT version, epoch, actor, token_id, comment, request_id, client_ip, user_agent, \
+         created_at FROM rtconfig_changesets \
+         WHERE namespace = $1 AND version > $2 AND version <= $3 ORDER BY version LIMIT $4",
+        &[&namespace, &i(after), &i(until), &i(limit as u64)],
+    )
+    .await?;
+    let mut out: Vec<Changeset> = rows.iter().map(|r| changeset_row(namespace, r)).collect();
+    let (Some(first), Some(last)) = (out.first(), out.last()) else {
+        return Ok(out);
+    };
+    let (lo, hi) = (first.version, last.version);
+    let changes = prepared_query(
+        c,
+        "SELECT version, key, old, new FROM rtconfig_history \
+         WHERE namespace = $1 AND version >= $2 AND version <= $3 ORDER BY version, ord",
+        &[&namespace, &i(lo), &i(hi)],
+    )
+    .await?;
+    attach_changes(&mut out, &changes);
+    Ok(out)
+}
+
+fn changeset_row(namespace: &str, r: &Row) -> Changeset {
+    Changeset {
+        namespace: namespace.to_owned(),
+        version: u(r.get(0)),
+        epoch: u(r.get(1)),
+        meta: ChangeMeta {
+            actor: r.get(2),
+            token_id: r.get(3),
+            comment: r.get(4),
+            request_id: r.get(5),
+            client_ip: r.get(6),
+            user_agent: r.get(7),
+        },
+        created_at: r.get::<_, DateTime<Utc>>(8),
+        changes: Vec::new(),
+    }
+}
+
+/// Distributes history rows `(version, key, old, new)` (ordered) to their changesets.
+fn attach_changes(changesets: &mut [Changeset], rows: &[Row]) {
+    let index: HashMap<u64, usize> = changesets
+        .iter()
+        .enumerate()
+        .map(|(n, cs)| (cs.version, n))
+        .collect();
+    for r in rows {
+        if let Some(&n) = index.get(&u(r.get(0))) {
+            changesets[n].changes.push(Change {
+                key: r.get(1),
+                old: r.get::<_, Option<Value>>(2),
+                new: r.get::<_, Option<Value>>(3),
+            });
+        }
+    }
+}
+
+/// The commit transaction. `commit_sent` is raised right before COMMIT goes out.
+async fn commit_tx(
+    conn: &mut Object,
+    request: &CommitRequest,
+    commit_sent: &AtomicBool,
+    failpoints: &Failpoints,
+) -> Result<Committed, Fail> {
+    let ns = request.namespace.as_str();
+    let tx = conn.transaction().await?;
+    let rows = prepared_query(
+        &tx,
+        "SELECT epoch, version, ledger_behind FROM rtconfig_namespaces WHERE name = $1 FOR UPDATE",
+        &[&ns],
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| LedgerError::UnknownNamespace(ns.to_owned()))?;
+    let state = NamespaceState {
+        epoch: u(row.get(0)),
+        version: u(row.get(1)),
+    };
+    let behind: bool = row.get(2);
+    if let Some(key) = &request.idempotency_key {
+        let found = prepared_query(
+            &tx,
+            "SELECT fingerprint, version FROM rtconfig_idempotency_keys \
+             WHERE namespace = $1 AND key = $2",
+            &[&ns, key],
+        )
+        .await?;
+        if let Some(r) = found.first() {
+            if r.get::<_, &str>(0) != request.fingerprint {
+                return Err(LedgerError::IdempotencyKeyReused.into());
+            }
+            let version = u(r.get(1));
+            let cs = load_changesets(&tx, ns, version - 1, version, 1)
+                .await?
+                .pop()
+                .ok_or_else(|| {
+                    LedgerError::Corrupt(format!(
+                        "Idempotency-Key names version {version}, which has no history"
+                    ))
+                })?;
+            return Ok(Committed {
+                state: NamespaceState {
+                    epoch: cs.epoch,
+                    version: cs.version,
+                },
+                changes: cs.changes,
+                replayed: true,
+            });
+        }
+    }
+    if behind {
+        return Err(LedgerError::LedgerBehind(ns.to_owned()).into());
+    }
+    // Only the keys this request touches or expects matter to `plan_commit`.
+    let keys: BTreeSet<&str> = request
+        .changes
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(request.expected_keys.keys().map(String::as_str))
+        .collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let rows = prepared_query(
+        &tx,
+        "SELECT key, value, version FROM rtconfig_values WHERE namespace = $1 AND key = ANY($2)",
+        &[&ns, &keys],
+    )
+    .await?;
+    let current = CurrentValues {
+        state,
+        values: rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    StoredValue {
+                        value: r.get(1),
+                        version: u(r.get(2)),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let changes = plan_commit(request, &current)?;
+    if changes.is_empty() {
+        return Ok(Committed {
+            state,
+            changes,
+            replayed: false,
+        });
+    }
+    let version = state.version + 1;
+    let v = i(version);
+    let meta = &request.meta;
+    let update = tx
+        .prepare_cached(
+            "UPDATE rtconfig_namespaces SET version = $2, updated_at = now() WHERE name = $1",
+        )
+        .await?;
+    tx.execute(&update, &[&ns, &v]).await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO rtconfig_changesets (namespace, version, epoch, actor, token_id, \
+             comment, request_id, client_ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &ns,
+            &v,
+            &i(state.epoch),
+            &meta.actor,
+            &meta.token_id,
+            &meta.comment,
+            &meta.request_id,
+            &meta.client_ip,
+            &meta.user_agent,
+        ],
+    )
+    .await?;
+    let ords: Vec<i32> = (0..changes.len())
+        .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+        .collect();
+    let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+    let ops: Vec<&str> = changes
+        .iter()
+        .map(|c| if c.new.is_some() { "set" } else { "reset" })
+        .collect();
+    let olds: Vec<Option<&Value>> = changes.iter().map(|c| c.old.as_ref()).collect();
+    let news: Vec<Option<&Value>> = changes.iter().map(|c| c.new.as_ref()).collect();
+    let history = tx
+        .prepare_cached(
+            "INSERT INTO rtconfig_history (namespace, version, ord, key, op, old, new) \
+             SELECT $1, $2, t.ord, t.key, t.op, t.old, t.new \
+             FROM unnest($3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+             AS t(ord, key, op, old, new)",
+        )
+        .await?;
+    tx.execute(&history, &[&ns, &v, &ords, &keys, &ops, &olds, &news])
+        .await?;
+    let values = tx
+        .prepare_cached(
+            "INSERT INTO rtconfig_values (namespace, key, value, version) \
+             SELECT $1, t.key, t.value, $2 FROM unnest($3::text[], $4::jsonb[]) AS t(key, value) \
+             ON CONFLICT (namespace, key) DO UPDATE \
+             SET value = EXCLUDED.value, version = EXCLUDED.version",
+        )
+        .await?;
+    tx.execute(&values, &[&ns, &v, &keys, &news]).await?;
+    if let Some(key) = &request.idempotency_key {
+        let idem = tx
+            .prepare_cached(
+                "INSERT INTO rtconfig_idempotency_keys (namespace, key, fingerprint, version) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(&idem, &[&ns, key, &request.fingerprint, &v])
+            .await?;
+    }
+    let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&notify, &[&COMMIT_CHANNEL, &format!("{ns}:{version}")])
+        .await?;
+    failpoints.before_commit();
+    commit_sent.store(true, Ordering::SeqCst);
+    tx.commit().await?;
+    failpoints.after_commit();
+    Ok(Committed {
+        state: NamespaceState {
+            epoch: state.epoch,
+            version,
+        },
+        changes,
+        replayed: false,
+    })
+}
+
+#[async_trait]
+impl Ledger for PgLedger {
+    fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<NamespaceState> {
+        let ns = namespace.to_owned();
+        self.run("create the namespace", move |c| {
+            Box::pin(async move {
+                let insert = c
+                    .prepare_cached(
+                        "INSERT INTO rtconfig_namespaces (name) VALUES ($1) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .await?;
+                c.execute(&insert, &[&ns]).await?;
+                let (epoch, version, _) = ns_row(&*c, &ns).await?;
+                Ok(NamespaceState { epoch, version })
+            })
+        })
+        .await
+    }
+
+    async fn namespace_state(&self, namespace: &str) -> Result<NamespaceState> {
+        let ns = namespace.to_owned();
+        self.run("read the namespace", move |c| {
+            Box::pin(async move {
+                let (epoch, version, _) = ns_row(&*c, &ns).await?;
+                Ok(NamespaceState { epoch, version })
+            })
+        })
+        .await
+    }
+
+    async fn current(&self, namespace: &str) -> Result<CurrentValues> {
+        let ns = namespace.to_owned();
+        self.run("read the current values", move |c| {
+            Box::pin(async move {
+                // One statement: one snapshot, so the image is exactly the state at `version`.
+                let rows = prepared_query(
+                    &*c,
+                    "SELECT n.epoch, n.version, v.key, v.value, v.version \
+                     FROM rtconfig_namespaces n \
+                     LEFT JOIN rtconfig_values v ON v.namespace = n.name \
+                     WHERE n.name = $1",
+                    &[&ns],
+                )
+                .await?;
+                let first = rows
+                    .first()
+                    .ok_or_else(|| LedgerError::UnknownNamespace(ns.clone()))?;
+                let state = NamespaceState {
+                    epoch: u(first.get(0)),
+                    version: u(first.get(1)),
+                };
+                let mut values = BTreeMap::new();
+                for r in &rows {
+                    if let Some(key) = r.get::<_, Option<String>>(2) {
+                        values.insert(
+                            key,
+                            StoredValue {
+                                value: r.get(3),
+                                version: u(r.get::<_, i64>(4)),
+                            },
+                        );
+                    }
+                }
+                Ok(CurrentValues { state, values })
+            })
+        })
+        .await
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Committed> {
+        let deadline = Instant::now() + self.settings.op_timeout;
+        let mut conn = self.connection(deadline).await?;
+        let commit_sent = AtomicBool::new(false);
+        let outcome = tokio::time::timeout_at(
+            deadline,
+            commit_tx(&mut conn, &request, &commit_sent, &self.settings.failpoints),
+        )
+        .await;
+        let sent = commit_sent.load(Ordering::SeqCst);
+        match outcome {
+            Ok(Ok(committed)) => Ok(committed),
+            Ok(Err(Fail::Ledger(e))) => Err(e),
+            Ok(Err(Fail::Db(e))) => {
+                // A COMMIT that failed with a definite answer (serialization, constraint) rolled
+                // back; any other failure after it was sent leaves the outcome unknown.
+                let definite = e.as_db_error().is_some_and(|db| {
+                    let code = db.code().code();
+                    code.starts_with("40") || code.starts_with("23") || code.starts_with("25")
+                });
+                if broken(&e) || (sent && !definite) {
+                    discard(conn);
+                }
+                if sent && !definite {
+                    tracing::warn!(namespace = %request.namespace, error = %e, "the connection failed during COMMIT; the outcome is unknown");
+                    Err(LedgerError::OutcomeUnknown)
+                } else {
+                    Err(LedgerError::Unavailable(format!("commit: postgresql: {e}")))
+                }
+            }
+            Err(_) => {
+                discard(conn);
+                if sent {
+                    tracing::warn!(namespace = %request.namespace, timeout = ?self.settings.op_timeout, "COMMIT got no answer in time; the outcome is unknown");
+                    Err(LedgerError::OutcomeUnknown)
+                } else {
+                    Err(LedgerError::Unavailable(format!(
+                        "commit: PostgreSQL did not answer within {:?}; nothing was written",
+                        self.settings.op_timeout
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn history(&self, namespace: &str, query: &HistoryQuery) -> Result<HistoryPage> {
+        let ns = namespace.to_owned();
+        let query = query.clone();
+        self.run("read the history", move |c| {
+            Box::pin(async move {
+                ns_row(&*c, &ns).await?;
+                let limit = query.limit.clamp(1, 1000);
+                let before = query.before.map_or(i64::MAX, i);
+                let rows = prepared_query(
+                    &*c,
+                    "SELECT c.version, c.epoch, c.actor, c.token_id, c.comment, c.request_id, \
+                     c.client_ip, c.user_agent, c.created_at FROM rtconfig_changesets c \
+                     WHERE c.namespace = $1 AND c.version < $2 \
+                     AND ($3::text IS NULL OR c.actor = $3) \
+                     AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM rtconfig_history h \
+                          WHERE h.namespace = c.namespace AND h.version = c.version \
+                          AND h.key = $4)) \
+                     ORDER BY c.version DESC LIMIT $5",
+                    &[&ns, &before, &query.actor, &query.key, &i(limit as u64 + 1)],
+                )
+                .await?;
+                let mut changesets: Vec<Changeset> =
+                    rows.iter().map(|r| changeset_row(&ns, r)).collect();
+                let next = if changesets.len() > limit {
+                    changesets.truncate(limit);
+                    changesets.last().map(|c| c.version)
+                } else {
+                    None
+                };
+                let versions: Vec<i64> = changesets.iter().map(|c| i(c.version)).collect();
+                if !versions.is_empty() {
+                    let changes = prepared_query(
+                        &*c,
+                        "SELECT version, key, old, new FROM rtconfig_history \
+                         WHERE namespace = $1 AND version = ANY($2) \
+                         AND ($3::text IS NULL OR key = $3) ORDER BY version, ord",
+                        &[&ns, &versions, &query.key],
+                    )
+                    .await?;
+                    attach_changes(&mut changesets, &changes);
+                }
+                Ok(HistoryPage { changesets, next })
+            })
+        })
+        .await
+    }
+
+    async fn changeset(&self, namespace: &str, version: u64) -> Result<Option<Changeset>> {
+        let ns = namespace.to_owned();
+        self.run("read a changeset", move |c| {
+            Box::pin(async move {
+                ns_row(&*c, &ns).await?;
+                if version == 0 {
+                    return Ok(None);
+                }
+                Ok(load_changesets(&*c, &ns, version - 1, version, 1)
+                    .await?
+                    .pop())
+            })
+        })
+        .await
+    }
+
+    async fn changes_since(
+        &self,
+        namespace: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Changeset>> {
+        let ns = namespace.to_owned();
+        self.run("read changesets", move |c| {
+            Box::pin(async move {
+                ns_row(&*c, &ns).await?;
+                load_changesets(&*c, &ns, after, u64::MAX, limit).await
+            })
+        })
+        .await
+    }
+
+    async fn state_at(&self, namespace: &str, version: u64) -> Result<BTreeMap<String, Value>> {
+        let ns = namespace.to_owned();
+        self.run("read a past state", move |c| {
+            Box::pin(async move {
+                let (_, current, first) = ns_row(&*c, &ns).await?;
+                if version > current || (version != 0 && version < first) {
+                    return Err(LedgerError::NoSuchVersion(version).into());
+                }
+                let rows = prepared_query(
+                    &*c,
+                    "SELECT DISTINCT ON (key) key, new FROM rtconfig_history \
+                     WHERE namespace = $1 AND version <= $2 ORDER BY key, version DESC",
+                    &[&ns, &i(version)],
+                )
+                .await?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| {
+                        r.get::<_, Option<Value>>(1)
+                            .map(|v| (r.get::<_, String>(0), v))
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.run("ping", |c| {
+            Box::pin(async move {
+                c.simple_query("SELECT 1").await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState> {
+        let ns = namespace.to_owned();
+        self.run("bump the epoch", move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "UPDATE rtconfig_namespaces \
+                         SET epoch = epoch + 1, ledger_behind = false, updated_at = now() \
+                         WHERE name = $1 RETURNING epoch, version",
+                        &[&ns],
+                    )
+                    .await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| LedgerError::UnknownNamespace(ns.clone()))?;
+                Ok(NamespaceState {
+                    epoch: u(row.get(0)),
+                    version: u(row.get(1)),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn set_ledger_behind(&self, namespace: &str, behind: bool) -> Result<()> {
+        let ns = namespace.to_owned();
+        self.run("mark the namespace", move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(
+                        "UPDATE rtconfig_namespaces SET ledger_behind = $2 WHERE name = $1",
+                        &[&ns, &behind],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Err(LedgerError::UnknownNamespace(ns.clone()).into());
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn adopt(
+        &self,
+        namespace: &str,
+        image: &CurrentValues,
+        meta: ChangeMeta,
+    ) -> Result<bool> {
+        let changeset = adopted_changeset(namespace, image, meta);
+        let image = image.clone();
+        self.run("adopt the Redis image", move |c| {
+            Box::pin(async move {
+                let ns = changeset.namespace.as_str();
+                let tx = c.transaction().await?;
+                let rows = tx
+                    .query(
+                        "SELECT epoch, version FROM rtconfig_namespaces WHERE name = $1 FOR UPDATE",
+                        &[&ns],
+                    )
+                    .await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| LedgerError::UnknownNamespace(ns.to_owned()))?;
+                let (epoch, version) = (u(row.get(0)), u(row.get(1)));
+                if version != 0 || changeset.version == 0 || changeset.epoch < epoch {
+                    return Ok(false);
+                }
+                let v = i(changeset.version);
+                tx.execute(
+                    "UPDATE rtconfig_namespaces SET epoch = $2, version = $3, first_version = $3, \
+                     updated_at = now() WHERE name = $1",
+                    &[&ns, &i(changeset.epoch), &v],
+                )
+                .await?;
+                let m = &changeset.meta;
+                tx.execute(
+                    "INSERT INTO rtconfig_changesets (namespace, version, epoch, actor, token_id, \
+                     comment, request_id, client_ip, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &ns,
+                        &v,
+                        &i(changeset.epoch),
+                        &m.actor,
+                        &m.token_id,
+                        &m.comment,
+                        &m.request_id,
+                        &m.client_ip,
+                        &m.user_agent,
+                    ],
+                )
+                .await?;
+                let ords: Vec<i32> = (0..changeset.changes.len())
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+                    .collect();
+                let keys: Vec<&str> = changeset.changes.iter().map(|c| c.key.as_str()).collect();
+                let news: Vec<Option<&Value>> =
+                    changeset.changes.iter().map(|c| c.new.as_ref()).collect();
+                tx.execute(
+                    "INSERT INTO rtconfig_history (namespace, version, ord, key, op, old, new) \
+                     SELECT $1, $2, t.ord, t.key, 'set', NULL, t.new \
+                     FROM unnest($3::int[], $4::text[], $5::jsonb[]) AS t(ord, key, new)",
+                    &[&ns, &v, &ords, &keys, &news],
+                )
+                .await?;
+                let stored: Vec<(&str, &Value, i64)> = image
+                    .values
+                    .iter()
+                    .filter_map(|(k, s)| s.value.as_ref().map(|v| (k.as_str(), v, i(s.version))))
+                    .collect();
+                let keys: Vec<&str> = stored.iter().map(|s| s.0).collect();
+                let values: Vec<&Value> = stored.iter().map(|s| s.1).collect();
+                let versions: Vec<i64> = stored.iter().map(|s| s.2).collect();
+                tx.execute(
+                    "INSERT INTO rtconfig_values (namespace, key, value, version) \
+                     SELECT $1, t.key, t.value, t.version \
+                     FROM unnest($2::text[], $3::jsonb[], $4::bigint[]) AS t(key, value, version)",
+                    &[&ns, &keys, &values, &versions],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
