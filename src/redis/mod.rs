@@ -50,7 +50,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             unresponsive_after: Duration::from_secs(3),
-            max_reconnect_delay: Duration::from_secs(5),
+            max_reconnect_delay: Duration::from_secs(2),
         }
     }
 }
@@ -74,7 +74,9 @@ pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> 
         })
         .with_performance_config(|p| {
             p.default_command_timeout = command_timeout;
-            p.broadcast_channel_capacity = 4096;
+            // Lagged already means "resync now", so a big buffer buys nothing; each slot is
+            // preallocated per client (4096 cost ~5.9 MiB per sync loop, 256 about 0.5 MiB).
+            p.broadcast_channel_capacity = 256;
         })
         .set_policy(ReconnectPolicy::new_exponential(
             0,
