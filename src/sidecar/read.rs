@@ -2,19 +2,30 @@
 //!
 //! A read is: load the snapshot (lock-free), look the key up, clone pre-encoded `Bytes`, add
 //! the `X-Config-*` headers. Query strings are parsed by hand to keep allocation off the path.
+//!
+//! `GET /v1/configs/{key}` for a known key is answered by [`FastKeyRead`] before routing (see
+//! `http::server::FastPath`), with the same response and metrics as the routed handler [`one`],
+//! which still answers everything the fast path leaves alone (unknown keys, `HEAD`,
+//! percent-encoded keys, over-long URIs).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
+use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
-use crate::snapshot::{Position, Snapshot, SnapshotStore};
+use crate::metrics::{RouteLabel, RouteStatus};
+use crate::snapshot::{Entry, Position, Snapshot, SnapshotStore};
 
 /// Longest long-poll a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -31,18 +42,102 @@ pub async fn one(
     let Some(entry) = snap.get(&key) else {
         return ApiError::unknown_key(&key).into_response();
     };
-    let stale = state.store.is_stale();
     let raw = query_param(&uri, "format") == Some("raw");
+    key_response(&state.store, &snap, entry, raw)
+}
+
+/// Headers of a key read: content type, the six of [`read_headers`], and room for the
+/// `content-length` the router adds, so the map is allocated once and never grows.
+const KEY_READ_HEADERS: usize = 8;
+
+/// The `GET /v1/configs/{key}` response for a known key (routed handler and fast path alike).
+fn key_response<B: From<Bytes>>(
+    store: &SnapshotStore,
+    snap: &Snapshot,
+    entry: &Entry,
+    raw: bool,
+) -> Response<B> {
+    let stale = store.is_stale();
     let (body, content_type) = if raw {
         (entry.raw.clone(), h::TEXT)
     } else {
         (snap.key_body(entry, stale), h::JSON)
     };
-    let mut resp = Response::new(Body::from(body));
+    let mut resp = Response::new(B::from(body));
     let headers = resp.headers_mut();
+    *headers = HeaderMap::with_capacity(KEY_READ_HEADERS);
     headers.insert(header::CONTENT_TYPE, content_type);
-    read_headers(headers, &snap, &state.store, stale);
+    read_headers(headers, snap, store, stale);
     resp
+}
+
+/// The route label of `GET /v1/configs/{key}` in `rtconfig_http_*` metrics.
+const KEY_ROUTE: &str = "/v1/configs/{key}";
+const KEY_PREFIX: &str = "/v1/configs/";
+
+/// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
+/// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
+/// series as the `record_metrics` middleware. Anything else goes to the router.
+pub(super) struct FastKeyRead {
+    state: Arc<SidecarState>,
+    /// `{route="/v1/configs/{key}",status="200"}`, looked up on first use (as the middleware
+    /// would create it) and then incremented without the family's lock and hash.
+    ok: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+}
+
+impl FastKeyRead {
+    pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
+        FastKeyRead {
+            state,
+            ok: OnceLock::new(),
+            duration: OnceLock::new(),
+        }
+    }
+}
+
+impl FastPath for FastKeyRead {
+    fn answer(&self, method: &Method, uri: &Uri) -> Option<Response<Full<Bytes>>> {
+        if method != Method::GET {
+            return None;
+        }
+        let key = uri.path().strip_prefix(KEY_PREFIX)?;
+        // The router decodes `%XX`, refuses over-long URIs (414) and does not match an empty or
+        // multi-segment key: leave all of those to it.
+        if key.is_empty() || key.bytes().any(|b| b == b'/' || b == b'%') {
+            return None;
+        }
+        let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+        if uri_len > MAX_URI_BYTES {
+            return None;
+        }
+        let started = Instant::now();
+        let snap = self.state.store.guard();
+        let entry = snap.get(key)?;
+        let raw = query_param(uri, "format") == Some("raw");
+        let resp = key_response(&self.state.store, &snap, entry, raw);
+        let metrics = &self.state.metrics;
+        self.ok
+            .get_or_init(|| {
+                metrics
+                    .http_requests
+                    .get_or_create(&RouteStatus {
+                        route: KEY_ROUTE,
+                        status: 200,
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| {
+                metrics
+                    .http_duration
+                    .get_or_create(&RouteLabel { route: KEY_ROUTE })
+                    .clone()
+            })
+            .observe(started.elapsed().as_secs_f64());
+        Some(resp)
+    }
 }
 
 /// `GET /v1/configs` — with `If-None-Match` → 304, and `?index=E-V&wait=30s` long-poll.
