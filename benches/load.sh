@@ -8,7 +8,9 @@
 # alternate and never run at the same time; the order flips every round (r, f | f, r | r, f) so
 # that a drift in the machine's load does not favour one of them. It prints every round, the
 # median of the rounds, and the median of the per-round ratios rtconfig/floor, with the targets
-# of issue 2 item 9 (req/s >= 0.95x, p99 <= 1.2x, idle RSS <= 10 MiB).
+# of issue 2 item 9 (req/s >= 0.95x, p99 <= 1.2x, idle RSS <= 10 MiB). It also prints the
+# server's CPU time (user + system, /proc/PID/stat) per request over the measured load: on a
+# shared machine it moves much less with other people's load than req/s and p99 do.
 #
 # Usage: benches/load.sh [options]
 #   --rounds N          rounds (default 3)
@@ -17,6 +19,7 @@
 #   --warmup S          warm-up seconds, not counted (default 2)
 #   --pinned            wrk on CPU 0, every thread of the server on CPU 1 (as the peers' pinned mode)
 #   --no-build          use the binaries already built
+#   --rtconfig-env K=V  extra environment for rtconfig only (repeatable), e.g. TOKIO_WORKER_THREADS=1
 #   --peers             afterwards, also run the peers' own run-all.sh with rtconfig as --extra
 #                       (PEERS_ONLY, default hyper-floor,nginx-static; unpinned mode only)
 #   --peers-only        only the peers' run, not the rounds
@@ -32,6 +35,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=3 DURATION=10 CONNECTIONS=32 WARMUP=2 PINNED=0 BUILD=1 PEERS=0 ROUNDS_ON=1
+RT_ENV=()
 
 while (($#)); do
   case "$1" in
@@ -41,6 +45,7 @@ while (($#)); do
     --warmup) WARMUP=$2; shift 2 ;;
     --pinned) PINNED=1; shift ;;
     --no-build) BUILD=0; shift ;;
+    --rtconfig-env) RT_ENV+=("$2"); shift 2 ;;
     --peers) PEERS=1; shift ;;
     --peers-only) PEERS=1; ROUNDS_ON=0; shift ;;
     -h|--help) sed -n '2,/^# Only loopback/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -163,6 +168,7 @@ wait_http() {
   done
   return 1
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime + stime
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 sample_rss_max() { # PID SECONDS OUTFILE (bounded)
@@ -206,7 +212,7 @@ fi
 RES=$LOAD_RESULTS
 mkdir -p "$RES"
 ROWS=$RES/rounds.tsv
-printf 'round\tserver\treq_s\tp50_us\tp99_us\terrors\trss_idle_kb\trss_load_kb\thwm_kb\n' > "$ROWS"
+printf 'round\tserver\treq_s\tp50_us\tp99_us\terrors\trss_idle_kb\trss_load_kb\thwm_kb\tcpu_us_per_req\n' > "$ROWS"
 if ((PINNED)) && (($(nproc) < 2)); then log "one CPU: --pinned ignored"; PINNED=0; fi
 
 # run_one ROUND NAME: start, first request, idle RSS, warm-up, measured load, stop
@@ -218,7 +224,7 @@ run_one() {
     data=$(mktemp -d "${TMPDIR:-/tmp}/rtconfig-load.XXXXXX")
     TMP_DIRS+=("$data")
     admin=$(free_port); probe=$(free_port)
-    RUST_LOG=warn "$RT_BIN" dev --schema-dir "$REPO/config" --data-dir "$data" \
+    env RUST_LOG=warn "${RT_ENV[@]}" "$RT_BIN" dev --schema-dir "$REPO/config" --data-dir "$data" \
       --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --probe-listen "127.0.0.1:$probe" \
       > "$RES/$name.$round.log" 2>&1 &
   else
@@ -239,8 +245,10 @@ run_one() {
   log "round $round: $name  ($url, ${DURATION}s, $CONNECTIONS connections$how)"
   raw=$RES/$name.$round.wrk.txt
   sample_rss_max "$pid" "$DURATION" "$RES/$name.$round.rss" &
-  local sampler=$!
+  local sampler=$! ticks0 ticks1
+  ticks0=$(cpu_ticks "$pid")
   timeout $((DURATION + 20)) "${wrk[@]}" -d"${DURATION}s" "$url" > "$raw" 2>&1 || true
+  ticks1=$(cpu_ticks "$pid")
   wait "$sampler" || true
   local load hwm
   load=$(cat "$RES/$name.$round.rss")
@@ -248,12 +256,16 @@ run_one() {
   stop_pid "$pid"
   read -r rps p50 p99 err < <(parse_wrk "$raw")
   ((rps > 0)) || die "no wrk result for $name (see $raw)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p99" "$err" "$idle" "$load" "$hwm" >> "$ROWS"
+  # server CPU (user + system) per request over the measured load, in microseconds
+  local cpu_us
+  cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v d="$DURATION" -v r="$rps" \
+    'BEGIN {printf "%.2f", t / hz * 1e6 / (r * d)}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p99" "$err" "$idle" "$load" "$hwm" "$cpu_us" >> "$ROWS"
 }
 
 fmt_table() {
   awk -F'\t' 'NR > 1 {
-      printf "  %-5s %-9s %10s %9.0f %9.0f %6s %9.1f %9.1f %9.1f\n", $1, $2, $3, $4, $5, $6, $7 / 1024, $8 / 1024, $9 / 1024
+      printf "  %-5s %-9s %10s %9.0f %9.0f %6s %9.1f %9.1f %9.1f %9.2f\n", $1, $2, $3, $4, $5, $6, $7 / 1024, $8 / 1024, $9 / 1024, $10
     }' "$ROWS"
 }
 
@@ -275,17 +287,19 @@ if ((ROUNDS_ON)); then
   {
     echo
     echo "rtconfig vs hyper-floor: wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency, GET /v1/configs/SITE_NAME, $ROUNDS rounds$( ((PINNED)) && echo ', pinned (wrk CPU 0, server CPU 1)')"
+    ((${#RT_ENV[@]})) && echo "rtconfig environment: ${RT_ENV[*]}"
     echo "machine: $(nproc) CPU, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)"
     echo "other processes >= 5% CPU: start: ${BUSY_START:-none}; end: ${BUSY_END:-none}"
     echo
-    printf '  %-5s %-9s %10s %9s %9s %6s %9s %9s %9s\n' round server req/s 'p50 us' 'p99 us' errors 'idle MiB' 'load MiB' 'HWM MiB'
+    printf '  %-5s %-9s %10s %9s %9s %6s %9s %9s %9s %9s\n' round server req/s 'p50 us' 'p99 us' errors 'idle MiB' 'load MiB' 'HWM MiB' 'CPU us/r'
     fmt_table
     echo
     for s in rtconfig floor; do
-      printf '  median %-9s req/s %s  p50 %s us  p99 %s us  idle RSS %s MiB  load RSS %s MiB\n' "$s" \
+      printf '  median %-9s req/s %s  p50 %s us  p99 %s us  idle RSS %s MiB  load RSS (max) %s MiB  server CPU %s us/request\n' "$s" \
         "$(col "$s" 3 | median)" "$(col "$s" 4 | median)" "$(col "$s" 5 | median)" \
         "$(col "$s" 7 | median | awk '{printf "%.1f", $1 / 1024}')" \
-        "$(col "$s" 8 | sort -g | tail -1 | awk '{printf "%.1f", $1 / 1024}')"
+        "$(col "$s" 8 | sort -g | tail -1 | awk '{printf "%.1f", $1 / 1024}')" \
+        "$(col "$s" 10 | median)"
     done
     echo
     # per-round ratios rtconfig/floor, then their median
@@ -297,6 +311,8 @@ if ((ROUNDS_ON)); then
     verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {ok = (op == ">=") ? v >= t : v <= t; print ok ? "MET" : "MISSED"}'; }
     printf '  req/s ratio rtconfig/floor per round: %s-> median %s   (target >= 0.95: %s)\n' "$rr" "$rr_med" "$(verdict "$rr_med" 0.95 '>=')"
     printf '  p99 ratio rtconfig/floor per round:   %s-> median %s   (target <= 1.2: %s)\n' "$pr" "$pr_med" "$(verdict "$pr_med" 1.2 '<=')"
+    cr=$(paste <(col rtconfig 10) <(col floor 10) | awk '{printf "%.3f ", $1 / $2}')
+    printf '  server CPU per request rtconfig/floor:  %s-> median %s   (no target; less sensitive to other load)\n' "$cr" "$(tr ' ' '\n' <<< "$cr" | grep . | median)"
     printf '  rtconfig idle RSS (after the first request), median: %s MiB   (target <= 10: %s)\n' "$idle_med" "$(verdict "$idle_med" 10 '<=')"
     echo
     echo "  raw wrk outputs and rounds.tsv: $RES"
