@@ -20,6 +20,7 @@
 #   --pinned            wrk on CPU 0, every thread of the server on CPU 1 (as the peers' pinned mode)
 #   --no-build          use the binaries already built
 #   --rtconfig-env K=V  extra environment for rtconfig only (repeatable), e.g. TOKIO_WORKER_THREADS=1
+#   --rtconfig-bin PATH load this rtconfig binary instead of building one (e.g. an older build)
 #   --peers             afterwards, also run the peers' own run-all.sh with rtconfig as --extra
 #                       (PEERS_ONLY, default hyper-floor,nginx-static; unpinned mode only)
 #   --peers-only        only the peers' run, not the rounds
@@ -35,7 +36,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=3 DURATION=10 CONNECTIONS=32 WARMUP=2 PINNED=0 BUILD=1 PEERS=0 ROUNDS_ON=1
-RT_ENV=()
+RT_ENV=() RT_BIN_ARG=""
 
 while (($#)); do
   case "$1" in
@@ -46,6 +47,7 @@ while (($#)); do
     --pinned) PINNED=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --rtconfig-env) RT_ENV+=("$2"); shift 2 ;;
+    --rtconfig-bin) RT_BIN_ARG=$2; shift 2 ;;
     --peers) PEERS=1; shift ;;
     --peers-only) PEERS=1; ROUNDS_ON=0; shift ;;
     -h|--help) sed -n '2,/^# Only loopback/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -102,7 +104,7 @@ target_dir() {
     | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4
 }
 RT_TARGET=$(target_dir)
-RT_BIN=$RT_TARGET/release/rtconfig
+RT_BIN=${RT_BIN_ARG:-$RT_TARGET/release/rtconfig}
 
 # hyper-floor is built where it is when the peers folder is writable, else in a writable copy
 # (the same copy run-all.sh makes, so one build serves both). The mode bits are checked, not
@@ -115,8 +117,10 @@ fi
 FLOOR_BIN=$FLOOR_DIR/target/release/hyper-floor
 
 if ((BUILD)); then
-  log "cargo build --release (rtconfig)"
-  (cd "$REPO" && cargo build --release --quiet --bin rtconfig)
+  if [[ -z $RT_BIN_ARG ]]; then
+    log "cargo build --release (rtconfig)"
+    (cd "$REPO" && cargo build --release --quiet --bin rtconfig)
+  fi
   if [[ $FLOOR_DIR != "$PEERS_DIR/hyper-floor" ]]; then
     mkdir -p "$FLOOR_DIR"
     cp -r "$PEERS_DIR/hyper-floor/Cargo.toml" "$PEERS_DIR/hyper-floor/Cargo.lock" "$PEERS_DIR/hyper-floor/src" "$FLOOR_DIR/"
