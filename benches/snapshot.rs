@@ -1,1 +1,235 @@
-fn main() {}
+//! Criterion benches of the read path and of snapshot rebuilds (`cargo bench --bench snapshot`).
+//!
+//! - `lookup/*`: one read against the demo schema's snapshot — `guard()` (the arc-swap load) +
+//!   the hash lookup + `Bytes::clone` of the pre-encoded body, for a hit and for a miss.
+//! - `build/{100,1k,10k,100k}`: `Snapshot::build` of a generated schema (mixed types), half of
+//!   whose keys have a stored value (validated and encoded), the other half serving defaults.
+//! - `publish/10k`: `SnapshotStore::publish` of a 10k-key snapshot with one changed value (the
+//!   diff against the current snapshot, the recent-changes entry, the swap, the wake-up, and the
+//!   drop of the replaced snapshot). The snapshot is built outside the timed part.
+//! - `router/*`: one `GET /v1/configs/{key}` through the real read router (middleware, routing,
+//!   handler, body collected), without sockets, on a current-thread runtime.
+//!
+//! Sample counts and times are tuned so the whole run takes about 2–3 minutes; see
+//! `docs/PERFORMANCE.md` for the figures.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
+use http::Request;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use rtconfig::metrics::Metrics;
+use rtconfig::schema::{Schema, SchemaSet, ValueType};
+use rtconfig::shutdown::Shutdown;
+use rtconfig::sidecar::{read_router, LocalSync, SidecarState};
+use rtconfig::snapshot::{Position, Snapshot, SnapshotStore, Source};
+
+/// A generated schema with its stored values.
+type Generated = (Schema, Vec<(String, Value)>);
+
+/// The demo schema shipped in `config/`, as `rtconfig dev` loads it.
+fn demo_schema() -> Arc<Schema> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let set = SchemaSet::load_dir(&dir).unwrap_or_else(|p| panic!("demo schema: {p:?}"));
+    set.get("demo").cloned().expect("the demo namespace")
+}
+
+/// The demo snapshot with a couple of stored values, as after a few admin writes.
+fn demo_store() -> Arc<SnapshotStore> {
+    let schema = demo_schema();
+    let stored = [
+        ("SITE_NAME", json!("Config Manager (bench)")),
+        ("ITEMS_PER_PAGE", json!(7)),
+    ];
+    let snap = Snapshot::build(&schema, Position::new(1, 3), Source::Local, stored);
+    let store = Arc::new(SnapshotStore::new(snap, None, false));
+    store.confirm();
+    store
+}
+
+/// A generated schema of `n` keys cycling through string, int, bool and float.
+fn generated_schema(n: usize) -> Schema {
+    let names: Vec<String> = (0..n).map(|i| format!("KEY_{i:06}")).collect();
+    let keys: Vec<(&str, ValueType, Value)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let (ty, default) = match i % 4 {
+                0 => (ValueType::String, json!(format!("default value {i}"))),
+                1 => (ValueType::Int, json!(i as i64)),
+                2 => (ValueType::Bool, json!(i % 3 == 0)),
+                _ => (ValueType::Float, json!(i as f64 + 0.5)),
+            };
+            (name.as_str(), ty, default)
+        })
+        .collect();
+    Schema::from_keys("bench", &keys)
+}
+
+/// Stored values for every other key of a generated schema (same types as the defaults).
+fn stored_values(schema: &Schema, generation: u64) -> Vec<(String, Value)> {
+    schema
+        .keys()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, def)| {
+            let v = match def.ty {
+                ValueType::String => json!(format!("stored value {i} g{generation}")),
+                ValueType::Int => json!(i as i64 * 10),
+                ValueType::Bool => json!(i % 3 != 0),
+                _ => json!(i as f64 * 2.0 + 0.25),
+            };
+            (def.name.clone(), v)
+        })
+        .collect()
+}
+
+fn lookup(c: &mut Criterion) {
+    let store = demo_store();
+    let mut g = c.benchmark_group("lookup");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    // What `GET /v1/configs/{key}` does with the snapshot: load, look up, clone the body.
+    g.bench_function("hit", |b| {
+        b.iter(|| {
+            let snap = store.guard();
+            let entry = snap.get(black_box("SITE_NAME"));
+            entry.map(|e| snap.key_body(e, false))
+        })
+    });
+    g.bench_function("miss", |b| {
+        b.iter(|| {
+            let snap = store.guard();
+            let entry = snap.get(black_box("NO_SUCH_KEY"));
+            entry.map(|e| snap.key_body(e, false))
+        })
+    });
+    g.finish();
+}
+
+fn build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("build");
+    g.sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1));
+    for (label, n) in [
+        ("100", 100),
+        ("1k", 1_000),
+        ("10k", 10_000),
+        ("100k", 100_000),
+    ] {
+        // Generated on first use, so that a filtered run (`-- router`) skips the big schemas.
+        let input: OnceLock<Generated> = OnceLock::new();
+        let (samples, secs) = match n {
+            100_000 => (10, 8),
+            10_000 => (20, 5),
+            _ => (40, 3),
+        };
+        g.sample_size(samples)
+            .measurement_time(Duration::from_secs(secs));
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(label), &n, |b, &n| {
+            let (schema, stored) = input.get_or_init(|| {
+                let schema = generated_schema(n);
+                let stored = stored_values(&schema, 0);
+                (schema, stored)
+            });
+            b.iter(|| {
+                Snapshot::build(
+                    schema,
+                    Position::new(1, 2),
+                    Source::Local,
+                    stored.iter().map(|(k, v)| (k.as_str(), v)),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+fn publish(c: &mut Criterion) {
+    let input: OnceLock<(Generated, SnapshotStore)> = OnceLock::new();
+    let mut version = 1;
+    let mut g = c.benchmark_group("publish");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    g.bench_function("10k", |b| {
+        let ((schema, stored), store) = input.get_or_init(|| {
+            let schema = generated_schema(10_000);
+            let stored = stored_values(&schema, 0);
+            let store = SnapshotStore::new(
+                Snapshot::build(
+                    &schema,
+                    Position::new(1, 1),
+                    Source::Local,
+                    stored.iter().map(|(k, v)| (k.as_str(), v)),
+                ),
+                None,
+                false,
+            );
+            ((schema, stored), store)
+        });
+        b.iter_batched(
+            || {
+                // One changed value per version, like a one-key changeset.
+                version += 1;
+                let mut next = stored.clone();
+                next[0].1 = json!(format!("changed at {version}"));
+                Snapshot::build(
+                    schema,
+                    Position::new(1, version),
+                    Source::Local,
+                    next.iter().map(|(k, v)| (k.as_str(), v)),
+                )
+            },
+            |snap| store.publish(snap),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn router(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = SidecarState::new(
+        demo_store(),
+        Arc::new(Metrics::new()),
+        Shutdown::new(),
+        Arc::new(LocalSync),
+        1024,
+    );
+    let app = read_router(state);
+    let mut g = c.benchmark_group("router");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (name, path) in [
+        ("get_key_hit", "/v1/configs/SITE_NAME"),
+        ("get_key_miss", "/v1/configs/NO_SUCH_KEY"),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let req = Request::get(path).body(Body::empty()).expect("request");
+                let resp = app.clone().oneshot(req).await.expect("infallible");
+                let status = resp.status();
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                (status, body)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, build, publish, router);
+criterion_main!(benches);

@@ -30,7 +30,7 @@ use axum::Router;
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
+use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics, App};
 use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -117,8 +117,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// OFREP request bodies are small contexts.
 const OFREP_BODY_LIMIT: usize = 64 * 1024;
 
-/// The read API.
-pub fn read_router(state: Arc<SidecarState>) -> Router {
+/// The read API: the router, behind the fast path for `GET /v1/configs/{key}`
+/// ([`read::FastKeyRead`]).
+pub fn read_router(state: Arc<SidecarState>) -> App {
+    let fast = Arc::new(read::FastKeyRead::new(state.clone()));
+    App::with_fast_path(read_routes(state), fast)
+}
+
+/// The read API's routes, without the fast path.
+fn read_routes(state: Arc<SidecarState>) -> Router {
     let timed = Router::new()
         .route(
             "/v1/configs/{key}",
@@ -166,4 +173,120 @@ pub fn probe_router(state: Arc<SidecarState>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Method, Request, Uri};
+    use http_body_util::BodyExt;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::http::server::FastPath;
+    use crate::schema::{Schema, ValueType};
+    use crate::snapshot::{Position, Snapshot, Source};
+
+    fn state() -> Arc<SidecarState> {
+        let schema = Schema::from_keys(
+            "demo",
+            &[
+                ("SITE_NAME", ValueType::String, json!("Config Manager")),
+                ("ITEMS_PER_PAGE", ValueType::Int, json!(5)),
+            ],
+        );
+        let snap = Snapshot::build(
+            &schema,
+            Position::new(1, 4),
+            Source::Local,
+            [("ITEMS_PER_PAGE", json!(7))],
+        );
+        SidecarState::new(
+            Arc::new(SnapshotStore::new(snap, None, false)),
+            Arc::new(Metrics::new()),
+            Shutdown::new(),
+            Arc::new(LocalSync),
+            8,
+        )
+    }
+
+    async fn get(
+        app: impl tower::Service<
+            Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+        uri: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
+        let req = Request::get(uri).body(Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body)
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_answers_known_keys_exactly_as_the_router_does() {
+        let state = state();
+        for uri in [
+            "/v1/configs/SITE_NAME",
+            "/v1/configs/SITE_NAME?format=raw",
+            "/v1/configs/ITEMS_PER_PAGE?x=1&format=raw",
+        ] {
+            let fast = read::FastKeyRead::new(state.clone());
+            let parsed: Uri = uri.parse().expect("uri");
+            assert!(fast.answer(&Method::GET, &parsed).is_some(), "{uri}");
+            let (status, mut headers, body) = get(read_router(state.clone()), uri).await;
+            let (r_status, mut r_headers, r_body) = get(read_routes(state.clone()), uri).await;
+            assert_eq!(status, r_status, "{uri}");
+            assert_eq!(body, r_body, "{uri}");
+            // The router sets content-length in the map; hyper writes the same from the body.
+            assert_eq!(
+                r_headers.remove(header::CONTENT_LENGTH),
+                Some(body.len().into())
+            );
+            headers.remove(header::CONTENT_LENGTH);
+            assert_eq!(headers, r_headers, "{uri}");
+        }
+        // Both paths count into the same series (3 direct answers + 3 fast + 3 routed).
+        let text = state.metrics.encode();
+        assert!(
+            text.contains(
+                "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 9"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "rtconfig_http_request_duration_seconds_count{route=\"/v1/configs/{key}\"} 9"
+        ));
+    }
+
+    #[tokio::test]
+    async fn everything_else_is_left_to_the_router() {
+        let state = state();
+        let fast = read::FastKeyRead::new(state.clone());
+        for (method, uri) in [
+            (Method::GET, "/v1/configs/NO_SUCH_KEY"),
+            (Method::HEAD, "/v1/configs/SITE_NAME"),
+            (Method::POST, "/v1/configs/SITE_NAME"),
+            (Method::GET, "/v1/configs/SITE%5FNAME"),
+            (Method::GET, "/v1/configs/"),
+            (Method::GET, "/v1/configs/SITE_NAME/x"),
+            (Method::GET, "/v1/configs"),
+        ] {
+            let parsed: Uri = uri.parse().expect("uri");
+            assert!(fast.answer(&method, &parsed).is_none(), "{method} {uri}");
+        }
+        let long = format!("/v1/configs/SITE_NAME?pad={}", "x".repeat(9000));
+        assert!(fast
+            .answer(&Method::GET, &long.parse().expect("uri"))
+            .is_none());
+        let (status, _, body) = get(read_router(state.clone()), &long).await;
+        assert_eq!(status, StatusCode::URI_TOO_LONG);
+        assert!(String::from_utf8_lossy(&body).contains("uri_too_long"));
+        let (status, _, body) = get(read_router(state), "/v1/configs/SITE%5FNAME").await;
+        assert_eq!(status, StatusCode::OK, "the router decodes the key");
+        assert!(String::from_utf8_lossy(&body).contains("Config Manager"));
+    }
 }

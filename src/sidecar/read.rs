@@ -2,19 +2,31 @@
 //!
 //! A read is: load the snapshot (lock-free), look the key up, clone pre-encoded `Bytes`, add
 //! the `X-Config-*` headers. Query strings are parsed by hand to keep allocation off the path.
+//!
+//! `GET /v1/configs/{key}` for a known key is answered by [`FastKeyRead`] before routing (see
+//! `http::server::FastPath`), with the same response and metrics as the routed handler [`one`],
+//! which stays the reference (the tests compare the two) and still answers everything the fast
+//! path leaves alone (unknown keys, `HEAD`, percent-encoded keys, over-long URIs).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
+use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
-use crate::snapshot::{Position, Snapshot, SnapshotStore};
+use crate::metrics::{RouteLabel, RouteStatus};
+use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// Longest long-poll a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -43,6 +55,131 @@ pub async fn one(
     headers.insert(header::CONTENT_TYPE, content_type);
     read_headers(headers, &snap, &state.store, stale);
     resp
+}
+
+/// Headers of a key read: content type and the six of [`read_headers`], plus room for one
+/// more, so that the map is allocated once and never grows.
+const KEY_READ_HEADERS: usize = 8;
+
+/// The route label of `GET /v1/configs/{key}` in `rtconfig_http_*` metrics.
+const KEY_ROUTE: &str = "/v1/configs/{key}";
+const KEY_PREFIX: &str = "/v1/configs/";
+
+/// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
+/// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
+/// series as the `record_metrics` middleware. Anything else goes to the router.
+pub(super) struct FastKeyRead {
+    state: Arc<SidecarState>,
+    /// `{route="/v1/configs/{key}",status="200"}`, looked up on first use (as the middleware
+    /// would create it) and then incremented without the family's lock and hash.
+    ok: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+    /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
+    /// copies the map without hashing the seven names again.
+    template: ArcSwapOption<KeyHeaders>,
+}
+
+/// The headers of a fresh JSON key read, which depend only on the snapshot's position and
+/// source: [`read_headers`] with `stale: false` and an age of 0.
+struct KeyHeaders {
+    position: Position,
+    source: Source,
+    headers: HeaderMap,
+}
+
+impl FastKeyRead {
+    pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
+        FastKeyRead {
+            state,
+            ok: OnceLock::new(),
+            duration: OnceLock::new(),
+            template: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The headers [`key_response`] would build, from the template of `snap`'s position and
+    /// source with what differs per read (content type of `raw`, age, stale) overwritten.
+    fn headers(&self, snap: &Snapshot, raw: bool, stale: bool) -> HeaderMap {
+        let mut headers = match &*self.template.load() {
+            Some(t) if t.position == snap.position && t.source == snap.source => t.headers.clone(),
+            _ => {
+                let mut headers = HeaderMap::with_capacity(KEY_READ_HEADERS);
+                headers.insert(header::CONTENT_TYPE, h::JSON);
+                write_read_headers(&mut headers, snap, Some(Duration::ZERO), false);
+                self.template.store(Some(Arc::new(KeyHeaders {
+                    position: snap.position,
+                    source: snap.source,
+                    headers: headers.clone(),
+                })));
+                headers
+            }
+        };
+        if raw {
+            headers.insert(header::CONTENT_TYPE, h::TEXT);
+        }
+        match self.state.store.age() {
+            Some(age) if age.as_secs() == 0 => {}
+            age => {
+                headers.insert(h::X_CONFIG_AGE, age_header(age));
+            }
+        }
+        if stale {
+            headers.insert(h::X_CONFIG_STALE, h::TRUE);
+        }
+        headers
+    }
+}
+
+impl FastPath for FastKeyRead {
+    fn answer(&self, method: &Method, uri: &Uri) -> Option<Response<Full<Bytes>>> {
+        if method != Method::GET {
+            return None;
+        }
+        let key = uri.path().strip_prefix(KEY_PREFIX)?;
+        // The router decodes `%XX`, refuses over-long URIs (414) and does not match an empty or
+        // multi-segment key: leave all of those to it.
+        if key.is_empty() || key.bytes().any(|b| b == b'/' || b == b'%') {
+            return None;
+        }
+        let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+        if uri_len > MAX_URI_BYTES {
+            return None;
+        }
+        let started = Instant::now();
+        let store = &self.state.store;
+        let snap = store.guard();
+        let entry = snap.get(key)?;
+        let raw = query_param(uri, "format") == Some("raw");
+        let stale = store.is_stale();
+        let body = if raw {
+            entry.raw.clone()
+        } else {
+            snap.key_body(entry, stale)
+        };
+        let mut resp = Response::new(Full::new(body));
+        *resp.headers_mut() = self.headers(&snap, raw, stale);
+        let metrics = &self.state.metrics;
+        self.ok
+            .get_or_init(|| {
+                metrics
+                    .http_requests
+                    .get_or_create(&RouteStatus {
+                        route: KEY_ROUTE,
+                        status: 200,
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| {
+                metrics
+                    .http_duration
+                    .get_or_create(&RouteLabel { route: KEY_ROUTE })
+                    .clone()
+            })
+            .observe(started.elapsed().as_secs_f64());
+        Some(resp)
+    }
 }
 
 /// `GET /v1/configs` — with `If-None-Match` → 304, and `?index=E-V&wait=30s` long-poll.
@@ -117,17 +254,30 @@ pub async fn all(
 
 /// The `X-Config-*` headers every read carries.
 pub fn read_headers(headers: &mut HeaderMap, snap: &Snapshot, store: &SnapshotStore, stale: bool) {
+    write_read_headers(headers, snap, store.age(), stale);
+}
+
+fn write_read_headers(
+    headers: &mut HeaderMap,
+    snap: &Snapshot,
+    age: Option<Duration>,
+    stale: bool,
+) {
     headers.insert(h::X_CONFIG_VERSION, snap.version_header.clone());
     headers.insert(h::X_CONFIG_EPOCH, snap.epoch_header.clone());
     headers.insert(h::X_CONFIG_SOURCE, h::source(snap.source));
-    let age = match store.age() {
-        Some(a) if a.is_zero() => HeaderValue::from_static("0"),
-        Some(a) => HeaderValue::from(a.as_secs()),
-        None => HeaderValue::from_static("-1"),
-    };
-    headers.insert(h::X_CONFIG_AGE, age);
+    headers.insert(h::X_CONFIG_AGE, age_header(age));
     headers.insert(h::X_CONFIG_STALE, if stale { h::TRUE } else { h::FALSE });
     headers.insert(header::CACHE_CONTROL, h::NO_STORE);
+}
+
+/// `X-Config-Age`: whole seconds since last confirmed in sync, `-1` when never confirmed.
+fn age_header(age: Option<Duration>) -> HeaderValue {
+    match age {
+        Some(a) if a.as_secs() == 0 => HeaderValue::from_static("0"),
+        Some(a) => HeaderValue::from(a.as_secs()),
+        None => HeaderValue::from_static("-1"),
+    }
 }
 
 /// The first value of `name` in the query string, undecoded (our parameters never need it).
@@ -161,7 +311,95 @@ pub fn parse_wait(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::metrics::Metrics;
+    use crate::schema::{Schema, ValueType};
+    use crate::shutdown::Shutdown;
+    use crate::sidecar::LocalSync;
+
+    fn snapshot(version: u64, source: Source) -> Snapshot {
+        let schema = Schema::from_keys(
+            "demo",
+            &[("SITE_NAME", ValueType::String, json!("Config Manager"))],
+        );
+        Snapshot::build(
+            &schema,
+            Position::new(2, version),
+            source,
+            Vec::<(&str, serde_json::Value)>::new(),
+        )
+    }
+
+    /// What the routed handler sends: content type, then [`read_headers`].
+    fn reference(store: &SnapshotStore, raw: bool) -> HeaderMap {
+        let snap = store.guard();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, if raw { h::TEXT } else { h::JSON });
+        read_headers(&mut headers, &snap, store, store.is_stale());
+        headers
+    }
+
+    fn fast_headers(fast: &FastKeyRead, raw: bool) -> HeaderMap {
+        let uri: Uri = if raw {
+            "/v1/configs/SITE_NAME?format=raw"
+        } else {
+            "/v1/configs/SITE_NAME"
+        }
+        .parse()
+        .expect("uri");
+        let resp = fast.answer(&Method::GET, &uri).expect("a known key");
+        resp.headers().clone()
+    }
+
+    #[test]
+    fn the_header_template_matches_read_headers_in_every_state() {
+        // A sidecar store: never confirmed (age -1, stale), then confirmed, then cut off.
+        let store = Arc::new(SnapshotStore::new(
+            snapshot(3, Source::Disk),
+            Some(Duration::from_secs(60)),
+            false,
+        ));
+        let state = SidecarState::new(
+            store.clone(),
+            Arc::new(Metrics::new()),
+            Shutdown::new(),
+            Arc::new(LocalSync),
+            8,
+        );
+        let fast = FastKeyRead::new(state);
+        let check = |what: &str| {
+            for raw in [false, true] {
+                assert_eq!(
+                    fast_headers(&fast, raw),
+                    reference(&store, raw),
+                    "{what}, raw {raw}"
+                );
+            }
+        };
+        check("never confirmed");
+        store.confirm();
+        check("confirmed");
+        store.mark_cut_off();
+        check("cut off");
+        store.confirm();
+        // A new snapshot (version, then source) must not be served with the old template.
+        store.publish(snapshot(4, Source::Disk)).expect("publish");
+        check("new version");
+        store.publish(snapshot(4, Source::Redis)).expect("publish");
+        check("new source");
+        assert_eq!(fast_headers(&fast, false)[h::X_CONFIG_VERSION], "4");
+        assert_eq!(fast_headers(&fast, false)[h::X_CONFIG_SOURCE], "redis");
+    }
+
+    #[test]
+    fn age_is_whole_seconds_or_minus_one() {
+        assert_eq!(age_header(None), "-1");
+        assert_eq!(age_header(Some(Duration::ZERO)), "0");
+        assert_eq!(age_header(Some(Duration::from_millis(999))), "0");
+        assert_eq!(age_header(Some(Duration::from_millis(61_500))), "61");
+    }
 
     #[test]
     fn index_accepts_epoch_version_bare_version_and_quoted_etags() {
