@@ -464,7 +464,9 @@ async fn admin_command(command: AdminCommand) -> ExitCode {
         AdminCommand::Reconcile(args) => {
             if !args.force {
                 return usage(
-                    "reconcile raises the epoch of every namespace (or each --namespace): the relay                      then rebuilds Redis from the ledger and sidecars take that image, dropping                      versions only Redis had; run it with --force after restoring the ledger",
+                    "reconcile raises the epoch of every namespace (or each --namespace): the relay \
+                     then rebuilds Redis from the ledger and sidecars take that image, dropping \
+                     versions only Redis had; run it with --force after restoring the ledger",
                 );
             }
             let ledger = match args.ledger.ledger() {

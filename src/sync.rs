@@ -300,7 +300,11 @@ impl SyncLoop {
         tokio::pin!(timer);
         let mut ping = tokio::time::interval(self.settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval(self.settings.resync_interval);
+        // The first beat after one interval, when there is something to report.
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.resync_interval,
+            self.settings.resync_interval,
+        );
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -57,6 +57,20 @@ impl Default for ConnectOptions {
 
 /// `redis://`, `rediss://` (TLS), `redis-sentinel://`, `redis-cluster://` URLs.
 pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> {
+    const SCHEMES: [&str; 6] = [
+        "redis://",
+        "rediss://",
+        "redis-sentinel://",
+        "rediss-sentinel://",
+        "redis-cluster://",
+        "rediss-cluster://",
+    ];
+    if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+        return Err(RedisError::Url(format!(
+            "the URL must start with one of {}",
+            SCHEMES.join(", ")
+        )));
+    }
     let mut config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
     config.fail_fast = false;
     let mut builder = Builder::from_config(config);
@@ -305,6 +319,24 @@ mod tests {
             "[1]",
         ] {
             assert_eq!(decode_item(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_redis_schemes_are_accepted() {
+        let opts = ConnectOptions::default();
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "rediss://h:1",
+            "redis-sentinel://h:1?sentinelServiceName=m",
+        ] {
+            assert!(builder(ok, &opts).is_ok(), "{ok}");
+        }
+        for bad in ["http://127.0.0.1:6379", "foo://h", "127.0.0.1:6379", ""] {
+            assert!(
+                matches!(builder(bad, &opts), Err(RedisError::Url(_))),
+                "{bad}"
+            );
         }
     }
 
