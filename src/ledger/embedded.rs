@@ -450,14 +450,7 @@ impl Ledger for EmbeddedLedger {
                             "Idempotency-Key names version {version}, which has no history"
                         ))
                     })?;
-                    return Ok(Committed {
-                        state: NamespaceState {
-                            epoch: cs.epoch,
-                            version: cs.version,
-                        },
-                        changes: cs.changes.clone(),
-                        replayed: true,
-                    });
+                    return Ok(Committed::replay_of(cs));
                 }
             }
             if state.behind {

@@ -119,6 +119,20 @@ pub struct Committed {
     pub replayed: bool,
 }
 
+impl Committed {
+    /// The answer to a retry: the outcome of the changeset the first request produced.
+    pub fn replay_of(cs: &Changeset) -> Committed {
+        Committed {
+            state: NamespaceState {
+                epoch: cs.epoch,
+                version: cs.version,
+            },
+            changes: cs.changes.clone(),
+            replayed: true,
+        }
+    }
+}
+
 /// Filters and paging for [`Ledger::history`].
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {

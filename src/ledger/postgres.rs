@@ -562,14 +562,7 @@ async fn commit_tx(
                         "Idempotency-Key names version {version}, which has no history"
                     ))
                 })?;
-            return Ok(Committed {
-                state: NamespaceState {
-                    epoch: cs.epoch,
-                    version: cs.version,
-                },
-                changes: cs.changes,
-                replayed: true,
-            });
+            return Ok(Committed::replay_of(&cs));
         }
     }
     if behind {
