@@ -213,6 +213,7 @@ impl Relay {
                 vec![
                     self.settings.cluster_id.clone(),
                     self.settings.term.to_string(),
+                    self.settings.interval.as_millis().to_string(),
                 ],
             )
             .await

@@ -38,8 +38,10 @@ use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
-/// The relay refreshes `relay_at` every second; three missed beats mean it is down.
-const RELAY_DOWN_AFTER_SECONDS: f64 = 3.0;
+/// The relay refreshes `relay_at` every `relay_interval_ms` (1 s unless configured); three
+/// missed beats mean it is down.
+const RELAY_MISSED_BEATS: f64 = 3.0;
+const DEFAULT_RELAY_INTERVAL_MS: u64 = 1000;
 
 /// How a sidecar syncs.
 #[derive(Debug, Clone)]
@@ -506,7 +508,10 @@ impl SyncLoop {
             return Ok(refused);
         }
         let relay_down = match (redis_time(time), meta.relay_at) {
-            (Some(now), Some(at)) => now - at > RELAY_DOWN_AFTER_SECONDS,
+            (Some(now), Some(at)) => {
+                let beat = meta.relay_interval_ms.unwrap_or(DEFAULT_RELAY_INTERVAL_MS) as f64 / 1e3;
+                now - at > RELAY_MISSED_BEATS * beat
+            }
             _ => true,
         };
         self.status.update(|s| s.relay_down = relay_down);

@@ -7,7 +7,7 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     /// hash: `cluster_id`, `epoch`, `version`, `complete`, `count`, `generation`, `term`,
-    /// `relay_at`, `schema_hash`
+    /// `relay_at`, `relay_interval_ms`, `schema_hash`
     pub meta: String,
     /// hash: key → `{"value": …, "version": v}`
     pub items: String,

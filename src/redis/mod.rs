@@ -159,12 +159,15 @@ pub struct Meta {
     pub count: Option<u64>,
     pub generation: u64,
     pub schema_hash: Option<String>,
+    /// How often the relay refreshes `relay_at` (written by the relay; absent before its first
+    /// round).
+    pub relay_interval_ms: Option<u64>,
 }
 
 impl Meta {
     /// From `SYNC_READ`/`FULL_READ`'s first element.
     pub fn parse(v: &RedisValue) -> Result<Meta, RedisError> {
-        let f = fields(v, 8)?;
+        let f = fields(v, 9)?;
         Ok(Meta {
             cluster_id: f[0].clone(),
             epoch: parse_num(&f[1], "epoch")?,
@@ -180,6 +183,7 @@ impl Meta {
             count: parse_num(&f[5], "count")?,
             generation: parse_num(&f[6], "generation")?.unwrap_or(0),
             schema_hash: f[7].clone(),
+            relay_interval_ms: parse_num(&f[8], "relay_interval_ms")?,
         })
     }
 

@@ -46,14 +46,16 @@ redis.call('PUBLISH', ARGV[7], ARGV[2] .. ':' .. ARGV[4])
 return 'OK'
 "#;
 
-/// `KEYS`: meta. `ARGV`: cluster_id, term. Returns meta fields `cluster_id, epoch, version,
-/// complete, term, generation, count`; refreshes `relay_at` (Redis `TIME`) when the image is ours,
-/// complete, and not fenced.
+/// `KEYS`: meta. `ARGV`: cluster_id, term, relay interval in ms. Returns meta fields
+/// `cluster_id, epoch, version, complete, term, generation, count`; refreshes `relay_at` (Redis
+/// `TIME`) and `relay_interval_ms` (so sidecars know when the relay is late) when the image is
+/// ours, complete, and not fenced.
 pub const RELAY_TICK_LUA: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'term', 'generation', 'count')
 if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[5] or '0') <= tonumber(ARGV[2]) then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])), 'term', ARGV[2])
+  redis.call('HSET', KEYS[1], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
+    'term', ARGV[2], 'relay_interval_ms', ARGV[3])
 end
 return m
 "#;
@@ -91,9 +93,9 @@ return 'OK'
 
 /// `KEYS`: meta, log. `ARGV`: after_version (`-1`: no log wanted), max entries. Returns
 /// `{meta fields, TIME, log entries after after_version}`; meta fields are `cluster_id, epoch,
-/// version, complete, relay_at, count, generation, schema_hash`.
+/// version, complete, relay_at, count, generation, schema_hash, relay_interval_ms`.
 pub const SYNC_READ_LUA: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash')
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash', 'relay_interval_ms')
 local t = redis.call('TIME')
 local log = {}
 local after = tonumber(ARGV[1])
@@ -105,7 +107,7 @@ return {m, t, log}
 
 /// `KEYS`: meta, items. Returns `{meta fields (as SYNC_READ), HGETALL items}`: one consistent image.
 pub const FULL_READ_LUA: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash')
+local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash', 'relay_interval_ms')
 return {m, redis.call('HGETALL', KEYS[2])}
 "#;
 

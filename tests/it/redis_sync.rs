@@ -392,3 +392,26 @@ async fn anti_entropy_repairs_a_tampered_redis_and_sidecars_refetch() {
     assert_eq!(d.values["SITE_NAME"], json!("truth"), "etag {etag}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_relay_interval_is_not_mistaken_for_a_dead_relay() {
+    let redis = RedisServer::start();
+    let stack = Stack::start_with(&redis.url(), &[redis.url()], |a| {
+        a.relay_interval = Duration::from_secs(4);
+    })
+    .await;
+    let v = stack.write(json!({"SITE_NAME": "slow relay"})).await;
+    stack.converge(v, CONVERGE).await;
+    assert_eq!(
+        redis.cmd(&["HGET", "rtconfig:{demo}:meta", "relay_interval_ms"]),
+        "4000"
+    );
+    // 6 s spans more than one relay interval: with a fixed 3 s threshold this would flip to
+    // relay_down; the threshold is three of the relay's own intervals.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        assert_ne!(stack.sidecars[0].sync.cause(), Some("relay_down"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.stop().await;
+}
