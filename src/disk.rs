@@ -82,6 +82,14 @@ pub fn load(path: &Path) -> Result<DiskSnapshot, DiskError> {
 pub fn save(path: &Path, snapshot: &DiskSnapshot) -> Result<(), DiskError> {
     let body = serde_json::to_vec(snapshot).map_err(|e| DiskError::Damaged(e.to_string()))?;
     let digest = hex::encode(Sha256::digest(&body));
+    let header = format!("{MAGIC} {digest}\n");
+    write_private(path, &[header.as_bytes(), &body])?;
+    Ok(())
+}
+
+/// Replaces `path` with `parts` so that it is always either the old or the new whole file:
+/// tmp (mode 0600) + fsync + rename + fsync of the directory. For files that may hold secrets.
+pub fn write_private(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -94,13 +102,13 @@ pub fn save(path: &Path, snapshot: &DiskSnapshot) -> Result<(), DiskError> {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(&tmp)?;
-        f.write_all(format!("{MAGIC} {digest}\n").as_bytes())?;
-        f.write_all(&body)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
-    std::fs::File::open(&dir)?.sync_all()?;
-    Ok(())
+    std::fs::File::open(&dir)?.sync_all()
 }
 
 #[cfg(test)]
