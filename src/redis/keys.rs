@@ -36,7 +36,7 @@ impl Keys {
         }
     }
 
-    /// The ACL key pattern of a namespace (for the README's sidecar ACL line).
+    /// The ACL key pattern of a namespace (for the sidecar ACL line of docs/OPERATIONS.md).
     pub fn pattern(namespace: &str) -> String {
         format!("rtconfig:{{{namespace}}}:*")
     }

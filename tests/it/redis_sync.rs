@@ -12,7 +12,7 @@ use rtconfig::app::SidecarSettings;
 
 const CONVERGE: Duration = Duration::from_secs(15);
 
-/// The ACL line the README gives for a sidecar of namespace `demo`.
+/// The ACL line docs/OPERATIONS.md gives for a sidecar of namespace `demo`.
 pub const SIDECAR_ACL: &[&str] = &[
     "ACL",
     "SETUSER",
