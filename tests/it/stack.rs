@@ -141,11 +141,11 @@ impl Stack {
     /// Write number `i`: always changes SITE_NAME, sometimes more keys.
     pub async fn write_n(&self, i: u64) -> u64 {
         let mut changes = json!({ "SITE_NAME": format!("write {i}") });
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             changes["ITEMS_PER_PAGE"] = json!(i % 100 + 1);
         }
-        if i % 7 == 0 {
-            changes["MAINTENANCE_MODE"] = json!(i % 2 == 0);
+        if i.is_multiple_of(7) {
+            changes["MAINTENANCE_MODE"] = json!(i.is_multiple_of(2));
         }
         self.write(changes).await
     }
