@@ -88,6 +88,15 @@ mod tests {
     }
 
     #[test]
+    fn a_fingerprint_is_pinned_so_it_does_not_change_across_releases() {
+        let m = Masker::new([7; 32]);
+        assert_eq!(
+            m.fingerprint("demo", "DB_PASSWORD", &json!("hunter2")),
+            "257ac9c382d8"
+        );
+    }
+
+    #[test]
     fn the_key_file_is_created_once_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secret.key");
