@@ -19,6 +19,7 @@ use crate::http::headers::{IDEMPOTENCY_KEY, X_REQUEST_ID};
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::ledger::{Change, ChangeMeta, Changeset, Committed, HistoryQuery};
 use crate::schema::{is_mask, Schema};
+use crate::telemetry::Chain;
 
 const MAX_COMMENT_CHARS: usize = 1000;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -636,7 +637,7 @@ pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         Ok(()) => ok(json!({"ready": true})),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "cause": e.to_string()})),
+            Json(json!({"ready": false, "cause": Chain(&e).to_string()})),
         )
             .into_response(),
     }
