@@ -455,6 +455,16 @@ async fn anti_entropy_repairs_a_tampered_redis_and_sidecars_refetch() {
         .await
         .expect("read");
     assert_eq!(d.values["SITE_NAME"], json!("truth"), "etag {etag}");
+    // The repair is counted as the relay's own, not as a sidecar anomaly.
+    let metrics = stack.admin().metrics.encode();
+    assert!(
+        metrics.contains("rtconfig_relay_drift_repairs_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("rtconfig_sync_anomalies_total"),
+        "{metrics}"
+    );
     stack.stop().await;
 }
 
