@@ -39,10 +39,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
 use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
 use rtconfig::metrics::{Exposition, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
@@ -247,10 +248,6 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "MISSED"
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// This process's resident set size in MiB (Linux), for the per-loop memory figure.
@@ -605,7 +602,7 @@ impl Recorder {
                 while rx.changed().await.is_ok() {
                     let now = Instant::now();
                     let version = rx.borrow_and_update().version;
-                    lock(&t).push((version, now));
+                    t.lock().push((version, now));
                 }
             }));
             rec.tracks.push(track);
@@ -618,7 +615,7 @@ impl Recorder {
         self.tracks
             .iter()
             .map(|t| {
-                lock(t)
+                t.lock()
                     .iter()
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
@@ -957,7 +954,7 @@ async fn http_long_poll(
                 let _ = resp.bytes().await;
                 let at = Instant::now();
                 if let (Some(e), Some(v)) = (epoch, version) {
-                    lock(&seen).push((v, at));
+                    seen.lock().push((v, at));
                     index = format!("{e}-{v}");
                 }
             }
@@ -974,14 +971,14 @@ async fn http_long_poll(
     let last = commits.last().map_or(base.version, |c| c.version);
     rec.wait_reached(last, Duration::from_secs(30)).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock(&seen).iter().any(|(v, _)| *v >= last) {
+    while !seen.lock().iter().any(|(v, _)| *v >= last) {
         if Instant::now() > deadline {
             bail!("the long-poll client never saw v{last}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     poller.abort();
-    let seen = lock(&seen).clone();
+    let seen = seen.lock().clone();
     let mut http = Vec::new();
     let mut http_ack = Vec::new();
     let mut store = Vec::new();

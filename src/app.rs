@@ -26,6 +26,7 @@ use crate::schema::{SchemaProblem, SchemaSet};
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::telemetry::Chain;
 
 /// Why a role could not start. `Settings` and `Schema` are the operator's to fix (exit 64).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    MaskKey(#[from] crate::admin::mask::KeyFileError),
 }
 
 impl StartError {
@@ -70,6 +73,7 @@ pub struct DevSettings {
 
 impl DevSettings {
     /// Defaults for tests: every listener on an ephemeral loopback port.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf) -> DevSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         DevSettings {
@@ -248,6 +252,7 @@ pub struct SidecarSettings {
 
 impl SidecarSettings {
     /// Defaults for tests: ephemeral loopback ports, short intervals.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         SidecarSettings {
@@ -408,7 +413,8 @@ impl AdminLedger {
                 Ok((ledger, masker, Arc::new(SoleLeader::default())))
             }
             AdminLedger::Postgres(settings) => {
-                crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+                crate::ledger::postgres::parse_url(&settings.url)
+                    .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
                 let masker = Masker::new(ledger.mask_key());
                 let election = Arc::new(PgElection::new(ledger.clone()));
@@ -441,6 +447,7 @@ pub struct AdminSettings {
 
 impl AdminSettings {
     /// An admin on the embedded ledger in `data_dir`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
         AdminSettings {
             schema_dir,
@@ -456,6 +463,7 @@ impl AdminSettings {
     }
 
     /// An admin on PostgreSQL at `database_url`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
         AdminSettings {
             ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
@@ -604,7 +612,8 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
 
 /// `rtconfig admin migrate`: applies the PostgreSQL migrations; returns those applied now.
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>, StartError> {
-    crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+    crate::ledger::postgres::parse_url(&settings.url)
+        .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
     Ok(crate::ledger::postgres::migrate(settings).await?)
 }
 
