@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
-use rtconfig::metrics::Metrics;
+use rtconfig::metrics::{self, Metrics, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
 use rtconfig::snapshot::{Snapshot, SnapshotStore};
@@ -309,7 +309,7 @@ struct Commit {
 struct Admin {
     running: Option<RunningAdmin>,
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    relay_metrics: RelayMetrics,
     rt: Handle,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -335,7 +335,7 @@ impl Admin {
             .map_err(|e| anyhow!("admin does not start: {e}"))?;
         Ok(Admin {
             addr: running.addr,
-            metrics: running.metrics.clone(),
+            relay_metrics: running.relay_metrics.clone(),
             running: Some(running),
             rt: rt.clone(),
             http: reqwest::Client::builder()
@@ -428,7 +428,7 @@ fn many_keys_schema(n: usize) -> Result<tempfile::TempDir> {
 // Sync loops and what they saw
 // ---------------------------------------------------------------------------------------------
 
-/// N in-process sidecar sync loops, each with its own store (one shared `Metrics`, so its
+/// N in-process sidecar sync loops, each with its own store (one shared registry, so its
 /// counters add up over the swarm).
 struct Swarm {
     stores: Vec<Arc<SnapshotStore>>,
@@ -451,7 +451,10 @@ impl Swarm {
         spread: Duration,
     ) -> Result<Swarm> {
         let shutdown = Shutdown::new();
-        let metrics = Arc::new(Metrics::new());
+        let mut registry = metrics::registry();
+        let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+        let sync_metrics = SyncMetrics::register(&mut registry);
+        let metrics = Arc::new(Metrics::new(registry));
         let mut swarm = Swarm {
             stores: Vec::with_capacity(n),
             statuses: Vec::with_capacity(n),
@@ -472,7 +475,8 @@ impl Swarm {
                 settings,
                 schema.clone(),
                 store.clone(),
-                metrics.clone(),
+                sync_metrics.clone(),
+                snapshot_metrics.clone(),
                 shutdown.clone(),
             )
             .map_err(|e| anyhow!("sync loop {i}: {e}"))?;
@@ -1152,7 +1156,7 @@ async fn herd(
     let rec = Recorder::start(&swarm.stores);
     let (f0, c0) = swarm.counts();
     let resyncs0 = swarm.resyncs();
-    let rebuilds0 = admin.metrics.relay_rebuilds.get();
+    let rebuilds0 = admin.relay_metrics.rebuilds.get();
     let killed = Instant::now();
     redis.kill();
     let during = 3usize;
@@ -1169,14 +1173,14 @@ async fn herd(
     let sampler = {
         let stores = swarm.stores.clone();
         let statuses = swarm.statuses.clone();
-        let metrics = admin.metrics.clone();
+        let relay_metrics = admin.relay_metrics.clone();
         tokio::spawn(async move {
             let mut rebuilt = None;
             let mut saw_empty = 0usize;
             let mut first_empty = None;
             let mut half = None;
             loop {
-                if rebuilt.is_none() && metrics.relay_rebuilds.get() > rebuilds0 {
+                if rebuilt.is_none() && relay_metrics.rebuilds.get() > rebuilds0 {
                     rebuilt = Some(up.elapsed());
                 }
                 let empty = statuses

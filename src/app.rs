@@ -19,10 +19,12 @@ use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
-use crate::metrics::Metrics;
+use crate::metrics::{
+    self, AdminMetrics, HttpMetrics, Metrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
+};
 use crate::schema::{SchemaProblem, SchemaSet};
 use crate::shutdown::{self, Shutdown};
-use crate::sidecar::{self, LocalSync, SidecarState};
+use crate::sidecar::{self, LocalSync, SidecarMetrics, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 /// Why a role could not start. `Settings` and `Schema` are the operator's to fix (exit 64).
@@ -139,13 +141,18 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    // Admin and in-process sidecar: no sync loop, no relay.
+    let mut registry = metrics::registry();
+    let http = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let metrics = Arc::new(Metrics::new(registry));
     let store = Arc::new(SnapshotStore::new(Snapshot::defaults(&schema), None, false));
     let publisher = Arc::new(LocalPublisher {
         ledger: ledger.clone(),
         schema: schema.clone(),
         store: store.clone(),
-        metrics: metrics.clone(),
+        metrics: snapshot_metrics.clone(),
     });
     publisher.publish_current().await?;
     store.confirm();
@@ -153,7 +160,11 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     let shutdown = Shutdown::new();
     let sidecar_state = SidecarState::new(
         store.clone(),
-        metrics.clone(),
+        SidecarMetrics {
+            exposition: metrics.clone(),
+            http: http.clone(),
+            snapshot: snapshot_metrics,
+        },
         shutdown.clone(),
         Arc::new(LocalSync),
         s.max_watchers,
@@ -163,7 +174,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             schemas,
             ledger: ledger.clone(),
             after_commit: publisher,
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: Arc::default(),
         },
         Masker::load_or_create(&s.data_dir.join("secret.key"))?,
@@ -171,6 +182,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             store: store.clone(),
         }),
         metrics.clone(),
+        http,
         s.admin_token.as_deref(),
     );
 
@@ -300,7 +312,11 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
             s.schema_dir.display()
         ))
     })?;
-    let metrics = Arc::new(Metrics::new());
+    let mut registry = metrics::registry();
+    let http = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let sync_metrics = SyncMetrics::register(&mut registry);
+    let metrics = Arc::new(Metrics::new(registry));
     let store = Arc::new(SnapshotStore::new(
         Snapshot::defaults(&schema),
         Some(s.resync_interval * 2),
@@ -322,13 +338,18 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         sync_settings,
         schema,
         store.clone(),
-        metrics.clone(),
+        sync_metrics,
+        snapshot_metrics.clone(),
         shutdown.clone(),
     )
     .map_err(|e| StartError::Settings(e.to_string()))?;
     let state = SidecarState::new(
         store.clone(),
-        metrics.clone(),
+        SidecarMetrics {
+            exposition: metrics.clone(),
+            http,
+            snapshot: snapshot_metrics,
+        },
         shutdown.clone(),
         sync.status.clone(),
         s.max_watchers,
@@ -451,6 +472,7 @@ pub struct RunningAdmin {
     pub addr: SocketAddr,
     pub ledger: Arc<dyn Ledger>,
     pub metrics: Arc<Metrics>,
+    pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
     tasks: Tasks,
 }
@@ -485,7 +507,11 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    let mut registry = metrics::registry();
+    let http = HttpMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let relay_metrics = RelayMetrics::register(&mut registry);
+    let metrics = Arc::new(Metrics::new(registry));
     crate::redis::start(&fleet_client);
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     crate::relay::mark_if_redis_ahead(
@@ -499,8 +525,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     let kick = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(crate::admin::write::WriteGate::default());
     let make_relay = {
-        let (ledger, metrics, kick, gate) =
-            (ledger.clone(), metrics.clone(), kick.clone(), gate.clone());
+        let (ledger, metrics, kick, gate) = (
+            ledger.clone(),
+            relay_metrics.clone(),
+            kick.clone(),
+            gate.clone(),
+        );
         let schemas: Vec<_> = schemas.iter().cloned().collect();
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
@@ -528,7 +558,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             schemas,
             ledger: ledger.clone(),
             after_commit: Arc::new(crate::relay::RelayKick(kick.clone())),
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: gate.clone(),
         },
         masker,
@@ -536,6 +566,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             client: fleet_client,
         }),
         metrics.clone(),
+        http,
         Some(&s.admin_token),
     );
     let listener = bind(s.listen).await?;
@@ -547,7 +578,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             kick,
             gate.clone(),
             namespaces,
-            metrics.clone(),
+            relay_metrics.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(serve(
@@ -562,6 +593,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         addr,
         ledger,
         metrics,
+        relay_metrics,
         gate,
         tasks: Tasks {
             shutdown,

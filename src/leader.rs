@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use crate::admin::write::WriteGate;
 use crate::ledger::postgres::{PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
+use crate::metrics::RelayMetrics;
 use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 
@@ -239,7 +239,7 @@ pub async fn run<F>(
     wake: Arc<Notify>,
     gate: Arc<WriteGate>,
     namespaces: Vec<String>,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     shutdown: Shutdown,
 ) where
     F: Fn(u64) -> Result<Relay, String> + Send + Sync + 'static,
@@ -284,7 +284,7 @@ async fn lead<F>(
     make_relay: &F,
     gate: &WriteGate,
     namespaces: &[String],
-    metrics: &Metrics,
+    metrics: &RelayMetrics,
     shutdown: &Shutdown,
 ) where
     F: Fn(u64) -> Result<Relay, String>,
@@ -297,9 +297,9 @@ async fn lead<F>(
         }
     };
     tracing::info!(term = lease.term, "this admin is now the relay leader");
-    metrics.relay_leader.set(1);
+    metrics.leader.set(1);
     metrics
-        .relay_term
+        .term
         .set(i64::try_from(lease.term).unwrap_or(i64::MAX));
     let term_stop = Shutdown::new();
     let mut task = tokio::spawn(relay.run(term_stop.clone()));
@@ -320,7 +320,7 @@ async fn lead<F>(
     {
         task.abort();
     }
-    metrics.relay_leader.set(0);
+    metrics.leader.set(0);
     for ns in namespaces {
         gate.set_ledger_behind(ns, false);
     }

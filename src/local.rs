@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::admin::write::AfterCommit;
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
-use crate::metrics::Metrics;
+use crate::metrics::SnapshotMetrics;
 use crate::schema::Schema;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
 
@@ -18,7 +18,7 @@ pub struct LocalPublisher {
     pub ledger: Arc<dyn Ledger>,
     pub schema: Arc<Schema>,
     pub store: Arc<SnapshotStore>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: SnapshotMetrics,
 }
 
 impl LocalPublisher {
@@ -37,8 +37,7 @@ impl LocalPublisher {
         }
         match self.store.publish(snapshot) {
             Ok(true) => {
-                self.metrics.snapshot_swaps.inc();
-                self.metrics.observe_store(&self.store);
+                self.metrics.swapped(&self.store);
             }
             Ok(false) => {}
             Err(PublishError::Older { current, offered }) => {

@@ -37,9 +37,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 
 use crate::http::headers::X_REQUEST_ID;
-use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
+use crate::http::routes::Routes;
+use crate::http::server::{limit_uri, method_not_allowed, not_found};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{HttpMetrics, Metrics};
 use fleet::Fleet;
 use mask::Masker;
 use write::WritePath;
@@ -53,7 +54,9 @@ pub struct AdminState {
     pub write: WritePath,
     pub masker: Masker,
     pub fleet: Arc<dyn Fleet>,
+    /// The exposition of the process, served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    pub http: HttpMetrics,
     /// SHA-256 of the bearer token every API call must carry (`None`: no auth, `dev` only).
     token_digest: Option<[u8; 32]>,
 }
@@ -64,6 +67,7 @@ impl AdminState {
         masker: Masker,
         fleet: Arc<dyn Fleet>,
         metrics: Arc<Metrics>,
+        http: HttpMetrics,
         admin_token: Option<&str>,
     ) -> Arc<AdminState> {
         Arc::new(AdminState {
@@ -71,6 +75,7 @@ impl AdminState {
             masker,
             fleet,
             metrics,
+            http,
             token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         })
     }
@@ -88,7 +93,7 @@ impl AdminState {
 /// The admin router: API, probes, and the middleware every request passes.
 pub fn router(state: Arc<AdminState>) -> Router {
     use axum::routing::{get as g, post};
-    let api = Router::new()
+    let api = Routes::new()
         .route("/api/v1/namespaces", g(api::namespaces))
         .route(
             "/api/v1/namespaces/{ns}/configs",
@@ -109,23 +114,22 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/namespaces/{ns}/sidecars", g(api::sidecars))
         .route("/api/v1/namespaces/{ns}/export", g(api::export))
         .route("/api/v1/namespaces/{ns}/import", post(api::import))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ));
-    let open = Router::new()
+        .map(|route| {
+            route.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_token,
+            ))
+        });
+    let open = Routes::new()
         .route("/api/v1/openapi.yaml", get(api::openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/", get(api::index));
     api.merge(open)
-        .method_not_allowed_fallback(method_not_allowed)
+        .map(|route| route.fallback(method_not_allowed))
+        .metered(&state.http)
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record_metrics,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -20,6 +20,7 @@ mod probe;
 mod read;
 mod watch;
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +31,10 @@ use axum::Router;
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics, App};
+use crate::http::routes::Routes;
+use crate::http::server::{limit_uri, method_not_allowed, not_found, App};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{HttpMetrics, Metrics, SnapshotMetrics};
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotStore;
 
@@ -52,10 +54,19 @@ impl SyncReport for LocalSync {
     }
 }
 
+/// What the sidecar's handlers count into, and the exposition of the process they serve at
+/// `/metrics`.
+#[derive(Clone)]
+pub struct SidecarMetrics {
+    pub exposition: Arc<Metrics>,
+    pub http: HttpMetrics,
+    pub snapshot: SnapshotMetrics,
+}
+
 /// What every sidecar handler shares.
 pub struct SidecarState {
     pub store: Arc<SnapshotStore>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: SidecarMetrics,
     pub shutdown: Shutdown,
     pub sync: Arc<dyn SyncReport>,
     /// Open long-polls and SSE streams, and their cap.
@@ -66,7 +77,7 @@ pub struct SidecarState {
 impl SidecarState {
     pub fn new(
         store: Arc<SnapshotStore>,
-        metrics: Arc<Metrics>,
+        metrics: SidecarMetrics,
         shutdown: Shutdown,
         sync: Arc<dyn SyncReport>,
         max_watchers: usize,
@@ -86,7 +97,7 @@ impl SidecarState {
         let taken = self.watchers.fetch_add(1, Ordering::AcqRel);
         if taken >= self.max_watchers {
             self.watchers.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.watchers_rejected.inc();
+            self.metrics.snapshot.watchers_rejected.inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_watchers",
@@ -97,7 +108,7 @@ impl SidecarState {
             )
             .retry_after(1));
         }
-        self.metrics.watchers.inc();
+        self.metrics.snapshot.watchers.inc();
         Ok(WatcherSlot(self.clone()))
     }
 }
@@ -108,7 +119,7 @@ struct WatcherSlot(Arc<SidecarState>);
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
         self.0.watchers.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.watchers.dec();
+        self.0.metrics.snapshot.watchers.dec();
     }
 }
 
@@ -126,11 +137,8 @@ pub fn read_router(state: Arc<SidecarState>) -> App {
 
 /// The read API's routes, without the fast path.
 fn read_routes(state: Arc<SidecarState>) -> Router {
-    let timed = Router::new()
-        .route(
-            "/v1/configs/{key}",
-            get(read::one).fallback(method_not_allowed),
-        )
+    let timed = Routes::new()
+        .route(read::KEY_ROUTE, get(read::one).fallback(method_not_allowed))
         .route(
             "/ofrep/v1/evaluate/flags",
             post(ofrep::bulk).fallback(method_not_allowed),
@@ -140,22 +148,22 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
             post(ofrep::single).fallback(method_not_allowed),
         )
         .route("/", get(page::page).fallback(method_not_allowed))
-        .layer(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        .map(|route| {
+            route
+                .layer::<_, Infallible>(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+        });
     // Streams and long-polls bound their own time.
-    let streaming = Router::new()
+    let streaming = Routes::new()
         .route("/v1/configs", get(read::all).fallback(method_not_allowed))
         .route("/v1/watch", get(watch::watch).fallback(method_not_allowed));
     timed
         .merge(streaming)
+        .metered(&state.metrics.http)
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record_metrics,
-        ))
         .layer(axum::middleware::from_fn(limit_uri))
         .with_state(state)
 }
@@ -188,6 +196,18 @@ mod tests {
     use crate::schema::{Schema, ValueType};
     use crate::snapshot::{Position, Snapshot, Source};
 
+    /// The read side's components alone in a registry.
+    pub(crate) fn metrics() -> SidecarMetrics {
+        let mut registry = crate::metrics::registry();
+        let http = HttpMetrics::register(&mut registry);
+        let snapshot = SnapshotMetrics::register(&mut registry);
+        SidecarMetrics {
+            exposition: Arc::new(Metrics::new(registry)),
+            http,
+            snapshot,
+        }
+    }
+
     fn state() -> Arc<SidecarState> {
         let schema = Schema::from_keys(
             "demo",
@@ -204,7 +224,7 @@ mod tests {
         );
         SidecarState::new(
             Arc::new(SnapshotStore::new(snap, None, false)),
-            Arc::new(Metrics::new()),
+            metrics(),
             Shutdown::new(),
             Arc::new(LocalSync),
             8,
@@ -250,7 +270,7 @@ mod tests {
             assert_eq!(headers, r_headers, "{uri}");
         }
         // Both paths count into the same series (3 direct answers + 3 fast + 3 routed).
-        let text = state.metrics.encode();
+        let text = state.metrics.exposition.encode();
         assert!(
             text.contains(
                 "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 9"

@@ -8,7 +8,7 @@
 //! which stays the reference (the tests compare the two) and still answers everything the fast
 //! path leaves alone (unknown keys, `HEAD`, percent-encoded keys, over-long URIs).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -18,14 +18,12 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::Full;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
-use crate::metrics::{RouteLabel, RouteStatus};
+use crate::metrics::RouteMetrics;
 use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// Longest long-poll a client may ask for.
@@ -61,19 +59,19 @@ pub async fn one(
 /// more, so that the map is allocated once and never grows.
 const KEY_READ_HEADERS: usize = 8;
 
-/// The route label of `GET /v1/configs/{key}` in `rtconfig_http_*` metrics.
-const KEY_ROUTE: &str = "/v1/configs/{key}";
+/// The pattern of `GET /v1/configs/{key}` (its route, and its label in `rtconfig_http_*`).
+pub(super) const KEY_ROUTE: &str = "/v1/configs/{key}";
 const KEY_PREFIX: &str = "/v1/configs/";
 
 /// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
 /// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
-/// series as the `record_metrics` middleware. Anything else goes to the router.
+/// series as the router's counting middleware (`http::routes`). Anything else goes to the
+/// router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
-    /// `{route="/v1/configs/{key}",status="200"}`, looked up on first use (as the middleware
-    /// would create it) and then incremented without the family's lock and hash.
-    ok: OnceLock<Counter>,
-    duration: OnceLock<Histogram>,
+    /// The series of [`KEY_ROUTE`], resolved on first use and then updated without the
+    /// families' lock and hash.
+    series: RouteMetrics,
     /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
     /// copies the map without hashing the seven names again.
     template: ArcSwapOption<KeyHeaders>,
@@ -90,9 +88,8 @@ struct KeyHeaders {
 impl FastKeyRead {
     pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
         FastKeyRead {
+            series: state.metrics.http.route(KEY_ROUTE),
             state,
-            ok: OnceLock::new(),
-            duration: OnceLock::new(),
             template: ArcSwapOption::empty(),
         }
     }
@@ -158,26 +155,7 @@ impl FastPath for FastKeyRead {
         };
         let mut resp = Response::new(Full::new(body));
         *resp.headers_mut() = self.headers(&snap, raw, stale);
-        let metrics = &self.state.metrics;
-        self.ok
-            .get_or_init(|| {
-                metrics
-                    .http_requests
-                    .get_or_create(&RouteStatus {
-                        route: KEY_ROUTE,
-                        status: 200,
-                    })
-                    .clone()
-            })
-            .inc();
-        self.duration
-            .get_or_init(|| {
-                metrics
-                    .http_duration
-                    .get_or_create(&RouteLabel { route: KEY_ROUTE })
-                    .clone()
-            })
-            .observe(started.elapsed().as_secs_f64());
+        self.series.record(StatusCode::OK, started.elapsed());
         Some(resp)
     }
 }
@@ -314,7 +292,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::metrics::Metrics;
     use crate::schema::{Schema, ValueType};
     use crate::shutdown::Shutdown;
     use crate::sidecar::LocalSync;
@@ -363,7 +340,7 @@ mod tests {
         ));
         let state = SidecarState::new(
             store.clone(),
-            Arc::new(Metrics::new()),
+            crate::sidecar::tests::metrics(),
             Shutdown::new(),
             Arc::new(LocalSync),
             8,
