@@ -390,6 +390,13 @@ async fn anti_entropy_repairs_a_tampered_redis_and_sidecars_refetch() {
         .await
         .expect("read");
     assert_eq!(d.values["SITE_NAME"], json!("truth"), "etag {etag}");
+    // Counted as the relay's repair, not as a sidecar's anomaly.
+    assert!(stack.admin().relay_metrics.drift_repairs.get() >= 1);
+    let admin_metrics = stack.admin().metrics.encode();
+    assert!(
+        !admin_metrics.contains("rtconfig_sync_anomalies"),
+        "{admin_metrics}"
+    );
     stack.stop().await;
 }
 
