@@ -39,12 +39,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
 use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
-use rtconfig::metrics::{self, Metrics, RelayMetrics, SnapshotMetrics, SyncMetrics};
+use rtconfig::metrics::{Exposition, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
 use rtconfig::snapshot::{Snapshot, SnapshotStore};
@@ -249,10 +250,6 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// This process's resident set size in MiB (Linux), for the per-loop memory figure.
 fn rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -309,7 +306,7 @@ struct Commit {
 struct Admin {
     running: Option<RunningAdmin>,
     addr: SocketAddr,
-    relay_metrics: RelayMetrics,
+    metrics: RelayMetrics,
     rt: Handle,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -335,7 +332,7 @@ impl Admin {
             .map_err(|e| anyhow!("admin does not start: {e}"))?;
         Ok(Admin {
             addr: running.addr,
-            relay_metrics: running.relay_metrics.clone(),
+            metrics: running.relay_metrics.clone(),
             running: Some(running),
             rt: rt.clone(),
             http: reqwest::Client::builder()
@@ -428,14 +425,14 @@ fn many_keys_schema(n: usize) -> Result<tempfile::TempDir> {
 // Sync loops and what they saw
 // ---------------------------------------------------------------------------------------------
 
-/// N in-process sidecar sync loops, each with its own store (one shared registry, so its
+/// N in-process sidecar sync loops, each with its own store (one shared `Metrics`, so its
 /// counters add up over the swarm).
 struct Swarm {
     stores: Vec<Arc<SnapshotStore>>,
     statuses: Vec<Arc<SyncStatus>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: Shutdown,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Exposition>,
 }
 
 impl Swarm {
@@ -451,10 +448,10 @@ impl Swarm {
         spread: Duration,
     ) -> Result<Swarm> {
         let shutdown = Shutdown::new();
-        let mut registry = metrics::registry();
-        let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+        let mut registry = rtconfig::metrics::registry();
         let sync_metrics = SyncMetrics::register(&mut registry);
-        let metrics = Arc::new(Metrics::new(registry));
+        let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+        let metrics = Arc::new(Exposition::new(registry));
         let mut swarm = Swarm {
             stores: Vec::with_capacity(n),
             statuses: Vec::with_capacity(n),
@@ -605,7 +602,7 @@ impl Recorder {
                 while rx.changed().await.is_ok() {
                     let now = Instant::now();
                     let version = rx.borrow_and_update().version;
-                    lock(&t).push((version, now));
+                    t.lock().push((version, now));
                 }
             }));
             rec.tracks.push(track);
@@ -618,7 +615,7 @@ impl Recorder {
         self.tracks
             .iter()
             .map(|t| {
-                lock(t)
+                t.lock()
                     .iter()
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
@@ -957,7 +954,7 @@ async fn http_long_poll(
                 let _ = resp.bytes().await;
                 let at = Instant::now();
                 if let (Some(e), Some(v)) = (epoch, version) {
-                    lock(&seen).push((v, at));
+                    seen.lock().push((v, at));
                     index = format!("{e}-{v}");
                 }
             }
@@ -974,14 +971,14 @@ async fn http_long_poll(
     let last = commits.last().map_or(base.version, |c| c.version);
     rec.wait_reached(last, Duration::from_secs(30)).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock(&seen).iter().any(|(v, _)| *v >= last) {
+    while !seen.lock().iter().any(|(v, _)| *v >= last) {
         if Instant::now() > deadline {
             bail!("the long-poll client never saw v{last}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     poller.abort();
-    let seen = lock(&seen).clone();
+    let seen = seen.lock().clone();
     let mut http = Vec::new();
     let mut http_ack = Vec::new();
     let mut store = Vec::new();
@@ -1156,7 +1153,7 @@ async fn herd(
     let rec = Recorder::start(&swarm.stores);
     let (f0, c0) = swarm.counts();
     let resyncs0 = swarm.resyncs();
-    let rebuilds0 = admin.relay_metrics.rebuilds.get();
+    let rebuilds0 = admin.metrics.rebuilds.get();
     let killed = Instant::now();
     redis.kill();
     let during = 3usize;
@@ -1173,14 +1170,14 @@ async fn herd(
     let sampler = {
         let stores = swarm.stores.clone();
         let statuses = swarm.statuses.clone();
-        let relay_metrics = admin.relay_metrics.clone();
+        let metrics = admin.metrics.clone();
         tokio::spawn(async move {
             let mut rebuilt = None;
             let mut saw_empty = 0usize;
             let mut first_empty = None;
             let mut half = None;
             loop {
-                if rebuilt.is_none() && relay_metrics.rebuilds.get() > rebuilds0 {
+                if rebuilt.is_none() && metrics.rebuilds.get() > rebuilds0 {
                     rebuilt = Some(up.elapsed());
                 }
                 let empty = statuses

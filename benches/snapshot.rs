@@ -25,10 +25,10 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use rtconfig::metrics::{self, HttpMetrics, Metrics, SnapshotMetrics};
+use rtconfig::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use rtconfig::schema::{Schema, SchemaSet, ValueType};
 use rtconfig::shutdown::Shutdown;
-use rtconfig::sidecar::{read_router, LocalSync, SidecarMetrics, SidecarState};
+use rtconfig::sidecar::{read_router, LocalSync, SidecarState};
 use rtconfig::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// A generated schema with its stored values.
@@ -203,17 +203,14 @@ fn router(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    // As `app::start_sidecar` builds it, without the sync loop's metrics.
-    let mut registry = metrics::registry();
+    let mut registry = rtconfig::metrics::registry();
     let http = HttpMetrics::register(&mut registry);
     let snapshot = SnapshotMetrics::register(&mut registry);
     let state = SidecarState::new(
         demo_store(),
-        SidecarMetrics {
-            exposition: Arc::new(Metrics::new(registry)),
-            http,
-            snapshot,
-        },
+        Arc::new(Exposition::new(registry)),
+        http,
+        snapshot,
         Shutdown::new(),
         Arc::new(LocalSync),
         1024,

@@ -20,12 +20,13 @@ use crate::ledger::postgres::{PgLedger, PgSettings};
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
 use crate::metrics::{
-    self, AdminMetrics, HttpMetrics, Metrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
+    AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
 };
 use crate::schema::{SchemaProblem, SchemaSet};
 use crate::shutdown::{self, Shutdown};
-use crate::sidecar::{self, LocalSync, SidecarMetrics, SidecarState};
+use crate::sidecar::{self, LocalSync, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::telemetry::Chain;
 
 /// Why a role could not start. `Settings` and `Schema` are the operator's to fix (exit 64).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    MaskKey(#[from] crate::admin::mask::KeyFileError),
 }
 
 impl StartError {
@@ -70,6 +73,7 @@ pub struct DevSettings {
 
 impl DevSettings {
     /// Defaults for tests: every listener on an ephemeral loopback port.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf) -> DevSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         DevSettings {
@@ -95,7 +99,7 @@ pub struct Running {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
     tasks: Tasks,
 }
 
@@ -141,12 +145,12 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    // Admin and in-process sidecar: no sync loop, no relay.
-    let mut registry = metrics::registry();
-    let http = HttpMetrics::register(&mut registry);
+    // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
     let snapshot_metrics = SnapshotMetrics::register(&mut registry);
     let admin_metrics = AdminMetrics::register(&mut registry);
-    let metrics = Arc::new(Metrics::new(registry));
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(Snapshot::defaults(&schema), None, false));
     let publisher = Arc::new(LocalPublisher {
         ledger: ledger.clone(),
@@ -160,11 +164,9 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     let shutdown = Shutdown::new();
     let sidecar_state = SidecarState::new(
         store.clone(),
-        SidecarMetrics {
-            exposition: metrics.clone(),
-            http: http.clone(),
-            snapshot: snapshot_metrics,
-        },
+        metrics.clone(),
+        http_metrics.clone(),
+        snapshot_metrics,
         shutdown.clone(),
         Arc::new(LocalSync),
         s.max_watchers,
@@ -182,7 +184,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             store: store.clone(),
         }),
         metrics.clone(),
-        http,
+        http_metrics,
         s.admin_token.as_deref(),
     );
 
@@ -250,6 +252,7 @@ pub struct SidecarSettings {
 
 impl SidecarSettings {
     /// Defaults for tests: ephemeral loopback ports, short intervals.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         SidecarSettings {
@@ -277,7 +280,7 @@ pub struct RunningSidecar {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub sync: Arc<crate::sync::SyncStatus>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
     tasks: Tasks,
 }
 
@@ -312,11 +315,12 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
             s.schema_dir.display()
         ))
     })?;
-    let mut registry = metrics::registry();
-    let http = HttpMetrics::register(&mut registry);
+    // A sidecar serves a snapshot synced from Redis: no admin or relay series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
     let snapshot_metrics = SnapshotMetrics::register(&mut registry);
     let sync_metrics = SyncMetrics::register(&mut registry);
-    let metrics = Arc::new(Metrics::new(registry));
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(
         Snapshot::defaults(&schema),
         Some(s.resync_interval * 2),
@@ -345,11 +349,9 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
     .map_err(|e| StartError::Settings(e.to_string()))?;
     let state = SidecarState::new(
         store.clone(),
-        SidecarMetrics {
-            exposition: metrics.clone(),
-            http,
-            snapshot: snapshot_metrics,
-        },
+        metrics.clone(),
+        http_metrics,
+        snapshot_metrics,
         shutdown.clone(),
         sync.status.clone(),
         s.max_watchers,
@@ -411,7 +413,8 @@ impl AdminLedger {
                 Ok((ledger, masker, Arc::new(SoleLeader::default())))
             }
             AdminLedger::Postgres(settings) => {
-                crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+                crate::ledger::postgres::parse_url(&settings.url)
+                    .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
                 let masker = Masker::new(ledger.mask_key());
                 let election = Arc::new(PgElection::new(ledger.clone()));
@@ -444,6 +447,7 @@ pub struct AdminSettings {
 
 impl AdminSettings {
     /// An admin on the embedded ledger in `data_dir`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
         AdminSettings {
             schema_dir,
@@ -459,6 +463,7 @@ impl AdminSettings {
     }
 
     /// An admin on PostgreSQL at `database_url`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
         AdminSettings {
             ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
@@ -471,7 +476,8 @@ impl AdminSettings {
 pub struct RunningAdmin {
     pub addr: SocketAddr,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
+    /// The relay's leadership gauges, for tests and embedders.
     pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
     tasks: Tasks,
@@ -507,11 +513,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let mut registry = metrics::registry();
-    let http = HttpMetrics::register(&mut registry);
+    // An admin runs the API and (while leading) the relay: no snapshot or sync series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
     let admin_metrics = AdminMetrics::register(&mut registry);
     let relay_metrics = RelayMetrics::register(&mut registry);
-    let metrics = Arc::new(Metrics::new(registry));
+    let metrics = Arc::new(Exposition::new(registry));
     crate::redis::start(&fleet_client);
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     crate::relay::mark_if_redis_ahead(
@@ -566,7 +573,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             client: fleet_client,
         }),
         metrics.clone(),
-        http,
+        http_metrics,
         Some(&s.admin_token),
     );
     let listener = bind(s.listen).await?;
@@ -605,7 +612,8 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
 
 /// `rtconfig admin migrate`: applies the PostgreSQL migrations; returns those applied now.
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>, StartError> {
-    crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+    crate::ledger::postgres::parse_url(&settings.url)
+        .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
     Ok(crate::ledger::postgres::migrate(settings).await?)
 }
 

@@ -40,6 +40,7 @@ use crate::metrics::RelayMetrics;
 use crate::redis::{self, scripts, Keys, Meta, RedisError, RelayMeta, LOG_MAXLEN};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
+use crate::telemetry::Chain;
 
 /// Items written per command during a rebuild.
 const REBUILD_BATCH: usize = 500;
@@ -178,7 +179,7 @@ impl Relay {
                 Err(e) => {
                     self.metrics.errors.inc();
                     if self.health.get(ns) != Some(&Health::Failing) {
-                        tracing::warn!(namespace = ns, error = %e, "relay round failed; retrying every second");
+                        tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
                     Health::Failing
                 }
@@ -698,7 +699,7 @@ pub async fn mark_if_redis_ahead(
     match tokio::time::timeout(timeout, check).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot compare redis with the ledger at start; the relay will")
+            tracing::warn!(error = %Chain(&e), "cannot compare redis with the ledger at start; the relay will")
         }
         Err(_) => {
             tracing::warn!("redis did not answer at start; the relay compares it with the ledger")

@@ -35,6 +35,7 @@ use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::sidecar::SyncReport;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+use crate::telemetry::Chain;
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
@@ -228,7 +229,7 @@ async fn write_disk_snapshots(
         match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
             Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
             Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the disk snapshot")
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "cannot write the disk snapshot")
             }
             Err(e) => tracing::warn!(error = %e, "disk snapshot task failed"),
         }
@@ -282,7 +283,7 @@ impl SyncLoop {
             }
             Err(e) => {
                 self.metrics.anomaly(AnomalyKind::bad_disk_snapshot);
-                tracing::warn!(path = %path.display(), error = %e, "disk snapshot ignored");
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "disk snapshot ignored");
             }
         }
     }
@@ -477,10 +478,10 @@ impl SyncLoop {
                     s.cause = Some("redis_unavailable");
                     s.last_error = Some(e.to_string());
                 });
-                tracing::debug!(error = %e, ?reason, "sync round failed");
+                tracing::debug!(error = %e, reason = reason.as_str(), "sync round failed");
             }
         }
-        self.snapshot_metrics.observe(&self.store);
+        self.snapshot_metrics.observe_store(&self.store);
     }
 
     async fn round(&mut self) -> Result<Round, RedisError> {

@@ -36,17 +36,15 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
-use crate::http::routes::Routes;
-use crate::http::server::{limit_uri, method_not_allowed, not_found};
+use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
 use crate::http::ApiError;
-use crate::metrics::{HttpMetrics, Metrics};
+use crate::metrics::{Exposition, HttpMetrics};
 use fleet::Fleet;
 use mask::Masker;
 use write::WritePath;
 
-/// Bodies larger than this are refused with 413 `body_too_large`.
-pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every admin handler shares.
@@ -54,9 +52,9 @@ pub struct AdminState {
     pub write: WritePath,
     pub masker: Masker,
     pub fleet: Arc<dyn Fleet>,
-    /// The exposition of the process, served at `/metrics`.
-    pub metrics: Arc<Metrics>,
-    pub http: HttpMetrics,
+    /// What `/metrics` encodes.
+    pub metrics: Arc<Exposition>,
+    pub http_metrics: HttpMetrics,
     /// SHA-256 of the bearer token every API call must carry (`None`: no auth, `dev` only).
     token_digest: Option<[u8; 32]>,
 }
@@ -66,8 +64,8 @@ impl AdminState {
         write: WritePath,
         masker: Masker,
         fleet: Arc<dyn Fleet>,
-        metrics: Arc<Metrics>,
-        http: HttpMetrics,
+        metrics: Arc<Exposition>,
+        http_metrics: HttpMetrics,
         admin_token: Option<&str>,
     ) -> Arc<AdminState> {
         Arc::new(AdminState {
@@ -75,7 +73,7 @@ impl AdminState {
             masker,
             fleet,
             metrics,
-            http,
+            http_metrics,
             token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         })
     }
@@ -93,7 +91,7 @@ impl AdminState {
 /// The admin router: API, probes, and the middleware every request passes.
 pub fn router(state: Arc<AdminState>) -> Router {
     use axum::routing::{get as g, post};
-    let api = Routes::new()
+    let api = Router::new()
         .route("/api/v1/namespaces", g(api::namespaces))
         .route(
             "/api/v1/namespaces/{ns}/configs",
@@ -114,22 +112,23 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/namespaces/{ns}/sidecars", g(api::sidecars))
         .route("/api/v1/namespaces/{ns}/export", g(api::export))
         .route("/api/v1/namespaces/{ns}/import", post(api::import))
-        .map(|route| {
-            route.layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                require_token,
-            ))
-        });
-    let open = Routes::new()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    let open = Router::new()
         .route("/api/v1/openapi.yaml", get(api::openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/", get(api::index));
     api.merge(open)
-        .map(|route| route.fallback(method_not_allowed))
-        .metered(&state.http)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            record_metrics,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

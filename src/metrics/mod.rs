@@ -1,54 +1,38 @@
-//! Prometheus metrics, per component, registered into one explicit registry per process.
+//! Prometheus metrics: one explicit registry per process, one struct per component.
 //!
-//! Each component has its own struct with `register(&mut Registry) -> Self`; a process registers
-//! only the components it runs and then freezes the registry into its [`Metrics`], the
-//! exposition `/metrics` serves. So a sidecar exports no `rtconfig_relay_*` or
-//! `rtconfig_admin_*` series, an admin no `rtconfig_sync_*` or `rtconfig_snapshot_*`:
-//!
-//! | role | components |
-//! |---|---|
-//! | `sidecar` | [`HttpMetrics`], [`SnapshotMetrics`], [`SyncMetrics`] |
-//! | `admin` | [`HttpMetrics`], [`AdminMetrics`], [`RelayMetrics`] |
-//! | `dev` | [`HttpMetrics`], [`SnapshotMetrics`], [`AdminMetrics`] (one registry for both listeners) |
+//! Each component registers its own metrics ([`HttpMetrics::register`], …) into the process's
+//! [`Registry`], so a process exports only what it runs: a sidecar has HTTP, snapshot and sync
+//! series; an admin has HTTP, admin and relay series; `dev` has HTTP, snapshot and admin
+//! series. Handles are cheap to clone (each field is an `Arc` inside); labels are enums.
 //!
 //! Names follow DESIGN §7: prefix `rtconfig_`, units in the name, `_total` for counters,
-//! bounded labels: label values are enums (one variant per value, written as the variant), and
-//! `route` is the pattern a route was registered under ([`crate::http::routes::Routes`]),
-//! never a raw path. Every metric (the test `the_table_lists_every_registered_metric` keeps
-//! this table and the code in step):
+//! bounded labels (routes are the router's patterns, never raw paths).
 //!
 //! | metric | type | labels | component |
 //! |---|---|---|---|
-//! | `rtconfig_admin_writes_total` | counter | `result`: ok, unchanged, replayed, invalid, conflict, error, refused | admin |
-//! | `rtconfig_http_request_duration_seconds` | histogram | `route` | http |
-//! | `rtconfig_http_requests_total` | counter | `route`, `status` | http |
-//! | `rtconfig_ready` | gauge | | snapshot |
-//! | `rtconfig_redis_connected` | gauge | 1 while the sidecar's Redis connection is up | sync |
-//! | `rtconfig_relay_applied_total` | counter | | relay |
-//! | `rtconfig_relay_drift_repairs_total` | counter | anti-entropy found Redis differing from the ledger and rebuilt it | relay |
-//! | `rtconfig_relay_errors_total` | counter | | relay |
-//! | `rtconfig_relay_foreign_redis` | gauge | 1 while Redis holds another cluster's data (alarm) | relay |
-//! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) | relay |
-//! | `rtconfig_relay_leader` | gauge | 1 while this admin is the relay leader | relay |
-//! | `rtconfig_relay_rebuilds_total` | counter | | relay |
-//! | `rtconfig_relay_term` | gauge | the fencing term of this admin's current (or last) leadership | relay |
-//! | `rtconfig_snapshot_age_seconds` | gauge | seconds since last confirmed in sync (set at scrape) | snapshot |
-//! | `rtconfig_snapshot_epoch` | gauge | | snapshot |
-//! | `rtconfig_snapshot_keys` | gauge | | snapshot |
-//! | `rtconfig_snapshot_rejected_values` | gauge | stored values the local schema rejects (drift) | snapshot |
-//! | `rtconfig_snapshot_stale` | gauge | 1 when readers are told `stale` | snapshot |
-//! | `rtconfig_snapshot_swaps_total` | counter | | snapshot |
-//! | `rtconfig_snapshot_version` | gauge | | snapshot |
-//! | `rtconfig_sync_anomalies_total` | counter | `kind`: foreign_redis, older_epoch, redis_behind, incomplete_image, bad_item, bad_log_entry, bad_disk_snapshot | sync |
-//! | `rtconfig_sync_catchups_total` | counter | | sync |
-//! | `rtconfig_sync_full_fetches_total` | counter | | sync |
-//! | `rtconfig_sync_messages_total` | counter | `result`: newer, duplicate, invalid, lagged | sync |
-//! | `rtconfig_sync_resyncs_total` | counter | `reason`: reconnect, message, timer, lagged, decode_error | sync |
-//! | `rtconfig_watchers` | gauge | open long-polls and SSE streams | snapshot |
-//! | `rtconfig_watchers_rejected_total` | counter | refused over `--max-watchers` | snapshot |
-//!
-//! Handles are cheap clones of shared atomics: a component struct is cloned into whatever counts
-//! into it. A labelled series on a hot path is resolved once and kept (see [`RouteMetrics`]).
+//! | `rtconfig_http_requests_total` | counter | `route`, `status` | [`HttpMetrics`] |
+//! | `rtconfig_http_request_duration_seconds` | histogram | `route` | [`HttpMetrics`] |
+//! | `rtconfig_snapshot_version` / `_epoch` | gauge | | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_age_seconds` | gauge | seconds since last confirmed in sync (set at scrape) | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_stale` | gauge | 1 when readers are told `stale` | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_keys` | gauge | | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_swaps_total` | counter | | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_rejected_values` | gauge | stored values the local schema rejects (drift) | [`SnapshotMetrics`] |
+//! | `rtconfig_ready` | gauge | | [`SnapshotMetrics`] |
+//! | `rtconfig_watchers` | gauge | open long-polls and SSE streams | [`SnapshotMetrics`] |
+//! | `rtconfig_watchers_rejected_total` | counter | refused over `--max-watchers` | [`SnapshotMetrics`] |
+//! | `rtconfig_admin_writes_total` | counter | `result`: [`WriteResult`] | [`AdminMetrics`] |
+//! | `rtconfig_redis_connected` | gauge | 1 while the Redis connection is up | [`SyncMetrics`] |
+//! | `rtconfig_sync_resyncs_total` | counter | `reason`: [`ResyncReason`] | [`SyncMetrics`] |
+//! | `rtconfig_sync_messages_total` | counter | `result`: [`MessageResult`] | [`SyncMetrics`] |
+//! | `rtconfig_sync_full_fetches_total` / `rtconfig_sync_catchups_total` | counter | | [`SyncMetrics`] |
+//! | `rtconfig_sync_anomalies_total` | counter | `kind`: [`AnomalyKind`] | [`SyncMetrics`] |
+//! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) | [`RelayMetrics`] |
+//! | `rtconfig_relay_applied_total`, `rtconfig_relay_rebuilds_total`, `rtconfig_relay_errors_total` | counter | | [`RelayMetrics`] |
+//! | `rtconfig_relay_drift_repairs_total` | counter | anti-entropy found Redis differing from the ledger | [`RelayMetrics`] |
+//! | `rtconfig_relay_foreign_redis` | gauge | 1 while Redis holds another cluster's data (alarm) | [`RelayMetrics`] |
+//! | `rtconfig_relay_leader` | gauge | 1 while this admin is the relay leader | [`RelayMetrics`] |
+//! | `rtconfig_relay_term` | gauge | the fencing term of this admin's current (or last) leadership | [`RelayMetrics`] |
 
 mod admin;
 mod http;
@@ -56,34 +40,28 @@ mod relay;
 mod snapshot;
 mod sync;
 
-use prometheus_client::encoding::text::encode;
-use prometheus_client::registry::Registry;
-
-pub use admin::{AdminMetrics, WriteLabels, WriteResult};
-pub use http::{HttpMetrics, RouteLabel, RouteMetrics, RouteStatus};
+pub use admin::{AdminMetrics, WriteResult};
+pub use http::{HttpMetrics, Route, RouteLabel, RouteStatus};
 pub use relay::RelayMetrics;
 pub use snapshot::SnapshotMetrics;
-pub use sync::{
-    AnomalyKind, AnomalyLabels, MessageLabels, MessageResult, ResyncLabels, ResyncReason,
-    SyncMetrics,
-};
+pub use sync::{AnomalyKind, MessageResult, ResyncReason, SyncMetrics};
 
-/// The prefix of every metric name.
-pub const PREFIX: &str = "rtconfig";
+use prometheus_client::encoding::text::encode;
+pub use prometheus_client::registry::Registry;
 
-/// An empty registry with the `rtconfig_` prefix, for a process's components to register into.
+/// A new, empty registry with the `rtconfig_` prefix; components register into it.
 pub fn registry() -> Registry {
-    Registry::with_prefix(PREFIX)
+    Registry::with_prefix("rtconfig")
 }
 
-/// The exposition of one process: the registry its components registered into, frozen.
-pub struct Metrics {
+/// A process's registry once every component has registered: what `/metrics` encodes.
+pub struct Exposition {
     registry: Registry,
 }
 
-impl Metrics {
-    pub fn new(registry: Registry) -> Metrics {
-        Metrics { registry }
+impl Exposition {
+    pub fn new(registry: Registry) -> Exposition {
+        Exposition { registry }
     }
 
     /// The OpenMetrics text exposition.
@@ -96,116 +74,122 @@ impl Metrics {
     }
 }
 
+/// Saturates a `u64` into a gauge's `i64`.
+fn gauge_value(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
-    /// The metric names of an exposition as documented (counters with `_total`), from its
-    /// `# TYPE` lines, in order.
-    fn family_names(exposition: &str) -> Vec<String> {
-        exposition
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| {
-                let (name, kind) = l.split_once(' ')?;
-                Some(match kind {
-                    "counter" => format!("{name}_total"),
-                    _ => name.to_owned(),
-                })
-            })
+    /// The `# TYPE` lines of an exposition: the families it carries.
+    fn families(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE rtconfig_"))
+            .filter_map(|l| l.split(' ').next())
             .collect()
     }
 
-    type Register = fn(&mut Registry);
-
-    /// Every component, registered with one series in each labelled family (a family without
-    /// a series is not exported at all).
-    const COMPONENTS: [(&str, Register); 5] = [
-        ("http", |r| {
-            let route = HttpMetrics::register(r).route("/");
-            route.record(axum::http::StatusCode::OK, std::time::Duration::ZERO);
-        }),
-        ("snapshot", |r| drop(SnapshotMetrics::register(r))),
-        ("admin", |r| {
-            AdminMetrics::register(r).write(WriteResult::ok)
-        }),
-        ("sync", |r| {
-            let sync = SyncMetrics::register(r);
-            sync.resync(ResyncReason::timer);
-            sync.message(MessageResult::newer);
-            sync.anomaly(AnomalyKind::redis_behind);
-        }),
-        ("relay", |r| drop(RelayMetrics::register(r))),
-    ];
-
-    fn everything() -> Metrics {
-        let mut registry = registry();
-        for (_, register) in COMPONENTS {
+    #[test]
+    fn each_component_registers_only_its_own_families() {
+        type Case = (&'static str, fn(&mut Registry), &'static [&'static str]);
+        // An empty family prints nothing: each case makes one series in its families.
+        let cases: [Case; 5] = [
+            (
+                "http",
+                |r| {
+                    let http = HttpMetrics::register(r);
+                    http.record(http.route(Some("/v1/configs")), 200, 0.001);
+                },
+                &["http_requests", "http_request_duration_seconds"],
+            ),
+            (
+                "snapshot",
+                |r| drop(SnapshotMetrics::register(r)),
+                &[
+                    "snapshot_version",
+                    "snapshot_swaps",
+                    "ready",
+                    "watchers",
+                    "watchers_rejected",
+                ],
+            ),
+            (
+                "sync",
+                |r| {
+                    let sync = SyncMetrics::register(r);
+                    sync.resync(ResyncReason::timer);
+                    sync.message(MessageResult::newer);
+                    sync.anomaly(AnomalyKind::redis_behind);
+                },
+                &[
+                    "redis_connected",
+                    "sync_resyncs",
+                    "sync_messages",
+                    "sync_anomalies",
+                    "sync_catchups",
+                ],
+            ),
+            (
+                "relay",
+                |r| drop(RelayMetrics::register(r)),
+                &[
+                    "relay_lag_versions",
+                    "relay_drift_repairs",
+                    "relay_leader",
+                    "relay_term",
+                ],
+            ),
+            (
+                "admin",
+                |r| AdminMetrics::register(r).write(WriteResult::ok),
+                &["admin_writes"],
+            ),
+        ];
+        let prefixes = |name: &str| -> &'static str {
+            match name {
+                n if n.starts_with("http_") => "http",
+                n if n.starts_with("sync_") || n == "redis_connected" => "sync",
+                n if n.starts_with("relay_") => "relay",
+                n if n.starts_with("admin_") => "admin",
+                _ => "snapshot",
+            }
+        };
+        for (component, register, expected) in cases {
+            let mut registry = registry();
             register(&mut registry);
-        }
-        Metrics::new(registry)
-    }
-
-    /// The metric names in the first column of the `//!` table above.
-    fn documented() -> Vec<String> {
-        include_str!("mod.rs")
-            .lines()
-            .filter_map(|l| l.strip_prefix("//! | `rtconfig_"))
-            .filter_map(|l| l.split_once('`'))
-            .map(|(name, _)| format!("rtconfig_{name}"))
-            .collect()
-    }
-
-    #[test]
-    fn the_table_lists_every_registered_metric() {
-        let registered: BTreeSet<String> =
-            family_names(&everything().encode()).into_iter().collect();
-        let documented = documented();
-        let mut sorted = documented.clone();
-        sorted.sort();
-        assert_eq!(documented, sorted, "the table is sorted by name");
-        let documented: BTreeSet<String> = documented.into_iter().collect();
-        assert_eq!(registered, documented);
-    }
-
-    #[test]
-    fn the_table_names_the_component_of_every_metric() {
-        let source = include_str!("mod.rs");
-        for (component, register) in COMPONENTS {
-            let mut alone = registry();
-            register(&mut alone);
-            for name in family_names(&Metrics::new(alone).encode()) {
-                let row = source
-                    .lines()
-                    .find(|l| l.starts_with(&format!("//! | `{name}`")))
-                    .unwrap_or_else(|| panic!("{name} has no row"));
+            let text = Exposition::new(registry).encode();
+            let found = families(&text);
+            for name in expected {
                 assert!(
-                    row.trim_end().ends_with(&format!("| {component} |")),
-                    "{name} belongs to {component}: {row}"
+                    found.contains(name),
+                    "{component}: missing {name} in {text}"
                 );
+            }
+            for name in found {
+                assert_eq!(prefixes(name), component, "{component} registers {name}");
             }
         }
     }
 
     #[test]
-    fn label_values_are_written_as_documented() {
+    fn label_values_are_the_documented_strings() {
         let mut registry = registry();
         let sync = SyncMetrics::register(&mut registry);
         let admin = AdminMetrics::register(&mut registry);
         sync.resync(ResyncReason::decode_error);
-        sync.message(MessageResult::lagged);
+        sync.message(MessageResult::duplicate);
         sync.anomaly(AnomalyKind::bad_disk_snapshot);
-        admin.write(WriteResult::refused);
-        let text = Metrics::new(registry).encode();
+        admin.write(WriteResult::replayed);
+        let text = Exposition::new(registry).encode();
         for line in [
             "rtconfig_sync_resyncs_total{reason=\"decode_error\"} 1",
-            "rtconfig_sync_messages_total{result=\"lagged\"} 1",
+            "rtconfig_sync_messages_total{result=\"duplicate\"} 1",
             "rtconfig_sync_anomalies_total{kind=\"bad_disk_snapshot\"} 1",
-            "rtconfig_admin_writes_total{result=\"refused\"} 1",
+            "rtconfig_admin_writes_total{result=\"replayed\"} 1",
         ] {
-            assert!(text.contains(line), "{line} in\n{text}");
+            assert!(text.contains(line), "missing {line} in {text}");
         }
     }
 }

@@ -1,17 +1,17 @@
-//! `rtconfig_relay_*`: the admin's relay from the ledger to Redis, and its leadership.
+//! The admin's relay (ledger → Redis) and its leadership.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// The relay (`relay`) and the leadership loop around it (`leader`: `leader`, `term`).
+/// `rtconfig_relay_*`: what an admin exports (whether or not it leads).
 #[derive(Clone)]
 pub struct RelayMetrics {
     pub lag_versions: Gauge,
     pub applied: Counter,
     pub rebuilds: Counter,
     pub errors: Counter,
-    /// Anti-entropy found Redis differing from the ledger and rebuilt it.
+    /// Anti-entropy found Redis differing from the ledger (and rebuilt it).
     pub drift_repairs: Counter,
     pub foreign_redis: Gauge,
     pub leader: Gauge,
@@ -48,7 +48,7 @@ impl RelayMetrics {
         registry.register("relay_errors", "Relay rounds that failed", m.errors.clone());
         registry.register(
             "relay_drift_repairs",
-            "Anti-entropy rounds that found Redis differing from the ledger and rebuilt it",
+            "Anti-entropy checks that found Redis differing from the ledger",
             m.drift_repairs.clone(),
         );
         registry.register(

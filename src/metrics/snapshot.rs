@@ -1,5 +1,4 @@
-//! `rtconfig_snapshot_*`, `rtconfig_ready`, `rtconfig_watchers*`: the snapshot a sidecar (or
-//! `dev`) serves, and the readers waiting on it.
+//! The served snapshot and its readers.
 
 use std::sync::atomic::AtomicU64;
 
@@ -7,10 +6,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::gauge_value;
 use crate::snapshot::SnapshotStore;
 
-/// The served snapshot. The gauges derived from the store are refreshed by [`Self::observe`]
-/// (at scrape and on swap).
+/// `rtconfig_snapshot_*`, `rtconfig_ready`, `rtconfig_watchers*`: what a process serving a
+/// snapshot (sidecar, dev) exports.
 #[derive(Clone)]
 pub struct SnapshotMetrics {
     pub version: Gauge,
@@ -21,7 +21,6 @@ pub struct SnapshotMetrics {
     pub swaps: Counter,
     pub rejected_values: Gauge,
     pub ready: Gauge,
-    /// Open long-polls and SSE streams.
     pub watchers: Gauge,
     pub watchers_rejected: Counter,
 }
@@ -89,24 +88,16 @@ impl SnapshotMetrics {
         m
     }
 
-    /// Refreshes the gauges derived from the snapshot store.
-    pub fn observe(&self, store: &SnapshotStore) {
+    /// Refreshes the gauges derived from the snapshot store (called at scrape and on swap).
+    pub fn observe_store(&self, store: &SnapshotStore) {
         let snap = store.guard();
-        self.version
-            .set(snap.position.version.min(i64::MAX as u64) as i64);
-        self.epoch
-            .set(snap.position.epoch.min(i64::MAX as u64) as i64);
+        self.version.set(gauge_value(snap.position.version));
+        self.epoch.set(gauge_value(snap.position.epoch));
         self.keys.set(snap.entries().len() as i64);
         self.rejected_values.set(snap.rejected.len() as i64);
         self.age_seconds
             .set(store.age().map_or(-1.0, |a| a.as_secs_f64()));
         self.stale.set(i64::from(store.is_stale()));
         self.ready.set(i64::from(store.is_ready()));
-    }
-
-    /// Counts a snapshot swapped into `store`, and refreshes the gauges.
-    pub fn swapped(&self, store: &SnapshotStore) {
-        self.swaps.inc();
-        self.observe(store);
     }
 }

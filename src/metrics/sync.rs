@@ -1,4 +1,4 @@
-//! `rtconfig_sync_*`, `rtconfig_redis_connected`: the sidecar's sync loop against Redis.
+//! The sidecar's sync loop against Redis.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -6,26 +6,33 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// `reason` of `rtconfig_sync_resyncs_total`: what triggered a round. Variants are the label
-/// values as exported.
-#[allow(non_camel_case_types)]
+/// What triggered a sync round (`rtconfig_sync_resyncs_total{reason}`); the variant is the label.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
 pub enum ResyncReason {
-    /// The (first) connection, or a reconnection, of the subscriber.
+    /// A connect, the first one included.
     reconnect,
-    /// A change hint newer than the served position.
     message,
-    /// The resync timer.
     timer,
-    /// Change hints were lost (the subscriber lagged).
     lagged,
-    /// A change hint that did not parse.
     decode_error,
 }
 
-/// `result` of `rtconfig_sync_messages_total`: what a change hint was.
-#[allow(non_camel_case_types)]
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::reconnect => "reconnect",
+            ResyncReason::message => "message",
+            ResyncReason::timer => "timer",
+            ResyncReason::lagged => "lagged",
+            ResyncReason::decode_error => "decode_error",
+        }
+    }
+}
+
+/// What a Pub/Sub change hint was (`rtconfig_sync_messages_total{result}`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
 pub enum MessageResult {
     newer,
     duplicate,
@@ -33,54 +40,43 @@ pub enum MessageResult {
     lagged,
 }
 
-/// `kind` of `rtconfig_sync_anomalies_total`: a state the sidecar refused (or repaired).
-#[allow(non_camel_case_types)]
+/// A Redis state the sidecar refused (`rtconfig_sync_anomalies_total{kind}`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
 pub enum AnomalyKind {
-    /// Redis holds another cluster's data.
     foreign_redis,
-    /// Redis's epoch is older than the served one.
     older_epoch,
-    /// Redis (its meta or the image read) is behind the served position in the same epoch.
     redis_behind,
-    /// The image read does not hold the item count its meta says (evicted or half-written).
     incomplete_image,
-    /// An item of the image did not decode.
     bad_item,
-    /// An entry of the change log did not decode.
     bad_log_entry,
-    /// The disk snapshot was damaged.
     bad_disk_snapshot,
 }
 
-/// `{reason}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResyncLabels {
-    pub reason: ResyncReason,
+struct ReasonLabel {
+    reason: ResyncReason,
 }
 
-/// `{result}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MessageLabels {
-    pub result: MessageResult,
+struct ResultLabel {
+    result: MessageResult,
 }
 
-/// `{kind}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AnomalyLabels {
-    pub kind: AnomalyKind,
+struct KindLabel {
+    kind: AnomalyKind,
 }
 
-/// The sync loop. Its events are a few per second at most: labelled series are looked up per
-/// event.
+/// `rtconfig_redis_connected` and `rtconfig_sync_*`.
 #[derive(Clone)]
 pub struct SyncMetrics {
     pub redis_connected: Gauge,
-    resyncs: Family<ResyncLabels, Counter>,
-    messages: Family<MessageLabels, Counter>,
+    resyncs: Family<ReasonLabel, Counter>,
+    messages: Family<ResultLabel, Counter>,
     pub full_fetches: Counter,
     pub catchups: Counter,
-    anomalies: Family<AnomalyLabels, Counter>,
+    anomalies: Family<KindLabel, Counter>,
 }
 
 impl SyncMetrics {
@@ -127,14 +123,14 @@ impl SyncMetrics {
     }
 
     pub fn resync(&self, reason: ResyncReason) {
-        self.resyncs.get_or_create(&ResyncLabels { reason }).inc();
+        self.resyncs.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn message(&self, result: MessageResult) {
-        self.messages.get_or_create(&MessageLabels { result }).inc();
+        self.messages.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn anomaly(&self, kind: AnomalyKind) {
-        self.anomalies.get_or_create(&AnomalyLabels { kind }).inc();
+        self.anomalies.get_or_create(&KindLabel { kind }).inc();
     }
 }

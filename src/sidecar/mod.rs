@@ -20,7 +20,6 @@ mod probe;
 mod read;
 mod watch;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +30,9 @@ use axum::Router;
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::routes::Routes;
-use crate::http::server::{limit_uri, method_not_allowed, not_found, App};
+use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics, App};
 use crate::http::ApiError;
-use crate::metrics::{HttpMetrics, Metrics, SnapshotMetrics};
+use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotStore;
 
@@ -54,19 +52,13 @@ impl SyncReport for LocalSync {
     }
 }
 
-/// What the sidecar's handlers count into, and the exposition of the process they serve at
-/// `/metrics`.
-#[derive(Clone)]
-pub struct SidecarMetrics {
-    pub exposition: Arc<Metrics>,
-    pub http: HttpMetrics,
-    pub snapshot: SnapshotMetrics,
-}
-
 /// What every sidecar handler shares.
 pub struct SidecarState {
     pub store: Arc<SnapshotStore>,
-    pub metrics: SidecarMetrics,
+    /// What `/metrics` encodes.
+    pub metrics: Arc<Exposition>,
+    pub http_metrics: HttpMetrics,
+    pub snapshot_metrics: SnapshotMetrics,
     pub shutdown: Shutdown,
     pub sync: Arc<dyn SyncReport>,
     /// Open long-polls and SSE streams, and their cap.
@@ -77,7 +69,9 @@ pub struct SidecarState {
 impl SidecarState {
     pub fn new(
         store: Arc<SnapshotStore>,
-        metrics: SidecarMetrics,
+        metrics: Arc<Exposition>,
+        http_metrics: HttpMetrics,
+        snapshot_metrics: SnapshotMetrics,
         shutdown: Shutdown,
         sync: Arc<dyn SyncReport>,
         max_watchers: usize,
@@ -85,6 +79,8 @@ impl SidecarState {
         Arc::new(SidecarState {
             store,
             metrics,
+            http_metrics,
+            snapshot_metrics,
             shutdown,
             sync,
             watchers: AtomicUsize::new(0),
@@ -97,7 +93,7 @@ impl SidecarState {
         let taken = self.watchers.fetch_add(1, Ordering::AcqRel);
         if taken >= self.max_watchers {
             self.watchers.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.snapshot.watchers_rejected.inc();
+            self.snapshot_metrics.watchers_rejected.inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_watchers",
@@ -108,7 +104,7 @@ impl SidecarState {
             )
             .retry_after(1));
         }
-        self.metrics.snapshot.watchers.inc();
+        self.snapshot_metrics.watchers.inc();
         Ok(WatcherSlot(self.clone()))
     }
 }
@@ -119,7 +115,7 @@ struct WatcherSlot(Arc<SidecarState>);
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
         self.0.watchers.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.snapshot.watchers.dec();
+        self.0.snapshot_metrics.watchers.dec();
     }
 }
 
@@ -137,7 +133,7 @@ pub fn read_router(state: Arc<SidecarState>) -> App {
 
 /// The read API's routes, without the fast path.
 fn read_routes(state: Arc<SidecarState>) -> Router {
-    let timed = Routes::new()
+    let timed = Router::new()
         .route(read::KEY_ROUTE, get(read::one).fallback(method_not_allowed))
         .route(
             "/ofrep/v1/evaluate/flags",
@@ -148,22 +144,22 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
             post(ofrep::single).fallback(method_not_allowed),
         )
         .route("/", get(page::page).fallback(method_not_allowed))
-        .map(|route| {
-            route
-                .layer::<_, Infallible>(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
-                ))
-        });
+        .layer(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     // Streams and long-polls bound their own time.
-    let streaming = Routes::new()
+    let streaming = Router::new()
         .route("/v1/configs", get(read::all).fallback(method_not_allowed))
         .route("/v1/watch", get(watch::watch).fallback(method_not_allowed));
     timed
         .merge(streaming)
-        .metered(&state.metrics.http)
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            record_metrics,
+        ))
         .layer(axum::middleware::from_fn(limit_uri))
         .with_state(state)
 }
@@ -196,18 +192,6 @@ mod tests {
     use crate::schema::{Schema, ValueType};
     use crate::snapshot::{Position, Snapshot, Source};
 
-    /// The read side's components alone in a registry.
-    pub(crate) fn metrics() -> SidecarMetrics {
-        let mut registry = crate::metrics::registry();
-        let http = HttpMetrics::register(&mut registry);
-        let snapshot = SnapshotMetrics::register(&mut registry);
-        SidecarMetrics {
-            exposition: Arc::new(Metrics::new(registry)),
-            http,
-            snapshot,
-        }
-    }
-
     fn state() -> Arc<SidecarState> {
         let schema = Schema::from_keys(
             "demo",
@@ -222,9 +206,14 @@ mod tests {
             Source::Local,
             [("ITEMS_PER_PAGE", json!(7))],
         );
+        let mut registry = crate::metrics::registry();
+        let http = HttpMetrics::register(&mut registry);
+        let snapshot = SnapshotMetrics::register(&mut registry);
         SidecarState::new(
             Arc::new(SnapshotStore::new(snap, None, false)),
-            metrics(),
+            Arc::new(Exposition::new(registry)),
+            http,
+            snapshot,
             Shutdown::new(),
             Arc::new(LocalSync),
             8,
@@ -270,7 +259,7 @@ mod tests {
             assert_eq!(headers, r_headers, "{uri}");
         }
         // Both paths count into the same series (3 direct answers + 3 fast + 3 routed).
-        let text = state.metrics.exposition.encode();
+        let text = state.metrics.encode();
         assert!(
             text.contains(
                 "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 9"

@@ -52,8 +52,8 @@ pub async fn status(State(state): State<Arc<SidecarState>>) -> Json<serde_json::
 }
 
 pub async fn metrics(State(state): State<Arc<SidecarState>>) -> Response {
-    state.metrics.snapshot.observe(&state.store);
-    let mut resp = state.metrics.exposition.encode().into_response();
+    state.snapshot_metrics.observe_store(&state.store);
+    let mut resp = state.metrics.encode().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

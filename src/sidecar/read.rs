@@ -18,12 +18,13 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::Full;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
-use crate::metrics::RouteMetrics;
 use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// Longest long-poll a client may ask for.
@@ -59,19 +60,21 @@ pub async fn one(
 /// more, so that the map is allocated once and never grows.
 const KEY_READ_HEADERS: usize = 8;
 
-/// The pattern of `GET /v1/configs/{key}` (its route, and its label in `rtconfig_http_*`).
+/// The route of `GET /v1/configs/{key}`: the router's pattern, and so its label in
+/// `rtconfig_http_*` metrics, which the fast path counts under too.
 pub(super) const KEY_ROUTE: &str = "/v1/configs/{key}";
 const KEY_PREFIX: &str = "/v1/configs/";
 
 /// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
 /// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
-/// series as the router's counting middleware (`http::routes`). Anything else goes to the
-/// router.
+/// series as the `record_metrics` middleware. Anything else goes to the router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
-    /// The series of [`KEY_ROUTE`], resolved on first use and then updated without the
-    /// families' lock and hash.
-    series: RouteMetrics,
+    /// `{route="/v1/configs/{key}",status="200"}` and the route's histogram, resolved once
+    /// here (the series the middleware counts into) and then updated without the family's
+    /// lock and hash.
+    ok: Counter,
+    duration: Histogram,
     /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
     /// copies the map without hashing the seven names again.
     template: ArcSwapOption<KeyHeaders>,
@@ -87,8 +90,11 @@ struct KeyHeaders {
 
 impl FastKeyRead {
     pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
+        let http = &state.http_metrics;
+        let route = http.route(Some(KEY_ROUTE));
         FastKeyRead {
-            series: state.metrics.http.route(KEY_ROUTE),
+            ok: http.requests_handle(&route, 200),
+            duration: http.duration_handle(&route),
             state,
             template: ArcSwapOption::empty(),
         }
@@ -155,7 +161,8 @@ impl FastPath for FastKeyRead {
         };
         let mut resp = Response::new(Full::new(body));
         *resp.headers_mut() = self.headers(&snap, raw, stale);
-        self.series.record(StatusCode::OK, started.elapsed());
+        self.ok.inc();
+        self.duration.observe(started.elapsed().as_secs_f64());
         Some(resp)
     }
 }
@@ -292,6 +299,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
     use crate::schema::{Schema, ValueType};
     use crate::shutdown::Shutdown;
     use crate::sidecar::LocalSync;
@@ -338,9 +346,16 @@ mod tests {
             Some(Duration::from_secs(60)),
             false,
         ));
+        let mut registry = crate::metrics::registry();
+        let (http, snap) = (
+            HttpMetrics::register(&mut registry),
+            SnapshotMetrics::register(&mut registry),
+        );
         let state = SidecarState::new(
             store.clone(),
-            crate::sidecar::tests::metrics(),
+            Arc::new(Exposition::new(registry)),
+            http,
+            snap,
             Shutdown::new(),
             Arc::new(LocalSync),
             8,

@@ -6,8 +6,9 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
-//! - `metrics_per_role`: each role exports the metrics of what it runs, and no other.
+//! - `boundaries`: the dependency direction, checked on the source tree.
 
+mod boundaries;
 mod harness;
 mod harness_selftest;
 mod support;
@@ -22,8 +23,6 @@ mod redis_faults;
 mod redis_sync;
 mod redis_tls;
 mod stack;
-
-mod metrics_per_role;
 
 mod admin_embedded;
 mod pg_admin;
