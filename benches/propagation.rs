@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
+use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarSettings};
 use rtconfig::metrics::Metrics;
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
@@ -307,7 +307,7 @@ struct Commit {
 }
 
 struct Admin {
-    running: Option<RunningAdmin>,
+    running: Option<Running<AdminParts>>,
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     rt: Handle,

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod redis;
 pub mod relay;
 pub mod schema;
+pub mod settings;
 pub mod shutdown;
 pub mod sidecar;
 pub mod snapshot;
