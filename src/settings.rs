@@ -371,7 +371,7 @@ impl TryFrom<AdminArgs> for AdminSettings {
         let missing_redis = s.redis_url.is_empty();
         let missing_token = s.admin_token.is_empty();
         problems.extend(s.problems().into_iter().filter(|p| {
-            !(missing_redis && p.starts_with("--redis-url")
+            !(missing_redis && p.contains("--redis-url")
                 || missing_token && p.starts_with("--admin-token"))
         }));
         SettingsError::check(problems)?;
@@ -559,8 +559,8 @@ mod tests {
                     "0",
                 ],
                 vec![
-                    "--admin-token must be at least 16",
                     "invalid --redis-url",
+                    "--admin-token must be at least 16",
                     "--relay-interval must be above zero",
                 ],
             ),
