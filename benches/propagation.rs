@@ -39,12 +39,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
 use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarSettings};
-use rtconfig::metrics::Metrics;
+use rtconfig::metrics::{Exposition, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
 use rtconfig::snapshot::{Snapshot, SnapshotStore};
@@ -249,10 +250,6 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// This process's resident set size in MiB (Linux), for the per-loop memory figure.
 fn rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -309,7 +306,7 @@ struct Commit {
 struct Admin {
     running: Option<Running<AdminParts>>,
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     rt: Handle,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -335,7 +332,7 @@ impl Admin {
             .map_err(|e| anyhow!("admin does not start: {e}"))?;
         Ok(Admin {
             addr: running.addr,
-            metrics: running.metrics.clone(),
+            metrics: running.relay_metrics.clone(),
             running: Some(running),
             rt: rt.clone(),
             http: reqwest::Client::builder()
@@ -435,7 +432,7 @@ struct Swarm {
     statuses: Vec<Arc<SyncStatus>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: Shutdown,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Exposition>,
 }
 
 impl Swarm {
@@ -451,7 +448,10 @@ impl Swarm {
         spread: Duration,
     ) -> Result<Swarm> {
         let shutdown = Shutdown::new();
-        let metrics = Arc::new(Metrics::new());
+        let mut registry = rtconfig::metrics::registry();
+        let sync_metrics = SyncMetrics::register(&mut registry);
+        let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+        let metrics = Arc::new(Exposition::new(registry));
         let mut swarm = Swarm {
             stores: Vec::with_capacity(n),
             statuses: Vec::with_capacity(n),
@@ -472,7 +472,8 @@ impl Swarm {
                 settings,
                 schema.clone(),
                 store.clone(),
-                metrics.clone(),
+                sync_metrics.clone(),
+                snapshot_metrics.clone(),
                 shutdown.clone(),
             )
             .map_err(|e| anyhow!("sync loop {i}: {e}"))?;
@@ -601,7 +602,7 @@ impl Recorder {
                 while rx.changed().await.is_ok() {
                     let now = Instant::now();
                     let version = rx.borrow_and_update().version;
-                    lock(&t).push((version, now));
+                    t.lock().push((version, now));
                 }
             }));
             rec.tracks.push(track);
@@ -614,7 +615,7 @@ impl Recorder {
         self.tracks
             .iter()
             .map(|t| {
-                lock(t)
+                t.lock()
                     .iter()
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
@@ -953,7 +954,7 @@ async fn http_long_poll(
                 let _ = resp.bytes().await;
                 let at = Instant::now();
                 if let (Some(e), Some(v)) = (epoch, version) {
-                    lock(&seen).push((v, at));
+                    seen.lock().push((v, at));
                     index = format!("{e}-{v}");
                 }
             }
@@ -970,14 +971,14 @@ async fn http_long_poll(
     let last = commits.last().map_or(base.version, |c| c.version);
     rec.wait_reached(last, Duration::from_secs(30)).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock(&seen).iter().any(|(v, _)| *v >= last) {
+    while !seen.lock().iter().any(|(v, _)| *v >= last) {
         if Instant::now() > deadline {
             bail!("the long-poll client never saw v{last}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     poller.abort();
-    let seen = lock(&seen).clone();
+    let seen = seen.lock().clone();
     let mut http = Vec::new();
     let mut http_ack = Vec::new();
     let mut store = Vec::new();
@@ -1152,7 +1153,7 @@ async fn herd(
     let rec = Recorder::start(&swarm.stores);
     let (f0, c0) = swarm.counts();
     let resyncs0 = swarm.resyncs();
-    let rebuilds0 = admin.metrics.relay_rebuilds.get();
+    let rebuilds0 = admin.metrics.rebuilds.get();
     let killed = Instant::now();
     redis.kill();
     let during = 3usize;
@@ -1176,7 +1177,7 @@ async fn herd(
             let mut first_empty = None;
             let mut half = None;
             loop {
-                if rebuilt.is_none() && metrics.relay_rebuilds.get() > rebuilds0 {
+                if rebuilt.is_none() && metrics.rebuilds.get() > rebuilds0 {
                     rebuilt = Some(up.elapsed());
                 }
                 let empty = statuses

@@ -20,7 +20,9 @@ use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
-use crate::metrics::Metrics;
+use crate::metrics::{
+    AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
+};
 use crate::schema::{SchemaProblem, SchemaSet};
 pub use crate::settings::{
     AdminLedger, AdminSettings, DevSettings, SettingsError, SidecarSettings,
@@ -28,6 +30,7 @@ pub use crate::settings::{
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::telemetry::Chain;
 
 /// Why a role could not start. `Settings` and `Schema` are the operator's to fix (exit 64).
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    MaskKey(#[from] crate::admin::mask::KeyFileError),
 }
 
 impl StartError {
@@ -99,7 +104,7 @@ pub struct DevParts {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
 }
 
 /// What a running sidecar exposes.
@@ -108,14 +113,16 @@ pub struct SidecarParts {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub sync: Arc<crate::sync::SyncStatus>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
 }
 
 /// What a running admin exposes.
 pub struct AdminParts {
     pub addr: SocketAddr,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
+    /// The relay's leadership gauges, for tests and embedders.
+    pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
 }
 
@@ -130,7 +137,8 @@ async fn bind_flag(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, 
 fn load_schemas(dir: &Path) -> Result<SchemaSet, StartError> {
     if !dir.is_dir() {
         return Err(StartError::Settings(SettingsError::one(format!(
-            "the schema dir {} does not exist: pass --schema-dir with the directory of your              namespace schema files (*.toml)",
+            "the schema dir {} does not exist: pass --schema-dir with the directory of your \
+             namespace schema files (*.toml)",
             dir.display()
         ))));
     }
@@ -152,13 +160,18 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(Snapshot::defaults(&schema), None, false));
     let publisher = Arc::new(LocalPublisher {
         ledger: ledger.clone(),
         schema: schema.clone(),
         store: store.clone(),
-        metrics: metrics.clone(),
+        metrics: snapshot_metrics.clone(),
     });
     publisher.publish_current().await?;
     store.confirm();
@@ -167,6 +180,8 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let sidecar_state = SidecarState::new(
         store.clone(),
         metrics.clone(),
+        http_metrics.clone(),
+        snapshot_metrics,
         shutdown.clone(),
         Arc::new(LocalSync),
         s.max_watchers,
@@ -176,7 +191,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             schemas,
             ledger: ledger.clone(),
             after_commit: publisher,
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: Arc::default(),
         },
         Masker::load_or_create(&s.data_dir.join("secret.key"))?,
@@ -184,6 +199,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             store: store.clone(),
         }),
         metrics.clone(),
+        http_metrics,
         s.admin_token.as_deref(),
     );
 
@@ -243,7 +259,12 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
             s.schema_dir.display()
         )))
     })?;
-    let metrics = Arc::new(Metrics::new());
+    // A sidecar serves a snapshot synced from Redis: no admin or relay series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let sync_metrics = SyncMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(
         Snapshot::defaults(&schema),
         Some(s.resync_interval * 2),
@@ -265,13 +286,16 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
         sync_settings,
         schema,
         store.clone(),
-        metrics.clone(),
+        sync_metrics,
+        snapshot_metrics.clone(),
         shutdown.clone(),
     )
-    .map_err(|e| StartError::Settings(SettingsError::one(e.to_string())))?;
+    .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
     let state = SidecarState::new(
         store.clone(),
         metrics.clone(),
+        http_metrics,
+        snapshot_metrics,
         shutdown.clone(),
         sync.status.clone(),
         s.max_watchers,
@@ -349,12 +373,17 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
-        .map_err(|e| StartError::Settings(SettingsError::one(e.to_string())))?;
+        .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
     let (ledger, masker, election) = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    // An admin runs the API and (while leading) the relay: no snapshot or sync series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let relay_metrics = RelayMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     crate::redis::start(&fleet_client);
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     crate::relay::mark_if_redis_ahead(
@@ -368,8 +397,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let kick = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(crate::admin::write::WriteGate::default());
     let make_relay = {
-        let (ledger, metrics, kick, gate) =
-            (ledger.clone(), metrics.clone(), kick.clone(), gate.clone());
+        let (ledger, metrics, kick, gate) = (
+            ledger.clone(),
+            relay_metrics.clone(),
+            kick.clone(),
+            gate.clone(),
+        );
         let schemas: Vec<_> = schemas.iter().cloned().collect();
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
@@ -397,7 +430,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             schemas,
             ledger: ledger.clone(),
             after_commit: Arc::new(crate::relay::RelayKick(kick.clone())),
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: gate.clone(),
         },
         masker,
@@ -405,6 +438,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             client: fleet_client,
         }),
         metrics.clone(),
+        http_metrics,
         Some(&s.admin_token),
     );
     let listener = bind_flag(s.listen, "--listen").await?;
@@ -416,7 +450,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             kick,
             gate.clone(),
             namespaces,
-            metrics.clone(),
+            relay_metrics.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(serve(
@@ -432,6 +466,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             addr,
             ledger,
             metrics,
+            relay_metrics,
             gate,
         },
         tasks: Tasks {

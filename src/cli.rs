@@ -17,7 +17,7 @@ use crate::settings::{
     parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
     ReconcileSettings, SettingsError, SidecarSettings,
 };
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, Chain, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -298,7 +298,7 @@ async fn health(args: &HealthArgs) -> ExitCode {
             eprintln!(
                 "rtconfig health: no answer from {}: {}",
                 args.url,
-                error_chain(&e)
+                Chain(&e)
             );
             ExitCode::from(1)
         }
@@ -307,18 +307,6 @@ async fn health(args: &HealthArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 /// Prints every settings problem, one a line; exit 64.
@@ -457,7 +445,7 @@ fn report_start_error(e: &app::StartError) -> ExitCode {
             eprintln!("rtconfig: {e}");
         }
         app::StartError::Settings(problems) => return report_settings(problems),
-        _ => eprintln!("rtconfig: {}", error_chain(e)),
+        _ => eprintln!("rtconfig: {}", Chain(e)),
     }
     ExitCode::from(e.exit_code())
 }

@@ -9,16 +9,17 @@ use async_trait::async_trait;
 
 use crate::admin::write::AfterCommit;
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
-use crate::metrics::Metrics;
+use crate::metrics::SnapshotMetrics;
 use crate::schema::Schema;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+use crate::telemetry::Chain;
 
 /// Rebuilds and swaps the snapshot of one namespace from the ledger's current values.
 pub struct LocalPublisher {
     pub ledger: Arc<dyn Ledger>,
     pub schema: Arc<Schema>,
     pub store: Arc<SnapshotStore>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: SnapshotMetrics,
 }
 
 impl LocalPublisher {
@@ -37,7 +38,7 @@ impl LocalPublisher {
         }
         match self.store.publish(snapshot) {
             Ok(true) => {
-                self.metrics.snapshot_swaps.inc();
+                self.metrics.swaps.inc();
                 self.metrics.observe_store(&self.store);
             }
             Ok(false) => {}
@@ -57,7 +58,7 @@ impl AfterCommit for LocalPublisher {
             return;
         }
         if let Err(e) = self.publish_current().await {
-            tracing::error!(error = %e, namespace, "cannot publish the committed changeset locally");
+            tracing::error!(error = %Chain(&e), namespace, "cannot publish the committed changeset locally");
         }
     }
 }

@@ -36,10 +36,11 @@ use crate::admin::write::{AfterCommit, WriteGate};
 use crate::ledger::{
     ChangeMeta, Changeset, CurrentValues, Ledger, LedgerError, NamespaceState, StoredValue,
 };
-use crate::metrics::Metrics;
+use crate::metrics::RelayMetrics;
 use crate::redis::{self, scripts, Keys, Meta, RedisError, RelayMeta, LOG_MAXLEN};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
+use crate::telemetry::Chain;
 
 /// Items written per command during a rebuild.
 const REBUILD_BATCH: usize = 500;
@@ -106,7 +107,7 @@ pub struct Relay {
     schemas: Vec<Arc<Schema>>,
     settings: RelaySettings,
     kick: Arc<Notify>,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     pub gate: Arc<WriteGate>,
     health: BTreeMap<String, Health>,
 }
@@ -117,7 +118,7 @@ impl Relay {
         client: Client,
         schemas: Vec<Arc<Schema>>,
         settings: RelaySettings,
-        metrics: Arc<Metrics>,
+        metrics: RelayMetrics,
     ) -> Relay {
         Relay {
             ledger,
@@ -176,9 +177,9 @@ impl Relay {
                     health
                 }
                 Err(e) => {
-                    self.metrics.relay_errors.inc();
+                    self.metrics.errors.inc();
                     if self.health.get(ns) != Some(&Health::Failing) {
-                        tracing::warn!(namespace = ns, error = %e, "relay round failed; retrying every second");
+                        tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
                     Health::Failing
                 }
@@ -193,9 +194,9 @@ impl Relay {
                 }
             }
         }
-        self.metrics.relay_lag_versions.set(max_lag);
+        self.metrics.lag_versions.set(max_lag);
         let foreign = self.health.values().any(|h| *h == Health::Foreign);
-        self.metrics.relay_foreign_redis.set(i64::from(foreign));
+        self.metrics.foreign_redis.set(i64::from(foreign));
     }
 
     async fn sync_namespace(
@@ -278,7 +279,7 @@ impl Relay {
         } else if redis_version < ledger.version {
             self.replay(schema, redis_version).await?
         } else if anti_entropy && !self.image_matches(schema).await? {
-            self.metrics.anomaly("redis_drift");
+            self.metrics.drift_repairs.inc();
             tracing::warn!(
                 namespace = ns,
                 "anti-entropy found redis differing from the ledger; rebuilding"
@@ -392,7 +393,7 @@ impl Relay {
                 let result = self.apply(&keys, schema, cs).await?;
                 match result.as_str() {
                     "OK" => {
-                        self.metrics.relay_applied.inc();
+                        self.metrics.applied.inc();
                     }
                     "DUP" => {}
                     "GAP" | "NOT_READY" | "EPOCH" => {
@@ -533,7 +534,7 @@ impl Relay {
                 "rebuild swap refused: {result}"
             ))));
         }
-        self.metrics.relay_rebuilds.inc();
+        self.metrics.rebuilds.inc();
         tracing::info!(
             namespace = ns,
             version,
@@ -698,7 +699,7 @@ pub async fn mark_if_redis_ahead(
     match tokio::time::timeout(timeout, check).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot compare redis with the ledger at start; the relay will")
+            tracing::warn!(error = %Chain(&e), "cannot compare redis with the ledger at start; the relay will")
         }
         Err(_) => {
             tracing::warn!("redis did not answer at start; the relay compares it with the ledger")

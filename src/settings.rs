@@ -101,6 +101,7 @@ pub struct DevSettings {
 
 impl DevSettings {
     /// Defaults for tests: every listener on an ephemeral loopback port.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf) -> DevSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         DevSettings {
@@ -175,6 +176,7 @@ const MIN_RESYNC: Duration = Duration::from_millis(50);
 
 impl SidecarSettings {
     /// Defaults for tests: ephemeral loopback ports, short intervals.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         SidecarSettings {
@@ -299,6 +301,7 @@ const MIN_TOKEN_CHARS: usize = 16;
 
 impl AdminSettings {
     /// An admin on the embedded ledger in `data_dir`, for tests.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
         AdminSettings {
             schema_dir,
@@ -314,6 +317,7 @@ impl AdminSettings {
     }
 
     /// An admin on PostgreSQL at `database_url`, for tests.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
         AdminSettings {
             ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
@@ -462,7 +466,9 @@ pub fn redis_url_problem(url: &str) -> Option<String> {
 
 /// A PostgreSQL URL the client accepts (nothing is connected).
 pub fn database_url_problem(url: &str) -> Option<String> {
-    crate::ledger::postgres::parse_url(url).err()
+    crate::ledger::postgres::parse_url(url)
+        .err()
+        .map(|e| crate::telemetry::Chain(&e).to_string())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -267,11 +267,6 @@ impl Snapshot {
         )
     }
 
-    /// The same values under another source (e.g. a disk snapshot confirmed by Redis).
-    pub fn with_source(&self, schema: &Schema, source: Source) -> Snapshot {
-        Snapshot::build(schema, self.position, source, self.stored_values())
-    }
-
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.index.get(key).map(|&i| &self.entries[i])
     }
@@ -279,14 +274,6 @@ impl Snapshot {
     /// Entries in schema display order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
-    }
-
-    /// Values that are not defaults (what a store holds).
-    pub fn stored_values(&self) -> impl Iterator<Item = (&str, Value)> + '_ {
-        self.entries
-            .iter()
-            .filter(|e| !e.is_default)
-            .map(|e| (&*e.key, e.value.clone()))
     }
 
     /// The `GET /v1/configs` body.
@@ -476,9 +463,9 @@ pub struct SnapshotStore {
     ready: AtomicBool,
     /// With `--require-snapshot`, schema defaults do not make the store ready.
     require_snapshot: bool,
-    recent: Mutex<VecDeque<RecentChange>>,
+    recent: parking_lot::Mutex<VecDeque<RecentChange>>,
     /// Serializes publishers so the compare-then-swap is atomic.
-    publish_lock: Mutex<()>,
+    publish_lock: parking_lot::Mutex<()>,
 }
 
 /// How long since the served state was last confirmed in sync.
@@ -507,8 +494,8 @@ impl SnapshotStore {
             },
             ready: AtomicBool::new(false),
             require_snapshot,
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_CHANGES)),
-            publish_lock: Mutex::new(()),
+            recent: parking_lot::Mutex::new(VecDeque::with_capacity(RECENT_CHANGES)),
+            publish_lock: parking_lot::Mutex::new(()),
         };
         store.update_readiness(&store.current.load());
         store
@@ -527,10 +514,7 @@ impl SnapshotStore {
     /// Swaps `next` in if it is newer than the current snapshot (or the same position from a
     /// better source). Returns whether it was swapped. Wakes every waiter.
     pub fn publish(&self, next: Snapshot) -> Result<bool, PublishError> {
-        let _serial = self
-            .publish_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = self.publish_lock.lock();
         let current = self.current.load_full();
         if *current.namespace != *next.namespace {
             return Err(PublishError::WrongNamespace {
@@ -567,7 +551,7 @@ impl SnapshotStore {
 
     fn remember(&self, next: &Snapshot, changes: &[(Box<str>, Value)]) {
         let masked = next.changes_json(changes, true);
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock();
         if recent.len() == RECENT_CHANGES {
             recent.pop_back();
         }
@@ -582,7 +566,7 @@ impl SnapshotStore {
 
     /// The most recent changes this process has seen, newest first (secrets masked).
     pub fn recent_changes(&self) -> Vec<RecentChange> {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = self.recent.lock();
         recent.iter().cloned().collect()
     }
 

@@ -29,12 +29,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::disk::{self, DiskError, DiskSnapshot};
-use crate::metrics::Metrics;
+use crate::metrics::{AnomalyKind, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics};
 use crate::redis::{self, scripts, ConnectOptions, Keys, Meta, RedisError};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::sidecar::SyncReport;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+use crate::telemetry::Chain;
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
@@ -153,7 +154,8 @@ pub struct SyncLoop {
     keys: Keys,
     schema: Arc<Schema>,
     store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
+    metrics: SyncMetrics,
+    snapshot_metrics: SnapshotMetrics,
     status: Arc<SyncStatus>,
     client: Client,
     subscriber: SubscriberClient,
@@ -171,7 +173,8 @@ pub fn start(
     settings: SyncSettings,
     schema: Arc<Schema>,
     store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
+    metrics: SyncMetrics,
+    snapshot_metrics: SnapshotMetrics,
     shutdown: Shutdown,
 ) -> Result<SyncHandle, RedisError> {
     let client = redis::command_client(&settings.redis_url, &settings.connect)?;
@@ -187,6 +190,7 @@ pub fn start(
         schema,
         store,
         metrics,
+        snapshot_metrics,
         status: status.clone(),
         client,
         subscriber,
@@ -225,7 +229,7 @@ async fn write_disk_snapshots(
         match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
             Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
             Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the disk snapshot")
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "cannot write the disk snapshot")
             }
             Err(e) => tracing::warn!(error = %e, "disk snapshot task failed"),
         }
@@ -278,8 +282,8 @@ impl SyncLoop {
                 tracing::info!(path = %path.display(), "no disk snapshot yet")
             }
             Err(e) => {
-                self.metrics.anomaly("bad_disk_snapshot");
-                tracing::warn!(path = %path.display(), error = %e, "disk snapshot ignored");
+                self.metrics.anomaly(AnomalyKind::bad_disk_snapshot);
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "disk snapshot ignored");
             }
         }
     }
@@ -315,20 +319,20 @@ impl SyncLoop {
                         let hint = m.value.as_string().and_then(|t| redis::parse_message(&t));
                         match hint {
                             Some((epoch, version)) if (epoch, version) > (self.position.epoch, self.position.version) || !self.have_data => {
-                                self.metrics.message("newer");
-                                self.resync("message").await;
+                                self.metrics.message(MessageResult::newer);
+                                self.resync(ResyncReason::message).await;
                             }
-                            Some(_) => self.metrics.message("duplicate"),
+                            Some(_) => self.metrics.message(MessageResult::duplicate),
                             None => {
-                                self.metrics.message("invalid");
-                                self.resync("decode_error").await;
+                                self.metrics.message(MessageResult::invalid);
+                                self.resync(ResyncReason::decode_error).await;
                             }
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
-                        self.metrics.message("lagged");
+                        self.metrics.message(MessageResult::lagged);
                         tracing::warn!(missed = n, "change hints lagged; resyncing");
-                        self.resync("lagged").await;
+                        self.resync(ResyncReason::lagged).await;
                     }
                     Err(RecvError::Closed) => break,
                 },
@@ -339,7 +343,7 @@ impl SyncLoop {
                 ev = sub_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
                 ev = cmd_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
                 () = &mut timer => {
-                    self.resync("timer").await;
+                    self.resync(ResyncReason::timer).await;
                     timer.as_mut().reset(tokio::time::Instant::now() + self.jittered());
                 }
                 _ = ping.tick() => self.ping().await,
@@ -378,7 +382,7 @@ impl SyncLoop {
                 tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
             }
         }
-        self.resync("reconnect").await;
+        self.resync(ResyncReason::reconnect).await;
     }
 
     fn on_error(&self, e: &fred::error::Error) {
@@ -443,7 +447,7 @@ impl SyncLoop {
     }
 
     /// One sync round.
-    pub async fn resync(&mut self, reason: &'static str) {
+    pub async fn resync(&mut self, reason: ResyncReason) {
         self.metrics.resync(reason);
         let outcome = self.round().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -474,10 +478,10 @@ impl SyncLoop {
                     s.cause = Some("redis_unavailable");
                     s.last_error = Some(e.to_string());
                 });
-                tracing::debug!(error = %e, reason, "sync round failed");
+                tracing::debug!(error = %e, reason = reason.as_str(), "sync round failed");
             }
         }
-        self.metrics.observe_store(&self.store);
+        self.snapshot_metrics.observe_store(&self.store);
     }
 
     async fn round(&mut self) -> Result<Round, RedisError> {
@@ -520,10 +524,10 @@ impl SyncLoop {
         let outcome = if !self.have_data || epoch > mine.epoch {
             self.full_fetch().await?
         } else if epoch < mine.epoch {
-            self.metrics.anomaly("older_epoch");
+            self.metrics.anomaly(AnomalyKind::older_epoch);
             return Ok(Round::Refused("redis_older_epoch"));
         } else if version < mine.version {
-            self.metrics.anomaly("redis_behind");
+            self.metrics.anomaly(AnomalyKind::redis_behind);
             tracing::warn!(
                 redis_version = version,
                 our_version = mine.version,
@@ -566,7 +570,7 @@ impl SyncLoop {
         match &meta.cluster_id {
             None => Some(Round::NotConfirmed("redis_empty")),
             Some(c) if *c != self.settings.cluster_id => {
-                self.metrics.anomaly("foreign_redis");
+                self.metrics.anomaly(AnomalyKind::foreign_redis);
                 Some(Round::Refused("foreign_redis"))
             }
             Some(_) if !meta.complete || meta.epoch.is_none() || meta.version.is_none() => {
@@ -591,7 +595,7 @@ impl SyncLoop {
         let mut expected = self.position.version + 1;
         for entry in entries {
             let Some((v, e, changes)) = redis::parse_log_entry(entry) else {
-                self.metrics.anomaly("bad_log_entry");
+                self.metrics.anomaly(AnomalyKind::bad_log_entry);
                 return None;
             };
             if v != expected || e != epoch {
@@ -612,7 +616,7 @@ impl SyncLoop {
         if expected != version + 1 {
             return None;
         }
-        self.metrics.sync_catchups.inc();
+        self.metrics.catchups.inc();
         self.status.update(|s| s.catchups += 1);
         self.apply(
             Position {
@@ -626,7 +630,7 @@ impl SyncLoop {
     }
 
     async fn full_fetch(&mut self) -> Result<Round, RedisError> {
-        self.metrics.sync_full_fetches.inc();
+        self.metrics.full_fetches.inc();
         self.status.update(|s| s.full_fetches += 1);
         let reply = redis::eval_ro(
             &self.client,
@@ -669,7 +673,7 @@ impl SyncLoop {
             }
         }
         if bad > 0 {
-            self.metrics.anomaly("bad_item");
+            self.metrics.anomaly(AnomalyKind::bad_item);
             tracing::warn!(
                 bad_items = bad,
                 "redis items that are not valid envelopes were ignored"
@@ -677,7 +681,7 @@ impl SyncLoop {
         }
         if meta.count != Some((flat.len() / 2) as u64) {
             // Evicted or half-written: never apply an image that is not whole.
-            self.metrics.anomaly("incomplete_image");
+            self.metrics.anomaly(AnomalyKind::incomplete_image);
             return Ok(Round::NotConfirmed("redis_incomplete"));
         }
         let position = Position {
@@ -689,7 +693,7 @@ impl SyncLoop {
         let older_version =
             self.have_data && epoch == self.position.epoch && version < self.position.version;
         if older_epoch || older_version {
-            self.metrics.anomaly("redis_behind");
+            self.metrics.anomaly(AnomalyKind::redis_behind);
             return Ok(Round::NotConfirmed("redis_behind"));
         }
         self.apply(position, values);
@@ -712,7 +716,7 @@ impl SyncLoop {
         let position = snapshot.position;
         match self.store.publish(snapshot) {
             Ok(true) => {
-                self.metrics.snapshot_swaps.inc();
+                self.snapshot_metrics.swaps.inc();
                 tracing::debug!(
                     version = position.version,
                     epoch = position.epoch,

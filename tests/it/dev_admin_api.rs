@@ -6,7 +6,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{demo_schema_dir, send, Dev, NS};
+use crate::support::{assert_families, demo_schema_dir, send, Dev, NS};
 
 /// Asserts the namespace is still at `version` with the same sidecar values (nothing written).
 async fn assert_nothing_written(dev: &Dev, version: u64, values: &Value) {
@@ -467,6 +467,51 @@ async fn malformed_bodies_get_their_own_codes_and_write_nothing() {
         .await
         .expect_error(422, "invalid_comment");
     assert_nothing_written(&dev, 0, &values).await;
+}
+
+#[tokio::test]
+async fn invalid_body_messages_describe_the_json_expected_not_rust_types() {
+    let dev = Dev::start().await;
+    let cases = [
+        (
+            dev.client.patch(dev.ns_url("/configs")).json(&json!([])),
+            "got an array",
+        ),
+        (
+            dev.client
+                .patch(dev.ns_url("/configs"))
+                .json(&json!({"changes": {"SITE_NAME": "x"}, "expected_version": "one"})),
+            "\"expected_version\" must be a whole number, 0 or more, not the string \"one\"",
+        ),
+        (
+            dev.client
+                .put(dev.ns_url("/configs/SITE_NAME"))
+                .json(&json!({"value": "x", "surprise": true})),
+            "unknown field \"surprise\"",
+        ),
+        (
+            dev.client
+                .post(dev.ns_url("/rollback"))
+                .json(&json!({"to_version": -3})),
+            "\"to_version\" must be a whole number, 0 or more, not the number -3",
+        ),
+        (
+            dev.client.post(dev.ns_url("/import")).json(&json!({})),
+            "\"values\" is missing",
+        ),
+    ];
+    for (request, problem) in cases {
+        let error = send(request).await.expect_error(422, "invalid_body");
+        let message = error["message"].as_str().expect("a message");
+        assert!(
+            message.starts_with("the body must be a JSON object with "),
+            "{message}"
+        );
+        assert!(message.ends_with(problem), "{message}");
+        for rust in ["struct", "Body", "u64", "expected one of"] {
+            assert!(!message.contains(rust), "{message}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -1313,4 +1358,41 @@ default = "30s"
         .expect("CURRENCY");
     assert_eq!(currency["value"], "USD");
     assert_eq!(currency["type"], "enum");
+}
+
+#[tokio::test]
+async fn dev_exports_the_metrics_of_what_it_runs() {
+    let dev = Dev::start().await;
+    dev.write(json!({"SHOW_LOGS": false})).await;
+    dev.get(format!("{}/v1/configs/SHOW_LOGS", dev.read))
+        .await
+        .expect_status(200);
+    // Both listeners with `/metrics` encode the one registry of the process.
+    for url in [
+        format!("{}/metrics", dev.admin),
+        format!("{}/metrics", dev.probe),
+    ] {
+        let text = dev.get(url).await.expect_status(200).text();
+        assert_families(
+            "dev",
+            &text,
+            &[
+                "http_requests",
+                "http_request_duration_seconds",
+                "snapshot_version",
+                "snapshot_swaps",
+                "ready",
+                "watchers",
+                "admin_writes",
+            ],
+            // No sync loop and no relay in dev.
+            &["sync_", "redis_connected", "relay_"],
+        );
+        assert!(
+            text.contains(
+                "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+    }
 }
