@@ -32,7 +32,7 @@ use crate::admin::write::WriteGate;
 use crate::ledger::postgres::{PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayError};
 use crate::shutdown::Shutdown;
 
 /// How often a follower tries to become the leader, and the leader checks its connection.
@@ -242,7 +242,7 @@ pub async fn run<F>(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) where
-    F: Fn(u64) -> Result<Relay, String> + Send + Sync + 'static,
+    F: Fn(u64) -> Result<Relay, RelayError> + Send + Sync + 'static,
 {
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -287,7 +287,7 @@ async fn lead<F>(
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) where
-    F: Fn(u64) -> Result<Relay, String>,
+    F: Fn(u64) -> Result<Relay, RelayError>,
 {
     let relay = match make_relay(lease.term) {
         Ok(r) => r,

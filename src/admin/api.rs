@@ -474,10 +474,11 @@ pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<Strin
         .await
         .map_err(ledger_error)?;
     let sidecars = state.fleet.sidecars(&ns).await.map_err(|e| {
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "fleet_unavailable",
-            format!("cannot read the fleet: {e}"),
+            format!("cannot read the fleet: {e}{}", cause.unwrap_or_default()),
         )
     })?;
     let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
