@@ -39,10 +39,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
 use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
 use rtconfig::metrics::Metrics;
 use rtconfig::schema::{Schema, SchemaSet};
@@ -247,10 +248,6 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "MISSED"
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// This process's resident set size in MiB (Linux), for the per-loop memory figure.
@@ -601,7 +598,7 @@ impl Recorder {
                 while rx.changed().await.is_ok() {
                     let now = Instant::now();
                     let version = rx.borrow_and_update().version;
-                    lock(&t).push((version, now));
+                    t.lock().push((version, now));
                 }
             }));
             rec.tracks.push(track);
@@ -614,7 +611,7 @@ impl Recorder {
         self.tracks
             .iter()
             .map(|t| {
-                lock(t)
+                t.lock()
                     .iter()
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
@@ -953,7 +950,7 @@ async fn http_long_poll(
                 let _ = resp.bytes().await;
                 let at = Instant::now();
                 if let (Some(e), Some(v)) = (epoch, version) {
-                    lock(&seen).push((v, at));
+                    seen.lock().push((v, at));
                     index = format!("{e}-{v}");
                 }
             }
@@ -970,14 +967,14 @@ async fn http_long_poll(
     let last = commits.last().map_or(base.version, |c| c.version);
     rec.wait_reached(last, Duration::from_secs(30)).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock(&seen).iter().any(|(v, _)| *v >= last) {
+    while !seen.lock().iter().any(|(v, _)| *v >= last) {
         if Instant::now() > deadline {
             bail!("the long-poll client never saw v{last}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     poller.abort();
-    let seen = lock(&seen).clone();
+    let seen = seen.lock().clone();
     let mut http = Vec::new();
     let mut http_ack = Vec::new();
     let mut store = Vec::new();
@@ -1240,8 +1237,8 @@ async fn herd(
     Ok(target)
 }
 
-/// CPU one sidecar spends applying a one-key change, without Redis: the sync loop's copy of its
-/// stored values (`catch_up`), `Snapshot::build` (every key validated and pre-encoded: each
+/// CPU one sidecar spends applying a one-key change, without Redis: a copy of the stored values
+/// (what `catch_up` did before the loop kept its `Arc<Snapshot>`; measured for comparison), `Snapshot::build` (every key validated and pre-encoded: each
 /// per-key body carries the version) and `SnapshotStore::publish` (diff with the previous
 /// snapshot, recent changes, drop of the old one). Means over ~0.3 s of repetitions.
 fn apply_cost(schema: &Schema, stored: &BTreeMap<String, Value>) -> (Duration, Duration, Duration) {

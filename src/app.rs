@@ -24,6 +24,7 @@ use crate::schema::{SchemaProblem, SchemaSet};
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::telemetry::Chain;
 
 /// Why a role could not start. `Settings` and `Schema` are the operator's to fix (exit 64).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    MaskKey(#[from] crate::admin::mask::KeyFileError),
 }
 
 impl StartError {
@@ -68,6 +71,7 @@ pub struct DevSettings {
 
 impl DevSettings {
     /// Defaults for tests: every listener on an ephemeral loopback port.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf) -> DevSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         DevSettings {
@@ -238,6 +242,7 @@ pub struct SidecarSettings {
 
 impl SidecarSettings {
     /// Defaults for tests: ephemeral loopback ports, short intervals.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         SidecarSettings {
@@ -390,7 +395,8 @@ impl AdminLedger {
                 Ok((ledger, masker, Arc::new(SoleLeader::default())))
             }
             AdminLedger::Postgres(settings) => {
-                crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+                crate::ledger::postgres::parse_url(&settings.url)
+                    .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
                 let masker = Masker::new(ledger.mask_key());
                 let election = Arc::new(PgElection::new(ledger.clone()));
@@ -423,6 +429,7 @@ pub struct AdminSettings {
 
 impl AdminSettings {
     /// An admin on the embedded ledger in `data_dir`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
         AdminSettings {
             schema_dir,
@@ -438,6 +445,7 @@ impl AdminSettings {
     }
 
     /// An admin on PostgreSQL at `database_url`, for tests.
+    #[cfg(feature = "test-support")]
     pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
         AdminSettings {
             ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
@@ -571,7 +579,8 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
 
 /// `rtconfig admin migrate`: applies the PostgreSQL migrations; returns those applied now.
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>, StartError> {
-    crate::ledger::postgres::parse_url(&settings.url).map_err(StartError::Settings)?;
+    crate::ledger::postgres::parse_url(&settings.url)
+        .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
     Ok(crate::ledger::postgres::migrate(settings).await?)
 }
 

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, DevSettings};
 use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, Chain, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -145,7 +145,7 @@ impl LedgerArgs {
     fn ledger(self) -> Result<app::AdminLedger, String> {
         match (self.database_url, self.data_dir) {
             (Some(url), None) => {
-                crate::ledger::postgres::parse_url(&url)?;
+                crate::ledger::postgres::parse_url(&url).map_err(|e| Chain(&e).to_string())?;
                 Ok(app::AdminLedger::Postgres(PgSettings::new(&url)))
             }
             (None, Some(data_dir)) => Ok(app::AdminLedger::Embedded { data_dir }),
@@ -562,7 +562,7 @@ fn report_start_error(e: &app::StartError) -> ExitCode {
             eprintln!("{p}");
         }
     }
-    eprintln!("rtconfig: {e}");
-    tracing::error!(error = %e, "cannot start");
+    eprintln!("rtconfig: {}", Chain(e));
+    tracing::error!(error = %Chain(e), "cannot start");
     ExitCode::from(e.exit_code())
 }

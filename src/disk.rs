@@ -3,13 +3,13 @@
 //!
 //! Format: one header line `rtconfig-snapshot 1 <sha256 of the body, hex>\n`, then a JSON body
 //! with the namespace, cluster id, position, schema hash and the stored (non-default) values.
-//! Written as tmp + fsync + rename + fsync of the directory, mode 0600, so the file is always
-//! either the old or the new complete snapshot; a torn or altered file fails its checksum and is
-//! ignored (the sidecar then starts from Redis, or from defaults).
+//! Written with [`crate::private_file::write`] (tmp + fsync + rename + fsync of the directory,
+//! mode 0600), so the file is always either the old or the new complete snapshot; a torn or
+//! altered file fails its checksum and is ignored (the sidecar then starts from Redis, or from
+//! defaults).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,14 +44,23 @@ impl DiskSnapshot {
     }
 }
 
+/// Why a snapshot file was not loaded or saved. The path is the caller's to log.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     #[error("no snapshot file")]
     Missing,
-    #[error("snapshot file is damaged: {0}")]
-    Damaged(String),
-    #[error("snapshot I/O: {0}")]
-    Io(#[from] std::io::Error),
+    /// The header or checksum is wrong: torn, altered, or not a snapshot file.
+    #[error("the snapshot file is damaged: {0}")]
+    Damaged(&'static str),
+    /// The checksum matches but the body is not a snapshot (written by another version?).
+    #[error("the snapshot file's body is not a snapshot")]
+    BadBody(#[source] serde_json::Error),
+    #[error("cannot read the snapshot file")]
+    Read(#[source] std::io::Error),
+    #[error("cannot encode the snapshot")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write the snapshot file")]
+    Write(#[source] std::io::Error),
 }
 
 /// Reads and verifies a snapshot file.
@@ -59,56 +68,31 @@ pub fn load(path: &Path) -> Result<DiskSnapshot, DiskError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DiskError::Missing),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(DiskError::Read(e)),
     };
     let newline = bytes
         .iter()
         .position(|b| *b == b'\n')
-        .ok_or_else(|| DiskError::Damaged("no header line".into()))?;
+        .ok_or(DiskError::Damaged("no header line"))?;
     let header = std::str::from_utf8(&bytes[..newline])
-        .map_err(|_| DiskError::Damaged("header is not text".into()))?;
+        .map_err(|_| DiskError::Damaged("the header is not text"))?;
     let digest = header
         .strip_prefix(MAGIC)
         .map(str::trim)
-        .ok_or_else(|| DiskError::Damaged("unknown format".into()))?;
+        .ok_or(DiskError::Damaged("unknown format"))?;
     let body = &bytes[newline + 1..];
     if hex::encode(Sha256::digest(body)) != digest {
-        return Err(DiskError::Damaged("checksum mismatch".into()));
+        return Err(DiskError::Damaged("checksum mismatch"));
     }
-    serde_json::from_slice(body).map_err(|e| DiskError::Damaged(format!("body: {e}")))
+    serde_json::from_slice(body).map_err(DiskError::BadBody)
 }
 
 /// Writes a snapshot atomically and durably.
 pub fn save(path: &Path, snapshot: &DiskSnapshot) -> Result<(), DiskError> {
-    let body = serde_json::to_vec(snapshot).map_err(|e| DiskError::Damaged(e.to_string()))?;
+    let body = serde_json::to_vec(snapshot).map_err(DiskError::Encode)?;
     let digest = hex::encode(Sha256::digest(&body));
     let header = format!("{MAGIC} {digest}\n");
-    write_private(path, &[header.as_bytes(), &body])?;
-    Ok(())
-}
-
-/// Replaces `path` with `parts` so that it is always either the old or the new whole file:
-/// tmp (mode 0600) + fsync + rename + fsync of the directory. For files that may hold secrets.
-pub fn write_private(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        for part in parts {
-            f.write_all(part)?;
-        }
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(&dir)?.sync_all()
+    crate::private_file::write(path, &[header.as_bytes(), &body]).map_err(DiskError::Write)
 }
 
 #[cfg(test)]
@@ -163,5 +147,9 @@ mod tests {
             load(&dir.path().join("none")),
             Err(DiskError::Missing)
         ));
+        let body = b"{\"namespace\": 5}";
+        let header = format!("{MAGIC} {}\n", hex::encode(Sha256::digest(body)));
+        std::fs::write(&path, [header.as_bytes(), body].concat()).expect("foreign body");
+        assert!(matches!(load(&path), Err(DiskError::BadBody(_))));
     }
 }

@@ -29,11 +29,12 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::admin::write::WriteGate;
-use crate::ledger::postgres::{PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
+use crate::ledger::postgres::{timed_out, PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 use crate::relay::{Relay, RelayError};
 use crate::shutdown::Shutdown;
+use crate::telemetry::Chain;
 
 /// How often a follower tries to become the leader, and the leader checks its connection.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -113,8 +114,8 @@ impl PgElection {
     }
 }
 
-fn pg_unavailable(what: &str, e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(format!("{what}: {e}"))
+fn pg_unavailable(what: &'static str, e: tokio_postgres::Error) -> LedgerError {
+    crate::ledger::postgres::failed(what)(e)
 }
 
 #[async_trait]
@@ -128,8 +129,13 @@ impl Election for PgElection {
                 .await
             {
                 Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => return Err(pg_unavailable("leader connection", e)),
-                Err(_) => return Err(pg_unavailable("leader connection", "timed out")),
+                Ok(Err(e)) => return Err(pg_unavailable("open the leader connection", e)),
+                Err(_) => {
+                    return Err(timed_out(
+                        "open the leader connection",
+                        settings.connect_timeout + timeout,
+                    ))
+                }
             };
         // Drives the connection: notifications wake the relay; its end means the lease is lost.
         let (ended_tx, mut ended) = oneshot::channel::<()>();
@@ -140,7 +146,7 @@ impl Election for PgElection {
                     Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::debug!(error = %e, "leader connection failed");
+                        tracing::debug!(error = %Chain(&e), "leader connection failed");
                         break;
                     }
                 }
@@ -153,8 +159,8 @@ impl Election for PgElection {
             client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]),
         )
         .await
-        .map_err(|_| pg_unavailable("leader lock", "timed out"))?
-        .map_err(|e| pg_unavailable("leader lock", e))?
+        .map_err(|_| timed_out("take the leader lock", timeout))?
+        .map_err(|e| pg_unavailable("take the leader lock", e))?
         .get::<_, bool>(0);
         if !locked {
             return Ok(None);
@@ -164,8 +170,8 @@ impl Election for PgElection {
             client.batch_execute(&format!("LISTEN {COMMIT_CHANNEL}")),
         )
         .await
-        .map_err(|_| pg_unavailable("listen", "timed out"))?
-        .map_err(|e| pg_unavailable("listen", e))?;
+        .map_err(|_| timed_out("listen for commits", timeout))?
+        .map_err(|e| pg_unavailable("listen for commits", e))?;
         // `idle_session_timeout` exists from PostgreSQL 14 on; older servers keep the lock of a
         // frozen leader until its connection breaks.
         let silence = format!(
@@ -173,7 +179,7 @@ impl Election for PgElection {
             LEADER_SILENCE_TIMEOUT.as_millis()
         );
         if let Ok(Err(e)) = tokio::time::timeout(timeout, client.batch_execute(&silence)).await {
-            tracing::debug!(error = %e, "idle_session_timeout is not supported; a frozen leader keeps the lock until its connection breaks");
+            tracing::debug!(error = %Chain(&e), "idle_session_timeout is not supported; a frozen leader keeps the lock until its connection breaks");
         }
         let term = self.ledger.next_term().await?;
         // Heartbeat: a connection that stops answering (PostgreSQL paused, a partition) ends the
@@ -189,7 +195,7 @@ impl Election for PgElection {
                         match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => {
-                                tracing::warn!(error = %e, "the relay leader's connection failed");
+                                tracing::warn!(error = %Chain(&e), "the relay leader's connection failed");
                                 break;
                             }
                             Err(_) => {
@@ -266,7 +272,7 @@ pub async fn run<F>(
             Ok(None) => failing = false,
             Err(e) => {
                 if !failing {
-                    tracing::warn!(error = %e, "cannot contend for relay leadership; retrying every second");
+                    tracing::warn!(error = %Chain(&e), "cannot contend for relay leadership; retrying every second");
                 }
                 failing = true;
             }
@@ -292,7 +298,7 @@ async fn lead<F>(
     let relay = match make_relay(lease.term) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the relay");
+            tracing::error!(error = %Chain(&e), "cannot build the relay");
             return;
         }
     };

@@ -31,6 +31,7 @@ pub mod leader;
 pub mod ledger;
 pub mod local;
 pub mod metrics;
+pub mod private_file;
 pub mod redis;
 pub mod relay;
 pub mod schema;

@@ -12,6 +12,7 @@ use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::metrics::Metrics;
 use crate::schema::Schema;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+use crate::telemetry::Chain;
 
 /// Rebuilds and swaps the snapshot of one namespace from the ledger's current values.
 pub struct LocalPublisher {
@@ -57,7 +58,7 @@ impl AfterCommit for LocalPublisher {
             return;
         }
         if let Err(e) = self.publish_current().await {
-            tracing::error!(error = %e, namespace, "cannot publish the committed changeset locally");
+            tracing::error!(error = %Chain(&e), namespace, "cannot publish the committed changeset locally");
         }
     }
 }

@@ -16,7 +16,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -275,11 +275,6 @@ impl Snapshot {
         )
     }
 
-    /// The same values under another source (e.g. a disk snapshot confirmed by Redis).
-    pub fn with_source(&self, schema: &Schema, source: Source) -> Snapshot {
-        Snapshot::build(schema, self.position, source, self.stored())
-    }
-
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.index.get(key).map(|&i| &self.entries[i])
     }
@@ -492,9 +487,9 @@ pub struct SnapshotStore {
     ready: AtomicBool,
     /// With `--require-snapshot`, schema defaults do not make the store ready.
     require_snapshot: bool,
-    recent: Mutex<VecDeque<RecentChange>>,
+    recent: parking_lot::Mutex<VecDeque<RecentChange>>,
     /// Serializes publishers so the compare-then-swap is atomic.
-    publish_lock: Mutex<()>,
+    publish_lock: parking_lot::Mutex<()>,
 }
 
 /// How long since the served state was last confirmed in sync.
@@ -523,8 +518,8 @@ impl SnapshotStore {
             },
             ready: AtomicBool::new(false),
             require_snapshot,
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_CHANGES)),
-            publish_lock: Mutex::new(()),
+            recent: parking_lot::Mutex::new(VecDeque::with_capacity(RECENT_CHANGES)),
+            publish_lock: parking_lot::Mutex::new(()),
         };
         store.update_readiness(&store.current.load());
         store
@@ -549,10 +544,7 @@ impl SnapshotStore {
     /// [`SnapshotStore::publish`] for a snapshot the caller keeps a handle to (the sync loop
     /// keeps the last snapshot it built).
     pub fn publish_shared(&self, next: Arc<Snapshot>) -> Result<bool, PublishError> {
-        let _serial = self
-            .publish_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = self.publish_lock.lock();
         let current = self.current.load_full();
         if *current.namespace != *next.namespace {
             return Err(PublishError::WrongNamespace {
@@ -588,7 +580,7 @@ impl SnapshotStore {
 
     fn remember(&self, next: &Snapshot, changes: &[(Box<str>, Value)]) {
         let masked = next.changes_json(changes, true);
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock();
         if recent.len() == RECENT_CHANGES {
             recent.pop_back();
         }
@@ -603,7 +595,7 @@ impl SnapshotStore {
 
     /// The most recent changes this process has seen, newest first (secrets masked).
     pub fn recent_changes(&self) -> Vec<RecentChange> {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = self.recent.lock();
         recent.iter().cloned().collect()
     }
 

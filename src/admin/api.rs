@@ -14,10 +14,12 @@ use serde_json::{json, Value};
 
 use super::write::{ledger_error, validate, WriteRequest};
 use super::AdminState;
+use crate::http::error::JsonBody;
 use crate::http::headers::{IDEMPOTENCY_KEY, X_REQUEST_ID};
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::ledger::{Change, ChangeMeta, Changeset, Committed, HistoryQuery};
 use crate::schema::{is_mask, Schema};
+use crate::telemetry::Chain;
 
 const MAX_COMMENT_CHARS: usize = 1000;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -244,6 +246,10 @@ pub struct PatchBody {
     comment: Option<String>,
 }
 
+impl JsonBody for PatchBody {
+    const SHAPE: &'static str = "the body must be a JSON object with \"changes\" (an object of key → new value, null to reset a key to its default), and optionally \"expected_version\" (a number), \"expected\" (an object of key → version) and \"comment\" (a string)";
+}
+
 /// `PATCH /api/v1/namespaces/{ns}/configs`
 pub async fn patch_configs(
     State(state): State<Arc<AdminState>>,
@@ -283,6 +289,10 @@ pub struct PutBody {
     /// The key's own version, as `expected` in a PATCH.
     expected_key_version: Option<u64>,
     comment: Option<String>,
+}
+
+impl JsonBody for PutBody {
+    const SHAPE: &'static str = "the body must be a JSON object with \"value\" (the new value, null to reset to the default), and optionally \"expected_version\" or \"expected_key_version\" (a number) and \"comment\" (a string)";
 }
 
 /// `PUT /api/v1/namespaces/{ns}/configs/{key}`
@@ -442,6 +452,10 @@ pub struct RollbackBody {
     comment: Option<String>,
 }
 
+impl JsonBody for RollbackBody {
+    const SHAPE: &'static str = "the body must be a JSON object with \"to_version\" (a number) and optionally \"comment\" (a string)";
+}
+
 /// `POST /api/v1/namespaces/{ns}/rollback`
 pub async fn rollback(
     State(state): State<Arc<AdminState>>,
@@ -474,11 +488,10 @@ pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<Strin
         .await
         .map_err(ledger_error)?;
     let sidecars = state.fleet.sidecars(&ns).await.map_err(|e| {
-        let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "fleet_unavailable",
-            format!("cannot read the fleet: {e}{}", cause.unwrap_or_default()),
+            format!("cannot read the fleet: {}", Chain(&e)),
         )
     })?;
     let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
@@ -541,6 +554,10 @@ pub struct ImportBody {
     _epoch: Option<Value>,
     #[serde(default, rename = "version")]
     _version: Option<Value>,
+}
+
+impl JsonBody for ImportBody {
+    const SHAPE: &'static str = "the body must be a JSON object with \"values\" (an object of key → value; an export document as it is) and optionally \"comment\" (a string)";
 }
 
 #[derive(Deserialize, Default)]
@@ -620,7 +637,7 @@ pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         Ok(()) => ok(json!({"ready": true})),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "cause": e.to_string()})),
+            Json(json!({"ready": false, "cause": Chain(&e).to_string()})),
         )
             .into_response(),
     }

@@ -1,16 +1,48 @@
 //! How secrets are shown outside the sidecar: `{"masked": true, "fingerprint": "…"}`.
 //!
-//! The fingerprint lets an operator see *whether* a secret changed without seeing it: an
-//! HMAC-style SHA-256 of the value keyed with a per-deployment random key (so a low-entropy
-//! secret cannot be found by hashing guesses), truncated to 12 hex digits.
+//! The fingerprint lets an operator see *whether* a secret changed without seeing it:
+//! HMAC-SHA256 (the `hmac` crate) of `namespace \0 key \0 value-as-JSON`, keyed with a
+//! per-deployment random key (so a low-entropy secret cannot be found by hashing guesses),
+//! truncated to 12 hex digits. The key lives in PostgreSQL (`rtconfig_cluster.mask_key`) or,
+//! for the embedded admin, in `<data-dir>/secret.key`: [`Masker::load_or_create`] creates that
+//! file once and afterwards refuses to start on a file it cannot read or that is not a key,
+//! because a new key would silently change every fingerprint.
 
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The length of a fingerprint key, and of `secret.key`.
+pub const KEY_BYTES: usize = 32;
+
+/// Why the fingerprint key file cannot be used (the embedded admin does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read the secret-fingerprint key {}: fix its permissions or restore it (a new key would change every secret's fingerprint)", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the secret-fingerprint key {} holds {len} bytes, not {KEY_BYTES}: restore it from a backup, or delete it to start with a new key (every secret's fingerprint then changes)", path.display())]
+    Malformed { path: PathBuf, len: usize },
+    #[error("cannot create the secret-fingerprint key {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Masks secret values with a keyed fingerprint.
 #[derive(Clone)]
 pub struct Masker {
-    key: [u8; 32],
+    /// HMAC-SHA256 already keyed; cloned for each fingerprint.
+    mac: HmacSha256,
 }
 
 impl std::fmt::Debug for Masker {
@@ -20,8 +52,14 @@ impl std::fmt::Debug for Masker {
 }
 
 impl Masker {
-    pub fn new(key: [u8; 32]) -> Masker {
-        Masker { key }
+    pub fn new(key: [u8; KEY_BYTES]) -> Masker {
+        // HMAC pads a key shorter than SHA-256's 64-byte block with zeros, so this is HMAC keyed
+        // with `key` itself (what `new_from_slice(&key)` does), without a fallible length check.
+        let mut block = [0u8; 64];
+        block[..KEY_BYTES].copy_from_slice(&key);
+        Masker {
+            mac: HmacSha256::new(&block.into()),
+        }
     }
 
     /// A random key for this process (fingerprints then differ across restarts).
@@ -29,31 +67,41 @@ impl Masker {
         Masker::new(rand::random())
     }
 
-    /// Loads the key from `path`, creating it (mode 0600) on first use.
-    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<Masker> {
-        if let Ok(bytes) = std::fs::read(path) {
-            if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                return Ok(Masker::new(key));
+    /// Loads the key from `path`, creating it (mode 0600) when there is no such file. A file
+    /// that cannot be read or is not a key is an error, never replaced.
+    pub fn load_or_create(path: &Path) -> Result<Masker, KeyFileError> {
+        match std::fs::read(path) {
+            Ok(bytes) => <[u8; KEY_BYTES]>::try_from(bytes.as_slice())
+                .map(Masker::new)
+                .map_err(|_| KeyFileError::Malformed {
+                    path: path.to_owned(),
+                    len: bytes.len(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; KEY_BYTES] = rand::random();
+                crate::private_file::write(path, &[&key]).map_err(|source| {
+                    KeyFileError::Create {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?;
+                Ok(Masker::new(key))
             }
+            Err(source) => Err(KeyFileError::Unreadable {
+                path: path.to_owned(),
+                source,
+            }),
         }
-        let key: [u8; 32] = rand::random();
-        crate::disk::write_private(path, &[&key])?;
-        Ok(Masker::new(key))
     }
 
     pub fn fingerprint(&self, namespace: &str, key: &str, value: &Value) -> String {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update(namespace.as_bytes());
-        h.update([0]);
-        h.update(key.as_bytes());
-        h.update([0]);
-        h.update(value.to_string().as_bytes());
-        let inner = h.finalize();
-        let mut outer = Sha256::new();
-        outer.update(self.key);
-        outer.update(inner);
-        hex::encode(&outer.finalize()[..6])
+        let mut mac = self.mac.clone();
+        mac.update(namespace.as_bytes());
+        mac.update(&[0]);
+        mac.update(key.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.to_string().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..6])
     }
 
     /// The masked form of a secret value (`None`, the default, stays `null`).
@@ -85,6 +133,61 @@ mod tests {
             crate::schema::is_mask(&a),
             "a mask is recognised when written back"
         );
+    }
+
+    /// Pinned so that fingerprints do not change across releases. The value is standard
+    /// HMAC-SHA256, e.g. Python's `hmac.new(bytes([7] * 32), b'demo\0DB_PASSWORD\0"hunter2"',
+    /// 'sha256').hexdigest()[:12]`. (Before issue 7 a hand-made `sha256(key ‖ sha256(key ‖ m))`,
+    /// which is not HMAC, gave "257ac9c382d8"; fingerprints changed once with the switch.)
+    #[test]
+    fn a_fingerprint_is_pinned_so_it_does_not_change_across_releases() {
+        let m = Masker::new([7; 32]);
+        assert_eq!(
+            m.fingerprint("demo", "DB_PASSWORD", &json!("hunter2")),
+            "45296d2e1162"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_key_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory where the key should be: reading it fails (EISDIR), as a file without
+        // read permission would.
+        let path = dir.path().join("secret.key");
+        std::fs::create_dir(&path).expect("mkdir");
+        let e = Masker::load_or_create(&path).expect_err("refused");
+        assert!(matches!(e, KeyFileError::Unreadable { .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&*path.to_string_lossy()),
+            "names the file: {message}"
+        );
+        assert!(path.is_dir(), "nothing was written over it");
+    }
+
+    #[test]
+    fn a_malformed_key_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret.key");
+        for damaged in [&b""[..], &[1; 31][..], &[1; 33][..]] {
+            std::fs::write(&path, damaged).expect("write");
+            let e = Masker::load_or_create(&path).expect_err("refused");
+            assert!(
+                matches!(e, KeyFileError::Malformed { len, .. } if len == damaged.len()),
+                "{e:?}"
+            );
+            let message = e.to_string();
+            assert!(
+                message.contains(&*path.to_string_lossy()),
+                "names the file: {message}"
+            );
+            assert!(message.contains("restore it"), "says what to do: {message}");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                damaged,
+                "left as it was"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
 use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
 use crate::http::ApiError;
@@ -44,8 +45,6 @@ use fleet::Fleet;
 use mask::Masker;
 use write::WritePath;
 
-/// Bodies larger than this are refused with 413 `body_too_large`.
-pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every admin handler shares.

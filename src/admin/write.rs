@@ -19,6 +19,7 @@ use crate::ledger::{
 };
 use crate::metrics::Metrics;
 use crate::schema::{Schema, SchemaSet};
+use crate::telemetry::Chain;
 
 /// Called after every commit that changed something (and after replays, harmlessly).
 #[async_trait]
@@ -38,12 +39,12 @@ impl AfterCommit for NoDistribution {
 /// ledger (a restored ledger), so a write would fork history (`503 ledger_behind`).
 #[derive(Debug, Default)]
 pub struct WriteGate {
-    ledger_behind: std::sync::Mutex<std::collections::HashSet<String>>,
+    ledger_behind: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl WriteGate {
     pub fn set_ledger_behind(&self, namespace: &str, behind: bool) {
-        let mut set = self.ledger_behind.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.ledger_behind.lock();
         if behind {
             set.insert(namespace.to_owned());
         } else {
@@ -52,7 +53,7 @@ impl WriteGate {
     }
 
     pub fn check(&self, namespace: &str) -> Result<(), ApiError> {
-        let set = self.ledger_behind.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.ledger_behind.lock();
         if set.contains(namespace) {
             return Err(ledger_behind());
         }
@@ -343,8 +344,8 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
             "the commit's outcome is unknown; retry with the same Idempotency-Key",
         )
         .retry_after(1),
-        e @ (LedgerError::Unavailable(_) | LedgerError::Io(_)) => {
-            tracing::warn!(error = %e, "ledger unavailable");
+        e @ (LedgerError::Unavailable(_) | LedgerError::Io { .. }) => {
+            tracing::warn!(error = %Chain(&e), "ledger unavailable");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -352,8 +353,10 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
             )
             .retry_after(1)
         }
-        e @ (LedgerError::ForeignCluster { .. } | LedgerError::Corrupt(_)) => {
-            tracing::error!(error = %e, "ledger failure");
+        e @ (LedgerError::ForeignCluster { .. }
+        | LedgerError::Corrupt(_)
+        | LedgerError::DataDirInUse { .. }) => {
+            tracing::error!(error = %Chain(&e), "ledger failure");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -9,24 +9,27 @@
 //! mid-append, never acknowledged) is cut off, while a damaged line anywhere else stops the
 //! open with [`LedgerError::Corrupt`] rather than silently dropping history.
 //!
-//! One process at a time: an exclusive lock on `<data-dir>/lock` guards the log.
+//! One process at a time: an exclusive lock on `<data-dir>/lock` guards the log; the holder
+//! writes its pid into that file, so a second process can say which process holds the dir.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use fs2::FileExt;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
     adopted_changeset, plan_commit, ChangeMeta, Changeset, CommitRequest, Committed, CurrentValues,
     HistoryPage, HistoryQuery, Ledger, LedgerError, NamespaceState, Result, StoredValue,
+    Unavailable,
 };
+use crate::telemetry::Chain;
 
 const LOG_FILE: &str = "ledger.log";
 const LOCK_FILE: &str = "lock";
@@ -151,11 +154,52 @@ impl NsState {
 
 struct Inner {
     file: File,
+    path: PathBuf,
     /// Length of the log up to the last complete record.
     len: u64,
     namespaces: HashMap<String, NsState>,
-    /// Set when an append failed and the log could not be restored: refuse further writes.
-    poisoned: Option<String>,
+    /// Set when an append failed and the log could not be cut back (this is why): refuse
+    /// further writes.
+    poisoned: Option<Arc<std::io::Error>>,
+}
+
+/// `map_err` for a failed file operation: `what` was being done to `path`.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError {
+    let path = path.to_owned();
+    move |source| LedgerError::Io { what, path, source }
+}
+
+/// Takes the data dir's lock (an exclusive `flock` on `<dir>/lock`, held as long as the
+/// returned file is open) and writes this process's pid into the file. When another process
+/// holds it: [`LedgerError::DataDirInUse`] with the pid that process wrote.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io("open the lock file", &path))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(LedgerError::DataDirInUse {
+                dir: dir.to_owned(),
+                pid,
+            });
+        }
+        Err(fs4::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(io("write this process's pid into", &path))?;
+    Ok(file)
 }
 
 /// The file-backed ledger. Cheap to share (`Arc`); blocking I/O runs on the blocking pool.
@@ -179,18 +223,8 @@ impl EmbeddedLedger {
     /// Opens (or creates) the ledger in `dir` for `cluster_id`. Fails if another process holds
     /// the dir, if the log belongs to another cluster, or if it is damaged beyond a torn tail.
     pub fn open(dir: &Path, cluster_id: &str) -> Result<EmbeddedLedger> {
-        std::fs::create_dir_all(dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))?;
-        lock.try_lock_exclusive().map_err(|_| {
-            LedgerError::Unavailable(format!(
-                "{} is in use by another rtconfig process",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir).map_err(io("create the data dir", dir))?;
+        let lock = lock_data_dir(dir)?;
         let path = dir.join(LOG_FILE);
         let existed = path.exists();
         let mut options = OpenOptions::new();
@@ -198,22 +232,24 @@ impl EmbeddedLedger {
         // The log holds every value, secrets included: owner-only when it is created.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path)?;
+        let file = options.open(&path).map_err(io("open", &path))?;
         if !existed {
-            sync_dir(dir)?;
+            sync_dir(dir).map_err(io("sync the data dir", dir))?;
         }
-        let (records, good_len, torn) = read_log(&file)?;
+        let (records, good_len, torn) = read_log(&file, &path)?;
         if torn {
             tracing::warn!(
                 path = %path.display(),
                 kept_bytes = good_len,
                 "ledger log ends with a torn record (crash during a write that was never acknowledged); cutting it off"
             );
-            file.set_len(good_len)?;
-            file.sync_all()?;
+            file.set_len(good_len)
+                .and_then(|()| file.sync_all())
+                .map_err(io("cut the torn record off", &path))?;
         }
         let mut inner = Inner {
             file,
+            path: path.clone(),
             len: good_len,
             namespaces: HashMap::new(),
             poisoned: None,
@@ -269,7 +305,10 @@ impl EmbeddedLedger {
                 },
             )?,
         }
-        inner.file.seek(SeekFrom::End(0))?;
+        inner
+            .file
+            .seek(SeekFrom::End(0))
+            .map_err(io("seek to the end of", &path))?;
         Ok(EmbeddedLedger {
             cluster_id: cluster_id.to_owned(),
             dir: dir.to_path_buf(),
@@ -285,18 +324,14 @@ impl EmbeddedLedger {
         F: FnOnce(&mut Inner) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| LedgerError::Unavailable(format!("ledger task failed: {e}")))?
+        tokio::task::spawn_blocking(move || f(&mut inner.lock()))
+            .await
+            .map_err(|e| LedgerError::Unavailable(Unavailable::Task(e)))?
     }
 
     /// Reads the in-memory state without touching the file.
     fn read<T>(&self, f: impl FnOnce(&Inner) -> Result<T>) -> Result<T> {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+        f(&self.inner.lock())
     }
 }
 
@@ -318,7 +353,7 @@ fn ns_mut<'a>(inner: &'a mut Inner, namespace: &str) -> Result<&'a mut NsState> 
 /// that fails, the ledger refuses further writes until restarted (the open will repair it).
 fn append(inner: &mut Inner, record: &Record) -> Result<()> {
     if let Some(why) = &inner.poisoned {
-        return Err(LedgerError::Unavailable(why.clone()));
+        return Err(LedgerError::Unavailable(Unavailable::Poisoned(why.clone())));
     }
     let json = serde_json::to_vec(record)
         .map_err(|e| LedgerError::Corrupt(format!("cannot encode record: {e}")))?;
@@ -336,28 +371,34 @@ fn append(inner: &mut Inner, record: &Record) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            if let Err(e2) = inner.file.set_len(inner.len) {
-                inner.poisoned = Some(format!(
-                    "append failed ({e}) and the log could not be restored ({e2})"
-                ));
+            if let Err(cut) = inner.file.set_len(inner.len) {
+                tracing::error!(
+                    path = %inner.path.display(),
+                    error = %Chain(&e),
+                    cut_error = %Chain(&cut),
+                    "an append failed and the log could not be cut back; refusing writes until restarted"
+                );
+                inner.poisoned = Some(Arc::new(cut));
             }
-            Err(LedgerError::Io(e))
+            Err(io("append to", &inner.path)(e))
         }
     }
 }
 
 /// Reads every complete record. Returns them, the length of the good prefix, and whether a torn
 /// tail followed it.
-fn read_log(file: &File) -> Result<(Vec<Record>, u64, bool)> {
+fn read_log(file: &File, path: &Path) -> Result<(Vec<Record>, u64, bool)> {
     let mut reader = BufReader::new(file);
-    reader.seek(SeekFrom::Start(0))?;
+    reader.seek(SeekFrom::Start(0)).map_err(io("read", path))?;
     let mut records = Vec::new();
     let mut good_len = 0u64;
     let mut line = Vec::new();
     let mut line_no = 0usize;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io("read", path))?;
         if n == 0 {
             return Ok((records, good_len, false));
         }
@@ -371,7 +412,7 @@ fn read_log(file: &File) -> Result<(Vec<Record>, u64, bool)> {
             _ => {
                 // Damage is only forgivable at the very end (a torn append).
                 let mut rest = Vec::new();
-                std::io::Read::read_to_end(&mut reader, &mut rest)?;
+                reader.read_to_end(&mut rest).map_err(io("read", path))?;
                 if rest.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
                     return Ok((records, good_len, true));
                 }
@@ -579,7 +620,7 @@ impl Ledger for EmbeddedLedger {
 
     async fn ping(&self) -> Result<()> {
         self.read(|inner| match &inner.poisoned {
-            Some(why) => Err(LedgerError::Unavailable(why.clone())),
+            Some(why) => Err(LedgerError::Unavailable(Unavailable::Poisoned(why.clone()))),
             None => Ok(()),
         })
     }
@@ -604,8 +645,7 @@ impl Ledger for EmbeddedLedger {
     }
 
     async fn set_ledger_behind(&self, namespace: &str, behind: bool) -> Result<()> {
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        ns_mut(&mut guard, namespace)?.behind = behind;
+        ns_mut(&mut self.inner.lock(), namespace)?.behind = behind;
         Ok(())
     }
 
@@ -654,7 +694,7 @@ mod tests {
             async move {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let ledger = EmbeddedLedger::open(dir.path(), "default").expect("open");
-                dirs.lock().expect("lock").push(dir);
+                dirs.lock().push(dir);
                 Arc::new(ledger) as Arc<dyn Ledger>
             }
         })
@@ -757,13 +797,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_process_cannot_open_the_same_dir() {
+    async fn a_second_process_cannot_open_the_same_dir_and_is_told_which_pid_holds_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = EmbeddedLedger::open(dir.path(), "default").expect("open");
-        assert!(matches!(
-            EmbeddedLedger::open(dir.path(), "default"),
-            Err(LedgerError::Unavailable(_))
-        ));
+        let e = EmbeddedLedger::open(dir.path(), "default").expect_err("the dir is held");
+        match &e {
+            LedgerError::DataDirInUse { dir: held, pid } => {
+                assert_eq!(held, dir.path());
+                assert_eq!(*pid, Some(std::process::id()));
+            }
+            other => panic!("expected DataDirInUse, got {other:?}"),
+        }
+        let message = e.to_string();
+        let pid = format!("pid {}", std::process::id());
+        assert!(
+            message.contains(&*dir.path().to_string_lossy()),
+            "{message}"
+        );
+        assert!(message.contains(&pid), "{message}");
+        assert!(
+            message.contains("stop that process"),
+            "says what to do: {message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lock_file_without_a_pid_is_reported_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = EmbeddedLedger::open(dir.path(), "default").expect("open");
+        // An older rtconfig left the lock file empty.
+        std::fs::write(dir.path().join(LOCK_FILE), b"").expect("empty the lock file");
+        let e = EmbeddedLedger::open(dir.path(), "default").expect_err("the dir is held");
+        assert!(
+            matches!(e, LedgerError::DataDirInUse { pid: None, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("pid is not recorded"), "{e}");
+        drop(first);
+        drop(EmbeddedLedger::open(dir.path(), "default").expect("free once the holder is gone"));
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //!   (`rtconfig dev`, small single-admin installs);
 //! - [`postgres::PgLedger`]: PostgreSQL, the production ledger (several admin replicas).
 //!
-//! Both must pass the one conformance suite in [`conformance`].
+//! Both must pass the one conformance suite in `conformance` (built for tests and with the
+//! `test-support` feature).
 //!
 //! Identity (DESIGN §4): `cluster_id` names the deployment (set by `--cluster-id`, recorded
 //! when the ledger is created; a ledger never serves another cluster's id). `epoch` is a rising
@@ -15,11 +16,14 @@
 //! `version` orders changes and never repeats or skips. Values here are already validated
 //! against the schema: the ledger stores, orders and remembers; it does not judge.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;
 pub mod postgres;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -150,7 +154,8 @@ pub struct HistoryPage {
     pub next: Option<u64>,
 }
 
-/// Why a ledger operation failed. Variants are what the caller must do differently.
+/// Why a ledger operation failed. Variants are what the caller must do differently; the cause,
+/// where there is one, is the error's `source()` (print it with [`crate::telemetry::Chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("unknown namespace {0:?}")]
@@ -167,18 +172,55 @@ pub enum LedgerError {
     IdempotencyKeyReused,
     #[error("version {0} does not exist")]
     NoSuchVersion(u64),
-    #[error("the ledger is unavailable: {0}")]
-    Unavailable(String),
+    /// The store cannot be used just now (see the cause); nothing was written. Retry later.
+    #[error("the ledger is unavailable")]
+    Unavailable(#[source] Unavailable),
     #[error("the commit's outcome is unknown (connection lost during COMMIT); retry with the same Idempotency-Key")]
     OutcomeUnknown,
     #[error("the ledger belongs to cluster {found:?}, not {expected:?}")]
     ForeignCluster { expected: String, found: String },
+    /// Another process holds the embedded ledger's data dir (its `lock` file names the pid).
+    #[error("the data dir {} is in use by another rtconfig process ({}): stop that process, or give this one another --data-dir", .dir.display(), holder(.pid))]
+    DataDirInUse { dir: PathBuf, pid: Option<u32> },
     #[error("namespace {0:?}: Redis holds versions this ledger does not (restored from a backup?); writes are refused until `rtconfig admin reconcile --force`")]
     LedgerBehind(String),
     #[error("the ledger is corrupt: {0}")]
     Corrupt(String),
-    #[error("ledger I/O failed: {0}")]
-    Io(#[from] std::io::Error),
+    /// The embedded ledger could not read or write one of its files.
+    #[error("cannot {what} {}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "its pid is not recorded".to_owned(),
+    }
+}
+
+/// What made the ledger unavailable: the source of [`LedgerError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
+    /// The embedded ledger's worker task ended without an answer (it panicked).
+    #[error("the ledger's worker task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// An append failed and cutting the log back to its last good record failed too: the
+    /// embedded ledger refuses writes until a restart, whose open repairs the log.
+    #[error("an append failed and the log could not be cut back to its last good record; restart rtconfig to repair it")]
+    Poisoned(#[source] Arc<std::io::Error>),
+}
+
+impl From<postgres::PgError> for LedgerError {
+    fn from(e: postgres::PgError) -> Self {
+        LedgerError::Unavailable(Unavailable::Postgres(e))
+    }
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;

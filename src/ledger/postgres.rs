@@ -25,7 +25,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "test-support")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +43,7 @@ use super::{
     CurrentValues, HistoryPage, HistoryQuery, Ledger, LedgerError, NamespaceState, Result,
     StoredValue,
 };
+use crate::telemetry::Chain;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -61,6 +63,42 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// admin must not hold a namespace row lock for ever).
 const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A PostgreSQL failure: what the ledger was doing, and the client's or the server's error as
+/// the source (tokio-postgres's own message is often just "db error"; the server's message is
+/// its source, so print the whole chain).
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("invalid --database-url")]
+    Url(#[source] tokio_postgres::Error),
+    #[error("PostgreSQL: cannot {what}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL did not answer within {timeout:?}: cannot {what}")]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("no PostgreSQL connection")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    #[error("cannot build the PostgreSQL connection pool")]
+    BuildPool(#[source] deadpool_postgres::BuildError),
+    #[error("the database migrations failed")]
+    Migration(#[source] refinery::Error),
+}
+
+/// `map_err` for a failed statement or connection while doing `what`.
+pub(crate) fn failed(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> LedgerError {
+    move |source| PgError::Query { what, source }.into()
+}
+
+/// PostgreSQL gave no answer within `timeout` while doing `what`.
+pub(crate) fn timed_out(what: &'static str, timeout: Duration) -> LedgerError {
+    PgError::Timeout { what, timeout }.into()
+}
+
 /// Connection settings of the PostgreSQL ledger.
 #[derive(Clone, Debug)]
 pub struct PgSettings {
@@ -74,6 +112,7 @@ pub struct PgSettings {
     /// Pooled connections.
     pub pool_size: usize,
     /// Test-only fault injection (also `RTCONFIG_FAILPOINTS`).
+    #[cfg(feature = "test-support")]
     pub failpoints: Arc<Failpoints>,
 }
 
@@ -84,6 +123,7 @@ impl PgSettings {
             op_timeout: Duration::from_millis(1500),
             connect_timeout: Duration::from_secs(1),
             pool_size: 16,
+            #[cfg(feature = "test-support")]
             failpoints: Arc::new(Failpoints::from_env()),
         }
     }
@@ -95,7 +135,7 @@ impl PgSettings {
         application_name: &str,
         statement_timeout: Option<Duration>,
     ) -> Result<tokio_postgres::Config> {
-        let mut config = parse_url(&self.url).map_err(LedgerError::Unavailable)?;
+        let mut config = parse_url(&self.url)?;
         config
             .connect_timeout(self.connect_timeout)
             .keepalives(true)
@@ -117,21 +157,25 @@ impl PgSettings {
 }
 
 /// Checks a `--database-url` without connecting.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
-    tokio_postgres::Config::from_str(url).map_err(|e| format!("invalid --database-url: {e}"))
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgError> {
+    tokio_postgres::Config::from_str(url).map_err(PgError::Url)
 }
 
+#[cfg(feature = "test-support")]
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
-/// Fault injection for the failure tests (reliability.md S14, S16). Off unless a test sets it or
+/// Fault injection for the failure tests (reliability.md S14, S16), built only with the
+/// `test-support` feature (so never into a release binary). Off unless a test sets it or
 /// `RTCONFIG_FAILPOINTS` names it (comma-separated): `crash_after_commit` ends the process right
 /// after a COMMIT returned, before the response and the relay kick.
+#[cfg(feature = "test-support")]
 #[derive(Default)]
 pub struct Failpoints {
     crash_after_commit: AtomicBool,
-    before_commit: Mutex<Option<Hook>>,
+    before_commit: parking_lot::Mutex<Option<Hook>>,
 }
 
+#[cfg(feature = "test-support")]
 impl std::fmt::Debug for Failpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Failpoints")
@@ -143,6 +187,7 @@ impl std::fmt::Debug for Failpoints {
     }
 }
 
+#[cfg(feature = "test-support")]
 impl Failpoints {
     /// Reads `RTCONFIG_FAILPOINTS`.
     pub fn from_env() -> Failpoints {
@@ -167,15 +212,11 @@ impl Failpoints {
 
     /// Runs `hook` right before COMMIT is sent (e.g. to pause PostgreSQL "mid-commit").
     pub fn set_before_commit(&self, hook: Option<Hook>) {
-        *self.before_commit.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+        *self.before_commit.lock() = hook;
     }
 
     fn before_commit(&self) {
-        let hook = self
-            .before_commit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let hook = self.before_commit.lock().clone();
         if let Some(hook) = hook {
             hook();
         }
@@ -194,16 +235,19 @@ impl Failpoints {
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
     let config = settings.connect_config("rtconfig-migrate", None)?;
     let work = async {
-        let (mut client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
+        let (mut client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(failed("connect to migrate the database"))?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "migration connection ended");
+                tracing::debug!(error = %Chain(&e), "migration connection ended");
             }
         });
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("take the migration lock"))?;
         let report = embedded::migrations::runner()
             .set_migration_table_name(MIGRATION_TABLE)
             .run_async(&mut client)
@@ -213,8 +257,7 @@ pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
             .await;
         drop(client);
         driver.abort();
-        let report =
-            report.map_err(|e| LedgerError::Unavailable(format!("migration failed: {e}")))?;
+        let report = report.map_err(PgError::Migration)?;
         Ok(report
             .applied_migrations()
             .iter()
@@ -223,9 +266,7 @@ pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
     };
     match tokio::time::timeout(MIGRATION_TIMEOUT, work).await {
         Ok(r) => r,
-        Err(_) => Err(LedgerError::Unavailable(format!(
-            "migrations did not finish within {MIGRATION_TIMEOUT:?}"
-        ))),
+        Err(_) => Err(timed_out("finish the migrations", MIGRATION_TIMEOUT)),
     }
 }
 
@@ -265,10 +306,6 @@ impl From<LedgerError> for Fail {
 }
 
 type Step<'c, T> = Pin<Box<dyn Future<Output = Result<T, Fail>> + Send + 'c>>;
-
-fn unavailable(e: tokio_postgres::Error) -> LedgerError {
-    LedgerError::Unavailable(format!("postgresql: {e}"))
-}
 
 /// Whether the connection must not be reused after `e`.
 fn broken(e: &tokio_postgres::Error) -> bool {
@@ -319,7 +356,7 @@ impl PgLedger {
             .create_timeout(Some(settings.op_timeout))
             .recycle_timeout(Some(settings.op_timeout))
             .build()
-            .map_err(|e| LedgerError::Unavailable(format!("cannot build the pool: {e}")))?;
+            .map_err(PgError::BuildPool)?;
         let mut ledger = PgLedger {
             cluster_id: cluster_id.to_owned(),
             pool,
@@ -370,18 +407,13 @@ impl PgLedger {
     async fn connection(&self, deadline: Instant) -> Result<Object> {
         match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(LedgerError::Unavailable(format!(
-                "no PostgreSQL connection: {e}"
-            ))),
-            Err(_) => Err(LedgerError::Unavailable(format!(
-                "no PostgreSQL connection within {:?}",
-                self.settings.op_timeout
-            ))),
+            Ok(Err(e)) => Err(PgError::Pool(e).into()),
+            Err(_) => Err(timed_out("get a connection", self.settings.op_timeout)),
         }
     }
 
     /// Runs `step` on a pooled connection under the operation deadline.
-    async fn run<T, F>(&self, what: &str, step: F) -> Result<T>
+    async fn run<T, F>(&self, what: &'static str, step: F) -> Result<T>
     where
         F: for<'c> FnOnce(&'c mut Object) -> Step<'c, T>,
     {
@@ -395,14 +427,11 @@ impl PgLedger {
                 if broken(&e) {
                     discard(conn);
                 }
-                Err(LedgerError::Unavailable(format!("{what}: postgresql: {e}")))
+                Err(failed(what)(e))
             }
             Err(_) => {
                 discard(conn);
-                Err(LedgerError::Unavailable(format!(
-                    "{what}: PostgreSQL did not answer within {:?}",
-                    self.settings.op_timeout
-                )))
+                Err(timed_out(what, self.settings.op_timeout))
             }
         }
     }
@@ -523,7 +552,7 @@ async fn commit_tx(
     conn: &mut Object,
     request: &CommitRequest,
     commit_sent: &AtomicBool,
-    failpoints: &Failpoints,
+    #[cfg(feature = "test-support")] failpoints: &Failpoints,
 ) -> Result<Committed, Fail> {
     let ns = request.namespace.as_str();
     let tx = conn.transaction().await?;
@@ -678,9 +707,11 @@ async fn commit_tx(
     let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
     tx.execute(&notify, &[&COMMIT_CHANNEL, &format!("{ns}:{version}")])
         .await?;
+    #[cfg(feature = "test-support")]
     failpoints.before_commit();
     commit_sent.store(true, Ordering::SeqCst);
     tx.commit().await?;
+    #[cfg(feature = "test-support")]
     failpoints.after_commit();
     Ok(Committed {
         state: NamespaceState {
@@ -772,7 +803,13 @@ impl Ledger for PgLedger {
         let commit_sent = AtomicBool::new(false);
         let outcome = tokio::time::timeout_at(
             deadline,
-            commit_tx(&mut conn, &request, &commit_sent, &self.settings.failpoints),
+            commit_tx(
+                &mut conn,
+                &request,
+                &commit_sent,
+                #[cfg(feature = "test-support")]
+                &self.settings.failpoints,
+            ),
         )
         .await;
         let sent = commit_sent.load(Ordering::SeqCst);
@@ -790,10 +827,10 @@ impl Ledger for PgLedger {
                     discard(conn);
                 }
                 if sent && !definite {
-                    tracing::warn!(namespace = %request.namespace, error = %e, "the connection failed during COMMIT; the outcome is unknown");
+                    tracing::warn!(namespace = %request.namespace, error = %Chain(&e), "the connection failed during COMMIT; the outcome is unknown");
                     Err(LedgerError::OutcomeUnknown)
                 } else {
-                    Err(LedgerError::Unavailable(format!("commit: postgresql: {e}")))
+                    Err(failed("commit")(e))
                 }
             }
             Err(_) => {
@@ -802,10 +839,7 @@ impl Ledger for PgLedger {
                     tracing::warn!(namespace = %request.namespace, timeout = ?self.settings.op_timeout, "COMMIT got no answer in time; the outcome is unknown");
                     Err(LedgerError::OutcomeUnknown)
                 } else {
-                    Err(LedgerError::Unavailable(format!(
-                        "commit: PostgreSQL did not answer within {:?}; nothing was written",
-                        self.settings.op_timeout
-                    )))
+                    Err(timed_out("commit", self.settings.op_timeout))
                 }
             }
         }

@@ -47,6 +47,7 @@ use crate::redis::{
 };
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
+use crate::telemetry::Chain;
 use plan::{Action, Adoption, AfterApply};
 
 /// Items written per command during a rebuild.
@@ -192,7 +193,7 @@ impl Relay {
                 Err(e) => {
                     self.metrics.relay_errors.inc();
                     if self.health.get(ns) != Some(&Health::Failing) {
-                        tracing::warn!(namespace = ns, error = %e, "relay round failed; retrying every second");
+                        tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
                     Health::Failing
                 }
@@ -203,7 +204,7 @@ impl Relay {
             }
             if anti_entropy {
                 if let Err(e) = self.prune_sidecars(ns).await {
-                    tracing::debug!(namespace = ns, error = %e, "cannot prune silent sidecars");
+                    tracing::debug!(namespace = ns, error = %Chain(&e), "cannot prune silent sidecars");
                 }
             }
         }
@@ -681,7 +682,7 @@ pub async fn mark_if_redis_ahead(
             let meta = match redis::read_meta(client, &Keys::new(ns)).await {
                 Ok(meta) => meta,
                 Err(RedisError::Reply(e)) => {
-                    tracing::warn!(namespace = %ns, error = %e, "unreadable meta in redis; the relay decides");
+                    tracing::warn!(namespace = %ns, error = %Chain(&e), "unreadable meta in redis; the relay decides");
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -697,7 +698,7 @@ pub async fn mark_if_redis_ahead(
     match tokio::time::timeout(timeout, check).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot compare redis with the ledger at start; the relay will")
+            tracing::warn!(error = %Chain(&e), "cannot compare redis with the ledger at start; the relay will")
         }
         Err(_) => {
             tracing::warn!("redis did not answer at start; the relay compares it with the ledger")

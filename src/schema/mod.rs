@@ -222,6 +222,8 @@ impl Schema {
     }
 
     /// Builds a schema in code (tests, benches): `keys` are `(name, type, default)`, one group.
+    /// Test-only (`test-support`): it panics on an invalid schema.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn from_keys(namespace: &str, keys: &[(&str, ValueType, Value)]) -> Schema {
         let mut text = format!("namespace = {namespace:?}\n[[group]]\nname = \"All\"\nkeys = [");
         for (name, _, _) in keys {
@@ -245,6 +247,7 @@ impl Schema {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 fn json_to_toml_literal(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),

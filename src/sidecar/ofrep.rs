@@ -20,6 +20,7 @@ use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::{etag_matches, JSON};
 use crate::snapshot::{Entry, Snapshot};
+use crate::telemetry::Chain;
 
 /// A body that could not be read (over the size limit) answered in OFREP's error shape, not
 /// axum's plain text.
@@ -31,17 +32,28 @@ fn unreadable_body(key: Option<&str>, rejection: &BytesRejection) -> Response {
     json_response(rejection.status(), &body)
 }
 
+/// Why an evaluation request's body was refused (`PARSE_ERROR`; the chain is `errorDetails`).
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the body is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("\"context\" must be an object")]
+    ContextNotAnObject,
+}
+
 /// The request body is optional; when present it must be a JSON object whose `context`, if
 /// any, is an object.
-fn check_body(body: &Bytes) -> Result<(), String> {
+fn check_body(body: &Bytes) -> Result<(), BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
     match v.get("context") {
         None | Some(Value::Object(_)) | Some(Value::Null) if v.is_object() => Ok(()),
-        _ if !v.is_object() => Err("body must be a JSON object".into()),
-        _ => Err("context must be an object".into()),
+        _ if !v.is_object() => Err(BodyError::NotAnObject),
+        _ => Err(BodyError::ContextNotAnObject),
     }
 }
 
@@ -77,10 +89,10 @@ pub async fn single(
         Ok(b) => b,
         Err(rejection) => return unreadable_body(Some(&key), &rejection),
     };
-    if let Err(details) = check_body(&body) {
+    if let Err(e) = check_body(&body) {
         return json_response(
             StatusCode::BAD_REQUEST,
-            &json!({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": details}),
+            &json!({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
     }
     let snap = state.store.load();
@@ -106,10 +118,10 @@ pub async fn bulk(
         Ok(b) => b,
         Err(rejection) => return unreadable_body(None, &rejection),
     };
-    if let Err(details) = check_body(&body) {
+    if let Err(e) = check_body(&body) {
         return json_response(
             StatusCode::BAD_REQUEST,
-            &json!({"errorCode": "PARSE_ERROR", "errorDetails": details}),
+            &json!({"errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
     }
     let snap = state.store.load();
@@ -155,8 +167,18 @@ mod tests {
         ] {
             assert!(check_body(&Bytes::from(ok)).is_ok(), "{ok}");
         }
-        for bad in ["{", "[]", "{\"context\":5}", "null", "\"x\""] {
-            assert!(check_body(&Bytes::from(bad)).is_err(), "{bad}");
+        for (bad, why) in [
+            (
+                "{",
+                "the body is not JSON: EOF while parsing an object at line 1 column 1",
+            ),
+            ("[]", "the body must be a JSON object"),
+            ("{\"context\":5}", "\"context\" must be an object"),
+            ("null", "the body must be a JSON object"),
+            ("\"x\"", "the body must be a JSON object"),
+        ] {
+            let e = check_body(&Bytes::from(bad)).expect_err(bad);
+            assert_eq!(Chain(&e).to_string(), why, "{bad}");
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::sidecar::SyncReport;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
+use crate::telemetry::Chain;
 use plan::{Action, Cause, FetchReason, HintAction, ImageAction, Keep};
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
@@ -241,7 +242,7 @@ async fn write_disk_snapshots(
         match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
             Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
             Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the disk snapshot")
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "cannot write the disk snapshot")
             }
             Err(e) => tracing::warn!(error = %e, "disk snapshot task failed"),
         }
@@ -312,7 +313,7 @@ impl SyncLoop {
             }
             Err(e) => {
                 self.metrics.anomaly("bad_disk_snapshot");
-                tracing::warn!(path = %path.display(), error = %e, "disk snapshot ignored");
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "disk snapshot ignored");
             }
         }
     }
@@ -468,7 +469,7 @@ impl SyncLoop {
         let beat = match beat.encode() {
             Ok(b) => b,
             Err(e) => {
-                tracing::debug!(error = %e, "heartbeat not encoded");
+                tracing::debug!(error = %Chain(&e), "heartbeat not encoded");
                 return;
             }
         };
@@ -519,9 +520,9 @@ impl SyncLoop {
                 self.status.update(|s| {
                     s.rounds += 1;
                     s.cause = Some("redis_unavailable");
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(Chain(&e).to_string());
                 });
-                tracing::debug!(error = %e, reason, "sync round failed");
+                tracing::debug!(error = %Chain(&e), reason, "sync round failed");
             }
         }
         self.metrics.observe_store(&self.store);

@@ -470,6 +470,51 @@ async fn malformed_bodies_get_their_own_codes_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn invalid_body_messages_describe_the_json_expected_not_rust_types() {
+    let dev = Dev::start().await;
+    let cases = [
+        (
+            dev.client.patch(dev.ns_url("/configs")).json(&json!([])),
+            "got an array",
+        ),
+        (
+            dev.client
+                .patch(dev.ns_url("/configs"))
+                .json(&json!({"changes": {"SITE_NAME": "x"}, "expected_version": "one"})),
+            "\"expected_version\" must be a whole number, 0 or more, not the string \"one\"",
+        ),
+        (
+            dev.client
+                .put(dev.ns_url("/configs/SITE_NAME"))
+                .json(&json!({"value": "x", "surprise": true})),
+            "unknown field \"surprise\"",
+        ),
+        (
+            dev.client
+                .post(dev.ns_url("/rollback"))
+                .json(&json!({"to_version": -3})),
+            "\"to_version\" must be a whole number, 0 or more, not the number -3",
+        ),
+        (
+            dev.client.post(dev.ns_url("/import")).json(&json!({})),
+            "\"values\" is missing",
+        ),
+    ];
+    for (request, problem) in cases {
+        let error = send(request).await.expect_error(422, "invalid_body");
+        let message = error["message"].as_str().expect("a message");
+        assert!(
+            message.starts_with("the body must be a JSON object with "),
+            "{message}"
+        );
+        assert!(message.ends_with(problem), "{message}");
+        for rust in ["struct", "Body", "u64", "expected one of"] {
+            assert!(!message.contains(rust), "{message}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_body_over_1_mib_is_413_body_too_large() {
     let dev = Dev::start().await;
     let big = json!({"changes": {"WELCOME_MESSAGE": "x".repeat(1024 * 1024 + 10)}});

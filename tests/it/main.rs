@@ -6,7 +6,9 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
+//! - `boundaries`: the dependency direction, checked on the source tree.
 
+mod boundaries;
 mod harness;
 mod harness_selftest;
 mod support;

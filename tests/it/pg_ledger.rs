@@ -124,3 +124,26 @@ async fn a_database_of_another_cluster_is_refused() {
         "every replica fingerprints secrets with the same key"
     );
 }
+
+/// tokio-postgres says only "db error"; the server's reason is its source, and it reaches the
+/// operator: in the error chain and on the admin's stderr.
+#[tokio::test]
+async fn a_missing_database_is_reported_with_the_servers_reason() {
+    let pg = shared_cluster();
+    let url = pg.url("rtconfig_no_such_database");
+    let e = PgLedger::open("default", PgSettings::new(&url))
+        .await
+        .expect_err("no such database");
+    assert!(matches!(e, LedgerError::Unavailable(_)), "{e:?}");
+    let chain = rtconfig::telemetry::Chain(&e).to_string();
+    assert!(
+        chain.contains("database \"rtconfig_no_such_database\" does not exist"),
+        "{chain}"
+    );
+    let (code, out) = run_binary(&["admin", "migrate", "--database-url", &url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("database \"rtconfig_no_such_database\" does not exist"),
+        "{out}"
+    );
+}

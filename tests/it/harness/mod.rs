@@ -20,7 +20,7 @@ use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Poll interval of [`eventually`] and [`eventually_blocking`].
@@ -72,11 +72,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // Shared process helpers (crate-internal to the harness).
 // ---------------------------------------------------------------------------------------------
-
-/// Locks a mutex, ignoring poisoning (a panicking test must not cascade into every other test).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Whether the test process runs as root (`id -u` == 0). Cached.
 pub fn running_as_root() -> bool {

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 /// Ports never handed out: the shared Redis and PostgreSQL of the machine.
 const RESERVED: [u16; 2] = [6379, 5432];
@@ -18,7 +20,7 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 /// There is an unavoidable race with other processes between this call and the server's own bind;
 /// the server starters in this harness retry with a new port when that happens.
 pub fn free_port() -> u16 {
-    let mut set = super::lock(handed_out());
+    let mut set = handed_out().lock();
     for _ in 0..1000 {
         let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) {
             Ok(l) => l,

@@ -6,13 +6,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tempfile::TempDir;
 
 use super::{
-    child_pids, find_on_path, lock, log_tail, ports::free_port, run_with_timeout, running_as_root,
+    child_pids, find_on_path, log_tail, ports::free_port, run_with_timeout, running_as_root,
     signal, wait_child_timeout, Watchdog,
 };
 
@@ -130,7 +131,7 @@ impl PgCluster {
         let dir_str = cluster.dir.path().to_string_lossy().into_owned();
         let mut cluster = cluster;
         {
-            let mut st = lock(&cluster.state);
+            let mut st = cluster.state.lock();
             st.watchdog = Watchdog::spawn(
                 "if read p w < \"$1/harness.pid\"; then \
                  kill -CONT $p $w; pkill -CONT -P $p; kill -QUIT $p; i=0; \
@@ -142,7 +143,7 @@ impl PgCluster {
         let mut last_err = String::new();
         for _ in 0..5 {
             cluster.port = free_port();
-            let mut st = lock(&cluster.state);
+            let mut st = cluster.state.lock();
             match cluster.spawn_and_wait(&mut st) {
                 Ok(()) => {
                     drop(st);
@@ -195,12 +196,12 @@ impl PgCluster {
 
     /// Pid of the running postmaster, if any.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        lock(&self.state).postmaster
+        self.state.lock().postmaster
     }
 
     /// Whether the server process is alive (possibly paused).
     pub fn is_running(&self) -> bool {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         match st.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
@@ -209,7 +210,7 @@ impl PgCluster {
 
     /// Whether [`pause`](Self::pause) is in effect.
     pub fn is_paused(&self) -> bool {
-        !lock(&self.state).paused.is_empty()
+        !self.state.lock().paused.is_empty()
     }
 
     /// A fresh, uniquely named database (`rt_<pid>_<n>`); returns its name.
@@ -284,7 +285,7 @@ impl PgCluster {
     /// `SIGSTOP` the postmaster and then all its children (backends, checkpointer, ...): TCP
     /// connects still succeed (kernel backlog) but nothing answers.
     pub fn pause(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         if !st.paused.is_empty() {
             return;
         }
@@ -306,27 +307,27 @@ impl PgCluster {
 
     /// `SIGCONT` everything [`pause`](Self::pause) stopped (children first); no-op if not paused.
     pub fn resume(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         Self::resume_locked(&mut st);
     }
 
     /// Immediate shutdown (`SIGQUIT` to the postmaster, like `pg_ctl stop -m immediate`): no
     /// checkpoint, crash recovery on the next start. Waits until the server is gone.
     pub fn kill_immediate(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         self.stop_locked(&mut st, "QUIT");
     }
 
     /// Fast shutdown (`SIGINT`, like `pg_ctl stop -m fast`). Waits until the server is gone.
     pub fn stop(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         self.stop_locked(&mut st, "INT");
     }
 
     /// Starts the server again on the same data directory and port (fast-stopping it first if it
     /// runs) and waits until it accepts connections. Retries while the port is briefly busy.
     pub fn restart(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         self.stop_locked(&mut st, "INT");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -348,7 +349,7 @@ impl PgCluster {
 
     /// The last `lines` lines of the current server log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let generation = lock(&self.state).generation;
+        let generation = self.state.lock().generation;
         log_tail(&self.log_path(generation), lines)
     }
 
@@ -601,7 +602,7 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         // Watchdog first, so it can never act on a reused pid.
         drop(st.watchdog.take());
         self.stop_locked(&mut st, "INT");

@@ -6,13 +6,14 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{lock, log_tail, ports::free_port, signal, Watchdog};
+use super::{log_tail, ports::free_port, signal, Watchdog};
 
 /// Env var overriding the `redis-server` binary.
 pub const REDIS_SERVER_ENV: &str = "RTCONFIG_TEST_REDIS_SERVER";
@@ -81,7 +82,7 @@ impl RedisServer {
                     Err(e) => panic!("RedisServer: cannot create a temporary directory: {e}"),
                 },
             };
-            let mut st = lock(&server.state);
+            let mut st = server.state.lock();
             st.watchdog = Watchdog::spawn(
                 "p=$(cat \"$1\" 2>/dev/null); if [ -n \"$p\" ]; then kill -CONT \"$p\"; \
                  kill -KILL \"$p\"; fi 2>/dev/null; sleep 0.3; rm -rf \"$2\"",
@@ -127,12 +128,12 @@ impl RedisServer {
 
     /// Pid of the running server process, if any.
     pub fn pid(&self) -> Option<u32> {
-        lock(&self.state).child.as_ref().map(|c| c.id())
+        self.state.lock().child.as_ref().map(|c| c.id())
     }
 
     /// Whether the server process is alive (possibly paused).
     pub fn is_running(&self) -> bool {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         match st.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
@@ -141,12 +142,12 @@ impl RedisServer {
 
     /// Whether [`pause`](Self::pause) is in effect.
     pub fn is_paused(&self) -> bool {
-        lock(&self.state).paused
+        self.state.lock().paused
     }
 
     /// `SIGSTOP`: the kernel still accepts TCP connections, but nothing is answered.
     pub fn pause(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let Some(pid) = st.child.as_ref().map(|c| c.id()) else {
             panic!(
                 "RedisServer::pause: server on port {} is not running",
@@ -164,7 +165,7 @@ impl RedisServer {
 
     /// `SIGCONT` after [`pause`](Self::pause); a no-op when not paused.
     pub fn resume(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         if st.paused {
             if let Some(pid) = st.child.as_ref().map(|c| c.id()) {
                 assert!(
@@ -178,7 +179,7 @@ impl RedisServer {
 
     /// `SIGKILL` and reap. A no-op when not running.
     pub fn kill(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         self.kill_locked(&mut st);
     }
 
@@ -186,7 +187,7 @@ impl RedisServer {
     /// waits until it answers `PING`. With the default args it comes back empty. Retries for a few
     /// seconds if the port is briefly busy.
     pub fn restart(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         self.kill_locked(&mut st);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -241,7 +242,7 @@ impl RedisServer {
 
     /// The last `lines` lines of the current server log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let generation = lock(&self.state).generation;
+        let generation = self.state.lock().generation;
         log_tail(&self.log_path(generation), lines)
     }
 
@@ -335,7 +336,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         // Watchdog first, so it can never act on a reused pid.
         drop(st.watchdog.take());
         self.kill_locked(&mut st);
