@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use parking_lot::Mutex;
 use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
-use rtconfig::metrics::Metrics;
+use rtconfig::metrics::{Exposition, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
 use rtconfig::snapshot::{Snapshot, SnapshotStore};
@@ -306,7 +306,7 @@ struct Commit {
 struct Admin {
     running: Option<RunningAdmin>,
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     rt: Handle,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -332,7 +332,7 @@ impl Admin {
             .map_err(|e| anyhow!("admin does not start: {e}"))?;
         Ok(Admin {
             addr: running.addr,
-            metrics: running.metrics.clone(),
+            metrics: running.relay_metrics.clone(),
             running: Some(running),
             rt: rt.clone(),
             http: reqwest::Client::builder()
@@ -432,7 +432,7 @@ struct Swarm {
     statuses: Vec<Arc<SyncStatus>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: Shutdown,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Exposition>,
 }
 
 impl Swarm {
@@ -448,7 +448,10 @@ impl Swarm {
         spread: Duration,
     ) -> Result<Swarm> {
         let shutdown = Shutdown::new();
-        let metrics = Arc::new(Metrics::new());
+        let mut registry = rtconfig::metrics::registry();
+        let sync_metrics = SyncMetrics::register(&mut registry);
+        let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+        let metrics = Arc::new(Exposition::new(registry));
         let mut swarm = Swarm {
             stores: Vec::with_capacity(n),
             statuses: Vec::with_capacity(n),
@@ -469,7 +472,8 @@ impl Swarm {
                 settings,
                 schema.clone(),
                 store.clone(),
-                metrics.clone(),
+                sync_metrics.clone(),
+                snapshot_metrics.clone(),
                 shutdown.clone(),
             )
             .map_err(|e| anyhow!("sync loop {i}: {e}"))?;
@@ -1149,7 +1153,7 @@ async fn herd(
     let rec = Recorder::start(&swarm.stores);
     let (f0, c0) = swarm.counts();
     let resyncs0 = swarm.resyncs();
-    let rebuilds0 = admin.metrics.relay_rebuilds.get();
+    let rebuilds0 = admin.metrics.rebuilds.get();
     let killed = Instant::now();
     redis.kill();
     let during = 3usize;
@@ -1173,7 +1177,7 @@ async fn herd(
             let mut first_empty = None;
             let mut half = None;
             loop {
-                if rebuilt.is_none() && metrics.relay_rebuilds.get() > rebuilds0 {
+                if rebuilt.is_none() && metrics.rebuilds.get() > rebuilds0 {
                     rebuilt = Some(up.elapsed());
                 }
                 let empty = statuses

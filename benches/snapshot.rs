@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use rtconfig::metrics::Metrics;
+use rtconfig::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use rtconfig::schema::{Schema, SchemaSet, ValueType};
 use rtconfig::shutdown::Shutdown;
 use rtconfig::sidecar::{read_router, LocalSync, SidecarState};
@@ -203,9 +203,14 @@ fn router(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let mut registry = rtconfig::metrics::registry();
+    let http = HttpMetrics::register(&mut registry);
+    let snapshot = SnapshotMetrics::register(&mut registry);
     let state = SidecarState::new(
         demo_store(),
-        Arc::new(Metrics::new()),
+        Arc::new(Exposition::new(registry)),
+        http,
+        snapshot,
         Shutdown::new(),
         Arc::new(LocalSync),
         1024,

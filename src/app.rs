@@ -19,7 +19,9 @@ use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
-use crate::metrics::Metrics;
+use crate::metrics::{
+    AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
+};
 use crate::schema::{SchemaProblem, SchemaSet};
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
@@ -97,7 +99,7 @@ pub struct Running {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
     tasks: Tasks,
 }
 
@@ -143,13 +145,18 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(Snapshot::defaults(&schema), None, false));
     let publisher = Arc::new(LocalPublisher {
         ledger: ledger.clone(),
         schema: schema.clone(),
         store: store.clone(),
-        metrics: metrics.clone(),
+        metrics: snapshot_metrics.clone(),
     });
     publisher.publish_current().await?;
     store.confirm();
@@ -158,6 +165,8 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     let sidecar_state = SidecarState::new(
         store.clone(),
         metrics.clone(),
+        http_metrics.clone(),
+        snapshot_metrics,
         shutdown.clone(),
         Arc::new(LocalSync),
         s.max_watchers,
@@ -167,7 +176,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             schemas,
             ledger: ledger.clone(),
             after_commit: publisher,
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: Arc::default(),
         },
         Masker::load_or_create(&s.data_dir.join("secret.key"))?,
@@ -175,6 +184,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
             store: store.clone(),
         }),
         metrics.clone(),
+        http_metrics,
         s.admin_token.as_deref(),
     );
 
@@ -270,7 +280,7 @@ pub struct RunningSidecar {
     pub probe_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub sync: Arc<crate::sync::SyncStatus>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
     tasks: Tasks,
 }
 
@@ -305,7 +315,12 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
             s.schema_dir.display()
         ))
     })?;
-    let metrics = Arc::new(Metrics::new());
+    // A sidecar serves a snapshot synced from Redis: no admin or relay series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let snapshot_metrics = SnapshotMetrics::register(&mut registry);
+    let sync_metrics = SyncMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(
         Snapshot::defaults(&schema),
         Some(s.resync_interval * 2),
@@ -327,13 +342,16 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         sync_settings,
         schema,
         store.clone(),
-        metrics.clone(),
+        sync_metrics,
+        snapshot_metrics.clone(),
         shutdown.clone(),
     )
     .map_err(|e| StartError::Settings(e.to_string()))?;
     let state = SidecarState::new(
         store.clone(),
         metrics.clone(),
+        http_metrics,
+        snapshot_metrics,
         shutdown.clone(),
         sync.status.clone(),
         s.max_watchers,
@@ -458,7 +476,9 @@ impl AdminSettings {
 pub struct RunningAdmin {
     pub addr: SocketAddr,
     pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Exposition>,
+    /// The relay's leadership gauges, for tests and embedders.
+    pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
     tasks: Tasks,
 }
@@ -493,7 +513,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let metrics = Arc::new(Metrics::new());
+    // An admin runs the API and (while leading) the relay: no snapshot or sync series.
+    let mut registry = crate::metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let admin_metrics = AdminMetrics::register(&mut registry);
+    let relay_metrics = RelayMetrics::register(&mut registry);
+    let metrics = Arc::new(Exposition::new(registry));
     crate::redis::start(&fleet_client);
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     crate::relay::mark_if_redis_ahead(
@@ -507,8 +532,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
     let kick = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(crate::admin::write::WriteGate::default());
     let make_relay = {
-        let (ledger, metrics, kick, gate) =
-            (ledger.clone(), metrics.clone(), kick.clone(), gate.clone());
+        let (ledger, metrics, kick, gate) = (
+            ledger.clone(),
+            relay_metrics.clone(),
+            kick.clone(),
+            gate.clone(),
+        );
         let schemas: Vec<_> = schemas.iter().cloned().collect();
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
@@ -534,7 +563,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             schemas,
             ledger: ledger.clone(),
             after_commit: Arc::new(crate::relay::RelayKick(kick.clone())),
-            metrics: metrics.clone(),
+            metrics: admin_metrics,
             gate: gate.clone(),
         },
         masker,
@@ -542,6 +571,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             client: fleet_client,
         }),
         metrics.clone(),
+        http_metrics,
         Some(&s.admin_token),
     );
     let listener = bind(s.listen).await?;
@@ -553,7 +583,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
             kick,
             gate.clone(),
             namespaces,
-            metrics.clone(),
+            relay_metrics.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(serve(
@@ -568,6 +598,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         addr,
         ledger,
         metrics,
+        relay_metrics,
         gate,
         tasks: Tasks {
             shutdown,

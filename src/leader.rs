@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use crate::admin::write::WriteGate;
 use crate::ledger::postgres::{timed_out, PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
+use crate::metrics::RelayMetrics;
 use crate::relay::{Relay, RelayError};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Chain;
@@ -245,7 +245,7 @@ pub async fn run<F>(
     wake: Arc<Notify>,
     gate: Arc<WriteGate>,
     namespaces: Vec<String>,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     shutdown: Shutdown,
 ) where
     F: Fn(u64) -> Result<Relay, RelayError> + Send + Sync + 'static,
@@ -290,7 +290,7 @@ async fn lead<F>(
     make_relay: &F,
     gate: &WriteGate,
     namespaces: &[String],
-    metrics: &Metrics,
+    metrics: &RelayMetrics,
     shutdown: &Shutdown,
 ) where
     F: Fn(u64) -> Result<Relay, RelayError>,
@@ -303,9 +303,9 @@ async fn lead<F>(
         }
     };
     tracing::info!(term = lease.term, "this admin is now the relay leader");
-    metrics.relay_leader.set(1);
+    metrics.leader.set(1);
     metrics
-        .relay_term
+        .term
         .set(i64::try_from(lease.term).unwrap_or(i64::MAX));
     let term_stop = Shutdown::new();
     let mut task = tokio::spawn(relay.run(term_stop.clone()));
@@ -326,7 +326,7 @@ async fn lead<F>(
     {
         task.abort();
     }
-    metrics.relay_leader.set(0);
+    metrics.leader.set(0);
     for ns in namespaces {
         gate.set_ledger_behind(ns, false);
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::admin::write::AfterCommit;
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
-use crate::metrics::Metrics;
+use crate::metrics::SnapshotMetrics;
 use crate::schema::Schema;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
 use crate::telemetry::Chain;
@@ -19,7 +19,7 @@ pub struct LocalPublisher {
     pub ledger: Arc<dyn Ledger>,
     pub schema: Arc<Schema>,
     pub store: Arc<SnapshotStore>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: SnapshotMetrics,
 }
 
 impl LocalPublisher {
@@ -38,7 +38,7 @@ impl LocalPublisher {
         }
         match self.store.publish(snapshot) {
             Ok(true) => {
-                self.metrics.snapshot_swaps.inc();
+                self.metrics.swaps.inc();
                 self.metrics.observe_store(&self.store);
             }
             Ok(false) => {}

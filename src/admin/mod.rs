@@ -40,7 +40,7 @@ use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
 use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, HttpMetrics};
 use fleet::Fleet;
 use mask::Masker;
 use write::WritePath;
@@ -52,7 +52,9 @@ pub struct AdminState {
     pub write: WritePath,
     pub masker: Masker,
     pub fleet: Arc<dyn Fleet>,
-    pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes.
+    pub metrics: Arc<Exposition>,
+    pub http_metrics: HttpMetrics,
     /// SHA-256 of the bearer token every API call must carry (`None`: no auth, `dev` only).
     token_digest: Option<[u8; 32]>,
 }
@@ -62,7 +64,8 @@ impl AdminState {
         write: WritePath,
         masker: Masker,
         fleet: Arc<dyn Fleet>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<Exposition>,
+        http_metrics: HttpMetrics,
         admin_token: Option<&str>,
     ) -> Arc<AdminState> {
         Arc::new(AdminState {
@@ -70,6 +73,7 @@ impl AdminState {
             masker,
             fleet,
             metrics,
+            http_metrics,
             token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         })
     }
@@ -122,7 +126,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.http_metrics.clone(),
             record_metrics,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -17,7 +17,7 @@ use crate::http::ApiError;
 use crate::ledger::{
     changes_to_reach, ChangeMeta, CommitRequest, Committed, Ledger, LedgerError, NamespaceState,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{AdminMetrics, WriteResult};
 use crate::schema::{Schema, SchemaSet};
 use crate::telemetry::Chain;
 
@@ -86,7 +86,7 @@ pub struct WritePath {
     pub schemas: SchemaSet,
     pub ledger: Arc<dyn Ledger>,
     pub after_commit: Arc<dyn AfterCommit>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: AdminMetrics,
     pub gate: Arc<WriteGate>,
 }
 
@@ -101,7 +101,7 @@ impl WritePath {
     pub async fn write(&self, namespace: &str, req: WriteRequest) -> Result<Committed, ApiError> {
         let schema = self.schema(namespace)?.clone();
         if req.changes.is_empty() {
-            self.metrics.admin_write("invalid");
+            self.metrics.write(WriteResult::invalid);
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_value",
@@ -111,13 +111,13 @@ impl WritePath {
         let changes = match validate(&schema, &req.changes) {
             Ok(c) => c,
             Err(e) => {
-                self.metrics.admin_write("invalid");
+                self.metrics.write(WriteResult::invalid);
                 return Err(e);
             }
         };
         for key in req.expected_keys.keys() {
             if schema.key(key).is_none() {
-                self.metrics.admin_write("invalid");
+                self.metrics.write(WriteResult::invalid);
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "unknown_key",
@@ -142,19 +142,19 @@ impl WritePath {
     async fn commit(&self, request: CommitRequest) -> Result<Committed, ApiError> {
         let namespace = request.namespace.clone();
         if let Err(e) = self.gate.check(&namespace) {
-            self.metrics.admin_write("refused");
+            self.metrics.write(WriteResult::refused);
             return Err(e);
         }
         match self.ledger.commit(request).await {
             Ok(committed) => {
                 let result = if committed.replayed {
-                    "replayed"
+                    WriteResult::replayed
                 } else if committed.changes.is_empty() {
-                    "unchanged"
+                    WriteResult::unchanged
                 } else {
-                    "ok"
+                    WriteResult::ok
                 };
-                self.metrics.admin_write(result);
+                self.metrics.write(result);
                 if !committed.changes.is_empty() {
                     tracing::info!(
                         namespace = %namespace,
@@ -171,10 +171,10 @@ impl WritePath {
             }
             Err(e) => {
                 let api = ledger_error(e);
-                self.metrics.admin_write(match api.status {
-                    StatusCode::CONFLICT => "conflict",
-                    s if s.is_client_error() => "invalid",
-                    _ => "error",
+                self.metrics.write(match api.status {
+                    StatusCode::CONFLICT => WriteResult::conflict,
+                    s if s.is_client_error() => WriteResult::invalid,
+                    _ => WriteResult::error,
                 });
                 Err(api)
             }
@@ -379,7 +379,7 @@ mod tests {
             schemas: SchemaSet::from_schemas([schema]),
             ledger: Arc::new(EmbeddedLedger::open(dir, "default").expect("open")),
             after_commit: Arc::new(NoDistribution),
-            metrics: Arc::new(Metrics::new()),
+            metrics: AdminMetrics::register(&mut crate::metrics::registry()),
             gate: Arc::default(),
         }
     }

@@ -177,61 +177,26 @@ pub async fn limit_uri(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Middleware: counts every request by route pattern and status, and times it.
+/// Middleware: counts every request by route pattern (the router's `MatchedPath`; no match →
+/// `unmatched`) and status, and times it.
 pub async fn record_metrics(
-    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+    axum::extract::State(metrics): axum::extract::State<crate::metrics::HttpMetrics>,
     req: Request,
     next: Next,
 ) -> Response {
-    let route: &'static str = route_label(req.extensions().get::<MatchedPath>());
+    let route = metrics.route(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics
-        .http_requests
-        .get_or_create(&crate::metrics::RouteStatus {
-            route,
-            status: resp.status().as_u16(),
-        })
-        .inc();
-    metrics
-        .http_duration
-        .get_or_create(&crate::metrics::RouteLabel { route })
-        .observe(started.elapsed().as_secs_f64());
+    metrics.record(
+        route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
-}
-
-/// Route patterns are few and fixed; map them to static labels (bounded cardinality).
-fn route_label(matched: Option<&MatchedPath>) -> &'static str {
-    const ROUTES: &[&str] = &[
-        "/v1/configs",
-        "/v1/configs/{key}",
-        "/v1/watch",
-        "/ofrep/v1/evaluate/flags",
-        "/ofrep/v1/evaluate/flags/{key}",
-        "/",
-        "/healthz",
-        "/readyz",
-        "/status",
-        "/metrics",
-        "/api/v1/namespaces",
-        "/api/v1/namespaces/{ns}/configs",
-        "/api/v1/namespaces/{ns}/configs/{key}",
-        "/api/v1/namespaces/{ns}/history",
-        "/api/v1/namespaces/{ns}/changesets/{version}",
-        "/api/v1/namespaces/{ns}/rollback",
-        "/api/v1/namespaces/{ns}/sidecars",
-        "/api/v1/namespaces/{ns}/export",
-        "/api/v1/namespaces/{ns}/import",
-        "/api/v1/openapi.yaml",
-    ];
-    match matched {
-        Some(m) => ROUTES
-            .iter()
-            .find(|r| **r == m.as_str())
-            .copied()
-            .unwrap_or("other"),
-        None => "unmatched",
-    }
 }
 
 /// Fallback for unknown paths.

@@ -40,7 +40,7 @@ use crate::admin::write::{AfterCommit, WriteGate};
 use crate::ledger::{
     ChangeMeta, Changeset, CurrentValues, Ledger, LedgerError, NamespaceState, StoredValue,
 };
-use crate::metrics::Metrics;
+use crate::metrics::RelayMetrics;
 use crate::redis::{
     self, scripts, ApplyOutcome, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
     SwapOutcome, WireError, LOG_MAXLEN,
@@ -126,7 +126,7 @@ pub struct Relay {
     settings: RelaySettings,
     /// Wakes the relay after a commit (shared by the relays of successive leadership terms).
     kick: Arc<Notify>,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
     /// This admin's write gate: the relay closes it for a namespace whose ledger is behind.
     gate: Arc<WriteGate>,
     health: BTreeMap<String, Health>,
@@ -140,7 +140,7 @@ impl Relay {
         client: Client,
         schemas: Vec<Arc<Schema>>,
         settings: RelaySettings,
-        metrics: Arc<Metrics>,
+        metrics: RelayMetrics,
         kick: Arc<Notify>,
         gate: Arc<WriteGate>,
     ) -> Relay {
@@ -191,7 +191,7 @@ impl Relay {
                     health
                 }
                 Err(e) => {
-                    self.metrics.relay_errors.inc();
+                    self.metrics.errors.inc();
                     if self.health.get(ns) != Some(&Health::Failing) {
                         tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
@@ -208,9 +208,9 @@ impl Relay {
                 }
             }
         }
-        self.metrics.relay_lag_versions.set(max_lag);
+        self.metrics.lag_versions.set(max_lag);
         let foreign = self.health.values().any(|h| *h == Health::Foreign);
-        self.metrics.relay_foreign_redis.set(i64::from(foreign));
+        self.metrics.foreign_redis.set(i64::from(foreign));
     }
 
     /// Gathers the ledger's state and `RELAY_TICK`, asks the plan, performs its answer.
@@ -309,7 +309,7 @@ impl Relay {
                 if self.image_matches(schema).await? {
                     at
                 } else {
-                    self.metrics.anomaly("redis_drift");
+                    self.metrics.drift_repairs.inc();
                     tracing::warn!(
                         namespace = ns,
                         "anti-entropy found redis differing from the ledger; rebuilding"
@@ -409,7 +409,7 @@ impl Relay {
                 let outcome = self.apply(&keys, schema, cs).await?;
                 match plan::after_apply(outcome) {
                     AfterApply::Applied => {
-                        self.metrics.relay_applied.inc();
+                        self.metrics.applied.inc();
                     }
                     AfterApply::Skip => {}
                     AfterApply::Rebuild => {
@@ -546,7 +546,7 @@ impl Relay {
             SwapOutcome::Ok => {}
             refused => return Err(RelayError::SwapRefused(refused)),
         }
-        self.metrics.relay_rebuilds.inc();
+        self.metrics.rebuilds.inc();
         tracing::info!(
             namespace = ns,
             version,

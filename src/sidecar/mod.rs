@@ -32,7 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics, App};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotStore;
 
@@ -55,7 +55,10 @@ impl SyncReport for LocalSync {
 /// What every sidecar handler shares.
 pub struct SidecarState {
     pub store: Arc<SnapshotStore>,
-    pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes.
+    pub metrics: Arc<Exposition>,
+    pub http_metrics: HttpMetrics,
+    pub snapshot_metrics: SnapshotMetrics,
     pub shutdown: Shutdown,
     pub sync: Arc<dyn SyncReport>,
     /// Open long-polls and SSE streams, and their cap.
@@ -66,7 +69,9 @@ pub struct SidecarState {
 impl SidecarState {
     pub fn new(
         store: Arc<SnapshotStore>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<Exposition>,
+        http_metrics: HttpMetrics,
+        snapshot_metrics: SnapshotMetrics,
         shutdown: Shutdown,
         sync: Arc<dyn SyncReport>,
         max_watchers: usize,
@@ -74,6 +79,8 @@ impl SidecarState {
         Arc::new(SidecarState {
             store,
             metrics,
+            http_metrics,
+            snapshot_metrics,
             shutdown,
             sync,
             watchers: AtomicUsize::new(0),
@@ -86,7 +93,7 @@ impl SidecarState {
         let taken = self.watchers.fetch_add(1, Ordering::AcqRel);
         if taken >= self.max_watchers {
             self.watchers.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.watchers_rejected.inc();
+            self.snapshot_metrics.watchers_rejected.inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_watchers",
@@ -97,7 +104,7 @@ impl SidecarState {
             )
             .retry_after(1));
         }
-        self.metrics.watchers.inc();
+        self.snapshot_metrics.watchers.inc();
         Ok(WatcherSlot(self.clone()))
     }
 }
@@ -108,7 +115,7 @@ struct WatcherSlot(Arc<SidecarState>);
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
         self.0.watchers.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.watchers.dec();
+        self.0.snapshot_metrics.watchers.dec();
     }
 }
 
@@ -127,10 +134,7 @@ pub fn read_router(state: Arc<SidecarState>) -> App {
 /// The read API's routes, without the fast path.
 fn read_routes(state: Arc<SidecarState>) -> Router {
     let timed = Router::new()
-        .route(
-            "/v1/configs/{key}",
-            get(read::one).fallback(method_not_allowed),
-        )
+        .route(read::KEY_ROUTE, get(read::one).fallback(method_not_allowed))
         .route(
             "/ofrep/v1/evaluate/flags",
             post(ofrep::bulk).fallback(method_not_allowed),
@@ -153,7 +157,7 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
         .merge(streaming)
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.http_metrics.clone(),
             record_metrics,
         ))
         .layer(axum::middleware::from_fn(limit_uri))
@@ -202,9 +206,14 @@ mod tests {
             Source::Local,
             [("ITEMS_PER_PAGE", json!(7))],
         );
+        let mut registry = crate::metrics::registry();
+        let http = HttpMetrics::register(&mut registry);
+        let snapshot = SnapshotMetrics::register(&mut registry);
         SidecarState::new(
             Arc::new(SnapshotStore::new(snap, None, false)),
-            Arc::new(Metrics::new()),
+            Arc::new(Exposition::new(registry)),
+            http,
+            snapshot,
             Shutdown::new(),
             Arc::new(LocalSync),
             8,

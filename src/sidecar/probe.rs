@@ -52,7 +52,7 @@ pub async fn status(State(state): State<Arc<SidecarState>>) -> Json<serde_json::
 }
 
 pub async fn metrics(State(state): State<Arc<SidecarState>>) -> Response {
-    state.metrics.observe_store(&state.store);
+    state.snapshot_metrics.observe_store(&state.store);
     let mut resp = state.metrics.encode().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -8,7 +8,7 @@
 //! which stays the reference (the tests compare the two) and still answers everything the fast
 //! path leaves alone (unknown keys, `HEAD`, percent-encoded keys, over-long URIs).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -25,7 +25,6 @@ use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
-use crate::metrics::{RouteLabel, RouteStatus};
 use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// Longest long-poll a client may ask for.
@@ -61,8 +60,9 @@ pub async fn one(
 /// more, so that the map is allocated once and never grows.
 const KEY_READ_HEADERS: usize = 8;
 
-/// The route label of `GET /v1/configs/{key}` in `rtconfig_http_*` metrics.
-const KEY_ROUTE: &str = "/v1/configs/{key}";
+/// The route of `GET /v1/configs/{key}`: the router's pattern, and so its label in
+/// `rtconfig_http_*` metrics, which the fast path counts under too.
+pub(super) const KEY_ROUTE: &str = "/v1/configs/{key}";
 const KEY_PREFIX: &str = "/v1/configs/";
 
 /// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
@@ -70,10 +70,11 @@ const KEY_PREFIX: &str = "/v1/configs/";
 /// series as the `record_metrics` middleware. Anything else goes to the router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
-    /// `{route="/v1/configs/{key}",status="200"}`, looked up on first use (as the middleware
-    /// would create it) and then incremented without the family's lock and hash.
-    ok: OnceLock<Counter>,
-    duration: OnceLock<Histogram>,
+    /// `{route="/v1/configs/{key}",status="200"}` and the route's histogram, resolved once
+    /// here (the series the middleware counts into) and then updated without the family's
+    /// lock and hash.
+    ok: Counter,
+    duration: Histogram,
     /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
     /// copies the map without hashing the seven names again.
     template: ArcSwapOption<KeyHeaders>,
@@ -89,10 +90,12 @@ struct KeyHeaders {
 
 impl FastKeyRead {
     pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
+        let http = &state.http_metrics;
+        let route = http.route(Some(KEY_ROUTE));
         FastKeyRead {
+            ok: http.requests_handle(&route, 200),
+            duration: http.duration_handle(&route),
             state,
-            ok: OnceLock::new(),
-            duration: OnceLock::new(),
             template: ArcSwapOption::empty(),
         }
     }
@@ -158,26 +161,8 @@ impl FastPath for FastKeyRead {
         };
         let mut resp = Response::new(Full::new(body));
         *resp.headers_mut() = self.headers(&snap, raw, stale);
-        let metrics = &self.state.metrics;
-        self.ok
-            .get_or_init(|| {
-                metrics
-                    .http_requests
-                    .get_or_create(&RouteStatus {
-                        route: KEY_ROUTE,
-                        status: 200,
-                    })
-                    .clone()
-            })
-            .inc();
-        self.duration
-            .get_or_init(|| {
-                metrics
-                    .http_duration
-                    .get_or_create(&RouteLabel { route: KEY_ROUTE })
-                    .clone()
-            })
-            .observe(started.elapsed().as_secs_f64());
+        self.ok.inc();
+        self.duration.observe(started.elapsed().as_secs_f64());
         Some(resp)
     }
 }
@@ -314,7 +299,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
     use crate::schema::{Schema, ValueType};
     use crate::shutdown::Shutdown;
     use crate::sidecar::LocalSync;
@@ -361,9 +346,16 @@ mod tests {
             Some(Duration::from_secs(60)),
             false,
         ));
+        let mut registry = crate::metrics::registry();
+        let (http, snap) = (
+            HttpMetrics::register(&mut registry),
+            SnapshotMetrics::register(&mut registry),
+        );
         let state = SidecarState::new(
             store.clone(),
-            Arc::new(Metrics::new()),
+            Arc::new(Exposition::new(registry)),
+            http,
+            snap,
             Shutdown::new(),
             Arc::new(LocalSync),
             8,

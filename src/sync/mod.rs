@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::disk::{self, DiskError, DiskSnapshot};
-use crate::metrics::Metrics;
+use crate::metrics::{AnomalyKind, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics};
 use crate::redis::{
     self, scripts, ConnectOptions, Heartbeat, Hint, Image, Keys, RedisError, SyncRead,
 };
@@ -160,7 +160,8 @@ pub struct SyncLoop {
     keys: Keys,
     schema: Arc<Schema>,
     store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
+    metrics: SyncMetrics,
+    snapshot_metrics: SnapshotMetrics,
     status: Arc<SyncStatus>,
     client: Client,
     subscriber: SubscriberClient,
@@ -180,7 +181,8 @@ pub fn start(
     settings: SyncSettings,
     schema: Arc<Schema>,
     store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
+    metrics: SyncMetrics,
+    snapshot_metrics: SnapshotMetrics,
     shutdown: Shutdown,
 ) -> Result<SyncHandle, RedisError> {
     let client = redis::command_client(&settings.redis_url, &settings.connect)?;
@@ -197,6 +199,7 @@ pub fn start(
         schema,
         store,
         metrics,
+        snapshot_metrics,
         status: status.clone(),
         client,
         subscriber,
@@ -312,7 +315,7 @@ impl SyncLoop {
                 tracing::info!(path = %path.display(), "no disk snapshot yet")
             }
             Err(e) => {
-                self.metrics.anomaly("bad_disk_snapshot");
+                self.metrics.anomaly(AnomalyKind::bad_disk_snapshot);
                 tracing::warn!(path = %path.display(), error = %Chain(&e), "disk snapshot ignored");
             }
         }
@@ -349,20 +352,20 @@ impl SyncLoop {
                         let hint = m.value.as_string().and_then(|t| Hint::parse(&t));
                         match plan::plan_hint(&self.state(), hint) {
                             HintAction::Newer => {
-                                self.metrics.message("newer");
-                                self.resync("message").await;
+                                self.metrics.message(MessageResult::newer);
+                                self.resync(ResyncReason::message).await;
                             }
-                            HintAction::Duplicate => self.metrics.message("duplicate"),
+                            HintAction::Duplicate => self.metrics.message(MessageResult::duplicate),
                             HintAction::Invalid => {
-                                self.metrics.message("invalid");
-                                self.resync("decode_error").await;
+                                self.metrics.message(MessageResult::invalid);
+                                self.resync(ResyncReason::decode_error).await;
                             }
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
-                        self.metrics.message("lagged");
+                        self.metrics.message(MessageResult::lagged);
                         tracing::warn!(missed = n, "change hints lagged; resyncing");
-                        self.resync("lagged").await;
+                        self.resync(ResyncReason::lagged).await;
                     }
                     Err(RecvError::Closed) => break,
                 },
@@ -373,7 +376,7 @@ impl SyncLoop {
                 ev = sub_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
                 ev = cmd_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
                 () = &mut timer => {
-                    self.resync("timer").await;
+                    self.resync(ResyncReason::timer).await;
                     timer.as_mut().reset(tokio::time::Instant::now() + self.jittered());
                 }
                 _ = ping.tick() => self.ping().await,
@@ -412,7 +415,7 @@ impl SyncLoop {
                 tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
             }
         }
-        self.resync("reconnect").await;
+        self.resync(ResyncReason::reconnect).await;
     }
 
     fn on_error(&self, e: &fred::error::Error) {
@@ -491,7 +494,7 @@ impl SyncLoop {
     }
 
     /// One sync round.
-    pub async fn resync(&mut self, reason: &'static str) {
+    pub async fn resync(&mut self, reason: ResyncReason) {
         self.metrics.resync(reason);
         let outcome = self.round().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -522,10 +525,10 @@ impl SyncLoop {
                     s.cause = Some("redis_unavailable");
                     s.last_error = Some(Chain(&e).to_string());
                 });
-                tracing::debug!(error = %Chain(&e), reason, "sync round failed");
+                tracing::debug!(error = %Chain(&e), reason = reason.as_str(), "sync round failed");
             }
         }
-        self.metrics.observe_store(&self.store);
+        self.snapshot_metrics.observe_store(&self.store);
     }
 
     /// Gathers `SYNC_READ`, asks the plan, performs its answer.
@@ -561,7 +564,7 @@ impl SyncLoop {
             }
             Action::FullFetch(reason) => {
                 if reason == FetchReason::LogDamaged {
-                    self.metrics.anomaly("bad_log_entry");
+                    self.metrics.anomaly(AnomalyKind::bad_log_entry);
                 }
                 self.full_fetch().await?
             }
@@ -588,9 +591,9 @@ impl SyncLoop {
     /// Counts what the plan refused, and keeps serving.
     fn kept(&self, keep: Keep) -> Outcome {
         match keep.cause() {
-            Cause::ForeignRedis => self.metrics.anomaly("foreign_redis"),
-            Cause::RedisOlderEpoch => self.metrics.anomaly("older_epoch"),
-            Cause::RedisBehind => self.metrics.anomaly("redis_behind"),
+            Cause::ForeignRedis => self.metrics.anomaly(AnomalyKind::foreign_redis),
+            Cause::RedisOlderEpoch => self.metrics.anomaly(AnomalyKind::older_epoch),
+            Cause::RedisBehind => self.metrics.anomaly(AnomalyKind::redis_behind),
             Cause::RedisEmpty | Cause::RedisIncomplete => {}
         }
         Outcome::Keep(keep)
@@ -598,7 +601,7 @@ impl SyncLoop {
 
     /// Applies the log's changes to the served values.
     fn catch_up(&mut self, to: Position, changes: &std::collections::BTreeMap<String, Value>) {
-        self.metrics.sync_catchups.inc();
+        self.metrics.catchups.inc();
         self.status.update(|s| s.catchups += 1);
         let base = self.snapshot.clone();
         let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
@@ -610,7 +613,7 @@ impl SyncLoop {
     }
 
     async fn full_fetch(&mut self) -> Result<Outcome, RedisError> {
-        self.metrics.sync_full_fetches.inc();
+        self.metrics.full_fetches.inc();
         self.status.update(|s| s.full_fetches += 1);
         let reply = redis::eval_ro(
             &self.client,
@@ -622,7 +625,7 @@ impl SyncLoop {
         let image = Image::decode(&reply)?;
         let action = plan::plan_image(&self.state(), &image);
         if !matches!(action, ImageAction::Keep(_)) && image.bad_items > 0 {
-            self.metrics.anomaly("bad_item");
+            self.metrics.anomaly(AnomalyKind::bad_item);
             tracing::warn!(
                 bad_items = image.bad_items,
                 "redis items that are not valid envelopes were ignored"
@@ -632,7 +635,7 @@ impl SyncLoop {
             ImageAction::Keep(keep) => self.kept(keep),
             ImageAction::Incomplete => {
                 // Evicted or half-written: never apply an image that is not whole.
-                self.metrics.anomaly("incomplete_image");
+                self.metrics.anomaly(AnomalyKind::incomplete_image);
                 Outcome::Keep(Keep::NotConfirmed(Cause::RedisIncomplete))
             }
             ImageAction::Behind => self.kept(Keep::NotConfirmed(Cause::RedisBehind)),
@@ -668,7 +671,7 @@ impl SyncLoop {
         self.snapshot = snapshot.clone();
         match self.store.publish_shared(snapshot.clone()) {
             Ok(true) => {
-                self.metrics.snapshot_swaps.inc();
+                self.snapshot_metrics.swaps.inc();
                 tracing::debug!(
                     version = position.version,
                     epoch = position.epoch,

@@ -25,7 +25,7 @@ async fn the_embedded_admin_relays_reconciles_and_adopts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = embedded_admin(dir.path(), &redis.url()).await;
     eventually(SETTLE, "the only admin leads", || async {
-        (admin.metrics.relay_leader.get() == 1).then_some(())
+        (admin.relay_metrics.leader.get() == 1).then_some(())
     })
     .await;
     let v = Api::new(admin.addr).set_site_name("embedded").await;

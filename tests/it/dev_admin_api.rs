@@ -6,7 +6,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{demo_schema_dir, send, Dev, NS};
+use crate::support::{assert_families, demo_schema_dir, send, Dev, NS};
 
 /// Asserts the namespace is still at `version` with the same sidecar values (nothing written).
 async fn assert_nothing_written(dev: &Dev, version: u64, values: &Value) {
@@ -1358,4 +1358,41 @@ default = "30s"
         .expect("CURRENCY");
     assert_eq!(currency["value"], "USD");
     assert_eq!(currency["type"], "enum");
+}
+
+#[tokio::test]
+async fn dev_exports_the_metrics_of_what_it_runs() {
+    let dev = Dev::start().await;
+    dev.write(json!({"SHOW_LOGS": false})).await;
+    dev.get(format!("{}/v1/configs/SHOW_LOGS", dev.read))
+        .await
+        .expect_status(200);
+    // Both listeners with `/metrics` encode the one registry of the process.
+    for url in [
+        format!("{}/metrics", dev.admin),
+        format!("{}/metrics", dev.probe),
+    ] {
+        let text = dev.get(url).await.expect_status(200).text();
+        assert_families(
+            "dev",
+            &text,
+            &[
+                "http_requests",
+                "http_request_duration_seconds",
+                "snapshot_version",
+                "snapshot_swaps",
+                "ready",
+                "watchers",
+                "admin_writes",
+            ],
+            // No sync loop and no relay in dev.
+            &["sync_", "redis_connected", "relay_"],
+        );
+        assert!(
+            text.contains(
+                "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use crate::pg_stack::{
 };
 
 fn leading(admin: &RunningAdmin) -> bool {
-    admin.metrics.relay_leader.get() == 1
+    admin.relay_metrics.leader.get() == 1
 }
 
 /// Waits until exactly one of `admins` leads; returns its index.
@@ -176,7 +176,7 @@ async fn leadership_moves_when_the_leader_stops_or_loses_its_connection() {
     let killed = pg.terminate_backends(&db);
     assert!(killed >= 1);
     eventually(SETTLE, "leadership is taken again", || async {
-        (leading(&survivor) && survivor.metrics.relay_term.get() > second_term as i64).then_some(())
+        (leading(&survivor) && survivor.relay_metrics.term.get() > second_term as i64).then_some(())
     })
     .await;
     let v3 = eventually(SETTLE, "writes work again", || async {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::harness::eventually;
 use crate::harness::redis::{command, RedisServer};
 use crate::stack::{read_doc, schema_dir, Stack, RESYNC, TOKEN};
+use crate::support::assert_families;
 use rtconfig::app::SidecarSettings;
 
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -283,6 +284,70 @@ async fn sync_metrics_and_status_describe_the_connection() {
     stack.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_and_admin_export_only_the_metrics_of_what_they_run() {
+    let redis = RedisServer::start();
+    let stack = Stack::start(&redis.url(), &[redis.url()]).await;
+    let v = stack.write(json!({"SITE_NAME": "roles"})).await;
+    stack.converge(v, CONVERGE).await;
+    let s = &stack.sidecars[0];
+    let scrape = |addr: std::net::SocketAddr| {
+        let client = stack.client.clone();
+        async move {
+            client
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    // One read, so that the sidecar has an http series (the probe listener counts none).
+    let read = stack
+        .client
+        .get(format!("http://{}/v1/configs", s.read_addr))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+    let sidecar = scrape(s.probe_addr).await;
+    assert_families(
+        "sidecar",
+        &sidecar,
+        &[
+            "http_requests",
+            "http_request_duration_seconds",
+            "snapshot_version",
+            "snapshot_age_seconds",
+            "ready",
+            "watchers",
+            "redis_connected",
+            "sync_resyncs",
+            "sync_full_fetches",
+        ],
+        &["relay_", "admin_"],
+    );
+    // A first scrape counts itself: the second shows an http series.
+    scrape(stack.admin().addr).await;
+    let admin = scrape(stack.admin().addr).await;
+    assert_families(
+        "admin",
+        &admin,
+        &[
+            "http_requests",
+            "admin_writes",
+            "relay_lag_versions",
+            "relay_drift_repairs",
+            "relay_leader",
+            "relay_term",
+        ],
+        &["snapshot_", "sync_", "redis_connected", "ready", "watchers"],
+    );
+    stack.stop().await;
+}
+
 /// A `redis-server --sentinel` process watching one master, killed on drop.
 struct Sentinel {
     child: std::process::Child,
@@ -390,6 +455,16 @@ async fn anti_entropy_repairs_a_tampered_redis_and_sidecars_refetch() {
         .await
         .expect("read");
     assert_eq!(d.values["SITE_NAME"], json!("truth"), "etag {etag}");
+    // The repair is counted as the relay's own, not as a sidecar anomaly.
+    let metrics = stack.admin().metrics.encode();
+    assert!(
+        metrics.contains("rtconfig_relay_drift_repairs_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("rtconfig_sync_anomalies_total"),
+        "{metrics}"
+    );
     stack.stop().await;
 }
 

@@ -443,3 +443,30 @@ impl Sse {
         }
     }
 }
+
+/// The metric families (`# TYPE rtconfig_<name> …`, without the prefix) of a `/metrics` text.
+pub fn metric_families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE rtconfig_"))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asserts that `text` carries every family of `present` and none starting with a prefix of
+/// `absent`.
+pub fn assert_families(role: &str, text: &str, present: &[&str], absent: &[&str]) {
+    let found = metric_families(text);
+    for name in present {
+        assert!(
+            found.iter().any(|f| f == name),
+            "{role}: missing rtconfig_{name} in {found:?}"
+        );
+    }
+    for f in &found {
+        assert!(
+            !absent.iter().any(|p| f.starts_with(p)),
+            "{role}: exports rtconfig_{f}, which it does not run"
+        );
+    }
+}
