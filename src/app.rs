@@ -407,21 +407,19 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
         move |term: u64| {
-            let client =
-                crate::redis::command_client(&redis_url, &opts).map_err(|e| e.to_string())?;
+            let client = crate::redis::command_client(&redis_url, &opts)?;
             let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
             settings.interval = interval;
             settings.anti_entropy_interval = anti_entropy;
-            let mut relay = crate::relay::Relay::new(
+            Ok(crate::relay::Relay::new(
                 ledger.clone(),
                 client,
                 schemas.clone(),
                 settings,
                 metrics.clone(),
-            )
-            .with_kick(kick.clone());
-            relay.gate = gate.clone();
-            Ok(relay)
+                kick.clone(),
+                gate.clone(),
+            ))
         }
     };
     let shutdown = Shutdown::new();
