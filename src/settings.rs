@@ -46,18 +46,26 @@ pub struct ReadApiArgs {
 /// The longest duration a flag takes: about 31 years.
 const MAX_SECONDS: f64 = 1e9;
 
+/// Why a flag's value is not a usable number of seconds (clap prefixes the flag's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecondsError {
+    #[error("not a number of seconds (e.g. 10 or 0.5)")]
+    NotANumber,
+    #[error("must be a non-negative number of seconds")]
+    Negative,
+    #[error("must be at most {MAX_SECONDS:.0} seconds")]
+    TooLarge,
+}
+
 /// clap value parser for a number of seconds (fractions allowed: `0.5`). clap names the flag
 /// in its error: "invalid value '-1' for '--drain-timeout <SECONDS>': …".
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| "not a number of seconds (e.g. 10 or 0.5)".to_owned())?;
+pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
+    let value: f64 = text.trim().parse().map_err(|_| SecondsError::NotANumber)?;
     if !value.is_finite() || value < 0.0 {
-        return Err("must be a non-negative number of seconds".into());
+        return Err(SecondsError::Negative);
     }
     if value > MAX_SECONDS {
-        return Err(format!("must be at most {MAX_SECONDS:.0} seconds"));
+        return Err(SecondsError::TooLarge);
     }
     Ok(Duration::from_secs_f64(value))
 }
