@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use parking_lot::Mutex;
-use rtconfig::app::{self, AdminSettings, RunningAdmin, SidecarSettings};
+use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarSettings};
 use rtconfig::metrics::{Exposition, RelayMetrics, SnapshotMetrics, SyncMetrics};
 use rtconfig::schema::{Schema, SchemaSet};
 use rtconfig::shutdown::Shutdown;
@@ -304,7 +304,7 @@ struct Commit {
 }
 
 struct Admin {
-    running: Option<RunningAdmin>,
+    running: Option<Running<AdminParts>>,
     addr: SocketAddr,
     metrics: RelayMetrics,
     rt: Handle,
@@ -1241,8 +1241,8 @@ async fn herd(
     Ok(target)
 }
 
-/// CPU one sidecar spends applying a one-key change, without Redis: the sync loop's copy of its
-/// stored values (`catch_up`), `Snapshot::build` (every key validated and pre-encoded: each
+/// CPU one sidecar spends applying a one-key change, without Redis: a copy of the stored values
+/// (what `catch_up` did before the loop kept its `Arc<Snapshot>`; measured for comparison), `Snapshot::build` (every key validated and pre-encoded: each
 /// per-key body carries the version) and `SnapshotStore::publish` (diff with the previous
 /// snapshot, recent changes, drop of the old one). Means over ~0.3 s of repetitions.
 fn apply_cost(schema: &Schema, stored: &BTreeMap<String, Value>) -> (Duration, Duration, Duration) {

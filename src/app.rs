@@ -3,17 +3,18 @@
 //! port 0 and read the bound addresses back).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
-use crate::http::server::{bind, serve};
+use crate::http::server::serve;
 use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
@@ -23,6 +24,9 @@ use crate::metrics::{
     AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
 };
 use crate::schema::{SchemaProblem, SchemaSet};
+pub use crate::settings::{
+    AdminLedger, AdminSettings, DevSettings, SettingsError, SidecarSettings,
+};
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
 use crate::snapshot::{Snapshot, SnapshotStore};
@@ -32,7 +36,14 @@ use crate::telemetry::Chain;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid settings: {0}")]
-    Settings(String),
+    Settings(#[from] SettingsError),
+    #[error("{addr} is in use or not available: pass another {flag}")]
+    Bind {
+        addr: SocketAddr,
+        flag: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid schema ({} problem(s))", .0.len())]
     Schema(Vec<SchemaProblem>),
     #[error(transparent)]
@@ -54,56 +65,22 @@ impl StartError {
     }
 }
 
-/// `rtconfig dev`: admin + sidecar in one process on the embedded ledger.
-#[derive(Debug, Clone)]
-pub struct DevSettings {
-    pub schema_dir: PathBuf,
-    pub data_dir: PathBuf,
-    pub namespace: String,
-    pub cluster_id: String,
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub probe_listen: SocketAddr,
-    /// Allow `listen` on a non-loopback address.
-    pub allow_non_loopback: bool,
-    pub max_watchers: usize,
-    pub drain_timeout: Duration,
-    pub admin_token: Option<String>,
-}
-
-impl DevSettings {
-    /// Defaults for tests: every listener on an ephemeral loopback port.
-    #[cfg(feature = "test-support")]
-    pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf) -> DevSettings {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        DevSettings {
-            schema_dir,
-            data_dir,
-            namespace: "demo".into(),
-            cluster_id: "default".into(),
-            listen: any,
-            admin_listen: any,
-            probe_listen: any,
-            allow_non_loopback: false,
-            max_watchers: 1024,
-            drain_timeout: Duration::from_secs(5),
-            admin_token: None,
-        }
-    }
-}
-
-/// A started role: its bound addresses and the handle to stop it.
-pub struct Running {
-    pub read_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub probe_addr: SocketAddr,
-    pub store: Arc<SnapshotStore>,
-    pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Exposition>,
+/// A started role: the parts it exposes (`DevParts`, `SidecarParts`, `AdminParts`: bound
+/// addresses, stores, metrics; reached through `Deref`) and the handle to stop it.
+pub struct Running<P> {
+    parts: P,
     tasks: Tasks,
 }
 
-impl Running {
+impl<P> std::ops::Deref for Running<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.parts
+    }
+}
+
+impl<P> Running<P> {
     pub fn shutdown_handle(&self) -> Shutdown {
         self.tasks.shutdown.clone()
     }
@@ -120,26 +97,64 @@ impl Running {
     }
 }
 
-fn check_loopback(addr: SocketAddr, allow: bool) -> Result<(), StartError> {
-    if addr.ip().is_loopback() || allow {
-        Ok(())
-    } else {
-        Err(StartError::Settings(format!(
-            "--listen {addr} is not a loopback address: the read API is meant for the pod's own app; pass --allow-non-loopback to serve it beyond localhost"
-        )))
+/// What a running `rtconfig dev` exposes.
+pub struct DevParts {
+    pub read_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub probe_addr: SocketAddr,
+    pub store: Arc<SnapshotStore>,
+    pub ledger: Arc<dyn Ledger>,
+    pub metrics: Arc<Exposition>,
+}
+
+/// What a running sidecar exposes.
+pub struct SidecarParts {
+    pub read_addr: SocketAddr,
+    pub probe_addr: SocketAddr,
+    pub store: Arc<SnapshotStore>,
+    pub sync: Arc<crate::sync::SyncStatus>,
+    pub metrics: Arc<Exposition>,
+}
+
+/// What a running admin exposes.
+pub struct AdminParts {
+    pub addr: SocketAddr,
+    pub ledger: Arc<dyn Ledger>,
+    pub metrics: Arc<Exposition>,
+    /// The relay's leadership gauges, for tests and embedders.
+    pub relay_metrics: RelayMetrics,
+    pub gate: Arc<crate::admin::write::WriteGate>,
+}
+
+/// Binds `addr`; in use or refused, the error names the flag to change.
+async fn bind_flag(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, flag, source })
+}
+
+/// Loads the schema dir; a missing one says which flag points at it.
+fn load_schemas(dir: &Path) -> Result<SchemaSet, StartError> {
+    if !dir.is_dir() {
+        return Err(StartError::Settings(SettingsError::one(format!(
+            "the schema dir {} does not exist: pass --schema-dir with the directory of your \
+             namespace schema files (*.toml)",
+            dir.display()
+        ))));
     }
+    SchemaSet::load_dir(dir).map_err(StartError::Schema)
 }
 
 /// Starts `rtconfig dev`.
-pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
-    check_loopback(s.listen, s.allow_non_loopback)?;
-    let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
+pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> {
+    SettingsError::check(s.problems())?;
+    let schemas = load_schemas(&s.schema_dir)?;
     let schema = schemas.get(&s.namespace).cloned().ok_or_else(|| {
-        StartError::Settings(format!(
+        StartError::Settings(SettingsError::one(format!(
             "--namespace {:?} has no schema file in {}",
             s.namespace,
             s.schema_dir.display()
-        ))
+        )))
     })?;
     let ledger: Arc<dyn Ledger> = Arc::new(EmbeddedLedger::open(&s.data_dir, &s.cluster_id)?);
     for ns in schemas.iter() {
@@ -188,9 +203,9 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
         s.admin_token.as_deref(),
     );
 
-    let read = bind(s.listen).await?;
-    let admin = bind(s.admin_listen).await?;
-    let probe = bind(s.probe_listen).await?;
+    let read = bind_flag(s.listen, "--listen").await?;
+    let admin = bind_flag(s.admin_listen, "--admin-listen").await?;
+    let probe = bind_flag(s.probe_listen, "--probe-listen").await?;
     let read_addr = read.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let probe_addr = probe.local_addr()?;
@@ -216,12 +231,14 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     ];
     tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), "rtconfig dev started");
     Ok(Running {
-        read_addr,
-        admin_addr,
-        probe_addr,
-        store,
-        ledger,
-        metrics,
+        parts: DevParts {
+            read_addr,
+            admin_addr,
+            probe_addr,
+            store,
+            ledger,
+            metrics,
+        },
         tasks: Tasks {
             shutdown,
             handles: tasks,
@@ -230,90 +247,17 @@ pub async fn start_dev(s: DevSettings) -> Result<Running, StartError> {
     })
 }
 
-/// `rtconfig sidecar`: the per-pod read service for one namespace, synced from Redis.
-#[derive(Debug, Clone)]
-pub struct SidecarSettings {
-    pub schema_dir: PathBuf,
-    pub namespace: String,
-    pub cluster_id: String,
-    pub redis_url: String,
-    /// Fault tests only: a separate URL (proxy) for the Pub/Sub connection.
-    pub subscriber_redis_url: Option<String>,
-    pub listen: SocketAddr,
-    pub probe_listen: SocketAddr,
-    pub allow_non_loopback: bool,
-    pub snapshot_path: Option<PathBuf>,
-    pub resync_interval: Duration,
-    pub require_snapshot: bool,
-    pub max_watchers: usize,
-    pub drain_timeout: Duration,
-    pub instance_id: Option<String>,
-}
-
-impl SidecarSettings {
-    /// Defaults for tests: ephemeral loopback ports, short intervals.
-    #[cfg(feature = "test-support")]
-    pub fn for_tests(schema_dir: PathBuf, redis_url: &str) -> SidecarSettings {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        SidecarSettings {
-            schema_dir,
-            namespace: "demo".into(),
-            cluster_id: "default".into(),
-            redis_url: redis_url.to_owned(),
-            subscriber_redis_url: None,
-            listen: any,
-            probe_listen: any,
-            allow_non_loopback: false,
-            snapshot_path: None,
-            resync_interval: Duration::from_millis(500),
-            require_snapshot: false,
-            max_watchers: 1024,
-            drain_timeout: Duration::from_secs(2),
-            instance_id: None,
-        }
-    }
-}
-
-/// A running sidecar.
-pub struct RunningSidecar {
-    pub read_addr: SocketAddr,
-    pub probe_addr: SocketAddr,
-    pub store: Arc<SnapshotStore>,
-    pub sync: Arc<crate::sync::SyncStatus>,
-    pub metrics: Arc<Exposition>,
-    tasks: Tasks,
-}
-
-impl RunningSidecar {
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.tasks.shutdown.clone()
-    }
-
-    pub async fn stop(self) {
-        self.tasks.stop().await;
-    }
-
-    pub async fn run_until_stopped(self) {
-        self.tasks.run_until_stopped().await;
-    }
-}
-
 /// Starts `rtconfig sidecar`. Never waits for Redis: it serves the disk snapshot or the schema
 /// defaults until the first sync.
-pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartError> {
-    check_loopback(s.listen, s.allow_non_loopback)?;
-    if s.resync_interval < Duration::from_millis(50) {
-        return Err(StartError::Settings(
-            "--resync-interval must be at least 0.05 seconds".into(),
-        ));
-    }
-    let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
+pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, StartError> {
+    SettingsError::check(s.problems())?;
+    let schemas = load_schemas(&s.schema_dir)?;
     let schema = schemas.get(&s.namespace).cloned().ok_or_else(|| {
-        StartError::Settings(format!(
+        StartError::Settings(SettingsError::one(format!(
             "--namespace {:?} has no schema file in {}",
             s.namespace,
             s.schema_dir.display()
-        ))
+        )))
     })?;
     // A sidecar serves a snapshot synced from Redis: no admin or relay series.
     let mut registry = crate::metrics::registry();
@@ -346,7 +290,7 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         snapshot_metrics.clone(),
         shutdown.clone(),
     )
-    .map_err(|e| StartError::Settings(e.to_string()))?;
+    .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
     let state = SidecarState::new(
         store.clone(),
         metrics.clone(),
@@ -356,8 +300,8 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         sync.status.clone(),
         s.max_watchers,
     );
-    let read = bind(s.listen).await?;
-    let probe = bind(s.probe_listen).await?;
+    let read = bind_flag(s.listen, "--listen").await?;
+    let probe = bind_flag(s.probe_listen, "--probe-listen").await?;
     let read_addr = read.local_addr()?;
     let probe_addr = probe.local_addr()?;
     let handles = vec![
@@ -376,27 +320,20 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<RunningSidecar, StartEr
         sync.task,
     ];
     tracing::info!(%read_addr, %probe_addr, namespace = %s.namespace, "rtconfig sidecar started");
-    Ok(RunningSidecar {
-        read_addr,
-        probe_addr,
-        store,
-        sync: sync.status,
-        metrics,
+    Ok(Running {
+        parts: SidecarParts {
+            read_addr,
+            probe_addr,
+            store,
+            sync: sync.status,
+            metrics,
+        },
         tasks: Tasks {
             shutdown,
             handles,
             drain_timeout: s.drain_timeout,
         },
     })
-}
-
-/// Where the admin keeps its ledger.
-#[derive(Debug, Clone)]
-pub enum AdminLedger {
-    /// The embedded ledger in a data dir (one admin only; guarded by a lock file).
-    Embedded { data_dir: PathBuf },
-    /// PostgreSQL (any number of admin replicas).
-    Postgres(PgSettings),
 }
 
 impl AdminLedger {
@@ -413,8 +350,6 @@ impl AdminLedger {
                 Ok((ledger, masker, Arc::new(SoleLeader::default())))
             }
             AdminLedger::Postgres(settings) => {
-                crate::ledger::postgres::parse_url(&settings.url)
-                    .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
                 let masker = Masker::new(ledger.mask_key());
                 let election = Arc::new(PgElection::new(ledger.clone()));
@@ -431,84 +366,14 @@ impl AdminLedger {
     }
 }
 
-/// `rtconfig admin`: the shared write service with its Redis relay.
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    pub schema_dir: PathBuf,
-    pub ledger: AdminLedger,
-    pub redis_url: String,
-    pub cluster_id: String,
-    pub listen: SocketAddr,
-    pub admin_token: String,
-    pub drain_timeout: Duration,
-    pub relay_interval: Duration,
-    pub anti_entropy_interval: Duration,
-}
-
-impl AdminSettings {
-    /// An admin on the embedded ledger in `data_dir`, for tests.
-    #[cfg(feature = "test-support")]
-    pub fn for_tests(schema_dir: PathBuf, data_dir: PathBuf, redis_url: &str) -> AdminSettings {
-        AdminSettings {
-            schema_dir,
-            ledger: AdminLedger::Embedded { data_dir },
-            redis_url: redis_url.to_owned(),
-            cluster_id: "default".into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: "test-token-0123456789".into(),
-            drain_timeout: Duration::from_secs(2),
-            relay_interval: Duration::from_millis(200),
-            anti_entropy_interval: Duration::from_secs(30),
-        }
-    }
-
-    /// An admin on PostgreSQL at `database_url`, for tests.
-    #[cfg(feature = "test-support")]
-    pub fn for_tests_pg(schema_dir: PathBuf, database_url: &str, redis_url: &str) -> AdminSettings {
-        AdminSettings {
-            ledger: AdminLedger::Postgres(PgSettings::new(database_url)),
-            ..AdminSettings::for_tests(schema_dir, PathBuf::new(), redis_url)
-        }
-    }
-}
-
-/// A running admin.
-pub struct RunningAdmin {
-    pub addr: SocketAddr,
-    pub ledger: Arc<dyn Ledger>,
-    pub metrics: Arc<Exposition>,
-    /// The relay's leadership gauges, for tests and embedders.
-    pub relay_metrics: RelayMetrics,
-    pub gate: Arc<crate::admin::write::WriteGate>,
-    tasks: Tasks,
-}
-
-impl RunningAdmin {
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.tasks.shutdown.clone()
-    }
-
-    pub async fn stop(self) {
-        self.tasks.stop().await;
-    }
-
-    pub async fn run_until_stopped(self) {
-        self.tasks.run_until_stopped().await;
-    }
-}
-
 /// Starts `rtconfig admin`: the API, and a relay while this admin is the relay leader.
-pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
-    if s.admin_token.trim().len() < 16 {
-        return Err(StartError::Settings(
-            "--admin-token must be at least 16 characters (the admin never runs without auth outside dev)".into(),
-        ));
-    }
-    let schemas = SchemaSet::load_dir(&s.schema_dir).map_err(StartError::Schema)?;
+pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartError> {
+    SettingsError::check(s.problems())?;
+    let schemas = load_schemas(&s.schema_dir)?;
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
-        .map_err(|e| StartError::Settings(e.to_string()))?;
+        .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
     let (ledger, masker, election) = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
@@ -542,21 +407,19 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
         move |term: u64| {
-            let client =
-                crate::redis::command_client(&redis_url, &opts).map_err(|e| e.to_string())?;
+            let client = crate::redis::command_client(&redis_url, &opts)?;
             let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
             settings.interval = interval;
             settings.anti_entropy_interval = anti_entropy;
-            let mut relay = crate::relay::Relay::new(
+            Ok(crate::relay::Relay::new(
                 ledger.clone(),
                 client,
                 schemas.clone(),
                 settings,
                 metrics.clone(),
-            )
-            .with_kick(kick.clone());
-            relay.gate = gate.clone();
-            Ok(relay)
+                kick.clone(),
+                gate.clone(),
+            ))
         }
     };
     let shutdown = Shutdown::new();
@@ -576,7 +439,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         http_metrics,
         Some(&s.admin_token),
     );
-    let listener = bind(s.listen).await?;
+    let listener = bind_flag(s.listen, "--listen").await?;
     let addr = listener.local_addr()?;
     let handles = vec![
         tokio::spawn(crate::leader::run(
@@ -596,12 +459,14 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
         )),
     ];
     tracing::info!(%addr, ledger = %s.ledger.describe(), "rtconfig admin started");
-    Ok(RunningAdmin {
-        addr,
-        ledger,
-        metrics,
-        relay_metrics,
-        gate,
+    Ok(Running {
+        parts: AdminParts {
+            addr,
+            ledger,
+            metrics,
+            relay_metrics,
+            gate,
+        },
         tasks: Tasks {
             shutdown,
             handles,
@@ -612,8 +477,9 @@ pub async fn start_admin(s: AdminSettings) -> Result<RunningAdmin, StartError> {
 
 /// `rtconfig admin migrate`: applies the PostgreSQL migrations; returns those applied now.
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>, StartError> {
-    crate::ledger::postgres::parse_url(&settings.url)
-        .map_err(|e| StartError::Settings(Chain(&e).to_string()))?;
+    if let Some(p) = crate::settings::database_url_problem(&settings.url) {
+        return Err(StartError::Settings(SettingsError::one(p)));
+    }
     Ok(crate::ledger::postgres::migrate(settings).await?)
 }
 
@@ -627,7 +493,7 @@ pub async fn reconcile(
     namespaces: &[String],
 ) -> Result<Vec<(String, NamespaceState)>, StartError> {
     let names: Vec<String> = if namespaces.is_empty() {
-        let schemas = SchemaSet::load_dir(schema_dir).map_err(StartError::Schema)?;
+        let schemas = load_schemas(schema_dir)?;
         schemas.iter().map(|s| s.namespace.clone()).collect()
     } else {
         namespaces.to_vec()

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, DevSettings};
+use crate::app;
 use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
+use crate::settings::{
+    parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
+    ReconcileSettings, SettingsError, SidecarSettings,
+};
 use crate::telemetry::{self, Chain, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -47,18 +51,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// Directory of namespace schema files (*.toml).
-    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
-    pub schema_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Directory of the embedded ledger (created if missing).
     #[arg(long, env = "RTCONFIG_DATA_DIR", default_value = ".rtconfig")]
     pub data_dir: PathBuf,
     /// Namespace the sidecar read API serves (the admin serves every namespace).
     #[arg(long, env = "RTCONFIG_NAMESPACE", default_value = "demo")]
     pub namespace: String,
-    /// This deployment's name; recorded in the ledger, which refuses another.
-    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
-    pub cluster_id: String,
     /// Sidecar read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
@@ -68,15 +68,10 @@ pub struct DevArgs {
     /// Probe and metrics address of the sidecar.
     #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "127.0.0.1:7071")]
     pub probe_listen: SocketAddr,
-    /// Serve the read API on a non-loopback --listen address.
-    #[arg(long, env = "RTCONFIG_ALLOW_NON_LOOPBACK")]
-    pub allow_non_loopback: bool,
-    /// Most long-polls and SSE streams open at once; more get 503 with Retry-After.
-    #[arg(long, env = "RTCONFIG_MAX_WATCHERS", default_value_t = 1024)]
-    pub max_watchers: usize,
-    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
-    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
-    pub drain_timeout: f64,
+    #[command(flatten)]
+    pub read_api: ReadApiArgs,
+    #[command(flatten)]
+    pub drain: DrainArgs,
     /// Require `Authorization: Bearer <token>` on the admin API.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -84,42 +79,33 @@ pub struct DevArgs {
 
 #[derive(Debug, Args)]
 pub struct SidecarArgs {
-    /// Directory of namespace schema files (*.toml); gives types and defaults.
-    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
-    pub schema_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// The namespace this sidecar serves.
     #[arg(long, env = "RTCONFIG_NAMESPACE")]
     pub namespace: String,
     /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
-    /// This deployment's name: data of another cluster id in Redis is never applied.
-    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
-    pub cluster_id: String,
     /// Read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
     /// Probe and metrics address.
     #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "0.0.0.0:7071")]
     pub probe_listen: SocketAddr,
-    /// Serve the read API on a non-loopback --listen address.
-    #[arg(long, env = "RTCONFIG_ALLOW_NON_LOOPBACK")]
-    pub allow_non_loopback: bool,
+    #[command(flatten)]
+    pub read_api: ReadApiArgs,
     /// Disk snapshot file: written after every change, served at a cold start without Redis.
     #[arg(long, env = "RTCONFIG_SNAPSHOT_PATH")]
     pub snapshot_path: Option<PathBuf>,
-    /// Seconds between resyncs with Redis (fractions allowed; ±20 % jitter).
-    #[arg(long, env = "RTCONFIG_RESYNC_INTERVAL", default_value_t = 5.0)]
-    pub resync_interval: f64,
+    /// Seconds between resyncs with Redis (fractions allowed; ±20 % jitter; at least 0.05).
+    #[arg(long, env = "RTCONFIG_RESYNC_INTERVAL", default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub resync_interval: Duration,
     /// Stay not-ready until a real snapshot (Redis or disk) is loaded, instead of serving defaults.
     #[arg(long, env = "RTCONFIG_REQUIRE_SNAPSHOT")]
     pub require_snapshot: bool,
-    /// Most long-polls and SSE streams open at once.
-    #[arg(long, env = "RTCONFIG_MAX_WATCHERS", default_value_t = 1024)]
-    pub max_watchers: usize,
-    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
-    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
-    pub drain_timeout: f64,
+    #[command(flatten)]
+    pub drain: DrainArgs,
     /// Name in the fleet view (default: $HOSTNAME-pid).
     #[arg(long, env = "RTCONFIG_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -139,23 +125,6 @@ pub struct LedgerArgs {
     /// Embedded ledger directory (one admin only; guarded by a lock file).
     #[arg(long, env = "RTCONFIG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-}
-
-impl LedgerArgs {
-    fn ledger(self) -> Result<app::AdminLedger, String> {
-        match (self.database_url, self.data_dir) {
-            (Some(url), None) => {
-                crate::ledger::postgres::parse_url(&url).map_err(|e| Chain(&e).to_string())?;
-                Ok(app::AdminLedger::Postgres(PgSettings::new(&url)))
-            }
-            (None, Some(data_dir)) => Ok(app::AdminLedger::Embedded { data_dir }),
-            (Some(_), Some(_)) => Err("give --database-url or --data-dir, not both".into()),
-            (None, None) => Err(
-                "the admin needs a ledger: --database-url (PostgreSQL) or --data-dir (embedded)"
-                    .into(),
-            ),
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,12 +150,10 @@ pub struct ReconcileArgs {
     /// Really bump the epoch (sidecars then take the ledger's image, dropping what only Redis had).
     #[arg(long)]
     pub force: bool,
-    /// This deployment's name (must match the ledger's).
-    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
-    pub cluster_id: String,
-    /// Directory of namespace schema files: every namespace in it, unless --namespace is given.
-    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
-    pub schema_dir: PathBuf,
+    /// Schema dir (every namespace in it, unless --namespace is given) and cluster id (must
+    /// match the ledger's).
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Only these namespaces (repeatable).
     #[arg(long = "namespace")]
     pub namespaces: Vec<String>,
@@ -197,36 +164,31 @@ pub struct ReconcileArgs {
 pub struct AdminArgs {
     #[command(subcommand)]
     pub command: Option<AdminCommand>,
-    /// Directory of namespace schema files (*.toml).
-    #[arg(long, env = "RTCONFIG_SCHEMA_DIR", default_value = "config")]
-    pub schema_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
     #[command(flatten)]
     pub ledger: LedgerArgs,
     /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// This deployment's name, recorded in the ledger and in Redis.
-    #[arg(long, env = "RTCONFIG_CLUSTER_ID", default_value = "default")]
-    pub cluster_id: String,
     /// Admin API address.
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Bearer token every API call must carry (at least 16 characters). Required.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT.
-    #[arg(long, env = "RTCONFIG_DRAIN_TIMEOUT", default_value_t = 10.0)]
-    pub drain_timeout: f64,
+    #[command(flatten)]
+    pub drain: DrainArgs,
     /// Seconds between relay rounds (also kicked after every commit).
-    #[arg(long, env = "RTCONFIG_RELAY_INTERVAL", default_value_t = 1.0)]
-    pub relay_interval: f64,
+    #[arg(long, env = "RTCONFIG_RELAY_INTERVAL", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub relay_interval: Duration,
     /// Seconds between anti-entropy comparisons of Redis with the ledger.
-    #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value_t = 30.0)]
-    pub anti_entropy_interval: f64,
+    #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub anti_entropy_interval: Duration,
     /// Seconds any PostgreSQL call may take (waiting for a connection included); PostgreSQL down
-    /// or paused → writes answer 503 after at most this long.
-    #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value_t = 1.5)]
-    pub database_timeout: f64,
+    /// or paused → writes answer 503 after at most this long (at least 0.1).
+    #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value = "1.5", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub database_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -241,16 +203,8 @@ pub struct HealthArgs {
     /// URL to probe, e.g. http://127.0.0.1:7071/readyz
     pub url: String,
     /// Give up after this many seconds.
-    #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value_t = 2.0)]
-    pub timeout: f64,
-}
-
-fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    if value.is_finite() && (0.0..1e9).contains(&value) {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!("{flag} must be a non-negative number of seconds"))
-    }
+    #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value = "2", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub timeout: Duration,
 }
 
 /// Parses the command line and runs the command.
@@ -307,21 +261,28 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
+/// An `http://host[:port]/path` URL `health` can probe (the client speaks plain HTTP only).
+fn health_uri(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a URL; give one like http://127.0.0.1:7071/readyz"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(uri),
+        _ => Err(format!(
+            "{url:?} is not an http:// URL with a host; give one like http://127.0.0.1:7071/readyz"
+        )),
+    }
+}
+
 async fn health(args: &HealthArgs) -> ExitCode {
-    let timeout = match seconds(args.timeout, "--timeout") {
-        Ok(t) => t,
+    let uri = match health_uri(&args.url) {
+        Ok(u) => u,
         Err(e) => {
             eprintln!("rtconfig health: {e}");
             return ExitCode::from(64);
         }
     };
-    let uri: hyper::Uri = match args.url.parse() {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("rtconfig health: invalid URL {:?}: {e}", args.url);
-            return ExitCode::from(64);
-        }
-    };
+    let timeout = args.timeout;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     match tokio::time::timeout(timeout, client.get(uri)).await {
@@ -334,7 +295,11 @@ async fn health(args: &HealthArgs) -> ExitCode {
             ExitCode::from(1)
         }
         Ok(Err(e)) => {
-            eprintln!("rtconfig health: {e}");
+            eprintln!(
+                "rtconfig health: no answer from {}: {}",
+                args.url,
+                Chain(&e)
+            );
             ExitCode::from(1)
         }
         Err(_) => {
@@ -344,27 +309,22 @@ async fn health(args: &HealthArgs) -> ExitCode {
     }
 }
 
+/// Prints every settings problem, one a line; exit 64.
+fn report_settings(e: &SettingsError) -> ExitCode {
+    for p in &e.0 {
+        eprintln!("rtconfig: {p}");
+    }
+    if e.0.len() > 1 {
+        eprintln!("rtconfig: {} problem(s) in the settings", e.0.len());
+    }
+    ExitCode::from(64)
+}
+
 async fn dev(args: DevArgs) -> ExitCode {
-    let drain_timeout = match seconds(args.drain_timeout, "--drain-timeout") {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("rtconfig: {e}");
-            return ExitCode::from(64);
-        }
-    };
     let first_start = !args.data_dir.join("ledger.log").exists();
-    let settings = DevSettings {
-        schema_dir: args.schema_dir,
-        data_dir: args.data_dir,
-        namespace: args.namespace,
-        cluster_id: args.cluster_id,
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        probe_listen: args.probe_listen,
-        allow_non_loopback: args.allow_non_loopback,
-        max_watchers: args.max_watchers,
-        drain_timeout,
-        admin_token: args.admin_token,
+    let settings = match DevSettings::try_from(args) {
+        Ok(s) => s,
+        Err(e) => return report_settings(&e),
     };
     let data_dir = settings.data_dir.clone();
     let auth = settings.admin_token.is_some();
@@ -401,32 +361,9 @@ async fn dev(args: DevArgs) -> ExitCode {
 }
 
 async fn sidecar(args: SidecarArgs) -> ExitCode {
-    let durations = (
-        seconds(args.resync_interval, "--resync-interval"),
-        seconds(args.drain_timeout, "--drain-timeout"),
-    );
-    let (resync_interval, drain_timeout) = match durations {
-        (Ok(r), Ok(d)) => (r, d),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("rtconfig: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let settings = app::SidecarSettings {
-        schema_dir: args.schema_dir,
-        namespace: args.namespace,
-        cluster_id: args.cluster_id,
-        redis_url: args.redis_url,
-        subscriber_redis_url: None,
-        listen: args.listen,
-        probe_listen: args.probe_listen,
-        allow_non_loopback: args.allow_non_loopback,
-        snapshot_path: args.snapshot_path,
-        resync_interval,
-        require_snapshot: args.require_snapshot,
-        max_watchers: args.max_watchers,
-        drain_timeout,
-        instance_id: args.instance_id,
+    let settings = match SidecarSettings::try_from(args) {
+        Ok(s) => s,
+        Err(e) => return report_settings(&e),
     };
     match app::start_sidecar(settings).await {
         Ok(running) => {
@@ -435,11 +372,6 @@ async fn sidecar(args: SidecarArgs) -> ExitCode {
         }
         Err(e) => report_start_error(&e),
     }
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("rtconfig: {message}");
-    ExitCode::from(64)
 }
 
 async fn admin_command(command: AdminCommand) -> ExitCode {
@@ -462,25 +394,11 @@ async fn admin_command(command: AdminCommand) -> ExitCode {
             }
         }
         AdminCommand::Reconcile(args) => {
-            if !args.force {
-                return usage(
-                    "reconcile raises the epoch of every namespace (or each --namespace): the relay \
-                     then rebuilds Redis from the ledger and sidecars take that image, dropping \
-                     versions only Redis had; run it with --force after restoring the ledger",
-                );
-            }
-            let ledger = match args.ledger.ledger() {
-                Ok(l) => l,
-                Err(e) => return usage(&e),
+            let s = match ReconcileSettings::try_from(args) {
+                Ok(s) => s,
+                Err(e) => return report_settings(&e),
             };
-            match app::reconcile(
-                &ledger,
-                &args.cluster_id,
-                &args.schema_dir,
-                &args.namespaces,
-            )
-            .await
-            {
+            match app::reconcile(&s.ledger, &s.cluster_id, &s.schema_dir, &s.namespaces).await {
                 Ok(states) => {
                     for (ns, state) in states {
                         println!(
@@ -500,48 +418,9 @@ async fn admin(args: AdminArgs) -> ExitCode {
     if let Some(command) = args.command {
         return admin_command(command).await;
     }
-    let mut ledger = match args.ledger.ledger() {
-        Ok(l) => l,
-        Err(e) => return usage(&e),
-    };
-    if let app::AdminLedger::Postgres(pg) = &mut ledger {
-        match seconds(args.database_timeout, "--database-timeout") {
-            Ok(t) if t >= Duration::from_millis(100) => pg.op_timeout = t,
-            _ => return usage("--database-timeout must be at least 0.1 seconds"),
-        }
-    }
-    let Some(redis_url) = args.redis_url else {
-        return usage("the admin needs --redis-url");
-    };
-    let Some(admin_token) = args.admin_token else {
-        return usage("the admin needs --admin-token (at least 16 characters)");
-    };
-    let durations = (
-        seconds(args.drain_timeout, "--drain-timeout"),
-        seconds(args.relay_interval, "--relay-interval"),
-        seconds(args.anti_entropy_interval, "--anti-entropy-interval"),
-    );
-    let (drain_timeout, relay_interval, anti_entropy_interval) = match durations {
-        (Ok(d), Ok(r), Ok(a)) if r > Duration::ZERO && a > Duration::ZERO => (d, r, a),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            eprintln!("rtconfig: {e}");
-            return ExitCode::from(64);
-        }
-        _ => {
-            eprintln!("rtconfig: relay and anti-entropy intervals must be above zero");
-            return ExitCode::from(64);
-        }
-    };
-    let settings = app::AdminSettings {
-        schema_dir: args.schema_dir,
-        ledger,
-        redis_url,
-        cluster_id: args.cluster_id,
-        listen: args.listen,
-        admin_token,
-        drain_timeout,
-        relay_interval,
-        anti_entropy_interval,
+    let settings = match AdminSettings::try_from(args) {
+        Ok(s) => s,
+        Err(e) => return report_settings(&e),
     };
     match app::start_admin(settings).await {
         Ok(running) => {
@@ -556,13 +435,37 @@ async fn admin(args: AdminArgs) -> ExitCode {
     }
 }
 
+/// Prints a start error once, on stderr (the log line would repeat it on the same stream).
 fn report_start_error(e: &app::StartError) -> ExitCode {
-    if let app::StartError::Schema(problems) = e {
-        for p in problems {
-            eprintln!("{p}");
+    match e {
+        app::StartError::Schema(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            eprintln!("rtconfig: {e}");
+        }
+        app::StartError::Settings(problems) => return report_settings(problems),
+        _ => eprintln!("rtconfig: {}", Chain(e)),
+    }
+    ExitCode::from(e.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health_uri;
+
+    #[test]
+    fn health_takes_only_http_urls_with_a_host() {
+        for (url, ok) in [
+            ("http://127.0.0.1:7071/readyz", true),
+            ("http://localhost/healthz", true),
+            ("notaurl", false),
+            ("/readyz", false),
+            ("https://127.0.0.1:7071/readyz", false),
+            ("127.0.0.1:7071", false),
+            ("http://", false),
+        ] {
+            assert_eq!(health_uri(url).is_ok(), ok, "{url}");
         }
     }
-    eprintln!("rtconfig: {}", Chain(e));
-    tracing::error!(error = %Chain(e), "cannot start");
-    ExitCode::from(e.exit_code())
 }

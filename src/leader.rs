@@ -32,7 +32,7 @@ use crate::admin::write::WriteGate;
 use crate::ledger::postgres::{timed_out, PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
 use crate::ledger::LedgerError;
 use crate::metrics::RelayMetrics;
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayError};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Chain;
 
@@ -248,7 +248,7 @@ pub async fn run<F>(
     metrics: RelayMetrics,
     shutdown: Shutdown,
 ) where
-    F: Fn(u64) -> Result<Relay, String> + Send + Sync + 'static,
+    F: Fn(u64) -> Result<Relay, RelayError> + Send + Sync + 'static,
 {
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -293,12 +293,12 @@ async fn lead<F>(
     metrics: &RelayMetrics,
     shutdown: &Shutdown,
 ) where
-    F: Fn(u64) -> Result<Relay, String>,
+    F: Fn(u64) -> Result<Relay, RelayError>,
 {
     let relay = match make_relay(lease.term) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the relay");
+            tracing::error!(error = %Chain(&e), "cannot build the relay");
             return;
         }
     };

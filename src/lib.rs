@@ -61,6 +61,7 @@ pub mod private_file;
 pub mod redis;
 pub mod relay;
 pub mod schema;
+pub mod settings;
 pub mod shutdown;
 pub mod sidecar;
 pub mod snapshot;

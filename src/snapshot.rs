@@ -88,6 +88,10 @@ pub struct Rejected {
     pub key: String,
     pub rule: &'static str,
     pub reason: String,
+    /// The stored value as it came (kept for [`Snapshot::stored`]; never shown: it may be a
+    /// secret).
+    #[serde(skip)]
+    pub value: Value,
 }
 
 /// One key of a snapshot, pre-encoded.
@@ -134,6 +138,8 @@ pub struct Snapshot {
     pub rejected: Vec<Rejected>,
     /// Stored keys this schema does not know (ignored).
     pub unknown_keys: usize,
+    /// Those keys with their stored values (kept for [`Snapshot::stored`]).
+    unknown: Vec<(Box<str>, Value)>,
     pub schema_hash: Arc<str>,
     /// Filled in by [`SnapshotStore::publish`].
     delta: OnceLock<Delta>,
@@ -168,13 +174,13 @@ impl Snapshot {
     {
         let mut overrides: HashMap<&str, Value> = HashMap::with_capacity(schema.len());
         let mut rejected = Vec::new();
-        let mut unknown_keys = 0;
+        let mut unknown = Vec::new();
         // Keep the owned keys alive while `overrides` borrows from the schema's names.
         for (key, value) in stored {
             let key = key.as_ref();
             let value: &Value = value.borrow();
             let Some(def) = schema.key(key) else {
-                unknown_keys += 1;
+                unknown.push((Box::from(key), value.clone()));
                 continue;
             };
             if value.is_null() {
@@ -188,6 +194,7 @@ impl Snapshot {
                     key: def.name.clone(),
                     rule: e.rule,
                     reason: e.message,
+                    value: value.clone(),
                 }),
             }
         }
@@ -250,7 +257,8 @@ impl Snapshot {
             document_stale: OnceLock::new(),
             values_json,
             rejected,
-            unknown_keys,
+            unknown_keys: unknown.len(),
+            unknown,
             schema_hash: Arc::from(schema.hash.as_str()),
             delta: OnceLock::new(),
             built_at: SystemTime::now(),
@@ -274,6 +282,22 @@ impl Snapshot {
     /// Entries in schema display order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// The stored values this snapshot was built from, before schema defaults: every key that
+    /// is not at its default (its canonical value), and the values the schema rejected or does
+    /// not know, as they came. Building a snapshot from them gives the same snapshot, so the
+    /// sync loop applies log changes to them and the disk snapshot saves them, without keeping a
+    /// copy of its own.
+    pub fn stored(&self) -> impl Iterator<Item = (&str, &Value)> + '_ {
+        let accepted = self
+            .entries
+            .iter()
+            .filter(|e| !e.is_default)
+            .map(|e| (&*e.key, &e.value));
+        let rejected = self.rejected.iter().map(|r| (r.key.as_str(), &r.value));
+        let unknown = self.unknown.iter().map(|(k, v)| (&**k, v));
+        accepted.chain(rejected).chain(unknown)
     }
 
     /// The `GET /v1/configs` body.
@@ -514,6 +538,12 @@ impl SnapshotStore {
     /// Swaps `next` in if it is newer than the current snapshot (or the same position from a
     /// better source). Returns whether it was swapped. Wakes every waiter.
     pub fn publish(&self, next: Snapshot) -> Result<bool, PublishError> {
+        self.publish_shared(Arc::new(next))
+    }
+
+    /// [`SnapshotStore::publish`] for a snapshot the caller keeps a handle to (the sync loop
+    /// keeps the last snapshot it built).
+    pub fn publish_shared(&self, next: Arc<Snapshot>) -> Result<bool, PublishError> {
         let _serial = self.publish_lock.lock();
         let current = self.current.load_full();
         if *current.namespace != *next.namespace {
@@ -542,7 +572,6 @@ impl SnapshotStore {
             changes,
         });
         let position = next.position;
-        let next = Arc::new(next);
         self.current.store(next.clone());
         self.update_readiness(&next);
         self.changed.send_replace(position);
@@ -688,6 +717,36 @@ mod tests {
         assert_eq!(s.rejected[0].key, "ITEMS_PER_PAGE");
         assert_eq!(s.unknown_keys, 1);
         assert_eq!(s.get("SITE_NAME").expect("entry").value, json!("New"));
+    }
+
+    #[test]
+    fn a_snapshot_rebuilds_from_its_stored_values() {
+        let s = build(
+            2,
+            vec![
+                ("ITEMS_PER_PAGE", json!("seven")),
+                ("REMOVED_KEY", json!({"x": 1})),
+                ("SITE_NAME", json!("New")),
+                ("MAINTENANCE_MODE", Value::Null),
+            ],
+        );
+        let mut stored: Vec<(&str, &Value)> = s.stored().collect();
+        stored.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            stored,
+            vec![
+                ("ITEMS_PER_PAGE", &json!("seven")),
+                ("REMOVED_KEY", &json!({"x": 1})),
+                ("SITE_NAME", &json!("New")),
+            ]
+        );
+        let again = Snapshot::build(&schema(), s.position, Source::Local, s.stored());
+        assert_eq!(again.document(false), s.document(false));
+        assert_eq!(again.rejected, s.rejected);
+        assert_eq!(again.unknown_keys, 1);
+        // The rejected value is kept but never shown.
+        let shown = serde_json::to_value(&s.rejected).expect("json");
+        assert!(!shown.to_string().contains("seven"), "{shown}");
     }
 
     #[test]

@@ -491,7 +491,7 @@ pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<Strin
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "fleet_unavailable",
-            format!("cannot read the fleet: {e}"),
+            format!("cannot read the fleet: {}", Chain(&e)),
         )
     })?;
     let mut by_version: BTreeMap<String, usize> = BTreeMap::new();

@@ -22,9 +22,17 @@ pub struct SidecarInfo {
     pub seen_at: String,
 }
 
+/// Why the fleet cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The heartbeats' store (Redis) did not answer.
+    #[error("the sidecars' heartbeats cannot be read")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
 #[async_trait]
 pub trait Fleet: Send + Sync + 'static {
-    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, String>;
+    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, FleetError>;
 }
 
 /// `dev`: the in-process sidecar.
@@ -34,7 +42,7 @@ pub struct LocalFleet {
 
 #[async_trait]
 impl Fleet for LocalFleet {
-    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, String> {
+    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, FleetError> {
         let snap = self.store.load();
         if &*snap.namespace != namespace {
             return Ok(Vec::new());

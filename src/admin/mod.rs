@@ -38,7 +38,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
-use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics};
+use crate::http::routes::Routes;
+use crate::http::server::{limit_uri, method_not_allowed, not_found};
 use crate::http::ApiError;
 use crate::metrics::{Exposition, HttpMetrics};
 use fleet::Fleet;
@@ -91,7 +92,7 @@ impl AdminState {
 /// The admin router: API, probes, and the middleware every request passes.
 pub fn router(state: Arc<AdminState>) -> Router {
     use axum::routing::{get as g, post};
-    let api = Router::new()
+    let api = Routes::new()
         .route("/api/v1/namespaces", g(api::namespaces))
         .route(
             "/api/v1/namespaces/{ns}/configs",
@@ -112,23 +113,23 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/namespaces/{ns}/sidecars", g(api::sidecars))
         .route("/api/v1/namespaces/{ns}/export", g(api::export))
         .route("/api/v1/namespaces/{ns}/import", post(api::import))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ));
-    let open = Router::new()
+        .map(|route| {
+            route.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_token,
+            ))
+        });
+    let open = Routes::new()
         .route("/api/v1/openapi.yaml", get(api::openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/", get(api::index));
+    // Known paths answer other methods with 405 (counted under their route, as before).
     api.merge(open)
-        .method_not_allowed_fallback(method_not_allowed)
+        .map(|route| route.fallback(method_not_allowed))
+        .metered(&state.http_metrics)
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.http_metrics.clone(),
-            record_metrics,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

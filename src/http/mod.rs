@@ -1,9 +1,11 @@
 //! HTTP plumbing shared by the sidecar and the admin: the accept loop with its limits and
-//! graceful drain ([`server`]), the JSON error shape and extractors ([`error`]), and the
-//! headers every config read carries ([`headers`]).
+//! graceful drain ([`server`]), the route table that labels the request metrics ([`routes`]),
+//! the JSON error shape and extractors ([`error`]), and the headers every config read carries
+//! ([`headers`]).
 
 pub mod error;
 pub mod headers;
+pub mod routes;
 pub mod server;
 
 pub use error::{ApiError, ApiJson, ApiQuery};

@@ -15,10 +15,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -175,28 +175,6 @@ pub async fn limit_uri(req: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(req).await
-}
-
-/// Middleware: counts every request by route pattern (the router's `MatchedPath`; no match →
-/// `unmatched`) and status, and times it.
-pub async fn record_metrics(
-    axum::extract::State(metrics): axum::extract::State<crate::metrics::HttpMetrics>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let route = metrics.route(
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    metrics.record(
-        route,
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    resp
 }
 
 /// Fallback for unknown paths.

@@ -1,41 +1,27 @@
-//! Request counts and latency, by the router's route pattern.
+//! Request counts and latency, by the pattern each route was registered under.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use axum::http::StatusCode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// A route label: a pattern of the router (axum's `MatchedPath`), or `unmatched`. Patterns are
-/// the router's own and so bounded; each is interned once, so a label costs a reference count.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct Route(Arc<str>);
-
-impl Route {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl EncodeLabelValue for Route {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(&self.0)
-    }
-}
-
+/// `{route, status}`: `route` is the pattern of the route table (`http::routes::Routes`), and
+/// so bounded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
-    pub route: Route,
+    pub route: &'static str,
     pub status: u16,
 }
 
+/// `{route}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: Route,
+    pub route: &'static str,
 }
 
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
@@ -48,20 +34,15 @@ fn latency_histogram() -> Histogram {
 /// `rtconfig_http_requests_total` and `rtconfig_http_request_duration_seconds`.
 #[derive(Clone)]
 pub struct HttpMetrics {
-    pub requests: Family<RouteStatus, Counter>,
-    pub duration: HistogramFamily,
-    routes: Arc<RwLock<HashMap<Arc<str>, Route>>>,
+    requests: Family<RouteStatus, Counter>,
+    duration: HistogramFamily,
 }
-
-/// The label of a request no route matched (fallbacks, refusals before routing).
-pub const UNMATCHED: &str = "unmatched";
 
 impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> HttpMetrics {
         let m = HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
-            routes: Arc::default(),
         };
         registry.register(
             "http_requests",
@@ -76,53 +57,86 @@ impl HttpMetrics {
         m
     }
 
-    /// The label of a route pattern (`None`: no route matched), interned on first use.
-    pub fn route(&self, pattern: Option<&str>) -> Route {
-        let pattern = pattern.unwrap_or(UNMATCHED);
-        if let Some(r) = self
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(pattern)
-        {
-            return r.clone();
+    /// The series of the route registered under `pattern`, for what counts its requests (the
+    /// route table's middleware, the sidecar's fast path). Several may count into one route.
+    pub fn route(&self, pattern: &'static str) -> RouteMetrics {
+        RouteMetrics {
+            route: pattern,
+            http: self.clone(),
+            ok: OnceLock::new(),
+            duration: OnceLock::new(),
         }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        routes
-            .entry(Arc::from(pattern))
-            .or_insert_with_key(|k| Route(k.clone()))
-            .clone()
     }
+}
 
-    /// Counts one answered request and its time.
-    pub fn record(&self, route: Route, status: u16, seconds: f64) {
+/// One route's series. Its `status="200"` counter and its histogram are looked up in their
+/// families on first use (so a series appears with its first request) and kept: then a request
+/// costs no lock and no hash. Other statuses are looked up per request.
+pub struct RouteMetrics {
+    route: &'static str,
+    http: HttpMetrics,
+    ok: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// Counts one request answered with `status` after `elapsed`.
+    pub fn record(&self, status: StatusCode, elapsed: Duration) {
+        let status = status.as_u16();
+        if status == 200 {
+            self.ok.get_or_init(|| self.counter(200)).inc();
+        } else {
+            self.counter(status).inc();
+        }
         self.duration
-            .get_or_create(&RouteLabel {
-                route: route.clone(),
+            .get_or_init(|| {
+                self.http
+                    .duration
+                    .get_or_create(&RouteLabel { route: self.route })
+                    .clone()
             })
-            .observe(seconds);
-        self.requests
-            .get_or_create(&RouteStatus { route, status })
-            .inc();
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The counter of one route and status, to keep where a hot path counts without the
-    /// family's lock and hash (the same series [`HttpMetrics::record`] counts into).
-    pub fn requests_handle(&self, route: &Route, status: u16) -> Counter {
-        self.requests
+    fn counter(&self, status: u16) -> Counter {
+        self.http
+            .requests
             .get_or_create(&RouteStatus {
-                route: route.clone(),
+                route: self.route,
                 status,
             })
             .clone()
     }
+}
 
-    /// The histogram of one route, to keep where a hot path times requests.
-    pub fn duration_handle(&self, route: &Route) -> Histogram {
-        self.duration
-            .get_or_create(&RouteLabel {
-                route: route.clone(),
-            })
-            .clone()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{registry, Exposition};
+
+    #[test]
+    fn routes_count_by_status_into_the_shared_families() {
+        let mut r = registry();
+        let http = HttpMetrics::register(&mut r);
+        let (a, b) = (http.route("/a/{x}"), http.route("/a/{x}"));
+        a.record(StatusCode::OK, Duration::from_millis(1));
+        b.record(StatusCode::OK, Duration::from_millis(1));
+        a.record(StatusCode::NOT_FOUND, Duration::from_millis(1));
+        let text = Exposition::new(r).encode();
+        for line in [
+            "rtconfig_http_requests_total{route=\"/a/{x}\",status=\"200\"} 2",
+            "rtconfig_http_requests_total{route=\"/a/{x}\",status=\"404\"} 1",
+            "rtconfig_http_request_duration_seconds_count{route=\"/a/{x}\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn no_series_before_the_first_request() {
+        let mut r = registry();
+        let http = HttpMetrics::register(&mut r);
+        let _unused = http.route("/b");
+        assert!(!Exposition::new(r).encode().contains("route="));
     }
 }

@@ -6,13 +6,16 @@
 //! series. Handles are cheap to clone (each field is an `Arc` inside); labels are enums.
 //!
 //! Names follow DESIGN §7: prefix `rtconfig_`, units in the name, `_total` for counters,
-//! bounded labels (routes are the router's patterns, never raw paths).
+//! bounded labels (routes are the patterns of the route table, `http::routes::Routes`, never raw
+//! paths). One row per metric; the test `the_table_is_every_metric_of_every_component` keeps
+//! the table and the code in step.
 //!
 //! | metric | type | labels | component |
 //! |---|---|---|---|
 //! | `rtconfig_http_requests_total` | counter | `route`, `status` | [`HttpMetrics`] |
 //! | `rtconfig_http_request_duration_seconds` | histogram | `route` | [`HttpMetrics`] |
-//! | `rtconfig_snapshot_version` / `_epoch` | gauge | | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_version` | gauge | | [`SnapshotMetrics`] |
+//! | `rtconfig_snapshot_epoch` | gauge | | [`SnapshotMetrics`] |
 //! | `rtconfig_snapshot_age_seconds` | gauge | seconds since last confirmed in sync (set at scrape) | [`SnapshotMetrics`] |
 //! | `rtconfig_snapshot_stale` | gauge | 1 when readers are told `stale` | [`SnapshotMetrics`] |
 //! | `rtconfig_snapshot_keys` | gauge | | [`SnapshotMetrics`] |
@@ -25,10 +28,13 @@
 //! | `rtconfig_redis_connected` | gauge | 1 while the Redis connection is up | [`SyncMetrics`] |
 //! | `rtconfig_sync_resyncs_total` | counter | `reason`: [`ResyncReason`] | [`SyncMetrics`] |
 //! | `rtconfig_sync_messages_total` | counter | `result`: [`MessageResult`] | [`SyncMetrics`] |
-//! | `rtconfig_sync_full_fetches_total` / `rtconfig_sync_catchups_total` | counter | | [`SyncMetrics`] |
+//! | `rtconfig_sync_full_fetches_total` | counter | | [`SyncMetrics`] |
+//! | `rtconfig_sync_catchups_total` | counter | | [`SyncMetrics`] |
 //! | `rtconfig_sync_anomalies_total` | counter | `kind`: [`AnomalyKind`] | [`SyncMetrics`] |
 //! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) | [`RelayMetrics`] |
-//! | `rtconfig_relay_applied_total`, `rtconfig_relay_rebuilds_total`, `rtconfig_relay_errors_total` | counter | | [`RelayMetrics`] |
+//! | `rtconfig_relay_applied_total` | counter | | [`RelayMetrics`] |
+//! | `rtconfig_relay_rebuilds_total` | counter | | [`RelayMetrics`] |
+//! | `rtconfig_relay_errors_total` | counter | | [`RelayMetrics`] |
 //! | `rtconfig_relay_drift_repairs_total` | counter | anti-entropy found Redis differing from the ledger | [`RelayMetrics`] |
 //! | `rtconfig_relay_foreign_redis` | gauge | 1 while Redis holds another cluster's data (alarm) | [`RelayMetrics`] |
 //! | `rtconfig_relay_leader` | gauge | 1 while this admin is the relay leader | [`RelayMetrics`] |
@@ -41,7 +47,7 @@ mod snapshot;
 mod sync;
 
 pub use admin::{AdminMetrics, WriteResult};
-pub use http::{HttpMetrics, Route, RouteLabel, RouteStatus};
+pub use http::{HttpMetrics, RouteLabel, RouteMetrics, RouteStatus};
 pub use relay::RelayMetrics;
 pub use snapshot::SnapshotMetrics;
 pub use sync::{AnomalyKind, MessageResult, ResyncReason, SyncMetrics};
@@ -99,8 +105,8 @@ mod tests {
             (
                 "http",
                 |r| {
-                    let http = HttpMetrics::register(r);
-                    http.record(http.route(Some("/v1/configs")), 200, 0.001);
+                    let route = HttpMetrics::register(r).route("/v1/configs");
+                    route.record(axum::http::StatusCode::OK, std::time::Duration::ZERO);
                 },
                 &["http_requests", "http_request_duration_seconds"],
             ),
@@ -171,6 +177,68 @@ mod tests {
                 assert_eq!(prefixes(name), component, "{component} registers {name}");
             }
         }
+    }
+
+    /// The metric names of an exposition as documented (counters with `_total`).
+    fn documented_names(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                Some(match kind {
+                    "counter" => format!("{name}_total"),
+                    _ => name.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_table_is_every_metric_of_every_component() {
+        type Register = fn(&mut Registry);
+        // One series in each labelled family: an empty family prints nothing.
+        let components: [(&str, Register); 5] = [
+            ("HttpMetrics", |r| {
+                let route = HttpMetrics::register(r).route("/");
+                route.record(axum::http::StatusCode::OK, std::time::Duration::ZERO);
+            }),
+            ("SnapshotMetrics", |r| drop(SnapshotMetrics::register(r))),
+            ("SyncMetrics", |r| {
+                let sync = SyncMetrics::register(r);
+                sync.resync(ResyncReason::timer);
+                sync.message(MessageResult::newer);
+                sync.anomaly(AnomalyKind::redis_behind);
+            }),
+            ("RelayMetrics", |r| drop(RelayMetrics::register(r))),
+            ("AdminMetrics", |r| {
+                AdminMetrics::register(r).write(WriteResult::ok)
+            }),
+        ];
+        // (name, component) of every row of the table above.
+        let rows: Vec<(String, String)> = include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once('`')?;
+                let component = rest.trim_end().strip_suffix("`] |")?.rsplit_once("[`")?.1;
+                Some((name.to_owned(), component.to_owned()))
+            })
+            .collect();
+        let mut registered = Vec::new();
+        for (component, register) in components {
+            let mut alone = registry();
+            register(&mut alone);
+            for name in documented_names(&Exposition::new(alone).encode()) {
+                registered.push((name, component.to_owned()));
+            }
+        }
+        registered.sort();
+        let mut documented = rows.clone();
+        documented.sort();
+        assert_eq!(
+            registered, documented,
+            "(metric, component) registered vs the table"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything that knows Redis: key names ([`keys`]), Lua scripts ([`scripts`]), wire formats
-//! (this module), and how clients are set up ([`connect`]).
+//! ([`wire`]: what the scripts return and the keys hold, typed and decoded in one place), and how
+//! clients are set up (this module).
 //!
 //! Client setup follows DESIGN §9 and `reference/ecosystem.md`: fred never reconnects without a
 //! `ReconnectPolicy` (while still reporting "connected"), so every client gets an unbounded
@@ -10,6 +11,7 @@
 
 pub mod keys;
 pub mod scripts;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -17,9 +19,12 @@ use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 use fred::types::config::UnresponsiveConfig;
 use fred::types::Value as RedisValue;
-use serde_json::Value;
 
 pub use keys::Keys;
+pub use wire::{
+    ApplyOutcome, Heartbeat, Hint, Image, Item, LogEntry, Meta, SwapOutcome, SyncRead, WireError,
+    META_FIELDS,
+};
 
 /// How long any one Redis command may take before it counts as failed.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,7 +38,7 @@ pub enum RedisError {
     #[error("redis: {0}")]
     Command(#[from] fred::error::Error),
     #[error("unexpected reply from Redis: {0}")]
-    Reply(String),
+    Reply(#[from] WireError),
 }
 
 /// Connection tuning shared by every client.
@@ -148,183 +153,19 @@ pub async fn eval_ro(
     }
 }
 
-/// The fields of `meta` the scripts return, in order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Meta {
-    pub cluster_id: Option<String>,
-    pub epoch: Option<u64>,
-    pub version: Option<u64>,
-    pub complete: bool,
-    pub relay_at: Option<f64>,
-    pub count: Option<u64>,
-    pub generation: u64,
-    pub schema_hash: Option<String>,
-    /// How often the relay refreshes `relay_at` (written by the relay; absent before its first
-    /// round).
-    pub relay_interval_ms: Option<u64>,
-}
-
-impl Meta {
-    /// From `SYNC_READ`/`FULL_READ`'s first element.
-    pub fn parse(v: &RedisValue) -> Result<Meta, RedisError> {
-        let f = fields(v, 9)?;
-        Ok(Meta {
-            cluster_id: f[0].clone(),
-            epoch: parse_num(&f[1], "epoch")?,
-            version: parse_num(&f[2], "version")?,
-            complete: f[3].as_deref() == Some("1"),
-            relay_at: match &f[4] {
-                Some(s) => Some(
-                    s.parse()
-                        .map_err(|_| RedisError::Reply(format!("relay_at {s:?}")))?,
-                ),
-                None => None,
-            },
-            count: parse_num(&f[5], "count")?,
-            generation: parse_num(&f[6], "generation")?.unwrap_or(0),
-            schema_hash: f[7].clone(),
-            relay_interval_ms: parse_num(&f[8], "relay_interval_ms")?,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cluster_id.is_none()
-    }
-}
-
-/// The relay's view of meta (`RELAY_TICK`'s reply).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RelayMeta {
-    pub cluster_id: Option<String>,
-    pub epoch: Option<u64>,
-    pub version: Option<u64>,
-    pub complete: bool,
-    pub term: u64,
-    pub generation: u64,
-    pub count: Option<u64>,
-}
-
-impl RelayMeta {
-    pub fn parse(v: &RedisValue) -> Result<RelayMeta, RedisError> {
-        let f = fields(v, 7)?;
-        Ok(RelayMeta {
-            cluster_id: f[0].clone(),
-            epoch: parse_num(&f[1], "epoch")?,
-            version: parse_num(&f[2], "version")?,
-            complete: f[3].as_deref() == Some("1"),
-            term: parse_num(&f[4], "term")?.unwrap_or(0),
-            generation: parse_num(&f[5], "generation")?.unwrap_or(0),
-            count: parse_num(&f[6], "count")?,
-        })
-    }
-}
-
-/// An array reply of `n` bulk strings or nils.
-pub fn fields(v: &RedisValue, n: usize) -> Result<Vec<Option<String>>, RedisError> {
-    let RedisValue::Array(items) = v else {
-        return Err(RedisError::Reply(format!("expected an array, got {v:?}")));
-    };
-    if items.len() != n {
-        return Err(RedisError::Reply(format!(
-            "expected {n} fields, got {}",
-            items.len()
-        )));
-    }
-    items.iter().map(text).collect()
-}
-
-/// A bulk string, integer or nil as text.
-pub fn text(v: &RedisValue) -> Result<Option<String>, RedisError> {
-    match v {
-        RedisValue::Null => Ok(None),
-        RedisValue::String(s) => Ok(Some(s.to_string())),
-        RedisValue::Bytes(b) => String::from_utf8(b.to_vec())
-            .map(Some)
-            .map_err(|_| RedisError::Reply("non-UTF-8 bulk string".into())),
-        RedisValue::Integer(i) => Ok(Some(i.to_string())),
-        other => Err(RedisError::Reply(format!(
-            "expected a string, got {other:?}"
-        ))),
-    }
-}
-
-fn parse_num(s: &Option<String>, what: &str) -> Result<Option<u64>, RedisError> {
-    match s {
-        None => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| RedisError::Reply(format!("{what} is not a number: {s:?}"))),
-    }
-}
-
-/// An item's stored form: `{"value": …, "version": v}`.
-pub fn encode_item(value: &Value, version: u64) -> String {
-    serde_json::json!({"value": value, "version": version}).to_string()
-}
-
-/// Parses an item; `None` when it is not a valid envelope (poisoned content).
-pub fn decode_item(text: &str) -> Option<(Value, u64)> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    let version = v.get("version")?.as_u64()?;
-    let value = v.get("value")?.clone();
-    Some((value, version))
-}
-
-/// A change message: `"<epoch>:<version>"`.
-pub fn parse_message(text: &str) -> Option<(u64, u64)> {
-    let (e, v) = text.split_once(':')?;
-    Some((e.parse().ok()?, v.parse().ok()?))
-}
-
-/// A log entry: `(version, epoch, changes)`; `changes` maps keys to a value or `null` (reset).
-pub fn parse_log_entry(v: &RedisValue) -> Option<(u64, u64, serde_json::Map<String, Value>)> {
-    let RedisValue::Array(parts) = v else {
-        return None;
-    };
-    let [id, fields] = parts.as_slice() else {
-        return None;
-    };
-    let id = text(id).ok()??;
-    let version: u64 = id.strip_suffix("-0")?.parse().ok()?;
-    let RedisValue::Array(kv) = fields else {
-        return None;
-    };
-    let mut epoch = None;
-    let mut changes = None;
-    for pair in kv.chunks(2) {
-        let [k, v] = pair else { return None };
-        match text(k).ok()??.as_str() {
-            "epoch" => epoch = text(v).ok()??.parse().ok(),
-            "changes" => changes = serde_json::from_str(&text(v).ok()??).ok(),
-            _ => {}
-        }
-    }
-    Some((version, epoch?, changes?))
+/// Reads `meta` with a plain `HMGET` of [`META_FIELDS`] (outside a script, where atomicity with
+/// other keys does not matter).
+pub async fn read_meta(client: &Client, keys: &Keys) -> Result<Meta, RedisError> {
+    use fred::interfaces::HashesInterface as _;
+    let reply: RedisValue = client
+        .hmget(keys.meta.as_str(), META_FIELDS.to_vec())
+        .await?;
+    Ok(Meta::decode(&reply)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn items_round_trip_and_poison_is_rejected() {
-        let text = encode_item(&serde_json::json!({"a": [1, 2.5]}), 7);
-        assert_eq!(
-            decode_item(&text),
-            Some((serde_json::json!({"a": [1, 2.5]}), 7))
-        );
-        for bad in [
-            "",
-            "x",
-            "{}",
-            "{\"value\":1}",
-            "{\"value\":1,\"version\":-1}",
-            "[1]",
-        ] {
-            assert_eq!(decode_item(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn only_redis_schemes_are_accepted() {
@@ -341,14 +182,6 @@ mod tests {
                 matches!(builder(bad, &opts), Err(RedisError::Url(_))),
                 "{bad}"
             );
-        }
-    }
-
-    #[test]
-    fn messages_carry_epoch_and_version() {
-        assert_eq!(parse_message("2:41"), Some((2, 41)));
-        for bad in ["", "41", "a:b", "1:", ":1", "1:2:3"] {
-            assert_eq!(parse_message(bad), None, "{bad}");
         }
     }
 }

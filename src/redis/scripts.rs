@@ -13,6 +13,15 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
+/// `local m = HMGET meta <every field of `wire::META_FIELDS`, in order>`: the one field list of
+/// `SYNC_READ`, `FULL_READ` and `RELAY_TICK`, decoded by `wire::Meta::decode`. `m[3]` is
+/// `version`, `m[4]` `complete`, `m[10]` `term`.
+macro_rules! hmget_meta {
+    () => {
+        "local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash', 'relay_interval_ms', 'term')\n"
+    };
+}
+
 /// `KEYS`: meta, items, log. `ARGV`: cluster_id, epoch, term, version, changes JSON (log entry),
 /// log maxlen, channel, schema_hash, then pairs `key, envelope` (`""` deletes the item).
 /// Returns `OK`, `DUP` (already applied), `GAP`, `NOT_READY` (no complete image), `EPOCH`,
@@ -46,19 +55,20 @@ redis.call('PUBLISH', ARGV[7], ARGV[2] .. ':' .. ARGV[4])
 return 'OK'
 "#;
 
-/// `KEYS`: meta. `ARGV`: cluster_id, term, relay interval in ms. Returns meta fields
-/// `cluster_id, epoch, version, complete, term, generation, count`; refreshes `relay_at` (Redis
-/// `TIME`) and `relay_interval_ms` (so sidecars know when the relay is late) when the image is
+/// `KEYS`: meta. `ARGV`: cluster_id, term, relay interval in ms. Returns the meta fields (as
+/// `SYNC_READ`) as they were before this tick; refreshes `relay_at` (Redis `TIME`),
+/// `relay_interval_ms` (so sidecars know when the relay is late) and `term` when the image is
 /// ours, complete, and not fenced.
-pub const RELAY_TICK_LUA: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'term', 'generation', 'count')
-if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[5] or '0') <= tonumber(ARGV[2]) then
+pub const RELAY_TICK_LUA: &str = concat!(
+    hmget_meta!(),
+    r#"if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[10] or '0') <= tonumber(ARGV[2]) then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
     'term', ARGV[2], 'relay_interval_ms', ARGV[3])
 end
 return m
-"#;
+"#
+);
 
 /// `KEYS`: meta, items, log, items_tmp, log_tmp. `ARGV`: cluster_id, epoch, version, term,
 /// count, channel, schema_hash, bump_generation (`1`/`0`). Renames the temp keys over the live
@@ -92,27 +102,53 @@ return 'OK'
 "#;
 
 /// `KEYS`: meta, log. `ARGV`: after_version (`-1`: no log wanted), max entries. Returns
-/// `{meta fields, TIME, log entries after after_version}`; meta fields are `cluster_id, epoch,
-/// version, complete, relay_at, count, generation, schema_hash, relay_interval_ms`.
-pub const SYNC_READ_LUA: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash', 'relay_interval_ms')
-local t = redis.call('TIME')
+/// `{meta fields, TIME, log entries after after_version}`; the meta fields are
+/// `wire::META_FIELDS`.
+pub const SYNC_READ_LUA: &str = concat!(
+    hmget_meta!(),
+    r#"local t = redis.call('TIME')
 local log = {}
 local after = tonumber(ARGV[1])
 if after >= 0 and m[3] and m[4] == '1' and tonumber(m[3]) > after then
   log = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 end
 return {m, t, log}
-"#;
+"#
+);
 
-/// `KEYS`: meta, items. Returns `{meta fields (as SYNC_READ), HGETALL items}`: one consistent image.
-pub const FULL_READ_LUA: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'relay_at', 'count', 'generation', 'schema_hash', 'relay_interval_ms')
-return {m, redis.call('HGETALL', KEYS[2])}
-"#;
+/// `KEYS`: meta, items. Returns `{meta fields (as SYNC_READ), HGETALL items}`: one consistent
+/// image (`wire::Image`).
+pub const FULL_READ_LUA: &str = concat!(
+    hmget_meta!(),
+    r#"return {m, redis.call('HGETALL', KEYS[2])}
+"#
+);
 
 pub static APPLY: LazyLock<Script> = LazyLock::new(|| Script::from_lua(APPLY_LUA));
 pub static RELAY_TICK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RELAY_TICK_LUA));
 pub static SWAP: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SWAP_LUA));
 pub static SYNC_READ: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SYNC_READ_LUA));
 pub static FULL_READ: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FULL_READ_LUA));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::wire::META_FIELDS;
+
+    #[test]
+    fn every_meta_reader_asks_for_the_fields_meta_decodes() {
+        let fields: Vec<String> = META_FIELDS.iter().map(|f| format!("'{f}'")).collect();
+        let expected = format!(
+            "local m = redis.call('HMGET', KEYS[1], {})\n",
+            fields.join(", ")
+        );
+        assert_eq!(hmget_meta!(), expected);
+        for script in [SYNC_READ_LUA, FULL_READ_LUA, RELAY_TICK_LUA] {
+            assert!(script.starts_with(&expected), "{script}");
+            assert_eq!(script.matches("HMGET").count(), 1, "{script}");
+        }
+        assert_eq!(META_FIELDS[2], "version");
+        assert_eq!(META_FIELDS[3], "complete");
+        assert_eq!(META_FIELDS[9], "term");
+    }
+}

@@ -20,6 +20,7 @@ mod probe;
 mod read;
 mod watch;
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,8 @@ use axum::Router;
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::server::{limit_uri, method_not_allowed, not_found, record_metrics, App};
+use crate::http::routes::Routes;
+use crate::http::server::{limit_uri, method_not_allowed, not_found, App};
 use crate::http::ApiError;
 use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use crate::shutdown::Shutdown;
@@ -133,7 +135,7 @@ pub fn read_router(state: Arc<SidecarState>) -> App {
 
 /// The read API's routes, without the fast path.
 fn read_routes(state: Arc<SidecarState>) -> Router {
-    let timed = Router::new()
+    let timed = Routes::new()
         .route(read::KEY_ROUTE, get(read::one).fallback(method_not_allowed))
         .route(
             "/ofrep/v1/evaluate/flags",
@@ -144,22 +146,22 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
             post(ofrep::single).fallback(method_not_allowed),
         )
         .route("/", get(page::page).fallback(method_not_allowed))
-        .layer(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        .map(|route| {
+            route
+                .layer::<_, Infallible>(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+        });
     // Streams and long-polls bound their own time.
-    let streaming = Router::new()
+    let streaming = Routes::new()
         .route("/v1/configs", get(read::all).fallback(method_not_allowed))
         .route("/v1/watch", get(watch::watch).fallback(method_not_allowed));
     timed
         .merge(streaming)
+        .metered(&state.http_metrics)
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.http_metrics.clone(),
-            record_metrics,
-        ))
         .layer(axum::middleware::from_fn(limit_uri))
         .with_state(state)
 }

@@ -18,13 +18,12 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::Full;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
+use crate::metrics::RouteMetrics;
 use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
 
 /// Longest long-poll a client may ask for.
@@ -67,14 +66,13 @@ const KEY_PREFIX: &str = "/v1/configs/";
 
 /// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
 /// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
-/// series as the `record_metrics` middleware. Anything else goes to the router.
+/// series as the route table's counting middleware (`http::routes`). Anything else goes to
+/// the router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
-    /// `{route="/v1/configs/{key}",status="200"}` and the route's histogram, resolved once
-    /// here (the series the middleware counts into) and then updated without the family's
-    /// lock and hash.
-    ok: Counter,
-    duration: Histogram,
+    /// The series of [`KEY_ROUTE`] (the ones the middleware counts into), resolved on first
+    /// use and then updated without the families' lock and hash.
+    series: RouteMetrics,
     /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
     /// copies the map without hashing the seven names again.
     template: ArcSwapOption<KeyHeaders>,
@@ -90,11 +88,8 @@ struct KeyHeaders {
 
 impl FastKeyRead {
     pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
-        let http = &state.http_metrics;
-        let route = http.route(Some(KEY_ROUTE));
         FastKeyRead {
-            ok: http.requests_handle(&route, 200),
-            duration: http.duration_handle(&route),
+            series: state.http_metrics.route(KEY_ROUTE),
             state,
             template: ArcSwapOption::empty(),
         }
@@ -161,8 +156,7 @@ impl FastPath for FastKeyRead {
         };
         let mut resp = Response::new(Full::new(body));
         *resp.headers_mut() = self.headers(&snap, raw, stale);
-        self.ok.inc();
-        self.duration.observe(started.elapsed().as_secs_f64());
+        self.series.record(StatusCode::OK, started.elapsed());
         Some(resp)
     }
 }

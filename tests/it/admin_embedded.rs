@@ -2,7 +2,7 @@
 //! (it always leads), with reconcile --force and adopt-on-empty like PostgreSQL; and the admin's
 //! ledger flags.
 
-use rtconfig::app::{self, AdminSettings, RunningAdmin};
+use rtconfig::app::{self, AdminParts, AdminSettings, Running};
 use serde_json::json;
 
 use crate::harness::eventually;
@@ -12,7 +12,7 @@ use crate::pg_stack::{
     SETTLE, TOKEN,
 };
 
-async fn embedded_admin(data_dir: &std::path::Path, redis_url: &str) -> RunningAdmin {
+async fn embedded_admin(data_dir: &std::path::Path, redis_url: &str) -> Running<AdminParts> {
     let mut s = AdminSettings::for_tests(schema_dir(), data_dir.to_path_buf(), redis_url);
     s.admin_token = TOKEN.into();
     app::start_admin(s).await.expect("start the embedded admin")

@@ -294,3 +294,99 @@ fn dev_refuses_a_bad_schema_dir_with_exit_64() {
     assert!(stderr(&out).contains("demo.toml"), "{}", stderr(&out));
     assert!(stderr(&out).contains("key A"), "{}", stderr(&out));
 }
+
+#[test]
+fn health_refuses_a_non_url_with_exit_64() {
+    for url in ["notaurl", "https://127.0.0.1:1/readyz"] {
+        let out = rtconfig(&["health", url]);
+        assert_eq!(out.status.code(), Some(64), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains("http://"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn bad_settings_are_all_reported_at_once_with_exit_64() {
+    let out = rtconfig(&[
+        "admin",
+        "--admin-token",
+        "short",
+        "--redis-url",
+        "http://127.0.0.1:6379",
+        "--relay-interval",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let text = stderr(&out);
+    for want in [
+        "needs a ledger",
+        "--admin-token must be at least 16",
+        "invalid --redis-url",
+        "--relay-interval must be above zero",
+        "4 problem(s)",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    let out = rtconfig(&["dev", "--listen", "0.0.0.0:0", "--namespace", " "]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("--allow-non-loopback"), "{text}");
+    assert!(text.contains("--namespace must not be empty"), "{text}");
+    let out = rtconfig(&["dev", "--drain-timeout", "-1"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--drain-timeout"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_schema_dir_suggests_the_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = rtconfig(&[
+        "dev",
+        "--schema-dir",
+        "/nonexistent/rtconfig-schema",
+        "--data-dir",
+        data.path().to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--probe-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("/nonexistent/rtconfig-schema"), "{text}");
+    assert!(text.contains("pass --schema-dir"), "{text}");
+    assert_eq!(text.lines().count(), 1, "printed once:\n{text}");
+}
+
+#[test]
+fn a_port_in_use_names_the_flag_and_is_printed_once() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr").to_string();
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = rtconfig(&[
+        "dev",
+        "--schema-dir",
+        demo_schema_dir().to_str().expect("utf-8"),
+        "--data-dir",
+        data.path().to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        &addr,
+        "--probe-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("{addr} is in use")) && text.contains("pass another --admin-listen"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("pass another").count(),
+        1,
+        "printed once:\n{text}"
+    );
+    drop(held);
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rtconfig::app::RunningAdmin;
+use rtconfig::app::{AdminParts, Running};
 use serde_json::json;
 
 use crate::harness::eventually;
@@ -17,12 +17,12 @@ use crate::pg_stack::{
     schema_dir, sidecar_shows, sidecar_state, sql, start_admin, start_sidecar, Api, SETTLE,
 };
 
-fn leading(admin: &RunningAdmin) -> bool {
+fn leading(admin: &Running<AdminParts>) -> bool {
     admin.relay_metrics.leader.get() == 1
 }
 
 /// Waits until exactly one of `admins` leads; returns its index.
-async fn the_leader(admins: &[&RunningAdmin]) -> usize {
+async fn the_leader(admins: &[&Running<AdminParts>]) -> usize {
     eventually(SETTLE, "exactly one admin leads the relay", || async {
         let leaders: Vec<usize> = (0..admins.len()).filter(|&n| leading(admins[n])).collect();
         (leaders.len() == 1).then(|| leaders[0])

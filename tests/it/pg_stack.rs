@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rtconfig::app::{self, AdminSettings, RunningAdmin, RunningSidecar, SidecarSettings};
+use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarParts, SidecarSettings};
 use serde_json::{json, Value};
 
 use crate::harness::eventually;
@@ -32,13 +32,13 @@ pub fn admin_settings(database_url: &str, redis_url: &str) -> AdminSettings {
     s
 }
 
-pub async fn start_admin(database_url: &str, redis_url: &str) -> RunningAdmin {
+pub async fn start_admin(database_url: &str, redis_url: &str) -> Running<AdminParts> {
     app::start_admin(admin_settings(database_url, redis_url))
         .await
         .expect("start admin")
 }
 
-pub async fn start_sidecar(redis_url: &str) -> RunningSidecar {
+pub async fn start_sidecar(redis_url: &str) -> Running<SidecarParts> {
     let mut s = SidecarSettings::for_tests(schema_dir(), redis_url);
     s.resync_interval = Duration::from_millis(300);
     app::start_sidecar(s).await.expect("start sidecar")
@@ -129,7 +129,7 @@ pub fn code(body: &Value) -> &str {
 }
 
 /// The sidecar's whole state (`GET /v1/configs`).
-pub async fn sidecar_state(sidecar: &RunningSidecar) -> Value {
+pub async fn sidecar_state(sidecar: &Running<SidecarParts>) -> Value {
     reqwest::get(format!("http://{}/v1/configs", sidecar.read_addr))
         .await
         .expect("sidecar answers")
@@ -139,7 +139,7 @@ pub async fn sidecar_state(sidecar: &RunningSidecar) -> Value {
 }
 
 /// Waits until the sidecar serves `version` (in any epoch ≥ `epoch`) with SITE_NAME = `value`.
-pub async fn sidecar_shows(sidecar: &RunningSidecar, epoch: u64, version: u64, value: &str) {
+pub async fn sidecar_shows(sidecar: &Running<SidecarParts>, epoch: u64, version: u64, value: &str) {
     eventually(
         SETTLE,
         &format!("the sidecar serves epoch {epoch} version {version} with SITE_NAME {value:?}"),

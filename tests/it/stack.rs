@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtconfig::app::{self, AdminSettings, RunningAdmin, RunningSidecar, SidecarSettings};
+use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarParts, SidecarSettings};
 use rtconfig::ledger::Ledger;
 use rtconfig::schema::SchemaSet;
 use rtconfig::snapshot::{Position, Snapshot, Source};
@@ -43,7 +43,10 @@ pub struct Doc {
     pub values: BTreeMap<String, Value>,
 }
 
-pub async fn read_doc(client: &reqwest::Client, sidecar: &RunningSidecar) -> Result<Doc, String> {
+pub async fn read_doc(
+    client: &reqwest::Client,
+    sidecar: &Running<SidecarParts>,
+) -> Result<Doc, String> {
     let url = format!("http://{}/v1/configs", sidecar.read_addr);
     let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
@@ -60,9 +63,9 @@ pub async fn read_doc(client: &reqwest::Client, sidecar: &RunningSidecar) -> Res
 }
 
 pub struct Stack {
-    pub admin: Option<RunningAdmin>,
+    pub admin: Option<Running<AdminParts>>,
     pub admin_settings: AdminSettings,
-    pub sidecars: Vec<RunningSidecar>,
+    pub sidecars: Vec<Running<SidecarParts>>,
     pub client: reqwest::Client,
     /// Holds the ledger directory for the life of the stack.
     pub _admin_dir: tempfile::TempDir,
@@ -111,7 +114,7 @@ impl Stack {
         self.sidecars.len() - 1
     }
 
-    pub fn admin(&self) -> &RunningAdmin {
+    pub fn admin(&self) -> &Running<AdminParts> {
         self.admin.as_ref().expect("admin running")
     }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
-use rtconfig::app::{start_dev, DevSettings, Running};
+use rtconfig::app::{start_dev, DevParts, DevSettings, Running};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -53,7 +53,7 @@ secret = true
 
 /// A running `rtconfig dev` on ephemeral ports, with its own data dir.
 pub struct Dev {
-    running: Option<Running>,
+    running: Option<Running<DevParts>>,
     pub settings: DevSettings,
     pub client: reqwest::Client,
     /// `http://127.0.0.1:<port>` of the sidecar read API, the admin and the probe listener.
@@ -102,7 +102,7 @@ impl Dev {
         dev
     }
 
-    fn attach(&mut self, running: Running) {
+    fn attach(&mut self, running: Running<DevParts>) {
         self.read = format!("http://{}", running.read_addr);
         self.admin = format!("http://{}", running.admin_addr);
         self.probe = format!("http://{}", running.probe_addr);

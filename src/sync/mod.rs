@@ -9,19 +9,27 @@
 //! instead and says why in `/status`. Values the local schema rejects keep their default (schema
 //! drift during a rollout is normal) and unknown keys are ignored, so one key never stalls sync.
 //!
+//! Every decision is made by [`plan`] (pure functions with table tests); this module gathers the
+//! inputs (one script call each, decoded by `redis::wire`), asks `plan`, and performs the answer:
+//! build and swap a snapshot, set the status, count metrics. The loop holds the last snapshot it
+//! built (`Arc<Snapshot>`, which keeps the stored values catch-up applies changes to) and its
+//! position (`None` until data from Redis or disk is loaded); nothing is copied per round.
+//!
 //! Triggers: a Pub/Sub hint, the resync timer (interval ±20 %), every (re)subscribe, a lagged
 //! broadcast buffer. Liveness: `PING` on the subscriber connection with a timeout (a SIGSTOPped
 //! Redis accepts TCP but never answers); a failed ping marks the state stale at once. The read
 //! path never waits on any of this.
 
-use std::collections::BTreeMap;
+mod plan;
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, HashesInterface, PubsubInterface};
 use fred::types::Value as RedisValue;
+use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
@@ -30,19 +38,18 @@ use tokio::task::JoinHandle;
 
 use crate::disk::{self, DiskError, DiskSnapshot};
 use crate::metrics::{AnomalyKind, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics};
-use crate::redis::{self, scripts, ConnectOptions, Keys, Meta, RedisError};
+use crate::redis::{
+    self, scripts, ConnectOptions, Heartbeat, Hint, Image, Keys, RedisError, SyncRead,
+};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::sidecar::SyncReport;
 use crate::snapshot::{Position, PublishError, Snapshot, SnapshotStore, Source};
 use crate::telemetry::Chain;
+use plan::{Action, Cause, FetchReason, HintAction, ImageAction, Keep};
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
-/// The relay refreshes `relay_at` every `relay_interval_ms` (1 s unless configured); three
-/// missed beats mean it is down.
-const RELAY_MISSED_BEATS: f64 = 3.0;
-const DEFAULT_RELAY_INTERVAL_MS: u64 = 1000;
 
 /// How a sidecar syncs.
 #[derive(Debug, Clone)]
@@ -108,24 +115,23 @@ struct StatusInner {
 
 impl SyncStatus {
     fn update(&self, f: impl FnOnce(&mut StatusInner)) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut inner);
+        f(&mut self.inner.lock());
     }
 
     /// The current cause of staleness, if any (tests and heartbeats).
     pub fn cause(&self) -> Option<&'static str> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).cause
+        self.inner.lock().cause
     }
 
     pub fn counts(&self) -> (u64, u64) {
-        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let i = self.inner.lock();
         (i.full_fetches, i.catchups)
     }
 }
 
 impl SyncReport for SyncStatus {
     fn status(&self) -> Value {
-        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let i = self.inner.lock();
         json!({
             "mode": "redis",
             "redis_connected": i.connected,
@@ -159,12 +165,14 @@ pub struct SyncLoop {
     status: Arc<SyncStatus>,
     client: Client,
     subscriber: SubscriberClient,
-    /// The values Redis holds at `position` (raw, before schema defaults), for log catch-up.
-    stored: BTreeMap<String, Value>,
-    position: Position,
-    /// `false` until a snapshot from Redis or disk is loaded.
-    have_data: bool,
-    disk: Option<watch::Sender<Option<DiskSnapshot>>>,
+    /// The last snapshot this loop built or loaded: its stored values are what log catch-up
+    /// applies changes to.
+    snapshot: Arc<Snapshot>,
+    /// `snapshot`'s position once it holds data from Redis or disk; `None` while it holds
+    /// schema defaults.
+    position: Option<Position>,
+    /// The disk snapshot writer's latest job.
+    disk: Option<watch::Sender<Option<Arc<Snapshot>>>>,
 }
 
 /// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
@@ -186,6 +194,7 @@ pub fn start(
     let status = Arc::new(SyncStatus::default());
     let mut lp = SyncLoop {
         keys: Keys::new(&settings.namespace),
+        snapshot: store.load(),
         settings,
         schema,
         store,
@@ -194,25 +203,31 @@ pub fn start(
         status: status.clone(),
         client,
         subscriber,
-        stored: BTreeMap::new(),
-        position: Position::default(),
-        have_data: false,
+        position: None,
         disk: None,
     };
     lp.load_disk_snapshot();
     if let Some(path) = lp.settings.snapshot_path.clone() {
         let (tx, rx) = watch::channel(None);
         lp.disk = Some(tx);
-        tokio::spawn(write_disk_snapshots(path, rx, shutdown.clone()));
+        tokio::spawn(write_disk_snapshots(
+            path,
+            lp.settings.cluster_id.clone(),
+            rx,
+            shutdown.clone(),
+        ));
     }
     let task = tokio::spawn(lp.run(shutdown));
     Ok(SyncHandle { status, task })
 }
 
-/// Writes the latest snapshot at most once a second (debounced), atomically.
+/// Writes the latest snapshot at most once a second (debounced), atomically. The loop hands
+/// over the snapshot itself (an `Arc`); its stored values are copied out here, only for the
+/// snapshots actually written.
 async fn write_disk_snapshots(
     path: PathBuf,
-    mut rx: watch::Receiver<Option<DiskSnapshot>>,
+    cluster_id: String,
+    mut rx: watch::Receiver<Option<Arc<Snapshot>>>,
     shutdown: Shutdown,
 ) {
     let stop = shutdown.wait();
@@ -225,6 +240,7 @@ async fn write_disk_snapshots(
         let Some(snapshot) = rx.borrow_and_update().clone() else {
             continue;
         };
+        let snapshot = disk_snapshot(&snapshot, &cluster_id);
         let p = path.clone();
         match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
             Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
@@ -240,13 +256,27 @@ async fn write_disk_snapshots(
     }
 }
 
-/// Why a round did not end in sync.
-enum Round {
+/// The disk file's form of a snapshot.
+fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str) -> DiskSnapshot {
+    DiskSnapshot {
+        namespace: snapshot.namespace.to_string(),
+        cluster_id: cluster_id.to_owned(),
+        epoch: snapshot.position.epoch,
+        version: snapshot.position.version,
+        generation: snapshot.position.generation,
+        schema_hash: snapshot.schema_hash.to_string(),
+        saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        values: snapshot
+            .stored()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect(),
+    }
+}
+
+/// How a round ended.
+enum Outcome {
     InSync,
-    /// Keep serving what we have; the state is not confirmed.
-    NotConfirmed(&'static str),
-    /// Redis answered with something we must never apply; stale at once.
-    Refused(&'static str),
+    Keep(Keep),
 }
 
 impl SyncLoop {
@@ -260,14 +290,17 @@ impl SyncLoop {
                     && snap.cluster_id == self.settings.cluster_id =>
             {
                 let position = snap.position();
-                let snapshot =
-                    Snapshot::build(&self.schema, position, Source::Disk, snap.values.iter());
-                match self.store.publish(snapshot) {
+                let snapshot = Arc::new(Snapshot::build(
+                    &self.schema,
+                    position,
+                    Source::Disk,
+                    snap.values.iter(),
+                ));
+                match self.store.publish_shared(snapshot.clone()) {
                     Ok(_) => {
                         tracing::info!(path = %path.display(), version = position.version, epoch = position.epoch, "serving the disk snapshot until Redis confirms");
-                        self.stored = snap.values;
-                        self.position = position;
-                        self.have_data = true;
+                        self.snapshot = snapshot;
+                        self.position = Some(position);
                     }
                     Err(e) => tracing::warn!(error = %e, "disk snapshot not used"),
                 }
@@ -316,14 +349,14 @@ impl SyncLoop {
             tokio::select! {
                 msg = messages.recv() => match msg {
                     Ok(m) => {
-                        let hint = m.value.as_string().and_then(|t| redis::parse_message(&t));
-                        match hint {
-                            Some((epoch, version)) if (epoch, version) > (self.position.epoch, self.position.version) || !self.have_data => {
+                        let hint = m.value.as_string().and_then(|t| Hint::parse(&t));
+                        match plan::plan_hint(&self.state(), hint) {
+                            HintAction::Newer => {
                                 self.metrics.message(MessageResult::newer);
                                 self.resync(ResyncReason::message).await;
                             }
-                            Some(_) => self.metrics.message(MessageResult::duplicate),
-                            None => {
+                            HintAction::Duplicate => self.metrics.message(MessageResult::duplicate),
+                            HintAction::Invalid => {
                                 self.metrics.message(MessageResult::invalid);
                                 self.resync(ResyncReason::decode_error).await;
                             }
@@ -428,15 +461,21 @@ impl SyncLoop {
 
     async fn heartbeat(&self) {
         let snap = self.store.load();
-        let beat = json!({
-            "version": snap.position.version,
-            "epoch": snap.position.epoch,
-            "schema_hash": &*snap.schema_hash,
-            "status": if self.store.is_stale() { "stale" } else { "ok" },
-            "seen_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "interval_ms": self.settings.resync_interval.as_millis() as u64,
-        })
-        .to_string();
+        let beat = Heartbeat {
+            version: snap.position.version,
+            epoch: snap.position.epoch,
+            schema_hash: snap.schema_hash.to_string(),
+            status: if self.store.is_stale() { "stale" } else { "ok" }.to_owned(),
+            seen_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            interval_ms: Some(self.settings.resync_interval.as_millis() as u64),
+        };
+        let beat = match beat.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %Chain(&e), "heartbeat not encoded");
+                return;
+            }
+        };
         let write = self.client.hset::<(), _, _>(
             self.keys.sidecars.as_str(),
             (self.settings.instance_id.as_str(), beat),
@@ -446,13 +485,21 @@ impl SyncLoop {
         }
     }
 
+    /// What the plan decides on.
+    fn state(&self) -> plan::State<'_> {
+        plan::State {
+            cluster_id: &self.settings.cluster_id,
+            position: self.position,
+        }
+    }
+
     /// One sync round.
     pub async fn resync(&mut self, reason: ResyncReason) {
         self.metrics.resync(reason);
         let outcome = self.round().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         match outcome {
-            Ok(Round::InSync) => self.status.update(|s| {
+            Ok(Outcome::InSync) => self.status.update(|s| {
                 s.rounds += 1;
                 if s.relay_down {
                     s.cause = Some("relay_down");
@@ -461,35 +508,32 @@ impl SyncLoop {
                 }
                 s.last_sync_at = Some(now);
             }),
-            Ok(Round::NotConfirmed(cause)) => self.status.update(|s| {
+            Ok(Outcome::Keep(Keep::NotConfirmed(cause))) => self.status.update(|s| {
                 s.rounds += 1;
-                s.cause = Some(cause);
+                s.cause = Some(cause.as_str());
             }),
-            Ok(Round::Refused(cause)) => {
+            Ok(Outcome::Keep(Keep::Refused(cause))) => {
                 self.store.mark_cut_off();
                 self.status.update(|s| {
                     s.rounds += 1;
-                    s.cause = Some(cause);
+                    s.cause = Some(cause.as_str());
                 });
             }
             Err(e) => {
                 self.status.update(|s| {
                     s.rounds += 1;
                     s.cause = Some("redis_unavailable");
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(Chain(&e).to_string());
                 });
-                tracing::debug!(error = %e, reason = reason.as_str(), "sync round failed");
+                tracing::debug!(error = %Chain(&e), reason = reason.as_str(), "sync round failed");
             }
         }
         self.snapshot_metrics.observe_store(&self.store);
     }
 
-    async fn round(&mut self) -> Result<Round, RedisError> {
-        let after: i64 = if self.have_data {
-            self.position.version as i64
-        } else {
-            -1
-        };
+    /// Gathers `SYNC_READ`, asks the plan, performs its answer.
+    async fn round(&mut self) -> Result<Outcome, RedisError> {
+        let after = plan::log_after(&self.state());
         let reply = redis::eval_ro(
             &self.client,
             &scripts::SYNC_READ,
@@ -497,139 +541,78 @@ impl SyncLoop {
             &[after.to_string(), CATCH_UP_MAX.to_string()],
         )
         .await?;
-        let RedisValue::Array(parts) = reply else {
-            return Err(RedisError::Reply(
-                "SYNC_READ did not return an array".into(),
-            ));
-        };
-        let [meta, time, log] = parts.as_slice() else {
-            return Err(RedisError::Reply(
-                "SYNC_READ returned the wrong shape".into(),
-            ));
-        };
-        let meta = Meta::parse(meta)?;
-        if let Some(refused) = self.check_meta(&meta) {
-            return Ok(refused);
+        let read = SyncRead::decode(&reply)?;
+        let round = plan::plan(&self.state(), &read);
+        if let Some(down) = round.relay_down {
+            self.status.update(|s| s.relay_down = down);
         }
-        let relay_down = match (redis_time(time), meta.relay_at) {
-            (Some(now), Some(at)) => {
-                let beat = meta.relay_interval_ms.unwrap_or(DEFAULT_RELAY_INTERVAL_MS) as f64 / 1e3;
-                now - at > RELAY_MISSED_BEATS * beat
+        let outcome = match round.action {
+            Action::Keep(keep) => {
+                if keep == Keep::NotConfirmed(Cause::RedisBehind) {
+                    tracing::warn!(
+                        redis_version = read.meta.version,
+                        our_version = self.position.map(|p| p.version),
+                        "redis is behind this sidecar; not going back"
+                    );
+                }
+                return Ok(self.kept(keep));
             }
-            _ => true,
-        };
-        self.status.update(|s| s.relay_down = relay_down);
-        let (epoch, version) = (meta.epoch.unwrap_or(0), meta.version.unwrap_or(0));
-        let mine = self.position;
-        let outcome = if !self.have_data || epoch > mine.epoch {
-            self.full_fetch().await?
-        } else if epoch < mine.epoch {
-            self.metrics.anomaly(AnomalyKind::older_epoch);
-            return Ok(Round::Refused("redis_older_epoch"));
-        } else if version < mine.version {
-            self.metrics.anomaly(AnomalyKind::redis_behind);
-            tracing::warn!(
-                redis_version = version,
-                our_version = mine.version,
-                "redis is behind this sidecar; not going back"
-            );
-            return Ok(Round::NotConfirmed("redis_behind"));
-        } else if version == mine.version {
-            if meta.generation != mine.generation {
+            Action::InSync => Outcome::InSync,
+            Action::CatchUp { to, changes } => {
+                self.catch_up(to, &changes);
+                Outcome::InSync
+            }
+            Action::FullFetch(reason) => {
+                if reason == FetchReason::LogDamaged {
+                    self.metrics.anomaly(AnomalyKind::bad_log_entry);
+                }
                 self.full_fetch().await?
-            } else {
-                Round::InSync
-            }
-        } else {
-            match self.catch_up(epoch, version, meta.generation, log) {
-                Some(round) => round,
-                None => self.full_fetch().await?,
             }
         };
-        if matches!(outcome, Round::InSync) {
+        if matches!(outcome, Outcome::InSync) {
             if self.store.load().source != Source::Redis {
                 // Same position, now confirmed by Redis (e.g. a disk snapshot at cold start).
                 let confirmed = Snapshot::build(
                     &self.schema,
-                    self.position,
+                    self.snapshot.position,
                     Source::Redis,
-                    self.stored.iter(),
+                    self.snapshot.stored(),
                 );
-                self.swap(confirmed);
+                self.swap(Arc::new(confirmed));
             }
             self.store.confirm();
-            if relay_down {
+            if round.relay_down == Some(true) {
                 self.store.mark_cut_off();
             }
         }
         Ok(outcome)
     }
 
-    /// Refuses what must never be applied.
-    fn check_meta(&self, meta: &Meta) -> Option<Round> {
-        match &meta.cluster_id {
-            None => Some(Round::NotConfirmed("redis_empty")),
-            Some(c) if *c != self.settings.cluster_id => {
-                self.metrics.anomaly(AnomalyKind::foreign_redis);
-                Some(Round::Refused("foreign_redis"))
-            }
-            Some(_) if !meta.complete || meta.epoch.is_none() || meta.version.is_none() => {
-                Some(Round::NotConfirmed("redis_incomplete"))
-            }
-            Some(_) => None,
+    /// Counts what the plan refused, and keeps serving.
+    fn kept(&self, keep: Keep) -> Outcome {
+        match keep.cause() {
+            Cause::ForeignRedis => self.metrics.anomaly(AnomalyKind::foreign_redis),
+            Cause::RedisOlderEpoch => self.metrics.anomaly(AnomalyKind::older_epoch),
+            Cause::RedisBehind => self.metrics.anomaly(AnomalyKind::redis_behind),
+            Cause::RedisEmpty | Cause::RedisIncomplete => {}
         }
+        Outcome::Keep(keep)
     }
 
-    /// Applies log entries after our version; `None` when the log does not cover the gap.
-    fn catch_up(
-        &mut self,
-        epoch: u64,
-        version: u64,
-        generation: u64,
-        log: &RedisValue,
-    ) -> Option<Round> {
-        let RedisValue::Array(entries) = log else {
-            return None;
-        };
-        let mut values = self.stored.clone();
-        let mut expected = self.position.version + 1;
-        for entry in entries {
-            let Some((v, e, changes)) = redis::parse_log_entry(entry) else {
-                self.metrics.anomaly(AnomalyKind::bad_log_entry);
-                return None;
-            };
-            if v != expected || e != epoch {
-                return None;
-            }
-            if v > version {
-                break;
-            }
-            for (key, value) in changes {
-                if value.is_null() {
-                    values.remove(&key);
-                } else {
-                    values.insert(key, value);
-                }
-            }
-            expected += 1;
-        }
-        if expected != version + 1 {
-            return None;
-        }
+    /// Applies the log's changes to the served values.
+    fn catch_up(&mut self, to: Position, changes: &std::collections::BTreeMap<String, Value>) {
         self.metrics.catchups.inc();
         self.status.update(|s| s.catchups += 1);
-        self.apply(
-            Position {
-                epoch,
-                version,
-                generation,
-            },
-            values,
-        );
-        Some(Round::InSync)
+        let base = self.snapshot.clone();
+        let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
+        let set = changes
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.as_str(), v));
+        self.apply(to, unchanged.chain(set));
     }
 
-    async fn full_fetch(&mut self) -> Result<Round, RedisError> {
+    async fn full_fetch(&mut self) -> Result<Outcome, RedisError> {
         self.metrics.full_fetches.inc();
         self.status.update(|s| s.full_fetches += 1);
         let reply = redis::eval_ro(
@@ -639,82 +622,54 @@ impl SyncLoop {
             &[],
         )
         .await?;
-        let RedisValue::Array(parts) = reply else {
-            return Err(RedisError::Reply(
-                "FULL_READ did not return an array".into(),
-            ));
-        };
-        let [meta, items] = parts.as_slice() else {
-            return Err(RedisError::Reply(
-                "FULL_READ returned the wrong shape".into(),
-            ));
-        };
-        let meta = Meta::parse(meta)?;
-        if let Some(refused) = self.check_meta(&meta) {
-            return Ok(refused);
-        }
-        let (epoch, version) = (meta.epoch.unwrap_or(0), meta.version.unwrap_or(0));
-        let RedisValue::Array(flat) = items else {
-            return Err(RedisError::Reply("items is not an array".into()));
-        };
-        let mut values = BTreeMap::new();
-        let mut bad = 0usize;
-        for pair in flat.chunks(2) {
-            let [k, v] = pair else { continue };
-            let (Some(key), Some(text)) = (redis::text(k)?, redis::text(v)?) else {
-                bad += 1;
-                continue;
-            };
-            match redis::decode_item(&text) {
-                Some((value, item_version)) if item_version <= version => {
-                    values.insert(key, value);
-                }
-                _ => bad += 1,
-            }
-        }
-        if bad > 0 {
+        let image = Image::decode(&reply)?;
+        let action = plan::plan_image(&self.state(), &image);
+        if !matches!(action, ImageAction::Keep(_)) && image.bad_items > 0 {
             self.metrics.anomaly(AnomalyKind::bad_item);
             tracing::warn!(
-                bad_items = bad,
+                bad_items = image.bad_items,
                 "redis items that are not valid envelopes were ignored"
             );
         }
-        if meta.count != Some((flat.len() / 2) as u64) {
-            // Evicted or half-written: never apply an image that is not whole.
-            self.metrics.anomaly(AnomalyKind::incomplete_image);
-            return Ok(Round::NotConfirmed("redis_incomplete"));
-        }
-        let position = Position {
-            epoch,
-            version,
-            generation: meta.generation,
-        };
-        let older_epoch = self.have_data && epoch < self.position.epoch;
-        let older_version =
-            self.have_data && epoch == self.position.epoch && version < self.position.version;
-        if older_epoch || older_version {
-            self.metrics.anomaly(AnomalyKind::redis_behind);
-            return Ok(Round::NotConfirmed("redis_behind"));
-        }
-        self.apply(position, values);
-        Ok(Round::InSync)
+        Ok(match action {
+            ImageAction::Keep(keep) => self.kept(keep),
+            ImageAction::Incomplete => {
+                // Evicted or half-written: never apply an image that is not whole.
+                self.metrics.anomaly(AnomalyKind::incomplete_image);
+                Outcome::Keep(Keep::NotConfirmed(Cause::RedisIncomplete))
+            }
+            ImageAction::Behind => self.kept(Keep::NotConfirmed(Cause::RedisBehind)),
+            ImageAction::Apply(position) => {
+                let stored = image
+                    .items
+                    .iter()
+                    .map(|(k, item)| (k.as_str(), &item.value));
+                self.apply(position, stored);
+                Outcome::InSync
+            }
+        })
     }
 
-    /// Builds the new snapshot, swaps it in, and queues the disk write.
-    fn apply(&mut self, position: Position, values: BTreeMap<String, Value>) {
-        let snapshot = Snapshot::build(&self.schema, position, Source::Redis, values.iter());
+    /// Builds the new snapshot from `stored` (the values Redis holds, before schema defaults)
+    /// and swaps it in.
+    fn apply<'a>(
+        &mut self,
+        position: Position,
+        stored: impl IntoIterator<Item = (&'a str, &'a Value)>,
+    ) {
+        let snapshot = Snapshot::build(&self.schema, position, Source::Redis, stored);
         for r in &snapshot.rejected {
             tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
         }
-        self.stored = values;
-        self.position = position;
-        self.have_data = true;
-        self.swap(snapshot);
+        self.position = Some(position);
+        self.swap(Arc::new(snapshot));
     }
 
-    fn swap(&self, snapshot: Snapshot) {
+    /// Publishes `snapshot`, keeps it as the loop's own, and queues the disk write.
+    fn swap(&mut self, snapshot: Arc<Snapshot>) {
         let position = snapshot.position;
-        match self.store.publish(snapshot) {
+        self.snapshot = snapshot.clone();
+        match self.store.publish_shared(snapshot.clone()) {
             Ok(true) => {
                 self.snapshot_metrics.swaps.inc();
                 tracing::debug!(
@@ -734,24 +689,7 @@ impl SyncLoop {
             Err(e) => tracing::error!(error = %e, "cannot publish snapshot"),
         }
         if let Some(tx) = &self.disk {
-            tx.send_replace(Some(DiskSnapshot {
-                namespace: self.settings.namespace.clone(),
-                cluster_id: self.settings.cluster_id.clone(),
-                epoch: self.position.epoch,
-                version: self.position.version,
-                generation: self.position.generation,
-                schema_hash: self.schema.hash.clone(),
-                saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                values: self.stored.clone(),
-            }));
+            tx.send_replace(Some(snapshot));
         }
     }
-}
-
-/// Redis `TIME` as seconds.
-fn redis_time(v: &RedisValue) -> Option<f64> {
-    let f = redis::fields(v, 2).ok()?;
-    let secs: f64 = f[0].as_deref()?.parse().ok()?;
-    let micros: f64 = f[1].as_deref()?.parse().ok()?;
-    Some(secs + micros / 1e6)
 }

@@ -19,6 +19,11 @@
 //!
 //! Every script checks the fencing `term`, so a paused ex-leader cannot write after a newer
 //! leader did.
+//!
+//! Every decision is made by [`plan`] (pure functions with table tests); this module reads the
+//! ledger and Redis (replies decoded by `redis::wire`), asks `plan`, and performs the answer.
+
+mod plan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,36 +33,49 @@ use async_trait::async_trait;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike as _, HashesInterface, KeysInterface, StreamsInterface};
 use fred::types::Value as RedisValue;
-use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::admin::fleet::{Fleet, SidecarInfo};
+use crate::admin::fleet::{Fleet, FleetError, SidecarInfo};
 use crate::admin::write::{AfterCommit, WriteGate};
 use crate::ledger::{
     ChangeMeta, Changeset, CurrentValues, Ledger, LedgerError, NamespaceState, StoredValue,
 };
 use crate::metrics::RelayMetrics;
-use crate::redis::{self, scripts, Keys, Meta, RedisError, RelayMeta, LOG_MAXLEN};
+use crate::redis::{
+    self, scripts, ApplyOutcome, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
+    SwapOutcome, WireError, LOG_MAXLEN,
+};
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Chain;
+use plan::{Action, Adoption, AfterApply};
 
 /// Items written per command during a rebuild.
 const REBUILD_BATCH: usize = 500;
 /// Changesets replayed per ledger read.
 const REPLAY_BATCH: usize = 500;
 
+/// Why a relay round (or building a relay) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
     Redis(#[from] RedisError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The last step of a rebuild was refused (`FOREIGN`, `FENCED`, `COUNT`); nothing changed.
+    #[error("rebuild swap refused: {0}")]
+    SwapRefused(SwapOutcome),
 }
 
 impl From<fred::error::Error> for RelayError {
     fn from(e: fred::error::Error) -> Self {
         RelayError::Redis(RedisError::Command(e))
+    }
+}
+
+impl From<WireError> for RelayError {
+    fn from(e: WireError) -> Self {
+        RelayError::Redis(RedisError::Reply(e))
     }
 }
 
@@ -106,40 +124,36 @@ pub struct Relay {
     client: Client,
     schemas: Vec<Arc<Schema>>,
     settings: RelaySettings,
+    /// Wakes the relay after a commit (shared by the relays of successive leadership terms).
     kick: Arc<Notify>,
     metrics: RelayMetrics,
-    pub gate: Arc<WriteGate>,
+    /// This admin's write gate: the relay closes it for a namespace whose ledger is behind.
+    gate: Arc<WriteGate>,
     health: BTreeMap<String, Health>,
 }
 
 impl Relay {
+    /// A relay for one leadership term. `kick` and `gate` outlive it: the write path notifies
+    /// `kick` after every commit and checks `gate` before every write.
     pub fn new(
         ledger: Arc<dyn Ledger>,
         client: Client,
         schemas: Vec<Arc<Schema>>,
         settings: RelaySettings,
         metrics: RelayMetrics,
+        kick: Arc<Notify>,
+        gate: Arc<WriteGate>,
     ) -> Relay {
         Relay {
             ledger,
             client,
             schemas,
             settings,
-            kick: Arc::new(Notify::new()),
+            kick,
             metrics,
-            gate: Arc::new(WriteGate::default()),
+            gate,
             health: BTreeMap::new(),
         }
-    }
-
-    pub fn kick(&self) -> Arc<Notify> {
-        self.kick.clone()
-    }
-
-    /// Wakes this relay on `kick` (shared by the relays of successive leadership terms).
-    pub fn with_kick(mut self, kick: Arc<Notify>) -> Relay {
-        self.kick = kick;
-        self
     }
 
     /// Runs until shutdown.
@@ -190,7 +204,7 @@ impl Relay {
             }
             if anti_entropy {
                 if let Err(e) = self.prune_sidecars(ns).await {
-                    tracing::debug!(namespace = ns, error = %e, "cannot prune silent sidecars");
+                    tracing::debug!(namespace = ns, error = %Chain(&e), "cannot prune silent sidecars");
                 }
             }
         }
@@ -199,6 +213,7 @@ impl Relay {
         self.metrics.foreign_redis.set(i64::from(foreign));
     }
 
+    /// Gathers the ledger's state and `RELAY_TICK`, asks the plan, performs its answer.
     async fn sync_namespace(
         &mut self,
         schema: &Schema,
@@ -219,74 +234,92 @@ impl Relay {
             )
             .await
             .map_err(RedisError::from)?;
-        let meta = RelayMeta::parse(&reply)?;
-        if let Some(c) = &meta.cluster_id {
-            if *c != self.settings.cluster_id {
+        let meta = Meta::decode(&reply)?;
+        let mut may_adopt = true;
+        let action = loop {
+            let state = plan::State {
+                cluster_id: &self.settings.cluster_id,
+                term: self.settings.term,
+                ledger,
+                may_adopt,
+                anti_entropy,
+            };
+            match plan::plan(&state, &meta) {
+                Action::Adopt => {
+                    // An empty ledger (a first start on a new database) takes over a complete
+                    // image of ours rather than wiping a live deployment; then decide again.
+                    self.adopt(ns).await?;
+                    ledger = self.ledger.namespace_state(ns).await?;
+                    may_adopt = false;
+                }
+                action => break action,
+            }
+        };
+        let (redis_epoch, redis_version) = (meta.epoch.unwrap_or(0), meta.version.unwrap_or(0));
+        if action.is_level() {
+            if self.health.get(ns) != Some(&Health::Ok) {
+                // A new term, a recovery or a reconcile: lift a mark this or an earlier leader
+                // set.
+                self.ledger.set_ledger_behind(ns, false).await?;
+            }
+            self.gate.set_ledger_behind(ns, false);
+        }
+        let synced = match action {
+            Action::Foreign { redis_cluster_id } => {
                 if self.health.get(ns) != Some(&Health::Foreign) {
-                    tracing::error!(namespace = ns, redis_cluster_id = %c, our_cluster_id = %self.settings.cluster_id, "redis holds another cluster's data; refusing to write to it");
+                    tracing::error!(namespace = ns, redis_cluster_id = %redis_cluster_id, our_cluster_id = %self.settings.cluster_id, "redis holds another cluster's data; refusing to write to it");
                 }
                 return Ok((Health::Foreign, 0));
             }
-        }
-        if meta.term > self.settings.term {
-            if self.health.get(ns) != Some(&Health::Fenced) {
-                tracing::error!(
+            Action::Fenced { redis_term } => {
+                if self.health.get(ns) != Some(&Health::Fenced) {
+                    tracing::error!(
+                        namespace = ns,
+                        redis_term,
+                        our_term = self.settings.term,
+                        "a newer relay leader wrote to redis; this relay stops writing"
+                    );
+                }
+                return Ok((Health::Fenced, 0));
+            }
+            Action::LedgerBehind => {
+                // A complete image of ours ahead of the ledger: the ledger was restored from a
+                // backup. Never overwrite it; an operator decides (reconcile --force bumps the
+                // epoch).
+                if self.health.get(ns) != Some(&Health::LedgerBehind) {
+                    tracing::error!(namespace = ns, redis_epoch, redis_version, ledger_epoch = ledger.epoch, ledger_version = ledger.version, "redis is ahead of the ledger; writes are refused until `rtconfig admin reconcile --force`");
+                    // In the ledger too, so every admin replica refuses writes.
+                    self.ledger.set_ledger_behind(ns, true).await?;
+                }
+                self.gate.set_ledger_behind(ns, true);
+                return Ok((Health::LedgerBehind, 0));
+            }
+            Action::Rebuild => {
+                tracing::info!(
                     namespace = ns,
-                    redis_term = meta.term,
-                    our_term = self.settings.term,
-                    "a newer relay leader wrote to redis; this relay stops writing"
+                    complete = meta.complete,
+                    redis_epoch,
+                    ledger_epoch = ledger.epoch,
+                    "rebuilding the redis image"
                 );
+                self.rebuild(schema, false).await?
             }
-            return Ok((Health::Fenced, 0));
-        }
-        let redis_epoch = meta.epoch.unwrap_or(0);
-        let redis_version = meta.version.unwrap_or(0);
-        let ours = meta.cluster_id.is_some() && meta.complete;
-        // An empty ledger (a first start on a new database) takes over a complete image of ours
-        // rather than wiping a live deployment.
-        if ours && ledger.version == 0 && redis_version > 0 && redis_epoch >= ledger.epoch {
-            self.adopt(ns).await?;
-            ledger = self.ledger.namespace_state(ns).await?;
-        }
-        // A complete image of ours that is ahead of the ledger: the ledger was restored from a
-        // backup. Never overwrite it; an operator decides (reconcile --force bumps the epoch).
-        if ours
-            && (redis_epoch > ledger.epoch
-                || (redis_epoch == ledger.epoch && redis_version > ledger.version))
-        {
-            if self.health.get(ns) != Some(&Health::LedgerBehind) {
-                tracing::error!(namespace = ns, redis_epoch, redis_version, ledger_epoch = ledger.epoch, ledger_version = ledger.version, "redis is ahead of the ledger; writes are refused until `rtconfig admin reconcile --force`");
-                // In the ledger too, so every admin replica refuses writes.
-                self.ledger.set_ledger_behind(ns, true).await?;
+            Action::Replay { from } => self.replay(schema, from).await?,
+            Action::Check { at } => {
+                if self.image_matches(schema).await? {
+                    at
+                } else {
+                    self.metrics.drift_repairs.inc();
+                    tracing::warn!(
+                        namespace = ns,
+                        "anti-entropy found redis differing from the ledger; rebuilding"
+                    );
+                    self.rebuild(schema, true).await?
+                }
             }
-            self.gate.set_ledger_behind(ns, true);
-            return Ok((Health::LedgerBehind, 0));
-        }
-        if self.health.get(ns) != Some(&Health::Ok) {
-            // A new term, a recovery or a reconcile: lift a mark this or an earlier leader set.
-            self.ledger.set_ledger_behind(ns, false).await?;
-        }
-        self.gate.set_ledger_behind(ns, false);
-        let synced = if !ours || redis_epoch != ledger.epoch {
-            tracing::info!(
-                namespace = ns,
-                complete = meta.complete,
-                redis_epoch,
-                ledger_epoch = ledger.epoch,
-                "rebuilding the redis image"
-            );
-            self.rebuild(schema, false).await?
-        } else if redis_version < ledger.version {
-            self.replay(schema, redis_version).await?
-        } else if anti_entropy && !self.image_matches(schema).await? {
-            self.metrics.drift_repairs.inc();
-            tracing::warn!(
-                namespace = ns,
-                "anti-entropy found redis differing from the ledger; rebuilding"
-            );
-            self.rebuild(schema, true).await?
-        } else {
-            redis_version
+            Action::Nothing { at } => at,
+            // Adoption is planned at most once per round (`may_adopt` is now false).
+            Action::Adopt => redis_version,
         };
         let after = self.ledger.namespace_state(ns).await?;
         let lag = after.version.saturating_sub(synced) as i64;
@@ -304,50 +337,33 @@ impl Relay {
             )
             .await
             .map_err(RedisError::from)?;
-        let RedisValue::Array(parts) = reply else {
-            return Err(RedisError::Reply("FULL_READ did not return an array".into()).into());
-        };
-        let [meta, items] = parts.as_slice() else {
-            return Err(RedisError::Reply("FULL_READ returned the wrong shape".into()).into());
-        };
-        let meta = Meta::parse(meta)?;
-        let (Some(epoch), Some(version)) = (meta.epoch, meta.version) else {
-            return Ok(false);
-        };
-        if meta.cluster_id.as_deref() != Some(self.settings.cluster_id.as_str()) || !meta.complete {
-            return Ok(false);
-        }
-        let RedisValue::Array(flat) = items else {
-            return Err(RedisError::Reply("items is not an array".into()).into());
-        };
-        let mut values = BTreeMap::new();
-        for pair in flat.chunks(2) {
-            let [k, v] = pair else { continue };
-            let item = match (redis::text(k)?, redis::text(v)?) {
-                (Some(key), Some(text)) => redis::decode_item(&text)
-                    .filter(|(_, item_version)| *item_version <= version)
-                    .map(|(value, item_version)| (key, value, item_version)),
-                _ => None,
-            };
-            let Some((key, value, item_version)) = item else {
+        let image = Image::decode(&reply)?;
+        let (epoch, version) = match plan::plan_adopt(&self.settings.cluster_id, &image) {
+            Adoption::Adopt { epoch, version } => (epoch, version),
+            Adoption::NotOurs => return Ok(false),
+            Adoption::Damaged => {
                 tracing::error!(
                     namespace = ns,
                     "the redis image holds a damaged item; not adopting it"
                 );
                 return Ok(false);
-            };
-            values.insert(
-                key,
-                StoredValue {
-                    value: Some(value),
-                    version: item_version,
-                },
-            );
-        }
-        if meta.count.is_some_and(|c| c != values.len() as u64) {
-            tracing::error!(namespace = ns, count = ?meta.count, items = values.len(), "the redis image is missing items; not adopting it");
-            return Ok(false);
-        }
+            }
+            Adoption::MissingItems => {
+                tracing::error!(namespace = ns, count = ?image.meta.count, items = image.items.len(), "the redis image is missing items; not adopting it");
+                return Ok(false);
+            }
+        };
+        let values = image
+            .items
+            .into_iter()
+            .map(|(key, item)| {
+                let stored = StoredValue {
+                    value: Some(item.value),
+                    version: item.version,
+                };
+                (key, stored)
+            })
+            .collect();
         let image = CurrentValues {
             state: NamespaceState { epoch, version },
             values,
@@ -390,21 +406,21 @@ impl Relay {
                 return Ok(from);
             }
             for cs in &batch {
-                let result = self.apply(&keys, schema, cs).await?;
-                match result.as_str() {
-                    "OK" => {
+                let outcome = self.apply(&keys, schema, cs).await?;
+                match plan::after_apply(outcome) {
+                    AfterApply::Applied => {
                         self.metrics.applied.inc();
                     }
-                    "DUP" => {}
-                    "GAP" | "NOT_READY" | "EPOCH" => {
-                        tracing::info!(namespace = ns, version = cs.version, result = %result, "cannot apply in order; rebuilding");
+                    AfterApply::Skip => {}
+                    AfterApply::Rebuild => {
+                        tracing::info!(namespace = ns, version = cs.version, result = %outcome, "cannot apply in order; rebuilding");
                         return self.rebuild(schema, false).await;
                     }
-                    other => {
+                    AfterApply::Stop => {
                         tracing::warn!(
                             namespace = ns,
                             version = cs.version,
-                            result = other,
+                            result = %outcome,
                             "relay apply refused"
                         );
                         return Ok(from);
@@ -420,13 +436,13 @@ impl Relay {
         keys: &Keys,
         schema: &Schema,
         cs: &Changeset,
-    ) -> Result<String, RelayError> {
+    ) -> Result<ApplyOutcome, RelayError> {
         let mut args = vec![
             self.settings.cluster_id.clone(),
             cs.epoch.to_string(),
             self.settings.term.to_string(),
             cs.version.to_string(),
-            log_changes(cs),
+            log_entry(cs).changes_json()?,
             LOG_MAXLEN.to_string(),
             keys.changes.clone(),
             schema.hash.clone(),
@@ -434,7 +450,7 @@ impl Relay {
         for c in &cs.changes {
             args.push(c.key.clone());
             args.push(match &c.new {
-                Some(v) => redis::encode_item(v, cs.version),
+                Some(v) => Item::encode(v, cs.version)?,
                 None => String::new(),
             });
         }
@@ -446,7 +462,7 @@ impl Relay {
             )
             .await
             .map_err(RedisError::from)?;
-        Ok(redis::text(&reply)?.unwrap_or_default())
+        Ok(ApplyOutcome::decode(&reply)?)
     }
 
     /// Writes the ledger's current image and log tail into temp keys, then swaps them in; returns
@@ -467,12 +483,9 @@ impl Relay {
         let items: Vec<(String, String)> = current
             .values
             .iter()
-            .filter_map(|(k, s)| {
-                s.value
-                    .as_ref()
-                    .map(|v| (k.clone(), redis::encode_item(v, s.version)))
-            })
-            .collect();
+            .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, Item::encode(v, s.version))))
+            .map(|(k, item)| item.map(|item| (k.clone(), item)))
+            .collect::<Result<_, _>>()?;
         for chunk in items.chunks(REBUILD_BATCH) {
             let _: i64 = self
                 .client
@@ -488,14 +501,15 @@ impl Relay {
             }
             let mut pending = Vec::with_capacity(batch.len());
             for cs in batch.iter().filter(|cs| cs.version <= version) {
+                let entry = log_entry(cs);
                 pending.push(self.client.xadd::<RedisValue, _, _, _, _>(
                     keys.log_tmp.as_str(),
                     false,
                     None,
-                    format!("{}-0", cs.version),
+                    entry.id(),
                     vec![
-                        ("epoch", cs.epoch.to_string()),
-                        ("changes", log_changes(cs)),
+                        ("epoch", entry.epoch.to_string()),
+                        ("changes", entry.changes_json()?),
                     ],
                 ));
                 after = cs.version;
@@ -528,11 +542,9 @@ impl Relay {
             )
             .await
             .map_err(RedisError::from)?;
-        let result = redis::text(&reply)?.unwrap_or_default();
-        if result != "OK" {
-            return Err(RelayError::Redis(RedisError::Reply(format!(
-                "rebuild swap refused: {result}"
-            ))));
+        match SwapOutcome::decode(&reply)? {
+            SwapOutcome::Ok => {}
+            refused => return Err(RelayError::SwapRefused(refused)),
         }
         self.metrics.rebuilds.inc();
         tracing::info!(
@@ -551,15 +563,15 @@ impl Relay {
         let current = self.ledger.current(ns).await?;
         let in_redis: std::collections::HashMap<String, String> =
             self.client.hgetall(keys.items.as_str()).await?;
-        let stored: Vec<(&str, &Value)> = current.stored().collect();
+        let stored: Vec<(&str, &serde_json::Value)> = current.stored().collect();
         if stored.len() != in_redis.len() {
             return Ok(false);
         }
         Ok(stored.iter().all(|(k, v)| {
             in_redis
                 .get(*k)
-                .and_then(|text| redis::decode_item(text))
-                .is_some_and(|(value, _)| value == **v)
+                .and_then(|text| Item::decode(text).ok())
+                .is_some_and(|item| item.value == **v)
         }))
     }
 
@@ -571,19 +583,7 @@ impl Relay {
         let now = chrono::Utc::now();
         let silent: Vec<String> = all
             .into_iter()
-            .filter(|(_, beat)| {
-                let Ok(v) = serde_json::from_str::<Value>(beat) else {
-                    return true;
-                };
-                let interval_ms = v.get("interval_ms").and_then(Value::as_i64).unwrap_or(5000);
-                let seen = v
-                    .get("seen_at")
-                    .and_then(Value::as_str)
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-                seen.is_none_or(|t| {
-                    (now - t.with_timezone(&chrono::Utc)).num_milliseconds() > 10 * interval_ms
-                })
-            })
+            .filter(|(_, beat)| plan::is_silent(beat, now))
             .map(|(id, _)| id)
             .collect();
         if !silent.is_empty() {
@@ -614,14 +614,20 @@ async fn check_eviction_policy(client: Client) {
     }
 }
 
-/// A log entry's `changes`: `{"KEY": value | null}`.
-fn log_changes(cs: &Changeset) -> String {
-    let map: serde_json::Map<String, Value> = cs
-        .changes
-        .iter()
-        .map(|c| (c.key.clone(), c.new.clone().unwrap_or(Value::Null)))
-        .collect();
-    Value::Object(map).to_string()
+/// A changeset as a log entry: `changes` is `{"KEY": value | null}`, in the changeset's order.
+fn log_entry(cs: &Changeset) -> LogEntry {
+    LogEntry {
+        version: cs.version,
+        epoch: cs.epoch,
+        changes: cs
+            .changes
+            .iter()
+            .map(|c| {
+                let value = c.new.clone().unwrap_or(serde_json::Value::Null);
+                (c.key.clone(), value)
+            })
+            .collect(),
+    }
 }
 
 /// The fleet view from the sidecars' heartbeats in Redis.
@@ -631,24 +637,25 @@ pub struct RedisFleet {
 
 #[async_trait]
 impl Fleet for RedisFleet {
-    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, String> {
+    async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, FleetError> {
         let keys = Keys::new(namespace);
         let all: std::collections::HashMap<String, String> = self
             .client
             .hgetall(keys.sidecars.as_str())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FleetError::Unavailable(Box::new(RedisError::Command(e))))?;
+        // A field that is not a heartbeat is not a sidecar (the relay prunes it).
         let mut out: Vec<SidecarInfo> = all
             .into_iter()
             .filter_map(|(id, beat)| {
-                let v: Value = serde_json::from_str(&beat).ok()?;
+                let beat = Heartbeat::decode(&beat).ok()?;
                 Some(SidecarInfo {
                     id,
-                    epoch: v.get("epoch")?.as_u64()?,
-                    version: v.get("version")?.as_u64()?,
-                    schema_hash: v.get("schema_hash")?.as_str()?.to_owned(),
-                    status: v.get("status")?.as_str()?.to_owned(),
-                    seen_at: v.get("seen_at")?.as_str()?.to_owned(),
+                    epoch: beat.epoch,
+                    version: beat.version,
+                    schema_hash: beat.schema_hash,
+                    status: beat.status,
+                    seen_at: beat.seen_at,
                 })
             })
             .collect();
@@ -672,25 +679,17 @@ pub async fn mark_if_redis_ahead(
     let check = async {
         client.wait_for_connect().await?;
         for ns in namespaces {
-            let keys = Keys::new(ns);
-            let meta: Vec<Option<String>> = client
-                .hmget(
-                    keys.meta.as_str(),
-                    vec!["cluster_id", "epoch", "version", "complete"],
-                )
-                .await?;
-            let [Some(id), Some(epoch), Some(version), Some(complete)] = meta.as_slice() else {
-                continue;
+            let meta = match redis::read_meta(client, &Keys::new(ns)).await {
+                Ok(meta) => meta,
+                Err(RedisError::Reply(e)) => {
+                    tracing::warn!(namespace = %ns, error = %Chain(&e), "unreadable meta in redis; the relay decides");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
-            let (Ok(epoch), Ok(version)) = (epoch.parse::<u64>(), version.parse::<u64>()) else {
-                continue;
-            };
-            if id != cluster_id || complete != "1" {
-                continue;
-            }
             let state = ledger.namespace_state(ns).await?;
-            if epoch > state.epoch || (epoch == state.epoch && version > state.version) {
-                tracing::warn!(namespace = %ns, redis_epoch = epoch, redis_version = version, ledger_epoch = state.epoch, ledger_version = state.version, "redis is ahead of the ledger; writes wait for the relay leader");
+            if plan::redis_ahead(cluster_id, &meta, state) {
+                tracing::warn!(namespace = %ns, redis_epoch = meta.epoch, redis_version = meta.version, ledger_epoch = state.epoch, ledger_version = state.version, "redis is ahead of the ledger; writes wait for the relay leader");
                 ledger.set_ledger_behind(ns, true).await?;
             }
         }
