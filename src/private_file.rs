@@ -1,4 +1,4 @@
-//! Files that may hold secrets, replaced whole: [`write`] puts the new content in
+//! Files that may hold secrets, replaced whole: [`write()`] puts the new content in
 //! `<path>.tmp` (created mode 0600 on Unix), fsyncs it, renames it over `path` and fsyncs the
 //! directory, so a reader or a crash sees either the old file or the new one, never a part, and
 //! no other user can read it. Used by the sidecar's disk snapshot (`disk`) and the embedded

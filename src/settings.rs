@@ -58,7 +58,7 @@ pub enum SecondsError {
 }
 
 /// clap value parser for a number of seconds (fractions allowed: `0.5`). clap names the flag
-/// in its error: "invalid value '-1' for '--drain-timeout <SECONDS>': …".
+/// in its error: "invalid value '-1' for '--drain-timeout `<SECONDS>`': …".
 pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
     let value: f64 = text.trim().parse().map_err(|_| SecondsError::NotANumber)?;
     if !value.is_finite() || value < 0.0 {

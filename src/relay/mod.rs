@@ -20,7 +20,7 @@
 //! Every script checks the fencing `term`, so a paused ex-leader cannot write after a newer
 //! leader did.
 //!
-//! Every decision is made by [`plan`] (pure functions with table tests); this module reads the
+//! Every decision is made by `plan` (pure functions with table tests); this module reads the
 //! ledger and Redis (replies decoded by `redis::wire`), asks `plan`, and performs the answer.
 
 mod plan;

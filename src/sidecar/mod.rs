@@ -127,7 +127,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const OFREP_BODY_LIMIT: usize = 64 * 1024;
 
 /// The read API: the router, behind the fast path for `GET /v1/configs/{key}`
-/// ([`read::FastKeyRead`]).
+/// (`read::FastKeyRead`).
 pub fn read_router(state: Arc<SidecarState>) -> App {
     let fast = Arc::new(read::FastKeyRead::new(state.clone()));
     App::with_fast_path(read_routes(state), fast)

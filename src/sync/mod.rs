@@ -9,7 +9,7 @@
 //! instead and says why in `/status`. Values the local schema rejects keep their default (schema
 //! drift during a rollout is normal) and unknown keys are ignored, so one key never stalls sync.
 //!
-//! Every decision is made by [`plan`] (pure functions with table tests); this module gathers the
+//! Every decision is made by `plan` (pure functions with table tests); this module gathers the
 //! inputs (one script call each, decoded by `redis::wire`), asks `plan`, and performs the answer:
 //! build and swap a snapshot, set the status, count metrics. The loop holds the last snapshot it
 //! built (`Arc<Snapshot>`, which keeps the stored values catch-up applies changes to) and its
