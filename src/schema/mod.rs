@@ -270,7 +270,10 @@ impl SchemaSet {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![SchemaProblem::file(
                 dir,
-                format!("cannot read schema dir: {e}"),
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => "the schema dir does not exist: pass --schema-dir with the directory of your namespace schema files (*.toml)".to_owned(),
+                    _ => format!("cannot read the schema dir ({e}): check its permissions, or pass another --schema-dir"),
+                },
             )]
         })?;
         let mut paths: Vec<PathBuf> = entries

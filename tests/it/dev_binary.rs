@@ -390,3 +390,13 @@ fn a_port_in_use_names_the_flag_and_is_printed_once() {
     );
     drop(held);
 }
+
+#[test]
+fn check_on_a_missing_schema_dir_suggests_the_flag() {
+    let out = rtconfig(&["check", "--schema-dir", "/nonexistent/rtconfig-schema"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("/nonexistent/rtconfig-schema"), "{text}");
+    assert!(text.contains("pass --schema-dir"), "{text}");
+    assert!(!text.contains("os error"), "{text}");
+}
