@@ -50,6 +50,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod disk;
 pub mod http;

@@ -1,0 +1,11 @@
+//! The access layer shared by the admin JSON API and the web UI (DESIGN §6 "Auth").
+//!
+//! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
+//! - [`store`]: users, sessions, API tokens, login failures and the audit log
+//!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+
+pub mod role;
+pub mod store;
+
+pub use role::{Grant, Grants, Need, Role};
+pub use store::AuthStore;
