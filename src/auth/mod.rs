@@ -3,8 +3,10 @@
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+//! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 
 pub mod role;
+pub mod secrets;
 pub mod store;
 
 pub use role::{Grant, Grants, Need, Role};
