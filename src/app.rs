@@ -14,6 +14,8 @@ use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
+use crate::auth::embedded::EmbeddedAuthStore;
+use crate::auth::{Auth, AuthConfig, AuthStore};
 use crate::http::server::serve;
 use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
@@ -25,7 +27,7 @@ use crate::metrics::{
 };
 use crate::schema::{SchemaProblem, SchemaSet};
 pub use crate::settings::{
-    AdminLedger, AdminSettings, DevSettings, SettingsError, SidecarSettings,
+    AdminLedger, AdminSettings, AuthSettings, DevSettings, SettingsError, SidecarSettings,
 };
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
@@ -52,6 +54,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     MaskKey(#[from] crate::admin::mask::KeyFileError),
+    #[error(transparent)]
+    AuthStore(#[from] crate::auth::store::AuthStoreError),
 }
 
 impl StartError {
@@ -105,6 +109,8 @@ pub struct DevParts {
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
     pub metrics: Arc<Exposition>,
+    /// The access layer (its store: users, sessions, tokens, audit).
+    pub auth: Arc<Auth>,
 }
 
 /// What a running sidecar exposes.
@@ -124,6 +130,25 @@ pub struct AdminParts {
     /// The relay's leadership gauges, for tests and embedders.
     pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
+    /// The access layer (its store: users, sessions, tokens, audit).
+    pub auth: Arc<Auth>,
+}
+
+/// The access layer's runtime settings.
+fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>) -> AuthConfig {
+    AuthConfig {
+        sessions: crate::auth::session_policy::SessionPolicy {
+            idle_timeout: s.session_idle_timeout,
+            lifetime: s.session_lifetime,
+        },
+        require_mfa_for_admins: s.require_mfa_for_admins,
+        origins: crate::auth::csrf::Origins {
+            public: s.public_origin(),
+            tls: false,
+        },
+        trusted_proxies: s.trusted_proxies.clone(),
+        bootstrap_token,
+    }
 }
 
 /// Binds `addr`; in use or refused, the error names the flag to change.
@@ -160,6 +185,8 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
+    let auth_store: Arc<dyn AuthStore> = Arc::new(EmbeddedAuthStore::open(&s.data_dir)?);
+    let auth = Auth::new(auth_store, auth_config(&s.auth, s.admin_token.clone()));
     // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -200,7 +227,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         }),
         metrics.clone(),
         http_metrics,
-        s.admin_token.as_deref(),
+        auth.clone(),
     );
 
     let read = bind_flag(s.listen, "--listen").await?;
@@ -238,6 +265,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             store,
             ledger,
             metrics,
+            auth,
         },
         tasks: Tasks {
             shutdown,
@@ -358,6 +386,16 @@ impl AdminLedger {
         }
     }
 
+    /// Opens the access layer's store next to the ledger.
+    async fn open_auth(&self) -> Result<Arc<dyn AuthStore>, StartError> {
+        match self {
+            AdminLedger::Embedded { data_dir } => Ok(Arc::new(EmbeddedAuthStore::open(data_dir)?)),
+            AdminLedger::Postgres(settings) => Ok(Arc::new(
+                crate::auth::postgres::PgAuthStore::open(settings.clone()).await?,
+            )),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             AdminLedger::Embedded { data_dir } => format!("embedded ({})", data_dir.display()),
@@ -378,6 +416,16 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
+    let auth_store = s.ledger.open_auth().await?;
+    if s.admin_token.is_none() && !auth_store.has_admin().await? {
+        return Err(StartError::Settings(SettingsError::one(
+            "no admin user exists yet and no --admin-token was given: create the first admin \
+             with `rtconfig user add NAME --role admin --password-stdin` (with the same \
+             --data-dir or --database-url), or start with --admin-token (or \
+             --admin-token-file)",
+        )));
+    }
+    let auth = Auth::new(auth_store, auth_config(&s.auth, s.admin_token.clone()));
     // An admin runs the API and (while leading) the relay: no snapshot or sync series.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -437,7 +485,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         }),
         metrics.clone(),
         http_metrics,
-        Some(&s.admin_token),
+        auth.clone(),
     );
     let listener = bind_flag(s.listen, "--listen").await?;
     let addr = listener.local_addr()?;
@@ -466,6 +514,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             metrics,
             relay_metrics,
             gate,
+            auth,
         },
         tasks: Tasks {
             shutdown,

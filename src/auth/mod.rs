@@ -4,10 +4,29 @@
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
+//! - [`principal`]: who a request is ([`Principal`]): a user's session, a token, the bootstrap
+//!   token; its actor name and effective grants.
+//! - [`guard`]: the one place requests are authenticated and authorized (the middleware every
+//!   admin route runs in, with the route's [`guard::Needs`] from the route table).
+//! - [`csrf`], [`cookie`], [`session_policy`]: the pure parts of sessions: CSRF checks, the
+//!   `__Host-rtconfig` cookie, idle timeout and lifetime.
+//! - [`audit`]: the audit trail (store + structured log).
+//! - [`service`]: [`Auth`], the access layer as one running thing.
 
+pub mod audit;
+pub mod cookie;
+pub mod csrf;
+pub mod guard;
+pub mod interim;
+pub mod login;
+pub mod principal;
 pub mod role;
 pub mod secrets;
+pub mod service;
+pub mod session_policy;
 pub mod store;
 
+pub use principal::Principal;
 pub use role::{Grant, Grants, Need, Role};
+pub use service::{Auth, AuthConfig};
 pub use store::AuthStore;

@@ -233,6 +233,11 @@ impl ChildProcess {
         crate::harness::log_tail(&self.log, 40)
     }
 
+    /// The file the process's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Waits for the process to exit; its exit code.
     pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
         let start = std::time::Instant::now();
