@@ -3,9 +3,15 @@
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+//! - [`secret_box`]: secrets at rest (TOTP secrets) sealed with XChaCha20-Poly1305 under the
+//!   deployment's key ([`secret_box::SecretBox`]).
+//! - [`totp`]: the TOTP second factor: enrolment, code checks with replay refusal, recovery
+//!   codes.
 
 pub mod role;
+pub mod secret_box;
 pub mod store;
+pub mod totp;
 
 pub use role::{Grant, Grants, Need, Role};
 pub use store::AuthStore;
