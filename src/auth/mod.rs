@@ -12,6 +12,10 @@
 //!   `__Host-rtconfig` cookie, idle timeout and lifetime.
 //! - [`audit`]: the audit trail (store + structured log).
 //! - [`service`]: [`Auth`], the access layer as one running thing.
+//! - [`secret_box`]: secrets at rest (TOTP secrets) sealed with XChaCha20-Poly1305 under the
+//!   deployment's key ([`secret_box::SecretBox`]).
+//! - [`totp`]: the TOTP second factor: enrolment, code checks with replay refusal, recovery
+//!   codes.
 
 pub mod audit;
 pub mod cookie;
@@ -21,10 +25,12 @@ pub mod interim;
 pub mod login;
 pub mod principal;
 pub mod role;
+pub mod secret_box;
 pub mod secrets;
 pub mod service;
 pub mod session_policy;
 pub mod store;
+pub mod totp;
 
 pub use principal::Principal;
 pub use role::{Grant, Grants, Need, Role};
