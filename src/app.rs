@@ -15,6 +15,7 @@ use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
 use crate::auth::embedded::EmbeddedAuthStore;
+use crate::auth::secret_box::SecretBox;
 use crate::auth::{Auth, AuthConfig, AuthStore};
 use crate::http::server::serve;
 use crate::leader::{Election, PgElection, SoleLeader};
@@ -56,6 +57,8 @@ pub enum StartError {
     MaskKey(#[from] crate::admin::mask::KeyFileError),
     #[error(transparent)]
     AuthStore(#[from] crate::auth::store::AuthStoreError),
+    #[error(transparent)]
+    AuthKey(#[from] crate::auth::secret_box::KeyFileError),
 }
 
 impl StartError {
@@ -186,7 +189,13 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         ledger.ensure_namespace(&ns.namespace).await?;
     }
     let auth_store: Arc<dyn AuthStore> = Arc::new(EmbeddedAuthStore::open(&s.data_dir)?);
-    let auth = Auth::new(auth_store, auth_config(&s.auth, s.admin_token.clone()));
+    let secret_box =
+        SecretBox::load_or_create(&s.data_dir.join(crate::auth::secret_box::KEY_FILE))?;
+    let auth = Auth::new(
+        auth_store,
+        secret_box,
+        auth_config(&s.auth, s.admin_token.clone()),
+    );
     // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -364,24 +373,40 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
     })
 }
 
+/// What [`AdminLedger::open`] opens.
+struct Opened {
+    ledger: Arc<dyn Ledger>,
+    masker: Masker,
+    election: Arc<dyn Election>,
+    /// Seals TOTP secrets (embedded: `<data-dir>/auth.key`; PostgreSQL: derived from the
+    /// cluster's stored key, so every replica has the same).
+    secret_box: SecretBox,
+}
+
 impl AdminLedger {
     /// Opens the ledger (migrating PostgreSQL first), with the key for secret fingerprints and
     /// the way this admin becomes relay leader.
-    async fn open(
-        &self,
-        cluster_id: &str,
-    ) -> Result<(Arc<dyn Ledger>, Masker, Arc<dyn Election>), StartError> {
+    async fn open(&self, cluster_id: &str) -> Result<Opened, StartError> {
         match self {
-            AdminLedger::Embedded { data_dir } => {
-                let ledger = Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?);
-                let masker = Masker::load_or_create(&data_dir.join("secret.key"))?;
-                Ok((ledger, masker, Arc::new(SoleLeader::default())))
-            }
+            AdminLedger::Embedded { data_dir } => Ok(Opened {
+                ledger: Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?),
+                masker: Masker::load_or_create(&data_dir.join("secret.key"))?,
+                election: Arc::new(SoleLeader::default()),
+                secret_box: SecretBox::load_or_create(
+                    &data_dir.join(crate::auth::secret_box::KEY_FILE),
+                )?,
+            }),
             AdminLedger::Postgres(settings) => {
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
-                let masker = Masker::new(ledger.mask_key());
-                let election = Arc::new(PgElection::new(ledger.clone()));
-                Ok((ledger, masker, election))
+                Ok(Opened {
+                    masker: Masker::new(ledger.mask_key()),
+                    secret_box: SecretBox::derive(
+                        &ledger.mask_key(),
+                        crate::auth::secret_box::TOTP_KEY_PURPOSE,
+                    ),
+                    election: Arc::new(PgElection::new(ledger.clone())),
+                    ledger,
+                })
             }
         }
     }
@@ -412,7 +437,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
         .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
-    let (ledger, masker, election) = s.ledger.open(&s.cluster_id).await?;
+    let Opened {
+        ledger,
+        masker,
+        election,
+        secret_box,
+    } = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
@@ -425,7 +455,11 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
              --admin-token-file)",
         )));
     }
-    let auth = Auth::new(auth_store, auth_config(&s.auth, s.admin_token.clone()));
+    let auth = Auth::new(
+        auth_store,
+        secret_box,
+        auth_config(&s.auth, s.admin_token.clone()),
+    );
     // An admin runs the API and (while leading) the relay: no snapshot or sync series.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -547,7 +581,7 @@ pub async fn reconcile(
     } else {
         namespaces.to_vec()
     };
-    let (ledger, _, _) = ledger.open(cluster_id).await?;
+    let ledger = ledger.open(cluster_id).await?.ledger;
     let mut out = Vec::with_capacity(names.len());
     for ns in names {
         let state = ledger.bump_epoch(&ns).await?;

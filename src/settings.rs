@@ -110,7 +110,9 @@ impl AuthSettings {
 
     /// `--public-url`'s origin (`https://host[:port]`), when it is a usable URL.
     pub fn public_origin(&self) -> Option<String> {
-        self.public_url.as_deref().and_then(|u| public_origin(u).ok())
+        self.public_url
+            .as_deref()
+            .and_then(|u| public_origin(u).ok())
     }
 
     /// Every problem of these settings.

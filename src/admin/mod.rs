@@ -157,6 +157,16 @@ fn routes() -> Routes<Arc<AdminState>, Needs> {
             n().post(Public).get(SignedIn).delete(Enrol),
         )
         .route(
+            "/api/v1/session/totp",
+            post(session::totp_begin),
+            n().post(Enrol),
+        )
+        .route(
+            "/api/v1/session/totp/confirm",
+            post(session::totp_confirm),
+            n().post(Enrol),
+        )
+        .route(
             "/api/v1/session/password",
             post(session::change_password),
             n().post(Session),
@@ -191,16 +201,8 @@ fn routes() -> Routes<Arc<AdminState>, Needs> {
             delete(tokens::revoke),
             n().delete(Global(Admin)),
         )
-        .route(
-            "/api/v1/audit",
-            get(audit::list),
-            n().get(Global(Admin)),
-        )
-        .route(
-            "/api/v1/openapi.yaml",
-            get(api::openapi),
-            n().get(Public),
-        )
+        .route("/api/v1/audit", get(audit::list), n().get(Global(Admin)))
+        .route("/api/v1/openapi.yaml", get(api::openapi), n().get(Public))
         .route("/healthz", get(|| async { "ok\n" }), n().get(Public))
         .route("/readyz", get(api::readyz), n().get(Public))
         .route("/metrics", get(api::metrics), n().get(Public))

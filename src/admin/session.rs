@@ -17,7 +17,8 @@ use crate::auth::audit::Action;
 use crate::auth::guard::{store_error, RequestInfo};
 use crate::auth::login::{sign_in, Attempt, LoginError};
 use crate::auth::secrets::digest;
-use crate::auth::store::{Pending, Session, User, UserUpdate};
+use crate::auth::store::{Pending, Session, TotpState, User, UserUpdate};
+use crate::auth::totp::{self, Enrolment};
 use crate::auth::{cookie, interim, Auth, Principal};
 use crate::http::error::JsonBody;
 use crate::http::{ApiError, ApiJson};
@@ -67,7 +68,10 @@ pub fn session_response(
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        cookie::set(cookie_id, auth.config.sessions.cookie_max_age(session.pending)),
+        cookie::set(
+            cookie_id,
+            auth.config.sessions.cookie_max_age(session.pending),
+        ),
     );
     resp
 }
@@ -390,4 +394,113 @@ pub async fn change_password(
         )
         .await;
     rotated(auth, &user, &info, json!({})).await
+}
+
+/// `POST /api/v1/session/totp`: starts enrolling a TOTP second factor (also from a session
+/// that may only enrol). Answers the secret and the `otpauth://` URI for the authenticator
+/// app; nothing counts until a code is confirmed.
+pub async fn totp_begin(State(state): State<Arc<AdminState>>, principal: Principal) -> ApiResult {
+    let auth = &state.auth;
+    let (user, _) = session_of(&principal)?;
+    if user.totp.as_ref().is_some_and(|t| t.confirmed) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_already_enrolled",
+            "this account already has a second factor; an admin can reset it (PATCH /api/v1/users/{name} with reset_mfa)",
+        ));
+    }
+    if user.oidc.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "sso_user",
+            "this user signs in with SSO: the identity provider handles the second factor",
+        ));
+    }
+    let enrolment = Enrolment::new(&user.username);
+    let sealed = auth.secret_box.seal(enrolment.secret(), &user.id);
+    auth.store
+        .update_user(
+            &user.id,
+            UserUpdate::Totp(Some(TotpState::new_enrolment(sealed))),
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({
+        "otpauth_uri": enrolment.otpauth_uri(),
+        "secret": enrolment.secret_base32(),
+        "confirm": "/api/v1/session/totp/confirm",
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    code: String,
+}
+
+impl JsonBody for TotpConfirm {
+    const SHAPE: &'static str =
+        "the body must be a JSON object with \"code\" (the 6 digits the authenticator app shows)";
+}
+
+/// `POST /api/v1/session/totp/confirm`: the first code confirms the enrolment. Answers the
+/// recovery codes (the only time they are shown) and a new, full session.
+pub async fn totp_confirm(
+    State(state): State<Arc<AdminState>>,
+    principal: Principal,
+    info: RequestInfo,
+    ApiJson(body): ApiJson<TotpConfirm>,
+) -> ApiResult {
+    let auth = &state.auth;
+    let (user, session) = session_of(&principal)?;
+    let Some(enrolling) = user.totp.clone().filter(|t| !t.confirmed) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_enrolment",
+            "no second factor is being enrolled: start with POST /api/v1/session/totp",
+        ));
+    };
+    let now = Utc::now();
+    let step = auth
+        .secret_box
+        .open(&enrolling.secret_encrypted, &user.id)
+        .ok()
+        .and_then(|secret| {
+            totp::verify(
+                &secret,
+                &body.code,
+                u64::try_from(now.timestamp()).unwrap_or(0),
+                None,
+            )
+        });
+    let Some(step) = step else {
+        auth.store
+            .record_login_failure(&user.id, now)
+            .await
+            .map_err(store_error)?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_code",
+            "that is not the current code of the authenticator app; check its clock and try the next code",
+        ));
+    };
+    let (codes, digests) = totp::recovery_codes();
+    let user = auth
+        .store
+        .update_user(
+            &user.id,
+            UserUpdate::Totp(Some(enrolling.confirmed(step, digests))),
+        )
+        .await
+        .map_err(store_error)?;
+    // A privilege change: the half-finished (or old) session ends, a new one starts.
+    auth.store
+        .delete_session(&session.id_digest)
+        .await
+        .map_err(store_error)?;
+    auth.audit
+        .record(Action::MfaEnrolled, &user.username, None, &info, json!({}))
+        .await;
+    rotated(auth, &user, &info, json!({ "recovery_codes": codes })).await
 }

@@ -73,11 +73,14 @@ impl JsonBody for CreateToken {
 /// The scope a request asks for.
 fn scope(role: &str, namespaces: Option<&[String]>) -> Result<Grants, ApiError> {
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_role", m);
-    let role: Role = role.parse().map_err(|e: crate::auth::role::GrantError| invalid(e.to_string()))?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: crate::auth::role::GrantError| invalid(e.to_string()))?;
     match namespaces {
         None => Ok(Grants::new(vec![Grant::global(role)])),
         Some([]) => Err(invalid(
-            "\"namespaces\" is empty: list at least one, or leave it out for every namespace".into(),
+            "\"namespaces\" is empty: list at least one, or leave it out for every namespace"
+                .into(),
         )),
         Some(list) => list
             .iter()

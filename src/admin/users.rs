@@ -57,7 +57,11 @@ fn parse_roles(roles: &[String]) -> Result<Grants, ApiError> {
     let mut out = Vec::new();
     for r in roles {
         let g: Grant = r.parse().map_err(|e: crate::auth::role::GrantError| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_role", e.to_string())
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_role",
+                e.to_string(),
+            )
         })?;
         out.push(g);
     }
@@ -160,8 +164,8 @@ pub async fn patch(
     let auth = &state.auth;
     let mut user = find(auth, &name).await?;
     let actor = principal.actor();
-    let is_self = principal.user_id() == Some(user.id.as_str())
-        && principal.session_user().is_some();
+    let is_self =
+        principal.user_id() == Some(user.id.as_str()) && principal.session_user().is_some();
     let grants = body.roles.as_deref().map(parse_roles).transpose()?;
     if grants.is_some() || body.reset_mfa {
         confirm_password(auth, &principal, body.password, &info).await?;

@@ -163,7 +163,10 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for a in Action::ALL {
             let s = a.as_str();
-            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{s}");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{s}"
+            );
             assert!(seen.insert(s), "{s} twice");
         }
     }

@@ -25,7 +25,9 @@ pub fn set(id: &str, max_age: Duration) -> HeaderValue {
 
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear() -> HeaderValue {
-    HeaderValue::from_static("__Host-rtconfig=; Max-Age=0; Secure; HttpOnly; SameSite=Strict; Path=/")
+    HeaderValue::from_static(
+        "__Host-rtconfig=; Max-Age=0; Secure; HttpOnly; SameSite=Strict; Path=/",
+    )
 }
 
 /// The session id of the request's `__Host-rtconfig` cookie, if any (the first one when a

@@ -227,7 +227,9 @@ pub enum Via {
 #[derive(Debug)]
 pub enum Denial {
     /// No usable credentials. `clear_cookie`: the request's session cookie is dead.
-    Unauthorized { clear_cookie: bool },
+    Unauthorized {
+        clear_cookie: bool,
+    },
     TokenExpired,
     /// The session owes its second factor's enrolment.
     MfaRequired,
@@ -266,9 +268,7 @@ pub fn store_error(e: AuthStoreError) -> ApiError {
             "token_exists",
             format!("a token named {name:?} already exists"),
         ),
-        AuthStoreError::NoSuchUser(name) => {
-            ApiError::not_found(format!("no user named {name:?}"))
-        }
+        AuthStoreError::NoSuchUser(name) => ApiError::not_found(format!("no user named {name:?}")),
         e => {
             tracing::warn!(error = %Chain(&e), "auth store unavailable");
             ApiError::new(
@@ -352,7 +352,12 @@ pub async fn guard(State(g): State<RouteGuard>, mut req: Request, next: Next) ->
     let changes_state = csrf::state_changing(req.method());
     if access == Access::Public {
         if changes_state {
-            if let Err(why) = g.auth.config.origins.check(request_origin(req.headers()), true) {
+            if let Err(why) = g
+                .auth
+                .config
+                .origins
+                .check(request_origin(req.headers()), true)
+            {
                 return refuse_csrf(&g, &info, None, why, req.method()).await;
             }
         }
@@ -382,7 +387,9 @@ pub async fn guard(State(g): State<RouteGuard>, mut req: Request, next: Next) ->
     }
     let params = {
         let (mut parts, body) = req.into_parts();
-        let params = RawPathParams::from_request_parts(&mut parts, &()).await.ok();
+        let params = RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .ok();
         let ns = params.as_ref().and_then(|p| {
             p.iter()
                 .find(|(name, _)| *name == "ns")
@@ -392,7 +399,10 @@ pub async fn guard(State(g): State<RouteGuard>, mut req: Request, next: Next) ->
         ns
     };
     let Some(need) = access.need(params.as_deref()) else {
-        tracing::error!(route = g.pattern, "a route needs a namespace role but has no {{ns}}");
+        tracing::error!(
+            route = g.pattern,
+            "a route needs a namespace role but has no {{ns}}"
+        );
         return Denial::Misdeclared.into_response();
     };
     let grants = principal.grants();
@@ -407,7 +417,11 @@ pub async fn guard(State(g): State<RouteGuard>, mut req: Request, next: Next) ->
 }
 
 fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     RequestOrigin {
         origin: text(header::ORIGIN.as_str()),
         sec_fetch_site: text("sec-fetch-site"),
@@ -417,7 +431,11 @@ fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
 
 /// The CSRF checks of a cookie request: the request back (its body restored if it was read
 /// for the form field), or why it failed.
-async fn check_csrf(auth: &Auth, principal: &Principal, req: Request) -> Result<Request, CsrfFailure> {
+async fn check_csrf(
+    auth: &Auth,
+    principal: &Principal,
+    req: Request,
+) -> Result<Request, CsrfFailure> {
     let Some((_, session)) = principal.session_user() else {
         return Ok(req);
     };
@@ -434,9 +452,10 @@ async fn check_csrf(auth: &Auth, principal: &Principal, req: Request) -> Result<
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     let (req, given) = match header_token {
         Some(t) => (req, Some(t)),
@@ -679,7 +698,11 @@ mod tests {
             if let Some(x) = xff {
                 h.insert("x-forwarded-for", HeaderValue::from_static(x));
             }
-            assert_eq!(client_ip(ip(peer), &h, &trusted), ip(want), "{peer} {xff:?}");
+            assert_eq!(
+                client_ip(ip(peer), &h, &trusted),
+                ip(want),
+                "{peer} {xff:?}"
+            );
         }
     }
 

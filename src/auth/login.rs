@@ -17,6 +17,7 @@ use super::interim;
 use super::role::Role;
 use super::service::Auth;
 use super::store::{AuthStoreError, Pending, Session, User};
+use super::totp;
 
 /// What the client sent.
 pub struct Attempt {
@@ -73,7 +74,8 @@ pub async fn sign_in(
     if let Some(digest) = previous {
         auth.store.delete_session(&digest).await?;
     }
-    let name = attempt.username.trim().to_owned();
+    // User names are at most 64 characters; what is recorded of a name tried is bounded too.
+    let name: String = attempt.username.trim().chars().take(64).collect();
     let user = auth.store.user_by_name(&name).await?;
     let Some(user) = user else {
         interim::verify_dummy(attempt.password).await;
@@ -119,13 +121,22 @@ pub async fn sign_in(
     }
     let mut pending = None;
     if has_totp(&user) {
-        let Some(_code) = attempt.totp.filter(|c| !c.trim().is_empty()) else {
+        let Some(code) = attempt.totp.filter(|c| !c.trim().is_empty()) else {
             return Err(LoginError::MfaRequired);
         };
-        // INTERIM: TOTP verification comes with the totp branch.
-        auth.store.record_login_failure(&user.id, now).await?;
-        fail(auth, &name, info, "wrong second factor").await;
-        return Err(LoginError::Invalid);
+        match second_factor(auth, &user, &code, now).await? {
+            Some(Factor::Totp) => {}
+            Some(Factor::RecoveryCode) => {
+                auth.audit
+                    .record(Action::RecoveryCodeUsed, &name, None, info, json!({}))
+                    .await;
+            }
+            None => {
+                auth.store.record_login_failure(&user.id, now).await?;
+                fail(auth, &name, info, "wrong second factor").await;
+                return Err(LoginError::Invalid);
+            }
+        }
     } else if owes_mfa(auth, &user) {
         pending = Some(Pending::TotpEnrolment);
     }
@@ -153,6 +164,47 @@ pub async fn sign_in(
         session,
         pending,
     })
+}
+
+/// Which second factor was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Totp,
+    RecoveryCode,
+}
+
+/// Checks a TOTP code (its time step accepted once, atomically in the store) or a recovery
+/// code (used up). `None`: neither.
+pub async fn second_factor(
+    auth: &Auth,
+    user: &User,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Factor>, AuthStoreError> {
+    let Some(state) = user.totp.as_ref().filter(|t| t.confirmed) else {
+        return Ok(None);
+    };
+    let secret = match auth.secret_box.open(&state.secret_encrypted, &user.id) {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::error!(user = %user.username, error = %e, "cannot open a stored TOTP secret");
+            return Ok(None);
+        }
+    };
+    let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+    if let Some(step) = totp::verify(&secret, code, unix, state.last_step) {
+        if auth.store.use_totp_step(&user.id, step).await? {
+            return Ok(Some(Factor::Totp));
+        }
+        return Ok(None);
+    }
+    let digest = totp::recovery_digest(code);
+    if state.recovery_codes.contains(&digest)
+        && auth.store.use_recovery_code(&user.id, &digest).await?
+    {
+        return Ok(Some(Factor::RecoveryCode));
+    }
+    Ok(None)
 }
 
 async fn fail(auth: &Auth, name: &str, info: &RequestInfo, reason: &str) {

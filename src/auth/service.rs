@@ -1,5 +1,5 @@
 //! [`Auth`]: the access layer as one running thing — the store, the settings, the audit
-//! trail — shared by the guard (`auth::guard`) and the sign-in, user, token and audit routes.
+//! trail, the key TOTP secrets are sealed with — shared by the guard (`auth::guard`) and the sign-in, user, token and audit routes.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::audit::Audit;
 use super::csrf::Origins;
+use super::secret_box::SecretBox;
 use super::session_policy::SessionPolicy;
 use super::store::AuthStore;
 
@@ -29,12 +30,18 @@ pub struct Auth {
     pub store: Arc<dyn AuthStore>,
     pub config: AuthConfig,
     pub audit: Audit,
+    /// Seals TOTP secrets at rest.
+    pub secret_box: SecretBox,
     /// SHA-256 of the bootstrap token (compared in constant time).
     bootstrap_digest: Option<[u8; 32]>,
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn AuthStore>, mut config: AuthConfig) -> Arc<Auth> {
+    pub fn new(
+        store: Arc<dyn AuthStore>,
+        secret_box: SecretBox,
+        mut config: AuthConfig,
+    ) -> Arc<Auth> {
         let bootstrap_digest = config
             .bootstrap_token
             .take()
@@ -43,6 +50,7 @@ impl Auth {
             audit: Audit::new(store.clone()),
             store,
             config,
+            secret_box,
             bootstrap_digest,
         })
     }

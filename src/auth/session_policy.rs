@@ -124,7 +124,7 @@ mod tests {
             (0, 60, SessionState::Live, true),
             (0, 1799, SessionState::Live, true),
             (0, 1800, SessionState::Idle, true),
-            (40_000, 43_199, SessionState::Live, true),
+            (43_000, 43_199, SessionState::Live, true),
             (43_000, 43_200, SessionState::Expired, true),
         ];
         for (seen, now, state, touch) in table {

@@ -162,8 +162,16 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
         });
     // Streams and long-polls bound their own time.
     let streaming = Routes::new()
-        .route("/v1/configs", get(read::all).fallback(method_not_allowed), ())
-        .route("/v1/watch", get(watch::watch).fallback(method_not_allowed), ());
+        .route(
+            "/v1/configs",
+            get(read::all).fallback(method_not_allowed),
+            (),
+        )
+        .route(
+            "/v1/watch",
+            get(watch::watch).fallback(method_not_allowed),
+            (),
+        );
     timed
         .merge(streaming)
         .metered(&state.http_metrics)

@@ -10,10 +10,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::auth_support::{answer, browser_of, set_cookie, Backend, Browser, Target};
-use crate::pg_stack::{path_str, schema_dir, ChildProcess, SETTLE};
 use crate::harness::eventually;
 use crate::harness::ports::free_port;
 use crate::harness::redis::RedisServer;
+use crate::pg_stack::{path_str, schema_dir, ChildProcess, SETTLE};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -143,7 +143,11 @@ async fn sessions_cookies_and_fixation(backend: Backend) {
     login(&t, "alice", PASSWORD)
         .await
         .expect_error(401, "invalid_credentials");
-    let fresh = browser_of(&login(&t, "alice", "a new long passphrase").await.expect_status(200));
+    let fresh = browser_of(
+        &login(&t, "alice", "a new long passphrase")
+            .await
+            .expect_status(200),
+    );
 
     // Logout needs the CSRF token too, then the session is gone.
     answer(
@@ -162,7 +166,10 @@ async fn sessions_cookies_and_fixation(backend: Backend) {
     // Idle and absolute expiry (sessions made old in the store: no waiting).
     let policy = t.auth.config.sessions;
     for (seen_ago, ends_in) in [
-        (policy.idle_timeout + std::time::Duration::from_secs(1), 3600),
+        (
+            policy.idle_timeout + std::time::Duration::from_secs(1),
+            3600,
+        ),
         (std::time::Duration::ZERO, -1),
     ] {
         let now = chrono::Utc::now();
@@ -193,7 +200,10 @@ async fn csrf(backend: Backend) {
 
     // A cross-origin HTML form post (the browser sends the cookie and its Origin), with and
     // without a guessed token field.
-    for body in ["to_version=0", &format!("to_version=0&csrf_token={}", b.csrf)] {
+    for body in [
+        "to_version=0",
+        &format!("to_version=0&csrf_token={}", b.csrf),
+    ] {
         answer(
             t.request(Method::POST, rollback)
                 .header("cookie", &cookie)
@@ -281,10 +291,14 @@ async fn csrf(backend: Backend) {
     .await
     .expect_status(200);
     let version = resp.json()["version"].as_u64().expect("version");
-    let history = answer(t.with_token(&token, Method::GET, "/api/v1/namespaces/demo/history?limit=1"))
-        .await
-        .expect_status(200)
-        .json();
+    let history = answer(t.with_token(
+        &token,
+        Method::GET,
+        "/api/v1/namespaces/demo/history?limit=1",
+    ))
+    .await
+    .expect_status(200)
+    .json();
     assert_eq!(history["changesets"][0]["version"], version);
     assert_eq!(history["changesets"][0]["actor"], "token:ci");
     let stored = t
@@ -319,10 +333,7 @@ async fn enumeration_throttle_and_lockout(backend: Backend) {
     unknown.expect_error(401, "invalid_credentials");
     assert_eq!(unknown.status, wrong.status);
     assert_eq!(unknown.body, wrong.body, "byte-identical bodies");
-    assert_eq!(
-        unknown.header("content-type"),
-        wrong.header("content-type")
-    );
+    assert_eq!(unknown.header("content-type"), wrong.header("content-type"));
 
     // Failures up to the lock; then even the right password gets the same answer at once.
     for _ in 1..10 {
@@ -330,7 +341,10 @@ async fn enumeration_throttle_and_lockout(backend: Backend) {
     }
     let locked = login(&t, "bob", PASSWORD).await;
     assert_eq!(locked.status, 401);
-    assert_eq!(locked.body, wrong.body, "a locked account answers like a wrong password");
+    assert_eq!(
+        locked.body, wrong.body,
+        "a locked account answers like a wrong password"
+    );
     assert!(!t.audit("lockout").await.is_empty());
     assert!(!t.audit("login_throttled").await.is_empty());
     let failed = t.audit("login_failed").await;
@@ -385,16 +399,23 @@ async fn tokens_users_and_audit(backend: Backend) {
     let root = browser_of(&login(&t, "root", PASSWORD).await.expect_status(200));
 
     // A session creating a token must give its password again.
-    let new_token = json!({"name": "deploy", "role": "editor", "namespaces": ["demo"], "expires_in": 3600});
-    answer(t.as_browser(&root, Method::POST, "/api/v1/tokens").json(&new_token))
-        .await
-        .expect_error(401, "invalid_credentials");
+    let new_token =
+        json!({"name": "deploy", "role": "editor", "namespaces": ["demo"], "expires_in": 3600});
+    answer(
+        t.as_browser(&root, Method::POST, "/api/v1/tokens")
+            .json(&new_token),
+    )
+    .await
+    .expect_error(401, "invalid_credentials");
     let mut with_password = new_token.clone();
     with_password["password"] = json!(PASSWORD);
-    let created = answer(t.as_browser(&root, Method::POST, "/api/v1/tokens").json(&with_password))
-        .await
-        .expect_status(201)
-        .json();
+    let created = answer(
+        t.as_browser(&root, Method::POST, "/api/v1/tokens")
+            .json(&with_password),
+    )
+    .await
+    .expect_status(201)
+    .json();
     let token = created["token"].as_str().expect("token").to_owned();
     let id = created["id"].as_str().expect("id").to_owned();
     assert!(token.starts_with("rtc_"));
@@ -426,7 +447,13 @@ async fn tokens_users_and_audit(backend: Backend) {
         .await
         .expect_error(403, "forbidden");
     let first_uses = t.audit("token_first_use").await;
-    assert_eq!(first_uses.iter().filter(|e| e.event.target.as_deref() == Some(id.as_str())).count(), 1);
+    assert_eq!(
+        first_uses
+            .iter()
+            .filter(|e| e.event.target.as_deref() == Some(id.as_str()))
+            .count(),
+        1
+    );
 
     // The creator's current roles limit the token: demote root to viewer, and the token can
     // no longer write (the role change needs root's password again).
@@ -443,7 +470,10 @@ async fn tokens_users_and_audit(backend: Backend) {
     .await
     .expect_status(200);
     let demoted = browser_of(&resp);
-    assert_ne!(demoted.cookie, root.cookie, "a privilege change rotates the session");
+    assert_ne!(
+        demoted.cookie, root.cookie,
+        "a privilege change rotates the session"
+    );
     whoami(&t, &root).await.expect_error(401, "unauthorized");
     answer(
         t.with_token(&token, Method::PATCH, "/api/v1/namespaces/demo/configs")
@@ -454,9 +484,13 @@ async fn tokens_users_and_audit(backend: Backend) {
     assert!(!t.audit("roles_changed").await.is_empty());
 
     // Revoked: refused from the next request on.
-    answer(t.with_token(t.bootstrap(), Method::DELETE, &format!("/api/v1/tokens/{id}")))
-        .await
-        .expect_status(204);
+    answer(t.with_token(
+        t.bootstrap(),
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+    ))
+    .await
+    .expect_status(204);
     answer(t.with_token(&token, Method::GET, "/api/v1/namespaces/demo/configs"))
         .await
         .expect_error(401, "unauthorized");
@@ -465,7 +499,12 @@ async fn tokens_users_and_audit(backend: Backend) {
         .expect_error(404, "not_found");
     // Expired.
     let (_, old) = t
-        .token("old", &["viewer"], None, Some(-chrono::Duration::seconds(1)))
+        .token(
+            "old",
+            &["viewer"],
+            None,
+            Some(-chrono::Duration::seconds(1)),
+        )
         .await;
     answer(t.with_token(&old, Method::GET, "/api/v1/namespaces"))
         .await
@@ -474,22 +513,30 @@ async fn tokens_users_and_audit(backend: Backend) {
     // Disabling a user ends their sessions and suspends their tokens.
     let carol = t.user("carol", &["editor:demo"], None).await;
     let carol_session = t.session(&carol).await;
-    let (_, carol_token) = t.token("carol-ci", &["editor:demo"], Some(&carol), None).await;
+    let (_, carol_token) = t
+        .token("carol-ci", &["editor:demo"], Some(&carol), None)
+        .await;
     answer(
         t.with_token(t.bootstrap(), Method::PATCH, "/api/v1/users/carol")
             .json(&json!({"disabled": true})),
     )
     .await
     .expect_status(200);
-    whoami(&t, &carol_session).await.expect_error(401, "unauthorized");
+    whoami(&t, &carol_session)
+        .await
+        .expect_error(401, "unauthorized");
     answer(t.with_token(&carol_token, Method::GET, "/api/v1/namespaces/demo/configs"))
         .await
         .expect_error(403, "forbidden");
 
     // The audit log: filters and paging, each event with actor, ip, user agent, request id.
     let page = answer(
-        t.with_token(t.bootstrap(), Method::GET, "/api/v1/audit?action=token_created&limit=10")
-            .header("user-agent", "audit-reader"),
+        t.with_token(
+            t.bootstrap(),
+            Method::GET,
+            "/api/v1/audit?action=token_created&limit=10",
+        )
+        .header("user-agent", "audit-reader"),
     )
     .await
     .expect_status(200)
@@ -499,7 +546,15 @@ async fn tokens_users_and_audit(backend: Backend) {
     let e = &events[0];
     assert_eq!(e["actor"], "root");
     assert_eq!(e["target"], id.as_str());
-    for field in ["id", "action", "actor", "ip", "at", "request_id", "user_agent"] {
+    for field in [
+        "id",
+        "action",
+        "actor",
+        "ip",
+        "at",
+        "request_id",
+        "user_agent",
+    ] {
         assert!(e.get(field).is_some_and(|v| !v.is_null()), "{field} in {e}");
     }
     assert!(!page.to_string().contains(&token));
@@ -516,13 +571,22 @@ async fn tokens_users_and_audit(backend: Backend) {
     .await
     .expect_status(200)
     .json();
-    assert!(second["events"][0]["id"].as_u64().expect("id") < first["events"][0]["id"].as_u64().expect("id"));
+    assert!(
+        second["events"][0]["id"].as_u64().expect("id")
+            < first["events"][0]["id"].as_u64().expect("id")
+    );
     let by_actor = answer(t.with_token(t.bootstrap(), Method::GET, "/api/v1/audit?actor=carol-ci"))
         .await
         .expect_status(200)
         .json();
     assert!(by_actor["events"].as_array().expect("events").is_empty());
-    for action in ["user_created", "token_revoked", "user_disabled", "forbidden", "login_ok"] {
+    for action in [
+        "user_created",
+        "token_revoked",
+        "user_disabled",
+        "forbidden",
+        "login_ok",
+    ] {
         assert!(!t.audit(action).await.is_empty(), "{action}");
     }
 }
@@ -596,7 +660,16 @@ async fn secrets_never_reach_the_log() {
     let client = reqwest::Client::new();
     eventually(SETTLE, "the admin answers /readyz", || {
         let (client, url) = (client.clone(), format!("{base}/readyz"));
-        async move { client.get(url).send().await.ok()?.status().is_success().then_some(()) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
     })
     .await;
     let post = |path: &str, auth: Option<&str>, body: Value| {
@@ -637,11 +710,18 @@ async fn secrets_never_reach_the_log() {
     .expect_status(201)
     .json();
     let token = created["token"].as_str().expect("token").to_owned();
-    answer(client.get(format!("{base}/api/v1/namespaces")).bearer_auth(&token))
-        .await
-        .expect_status(200);
+    answer(
+        client
+            .get(format!("{base}/api/v1/namespaces"))
+            .bearer_auth(&token),
+    )
+    .await
+    .expect_status(200);
     let log = std::fs::read_to_string(child.log_path()).expect("log");
-    assert!(log.contains("login_failed") && log.contains("token_first_use"), "the audit reaches the log:\n{log}");
+    assert!(
+        log.contains("login_failed") && log.contains("token_first_use"),
+        "the audit reaches the log:\n{log}"
+    );
     for secret in [
         PASSWORD,
         "a wrong password here",
@@ -651,6 +731,10 @@ async fn secrets_never_reach_the_log() {
         session.cookie.as_str(),
         session.csrf.as_str(),
     ] {
-        assert!(!log.contains(secret), "the log shows a secret ({} chars)", secret.len());
+        assert!(
+            !log.contains(secret),
+            "the log shows a secret ({} chars)",
+            secret.len()
+        );
     }
 }

@@ -71,6 +71,7 @@ impl Target {
             auth: running.auth.clone(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .user_agent("rtconfig-tests")
                 .build()
                 .expect("client"),
             settings: s,

@@ -44,7 +44,11 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("PUT", "/api/v1/namespaces/{ns}/configs/{key}", Editor),
     ("DELETE", "/api/v1/namespaces/{ns}/configs/{key}", Editor),
     ("GET", "/api/v1/namespaces/{ns}/history", Viewer),
-    ("GET", "/api/v1/namespaces/{ns}/changesets/{version}", Viewer),
+    (
+        "GET",
+        "/api/v1/namespaces/{ns}/changesets/{version}",
+        Viewer,
+    ),
     ("POST", "/api/v1/namespaces/{ns}/rollback", Editor),
     ("GET", "/api/v1/namespaces/{ns}/sidecars", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/export", Viewer),
@@ -52,6 +56,8 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/session", Public),
     ("GET", "/api/v1/session", SignedIn),
     ("DELETE", "/api/v1/session", Session),
+    ("POST", "/api/v1/session/totp", Session),
+    ("POST", "/api/v1/session/totp/confirm", Session),
     ("POST", "/api/v1/session/password", Session),
     ("GET", "/api/v1/sessions", Session),
     ("DELETE", "/api/v1/sessions", Session),
@@ -122,7 +128,10 @@ fn expected(rule: Rule, who: Who) -> Result<(), (u16, &'static str)> {
     let allowed = match rule {
         Public | SignedIn | ViewerSomewhere => true,
         Session => who != Who::AdminToken,
-        Viewer => matches!(who, Who::Viewer | Who::Editor | Who::Admin | Who::AdminToken),
+        Viewer => matches!(
+            who,
+            Who::Viewer | Who::Editor | Who::Admin | Who::AdminToken
+        ),
         Editor => matches!(who, Who::Editor | Who::Admin | Who::AdminToken),
         Admin => matches!(who, Who::Admin | Who::AdminToken),
     };
@@ -178,7 +187,11 @@ fn checked_table() -> Vec<(Method, &'static str, Rule)> {
             problems.push(format!("{key:?} is in EXPECTED but not a route"));
         }
     }
-    assert!(problems.is_empty(), "route table vs EXPECTED:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "route table vs EXPECTED:\n{}",
+        problems.join("\n")
+    );
     EXPECTED
         .iter()
         .map(|(m, p, r)| (m.parse().expect("method"), *p, *r))
@@ -239,12 +252,8 @@ async fn matrix(backend: Backend) {
             let mut rb = match (&browser, who) {
                 (Some(b), _) => t.as_browser(b, method.clone(), &path),
                 (None, Who::AdminToken) => t.with_token(&p.admin_token, method.clone(), &path),
-                (None, Who::ExpiredToken) => {
-                    t.with_token(&p.expired_token, method.clone(), &path)
-                }
-                (None, Who::RevokedToken) => {
-                    t.with_token(&p.revoked_token, method.clone(), &path)
-                }
+                (None, Who::ExpiredToken) => t.with_token(&p.expired_token, method.clone(), &path),
+                (None, Who::RevokedToken) => t.with_token(&p.revoked_token, method.clone(), &path),
                 (None, _) => t.request(method.clone(), &path),
             };
             if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
@@ -277,12 +286,16 @@ async fn matrix(backend: Backend) {
                     let body: serde_json::Value = resp.json();
                     let message = body["error"]["message"].as_str().unwrap_or_default();
                     if !message.starts_with("needs ") {
-                        failures.push(format!("{method} {pattern} as {who:?}: 403 message {message:?}"));
+                        failures.push(format!(
+                            "{method} {pattern} as {who:?}: 403 message {message:?}"
+                        ));
                     }
                 }
                 Err((401, _)) => {
                     if resp.header("www-authenticate").is_none() {
-                        failures.push(format!("{method} {pattern} as {who:?}: 401 without WWW-Authenticate"));
+                        failures.push(format!(
+                            "{method} {pattern} as {who:?}: 401 without WWW-Authenticate"
+                        ));
                     }
                 }
                 _ => {}
