@@ -3,8 +3,14 @@
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+//! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
+//!   [`memory`] holds its state and the pure functions that change it.
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
+pub mod embedded;
+pub mod memory;
 pub mod role;
 pub mod secrets;
 pub mod store;
