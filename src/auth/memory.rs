@@ -352,6 +352,9 @@ impl State {
             | Record::TokenRevoked { .. }
             | Record::TokenUsed { .. } => Ok(()),
             Record::TokenCreated { token } => {
+                if let Some(creator) = &token.created_by {
+                    self.need_user(creator)?;
+                }
                 if self
                     .tokens
                     .values()

@@ -5,12 +5,14 @@
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
 //! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
 //!   [`memory`] holds its state and the pure functions that change it.
+//! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;
 pub mod memory;
+pub mod postgres;
 pub mod role;
 pub mod secrets;
 pub mod store;

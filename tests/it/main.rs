@@ -26,6 +26,7 @@ mod stack;
 
 mod admin_embedded;
 mod pg_admin;
+mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
