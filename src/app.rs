@@ -378,6 +378,9 @@ struct Opened {
     ledger: Arc<dyn Ledger>,
     masker: Masker,
     election: Arc<dyn Election>,
+    /// The access layer's store: the data dir's, or tables in the ledger's database (sharing
+    /// its connection pool).
+    auth_store: Arc<dyn AuthStore>,
     /// Seals TOTP secrets (embedded: `<data-dir>/auth.key`; PostgreSQL: derived from the
     /// cluster's stored key, so every replica has the same).
     secret_box: SecretBox,
@@ -392,6 +395,7 @@ impl AdminLedger {
                 ledger: Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?),
                 masker: Masker::load_or_create(&data_dir.join("secret.key"))?,
                 election: Arc::new(SoleLeader::default()),
+                auth_store: Arc::new(EmbeddedAuthStore::open(data_dir)?),
                 secret_box: SecretBox::load_or_create(
                     &data_dir.join(crate::auth::secret_box::KEY_FILE),
                 )?,
@@ -405,19 +409,13 @@ impl AdminLedger {
                         crate::auth::secret_box::TOTP_KEY_PURPOSE,
                     ),
                     election: Arc::new(PgElection::new(ledger.clone())),
+                    auth_store: Arc::new(crate::auth::postgres::PgAuthStore::new(
+                        ledger.pool(),
+                        settings.op_timeout,
+                    )),
                     ledger,
                 })
             }
-        }
-    }
-
-    /// Opens the access layer's store next to the ledger.
-    async fn open_auth(&self) -> Result<Arc<dyn AuthStore>, StartError> {
-        match self {
-            AdminLedger::Embedded { data_dir } => Ok(Arc::new(EmbeddedAuthStore::open(data_dir)?)),
-            AdminLedger::Postgres(settings) => Ok(Arc::new(
-                crate::auth::postgres::PgAuthStore::open(settings.clone()).await?,
-            )),
         }
     }
 
@@ -441,12 +439,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         ledger,
         masker,
         election,
+        auth_store,
         secret_box,
     } = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
-    let auth_store = s.ledger.open_auth().await?;
     if s.admin_token.is_none() && !auth_store.has_admin().await? {
         return Err(StartError::Settings(SettingsError::one(
             "no admin user exists yet and no --admin-token was given: create the first admin \

@@ -3,6 +3,9 @@
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+//! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
+//!   [`memory`] holds its state and the pure functions that change it.
+//! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 //! - [`principal`]: who a request is ([`Principal`]): a user's session, a token, the bootstrap
 //!   token; its actor name and effective grants.
@@ -18,11 +21,16 @@
 //!   codes.
 
 pub mod audit;
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
 pub mod cookie;
 pub mod csrf;
+pub mod embedded;
 pub mod guard;
 pub mod interim;
 pub mod login;
+pub mod memory;
+pub mod postgres;
 pub mod principal;
 pub mod role;
 pub mod secret_box;

@@ -32,6 +32,7 @@ mod rbac;
 
 mod admin_embedded;
 mod pg_admin;
+mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
