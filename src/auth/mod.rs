@@ -3,7 +3,9 @@
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
+//! - [`oidc`]: single sign-on with OpenID Connect (the relying party and the role map).
 
+pub mod oidc;
 pub mod role;
 pub mod store;
 
