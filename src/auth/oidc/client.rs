@@ -502,6 +502,23 @@ mod tests {
         assert!(!debug.contains(&pending.state), "{debug}");
     }
 
+    /// `Oidc` is shared by the admin's handlers, whose futures must be `Send`.
+    #[test]
+    fn oidc_is_shareable_and_its_futures_are_send() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        fn send<T: Send>(_: &T) {}
+        shareable::<Oidc>();
+        shareable::<PendingLogin>();
+        #[allow(dead_code)]
+        fn finish_is_send(oidc: &Oidc, pending: PendingLogin) {
+            send(&oidc.finish(pending, "", ""));
+        }
+        #[allow(dead_code)]
+        fn discover_is_send(settings: OidcSettings) {
+            send(&Oidc::discover(settings));
+        }
+    }
+
     #[test]
     fn other_claims_keep_the_role_claim_in_any_shape() {
         let claims: OtherClaims =
