@@ -4,7 +4,9 @@
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
+//! - [`oidc`]: single sign-on with OpenID Connect (the relying party and the role map).
 
+pub mod oidc;
 pub mod role;
 pub mod secrets;
 pub mod store;
