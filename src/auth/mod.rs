@@ -15,6 +15,7 @@
 //!   `__Host-rtconfig` cookie, idle timeout and lifetime.
 //! - [`audit`]: the audit trail (store + structured log).
 //! - [`service`]: [`Auth`], the access layer as one running thing.
+//! - [`oidc`]: single sign-on with OpenID Connect (the relying party and the role map).
 //! - [`secret_box`]: secrets at rest (TOTP secrets) sealed with XChaCha20-Poly1305 under the
 //!   deployment's key ([`secret_box::SecretBox`]).
 //! - [`totp`]: the TOTP second factor: enrolment, code checks with replay refusal, recovery
@@ -30,6 +31,7 @@ pub mod guard;
 pub mod interim;
 pub mod login;
 pub mod memory;
+pub mod oidc;
 pub mod postgres;
 pub mod principal;
 pub mod role;

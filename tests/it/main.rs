@@ -9,6 +9,7 @@
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
 //! - `boundaries`: the dependency direction, checked on the source tree.
+//! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
 mod boundaries;
 mod harness;
@@ -36,3 +37,5 @@ mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
+
+mod oidc;
