@@ -235,8 +235,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// URL to probe, e.g. http://127.0.0.1:7071/readyz
+    /// URL to probe, e.g. http://127.0.0.1:7071/readyz or https://admin.example:8080/healthz
     pub url: String,
+    /// Trust this PEM CA certificate (or self-signed certificate) for an https:// URL, besides
+    /// the public roots.
+    #[arg(long, env = "RTCONFIG_HEALTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value = "2", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub timeout: Duration,
@@ -296,31 +300,55 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// An `http://host[:port]/path` URL `health` can probe (the client speaks plain HTTP only).
+/// An `http://` or `https://host[:port]/path` URL `health` can probe.
 fn health_uri(url: &str) -> Result<hyper::Uri, String> {
+    let example = "give one like http://127.0.0.1:7071/readyz";
     let uri: hyper::Uri = url
         .parse()
-        .map_err(|_| format!("{url:?} is not a URL; give one like http://127.0.0.1:7071/readyz"))?;
+        .map_err(|_| format!("{url:?} is not a URL; {example}"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(uri),
+        (Some("http" | "https"), Some(_)) => Ok(uri),
         _ => Err(format!(
-            "{url:?} is not an http:// URL with a host; give one like http://127.0.0.1:7071/readyz"
+            "{url:?} is not an http:// or https:// URL with a host; {example}"
         )),
     }
 }
 
+/// The probe client: no proxies (a probe asks this host), no redirects (a 3xx is not healthy),
+/// rustls with the public roots plus `--ca-cert`.
+fn health_client(args: &HealthArgs) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read --ca-cert {}: {}",
+                path.display(),
+                crate::settings::io_reason(&e)
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|_| format!("--ca-cert {} is not a PEM certificate", path.display()))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", Chain(&e)))
+}
+
 async fn health(args: &HealthArgs) -> ExitCode {
-    let uri = match health_uri(&args.url) {
-        Ok(u) => u,
+    let checked = health_uri(&args.url).and_then(|uri| Ok((uri, health_client(args)?)));
+    let (uri, client) = match checked {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("rtconfig health: {e}");
             return ExitCode::from(64);
         }
     };
     let timeout = args.timeout;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    match tokio::time::timeout(timeout, client.get(uri)).await {
+    match tokio::time::timeout(timeout, client.get(uri.to_string()).send()).await {
         Ok(Ok(resp)) if resp.status().is_success() => {
             println!("{}", resp.status());
             ExitCode::SUCCESS
@@ -539,7 +567,8 @@ mod tests {
             ("http://localhost/healthz", true),
             ("notaurl", false),
             ("/readyz", false),
-            ("https://127.0.0.1:7071/readyz", false),
+            ("https://127.0.0.1:7071/readyz", true),
+            ("ftp://127.0.0.1/x", false),
             ("127.0.0.1:7071", false),
             ("http://", false),
         ] {

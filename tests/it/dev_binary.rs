@@ -297,7 +297,7 @@ fn dev_refuses_a_bad_schema_dir_with_exit_64() {
 
 #[test]
 fn health_refuses_a_non_url_with_exit_64() {
-    for url in ["notaurl", "https://127.0.0.1:1/readyz"] {
+    for url in ["notaurl", "ftp://127.0.0.1:1/readyz"] {
         let out = rtconfig(&["health", url]);
         assert_eq!(out.status.code(), Some(64), "{url}: {}", stderr(&out));
         assert!(stderr(&out).contains("http://"), "{}", stderr(&out));

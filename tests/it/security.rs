@@ -440,3 +440,49 @@ async fn unusable_tls_files_stop_the_start_naming_the_flag_and_the_file() {
         assert!(!text.contains("os error"), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_an_https_admin_trusting_its_ca() {
+    let certs = TestCerts::new();
+    let dev = Dev::start_with(None, |s| s.tls = Some(certs.files())).await;
+    let ca = certs.dir.path().join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem).expect("ca");
+    let https = format!("{}/healthz", dev.admin.replace("http://", "https://"));
+    let health = |extra: Vec<String>| {
+        let https = https.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rtconfig"));
+            cmd.arg("health")
+                .arg(&https)
+                .args(extra)
+                .env_remove("RUST_LOG");
+            for (k, _) in std::env::vars() {
+                if k.starts_with("RTCONFIG_") {
+                    cmd.env_remove(k);
+                }
+            }
+            crate::harness::run_with_timeout(&mut cmd, Duration::from_secs(20)).expect("ran")
+        })
+    };
+    let ok = health(vec!["--ca-cert".into(), ca.to_str().expect("utf-8").into()])
+        .await
+        .expect("task");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let untrusted = health(vec![]).await.expect("task");
+    assert_eq!(
+        untrusted.status.code(),
+        Some(1),
+        "an unknown CA is no answer"
+    );
+    let missing = health(vec!["--ca-cert".into(), "/nonexistent/ca.pem".into()])
+        .await
+        .expect("task");
+    assert_eq!(missing.status.code(), Some(64));
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(text.contains("--ca-cert /nonexistent/ca.pem"), "{text}");
+}
