@@ -8,6 +8,7 @@
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
+//! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
 mod boundaries;
 mod harness;
@@ -32,3 +33,5 @@ mod pg_admin;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
+
+mod oidc;
