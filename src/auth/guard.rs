@@ -11,7 +11,7 @@
 //! 2. **Public routes** (probes, the OpenAPI document, sign-in) go through without
 //!    credentials; a state-changing one (sign-in) gets the origin check of [`super::csrf`].
 //! 3. **Authentication.** An `Authorization` header means bearer only, never the cookie:
-//!    the bootstrap `--admin-token` or an API token (unknown or revoked → 401 `unauthorized`,
+//!    (`auth::bearer`: the scheme is case-insensitive): the bootstrap `--admin-token` or an API token (unknown or revoked → 401 `unauthorized`,
 //!    expired → 401 `token_expired`). Otherwise the `__Host-rtconfig` session cookie (none,
 //!    unknown, idle or past its lifetime → 401 `unauthorized`, with a `Set-Cookie` that
 //!    clears it).
@@ -480,13 +480,9 @@ pub async fn authenticate(
     now: DateTime<Utc>,
 ) -> Result<(Principal, Via), Denial> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(bearer)
-            .ok_or(Denial::Unauthorized {
-                clear_cookie: false,
-            })?;
+        let token = super::bearer::bearer_token(value).ok_or(Denial::Unauthorized {
+            clear_cookie: false,
+        })?;
         return bearer_principal(auth, token, now)
             .await
             .map(|p| (p, Via::Bearer));
@@ -512,14 +508,6 @@ pub async fn authenticate(
             Err(dead)
         }
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
-/// RFC 9110 §11.1).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn bearer_principal(
@@ -664,21 +652,6 @@ pub fn sees(grants: &Grants, ns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for (value, want) in [
-            ("Bearer abc", Some("abc")),
-            ("bearer abc", Some("abc")),
-            ("BEARER  abc ", Some("abc")),
-            ("Basic abc", None),
-            ("Bearer", None),
-            ("Bearer ", None),
-            ("abc", None),
-        ] {
-            assert_eq!(bearer(value), want, "{value:?}");
-        }
-    }
 
     #[test]
     fn client_ip_believes_only_trusted_proxies() {

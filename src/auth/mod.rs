@@ -1,5 +1,6 @@
 //! The access layer shared by the admin JSON API and the web UI (DESIGN §6 "Auth").
 //!
+//! - [`bearer`]: the token of an `Authorization: Bearer …` header (case-insensitive scheme).
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
@@ -22,6 +23,7 @@
 //!   codes.
 
 pub mod audit;
+pub mod bearer;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod cookie;

@@ -8,6 +8,7 @@
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
+//! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
@@ -21,6 +22,8 @@ mod dev_binary;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+
+mod security;
 
 mod redis_faults;
 mod redis_sync;
