@@ -790,9 +790,9 @@ pub fn dev_loopback_problem(
 ) -> Option<String> {
     (!addr.ip().is_loopback() && !allow_non_loopback).then(|| {
         format!(
-            "{flag} {addr} is not a loopback address: dev binds loopback only (its admin needs \
-             no auth by default); pass --allow-non-loopback to serve it beyond localhost, and \
-             set --admin-token"
+            "{flag} {addr} is not a loopback address: dev binds loopback only (its probes and \
+             read API need no credentials); pass --allow-non-loopback to serve it beyond \
+             localhost"
         )
     })
 }
