@@ -260,7 +260,10 @@ mod tests {
             ("editor:payments", Ok(Grant::on(Role::Editor, "payments"))),
             ("owner", Err(GrantError::UnknownRole("owner".into()))),
             ("editor:", Err(GrantError::BadNamespace("editor:".into()))),
-            ("editor:a b", Err(GrantError::BadNamespace("editor:a b".into()))),
+            (
+                "editor:a b",
+                Err(GrantError::BadNamespace("editor:a b".into())),
+            ),
             ("Editor:x", Err(GrantError::UnknownRole("Editor".into()))),
         ] {
             let got: Result<Grant, _> = text.parse();
@@ -312,7 +315,11 @@ mod tests {
             (&["editor:demo"], &[], &[]),
             (&["editor:demo"], &["editor:other"], &[]),
             (&["editor"], &["editor:demo"], &["editor:demo"]),
-            (&["viewer"], &["editor:demo", "admin:ops"], &["viewer:demo", "viewer:ops"]),
+            (
+                &["viewer"],
+                &["editor:demo", "admin:ops"],
+                &["viewer:demo", "viewer:ops"],
+            ),
         ];
         for (scope, creator, want) in table {
             assert_eq!(

@@ -255,8 +255,7 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn delete_sessions_of(&self, user_id: &str, keep: Option<&str>) -> Result<u64>;
     async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>>;
     /// Deletes sessions whose absolute or idle end is before `idle_before`/`now`.
-    async fn purge_sessions(&self, now: DateTime<Utc>, idle_before: DateTime<Utc>)
-        -> Result<u64>;
+    async fn purge_sessions(&self, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> Result<u64>;
 
     // --- API tokens ---
     async fn create_token(&self, token: ApiToken) -> Result<()>;
