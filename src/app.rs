@@ -14,7 +14,9 @@ use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
-use crate::http::server::serve;
+use crate::http::host::HostPolicy;
+use crate::http::server::{serve, serve_with, Transport};
+use crate::http::tls::{self, TlsError, TlsFiles};
 use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
@@ -52,13 +54,16 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     MaskKey(#[from] crate::admin::mask::KeyFileError),
+    /// `--tls-cert` / `--tls-key` cannot be read or used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl StartError {
     /// `EX_USAGE` (64) for what the operator must fix, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Settings(_) | StartError::Schema(_) => 64,
+            StartError::Settings(_) | StartError::Schema(_) | StartError::Tls(_) => 64,
             StartError::Ledger(LedgerError::ForeignCluster { .. }) => 64,
             _ => 1,
         }
@@ -133,6 +138,14 @@ async fn bind_flag(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, 
         .map_err(|source| StartError::Bind { addr, flag, source })
 }
 
+/// The admin listener's transport: TLS when `--tls-cert`/`--tls-key` are given.
+fn admin_transport(files: Option<&TlsFiles>) -> Result<Transport, StartError> {
+    Ok(match files {
+        Some(files) => Transport::Tls(tls::load(files)?),
+        None => Transport::Plain,
+    })
+}
+
 /// Loads the schema dir; a missing one says which flag points at it.
 fn load_schemas(dir: &Path) -> Result<SchemaSet, StartError> {
     if !dir.is_dir() {
@@ -156,6 +169,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             s.schema_dir.display()
         )))
     })?;
+    let admin_transport = admin_transport(s.tls.as_ref())?;
     let ledger: Arc<dyn Ledger> = Arc::new(EmbeddedLedger::open(&s.data_dir, &s.cluster_id)?);
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
@@ -209,27 +223,29 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let read_addr = read.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let probe_addr = probe.local_addr()?;
+    let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
     let tasks = vec![
         tokio::spawn(serve(
             read,
-            sidecar::read_router(sidecar_state.clone()),
+            sidecar::read_router(sidecar_state.clone(), hosts(read_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
         tokio::spawn(serve(
             probe,
-            sidecar::probe_router(sidecar_state),
+            sidecar::probe_router(sidecar_state, hosts(probe_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
-        tokio::spawn(serve(
+        tokio::spawn(serve_with(
             admin,
-            admin::router(admin_state),
+            admin::router(admin_state, hosts(admin_addr)),
+            admin_transport,
             shutdown.clone(),
             s.drain_timeout,
         )),
     ];
-    tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), "rtconfig dev started");
+    tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), tls = s.tls.is_some(), "rtconfig dev started");
     Ok(Running {
         parts: DevParts {
             read_addr,
@@ -304,16 +320,17 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
     let probe = bind_flag(s.probe_listen, "--probe-listen").await?;
     let read_addr = read.local_addr()?;
     let probe_addr = probe.local_addr()?;
+    let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
     let handles = vec![
         tokio::spawn(serve(
             read,
-            sidecar::read_router(state.clone()),
+            sidecar::read_router(state.clone(), hosts(read_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
         tokio::spawn(serve(
             probe,
-            sidecar::probe_router(state),
+            sidecar::probe_router(state, hosts(probe_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
@@ -370,6 +387,7 @@ impl AdminLedger {
 pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartError> {
     SettingsError::check(s.problems())?;
     let schemas = load_schemas(&s.schema_dir)?;
+    let transport = admin_transport(s.tls.as_ref())?;
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
@@ -451,14 +469,15 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             relay_metrics.clone(),
             shutdown.clone(),
         )),
-        tokio::spawn(serve(
+        tokio::spawn(serve_with(
             listener,
-            admin::router(admin_state),
+            admin::router(admin_state, HostPolicy::new(addr, &s.allowed_hosts)),
+            transport,
             shutdown.clone(),
             s.drain_timeout,
         )),
     ];
-    tracing::info!(%addr, ledger = %s.ledger.describe(), "rtconfig admin started");
+    tracing::info!(%addr, ledger = %s.ledger.describe(), tls = s.tls.is_some(), "rtconfig admin started");
     Ok(Running {
         parts: AdminParts {
             addr,

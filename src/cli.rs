@@ -11,11 +11,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app;
-use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
 use crate::settings::{
-    parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
-    ReconcileSettings, SettingsError, SidecarSettings,
+    parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, HostArgs, MigrateSettings,
+    ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings, TlsArgs,
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
@@ -62,19 +61,26 @@ pub struct DevArgs {
     /// Sidecar read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
-    /// Admin API address.
+    /// Admin API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
     pub admin_listen: SocketAddr,
-    /// Probe and metrics address of the sidecar.
+    /// Probe and metrics address of the sidecar (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "127.0.0.1:7071")]
     pub probe_listen: SocketAddr,
     #[command(flatten)]
     pub read_api: ReadApiArgs,
     #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
     pub drain: DrainArgs,
-    /// Require `Authorization: Bearer <token>` on the admin API.
+    /// Require `Authorization: Bearer <token>` on the admin API (at least 16 characters).
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read --admin-token from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -84,9 +90,13 @@ pub struct SidecarArgs {
     /// The namespace this sidecar serves.
     #[arg(long, env = "RTCONFIG_NAMESPACE")]
     pub namespace: String,
-    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
+    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL. Required (or
+    /// --redis-url-file).
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Option<String>,
+    /// Read --redis-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_REDIS_URL_FILE", value_name = "FILE")]
+    pub redis_url_file: Option<PathBuf>,
     /// Read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
@@ -95,6 +105,8 @@ pub struct SidecarArgs {
     pub probe_listen: SocketAddr,
     #[command(flatten)]
     pub read_api: ReadApiArgs,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Disk snapshot file: written after every change, served at a cold start without Redis.
     #[arg(long, env = "RTCONFIG_SNAPSHOT_PATH")]
     pub snapshot_path: Option<PathBuf>,
@@ -122,6 +134,14 @@ pub struct LedgerArgs {
         conflicts_with = "data_dir"
     )]
     pub database_url: Option<String>,
+    /// Read --database-url from this file (a trailing newline is trimmed).
+    #[arg(
+        long,
+        env = "RTCONFIG_DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
+    pub database_url_file: Option<PathBuf>,
     /// Embedded ledger directory (one admin only; guarded by a lock file).
     #[arg(long, env = "RTCONFIG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -138,9 +158,12 @@ pub enum AdminCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// postgres://user:password@host:port/db
+    /// postgres://user:password@host:port/db (or --database-url-file).
     #[arg(long, env = "RTCONFIG_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Option<String>,
+    /// Read --database-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -171,12 +194,24 @@ pub struct AdminArgs {
     /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Read --redis-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_REDIS_URL_FILE", value_name = "FILE")]
+    pub redis_url_file: Option<PathBuf>,
     /// Admin API address.
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Bearer token every API call must carry (at least 16 characters). Required.
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Bearer token every API call must carry (at least 16 characters). Required (or
+    /// --admin-token-file).
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read --admin-token from this file (a trailing newline is trimmed), so the token is not
+    /// visible in `ps` or the environment.
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub drain: DrainArgs,
     /// Seconds between relay rounds (also kicked after every commit).
@@ -200,8 +235,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// URL to probe, e.g. http://127.0.0.1:7071/readyz
+    /// URL to probe, e.g. http://127.0.0.1:7071/readyz or https://admin.example:8080/healthz
     pub url: String,
+    /// Trust this PEM CA certificate (or self-signed certificate) for an https:// URL, besides
+    /// the public roots.
+    #[arg(long, env = "RTCONFIG_HEALTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value = "2", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub timeout: Duration,
@@ -261,31 +300,55 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// An `http://host[:port]/path` URL `health` can probe (the client speaks plain HTTP only).
+/// An `http://` or `https://host[:port]/path` URL `health` can probe.
 fn health_uri(url: &str) -> Result<hyper::Uri, String> {
+    let example = "give one like http://127.0.0.1:7071/readyz";
     let uri: hyper::Uri = url
         .parse()
-        .map_err(|_| format!("{url:?} is not a URL; give one like http://127.0.0.1:7071/readyz"))?;
+        .map_err(|_| format!("{url:?} is not a URL; {example}"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(uri),
+        (Some("http" | "https"), Some(_)) => Ok(uri),
         _ => Err(format!(
-            "{url:?} is not an http:// URL with a host; give one like http://127.0.0.1:7071/readyz"
+            "{url:?} is not an http:// or https:// URL with a host; {example}"
         )),
     }
 }
 
+/// The probe client: no proxies (a probe asks this host), no redirects (a 3xx is not healthy),
+/// rustls with the public roots plus `--ca-cert`.
+fn health_client(args: &HealthArgs) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read --ca-cert {}: {}",
+                path.display(),
+                crate::settings::io_reason(&e)
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|_| format!("--ca-cert {} is not a PEM certificate", path.display()))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", Chain(&e)))
+}
+
 async fn health(args: &HealthArgs) -> ExitCode {
-    let uri = match health_uri(&args.url) {
-        Ok(u) => u,
+    let checked = health_uri(&args.url).and_then(|uri| Ok((uri, health_client(args)?)));
+    let (uri, client) = match checked {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("rtconfig health: {e}");
             return ExitCode::from(64);
         }
     };
     let timeout = args.timeout;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    match tokio::time::timeout(timeout, client.get(uri)).await {
+    match tokio::time::timeout(timeout, client.get(uri.to_string()).send()).await {
         Ok(Ok(resp)) if resp.status().is_success() => {
             println!("{}", resp.status());
             ExitCode::SUCCESS
@@ -309,6 +372,19 @@ async fn health(args: &HealthArgs) -> ExitCode {
     }
 }
 
+/// The `admin auth` line of dev's banner: it says "loopback only" only when that is true.
+fn auth_banner(token: bool, admin_loopback: bool, loopback_only: bool) -> &'static str {
+    match (token, admin_loopback, loopback_only) {
+        (true, _, _) => "bearer token (--admin-token)",
+        (false, _, true) => "none: dev binds loopback only",
+        (false, true, false) => "none: the admin binds loopback only",
+        (false, false, false) => {
+            "NONE, and the admin listens beyond loopback (--allow-non-loopback): anyone who \
+             reaches it can change every config; set --admin-token"
+        }
+    }
+}
+
 /// Prints every settings problem, one a line; exit 64.
 fn report_settings(e: &SettingsError) -> ExitCode {
     for p in &e.0 {
@@ -327,7 +403,16 @@ async fn dev(args: DevArgs) -> ExitCode {
         Err(e) => return report_settings(&e),
     };
     let data_dir = settings.data_dir.clone();
-    let auth = settings.admin_token.is_some();
+    let auth = auth_banner(
+        settings.admin_token.is_some(),
+        settings.admin_listen.ip().is_loopback(),
+        settings.loopback_only(),
+    );
+    let admin_scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let running = match app::start_dev(settings).await {
         Ok(r) => r,
         Err(e) => return report_start_error(&e),
@@ -336,7 +421,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         "rtconfig dev is running{}\n  \
          status page      http://{read}/\n  \
          read API         http://{read}/v1/configs\n  \
-         admin API        http://{admin}/api/v1/namespaces\n  \
+         admin API        {admin_scheme}://{admin}/api/v1/namespaces\n  \
          probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
          data dir         {data}\n  \
          admin auth       {auth}\n\
@@ -350,11 +435,6 @@ async fn dev(args: DevArgs) -> ExitCode {
         admin = running.admin_addr,
         probe = running.probe_addr,
         data = data_dir.display(),
-        auth = if auth {
-            "bearer token (--admin-token)"
-        } else {
-            "none: dev binds loopback only"
-        },
     );
     running.run_until_stopped().await;
     ExitCode::SUCCESS
@@ -377,7 +457,11 @@ async fn sidecar(args: SidecarArgs) -> ExitCode {
 async fn admin_command(command: AdminCommand) -> ExitCode {
     match command {
         AdminCommand::Migrate(args) => {
-            match app::migrate(&PgSettings::new(&args.database_url)).await {
+            let s = match MigrateSettings::try_from(args) {
+                Ok(s) => s,
+                Err(e) => return report_settings(&e),
+            };
+            match app::migrate(&s.pg).await {
                 Ok(applied) if applied.is_empty() => {
                     println!("the database is up to date");
                     ExitCode::SUCCESS
@@ -422,10 +506,15 @@ async fn admin(args: AdminArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return report_settings(&e),
     };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match app::start_admin(settings).await {
         Ok(running) => {
             println!(
-                "rtconfig admin is running on http://{}/api/v1/namespaces",
+                "rtconfig admin is running on {scheme}://{}/api/v1/namespaces",
                 running.addr
             );
             running.run_until_stopped().await;
@@ -452,7 +541,24 @@ fn report_start_error(e: &app::StartError) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::health_uri;
+    use super::{auth_banner, health_uri};
+
+    #[test]
+    fn the_banner_claims_loopback_only_when_it_is_true() {
+        for (token, admin_loopback, loopback_only, want) in [
+            (true, false, false, "bearer token"),
+            (true, true, true, "bearer token"),
+            (false, true, true, "none: dev binds loopback only"),
+            (false, true, false, "none: the admin binds loopback only"),
+            (false, false, false, "beyond loopback"),
+        ] {
+            let line = auth_banner(token, admin_loopback, loopback_only);
+            assert!(
+                line.contains(want),
+                "{token} {admin_loopback} {loopback_only}: {line}"
+            );
+        }
+    }
 
     #[test]
     fn health_takes_only_http_urls_with_a_host() {
@@ -461,7 +567,8 @@ mod tests {
             ("http://localhost/healthz", true),
             ("notaurl", false),
             ("/readyz", false),
-            ("https://127.0.0.1:7071/readyz", false),
+            ("https://127.0.0.1:7071/readyz", true),
+            ("ftp://127.0.0.1/x", false),
             ("127.0.0.1:7071", false),
             ("http://", false),
         ] {

@@ -1,5 +1,6 @@
 //! The access layer shared by the admin JSON API and the web UI (DESIGN §6 "Auth").
 //!
+//! - [`bearer`]: the token of an `Authorization: Bearer …` header (case-insensitive scheme).
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
@@ -15,6 +16,7 @@
 //! - [`totp`]: the TOTP second factor: enrolment, code checks with replay refusal, recovery
 //!   codes.
 
+pub mod bearer;
 pub mod client_ip;
 pub mod oidc;
 pub mod password;

@@ -1146,14 +1146,14 @@ async fn writing_a_secrets_mask_back_is_refused() {
 
 #[tokio::test]
 async fn an_admin_token_is_required_when_configured() {
-    let dev = Dev::start_with(None, |s| s.admin_token = Some("t0ken-abc".into())).await;
+    let dev = Dev::start_with(None, |s| s.admin_token = Some("t0ken-abc-0123456".into())).await;
     let no_auth = dev.get(dev.ns_url("/configs")).await;
     no_auth.expect_error(401, "unauthorized");
     assert!(no_auth.header("www-authenticate").is_some());
     let wrong = send(
         dev.client
             .get(dev.ns_url("/configs"))
-            .bearer_auth("t0ken-abd"),
+            .bearer_auth("t0ken-abd-0123456"),
     )
     .await;
     wrong.expect_error(401, "unauthorized");
@@ -1169,7 +1169,7 @@ async fn an_admin_token_is_required_when_configured() {
     let ok = send(
         dev.client
             .patch(dev.ns_url("/configs"))
-            .bearer_auth("t0ken-abc")
+            .bearer_auth("t0ken-abc-0123456")
             .json(&json!({"changes": {"SITE_NAME": "x"}})),
     )
     .await
@@ -1178,7 +1178,7 @@ async fn an_admin_token_is_required_when_configured() {
     let history = send(
         dev.client
             .get(dev.ns_url("/history"))
-            .bearer_auth("t0ken-abc"),
+            .bearer_auth("t0ken-abc-0123456"),
     )
     .await
     .expect_status(200)

@@ -6,6 +6,7 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
+//! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
@@ -19,6 +20,8 @@ mod dev_binary;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+
+mod security;
 
 mod redis_faults;
 mod redis_sync;
