@@ -70,12 +70,9 @@ pub struct AuthArgs {
     pub public_url: Option<String>,
 }
 
-/// clap value parser for `--trusted-proxy`: a CIDR (`10.0.0.0/8`) or one address.
+/// clap value parser for `--trusted-proxy` (`auth::client_ip::parse_trusted_proxy`).
 pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| "not a CIDR (10.0.0.0/8) or an IP address".to_owned())
+    crate::auth::client_ip::parse_trusted_proxy(text).map_err(|e| e.to_string())
 }
 
 /// The access layer's settings.

@@ -132,7 +132,8 @@ impl Needs {
 /// Where a request comes from, for audit events, changesets and the throttle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// The client IP (see [`client_ip`]).
+    /// The client IP (`auth::client_ip`: the TCP peer, or the last untrusted
+    /// `X-Forwarded-For` hop behind a `--trusted-proxy`).
     pub ip: Option<IpAddr>,
     /// At most 256 characters of `User-Agent`.
     pub user_agent: Option<String>,
@@ -153,32 +154,11 @@ impl RequestInfo {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         RequestInfo {
-            ip: peer.map(|p| client_ip(p, headers, trusted)),
+            ip: peer.map(|p| super::client_ip::from_headers(p, headers, trusted)),
             user_agent: text(header::USER_AGENT.as_str()).map(|ua| ua.chars().take(256).collect()),
             request_id: text(X_REQUEST_ID.as_str()),
         }
     }
-}
-
-/// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the last hop of
-/// `X-Forwarded-For` that is not itself trusted (proxies append, so hops left of it could be
-/// made up by the client).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
@@ -652,32 +632,6 @@ pub fn sees(grants: &Grants, ns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_ip_believes_only_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        // (peer, X-Forwarded-For, client)
-        let table = [
-            ("203.0.113.9", Some("1.2.3.4"), "203.0.113.9"),
-            ("10.0.0.1", None, "10.0.0.1"),
-            ("10.0.0.1", Some("1.2.3.4"), "1.2.3.4"),
-            ("10.0.0.1", Some("6.6.6.6, 1.2.3.4, 10.0.0.2"), "1.2.3.4"),
-            ("10.0.0.1", Some("10.0.0.3, 10.0.0.2"), "10.0.0.1"),
-            ("10.0.0.1", Some("garbage"), "10.0.0.1"),
-        ];
-        for (peer, xff, want) in table {
-            let mut h = HeaderMap::new();
-            if let Some(x) = xff {
-                h.insert("x-forwarded-for", HeaderValue::from_static(x));
-            }
-            assert_eq!(
-                client_ip(ip(peer), &h, &trusted),
-                ip(want),
-                "{peer} {xff:?}"
-            );
-        }
-    }
 
     #[test]
     fn needs_per_method() {

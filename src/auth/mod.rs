@@ -7,6 +7,11 @@
 //! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
 //!   [`memory`] holds its state and the pure functions that change it.
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
+//! - [`password`]: the password policy ([`password::PasswordPolicy`]) and argon2id hashing behind
+//!   a concurrency cap ([`password::Hasher`]).
+//! - [`throttle`]: the login throttle decision ([`throttle::decide`]) and the per-IP state
+//!   ([`throttle::IpThrottle`]).
+//! - [`client_ip`]: who the client is behind `--trusted-proxy` hops ([`client_ip::client_ip`]).
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 //! - [`principal`]: who a request is ([`Principal`]): a user's session, a token, the bootstrap
 //!   token; its actor name and effective grants.
@@ -24,16 +29,17 @@
 
 pub mod audit;
 pub mod bearer;
+pub mod client_ip;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod cookie;
 pub mod csrf;
 pub mod embedded;
 pub mod guard;
-pub mod interim;
 pub mod login;
 pub mod memory;
 pub mod oidc;
+pub mod password;
 pub mod postgres;
 pub mod principal;
 pub mod role;
@@ -42,6 +48,7 @@ pub mod secrets;
 pub mod service;
 pub mod session_policy;
 pub mod store;
+pub mod throttle;
 pub mod totp;
 
 pub use principal::Principal;

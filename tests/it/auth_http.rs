@@ -18,7 +18,8 @@ use crate::pg_stack::{path_str, schema_dir, ChildProcess, SETTLE};
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn hash(password: &str) -> String {
-    rtconfig::auth::interim::hash(password.to_owned())
+    rtconfig::auth::password::Hasher::default()
+        .hash(password)
         .await
         .expect("hash")
 }
