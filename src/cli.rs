@@ -1,4 +1,4 @@
-//! The command line: `rtconfig dev | sidecar | admin | check | health`. Every flag also reads `RTCONFIG_<FLAG>`.
+//! The command line: `rtconfig dev | sidecar | admin | check | health | user | token`. Every flag also reads `RTCONFIG_<FLAG>`.
 //!
 //! Exit codes: 0 success, 64 (`EX_USAGE`) for bad flags, settings or schema files, 1 for
 //! failures at run time.
@@ -47,6 +47,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Probe a URL (for images without curl): exit 0 on a 2xx answer, 1 otherwise.
     Health(HealthArgs),
+    /// Manage admin users in the store (--data-dir with the admin stopped, or --database-url).
+    #[command(subcommand)]
+    User(crate::auth::cli::UserCommand),
+    /// Manage API tokens in the store (--data-dir with the admin stopped, or --database-url).
+    #[command(subcommand)]
+    Token(crate::auth::cli::TokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +117,8 @@ pub struct SidecarArgs {
     pub instance_id: Option<String>,
 }
 
-/// Where the admin's ledger is: exactly one of `--database-url` and `--data-dir`.
+/// Where the admin's ledger is: exactly one of `--database-url` and `--data-dir` (also the
+/// store flags of `rtconfig user …` and `rtconfig token …`).
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
     /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins).
@@ -224,6 +231,8 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => runtime().block_on(dev(args)),
         Command::Sidecar(args) => runtime().block_on(sidecar(args)),
         Command::Admin(args) => runtime().block_on(admin(args)),
+        Command::User(command) => runtime().block_on(crate::auth::cli::user(command)),
+        Command::Token(command) => runtime().block_on(crate::auth::cli::token(command)),
     }
 }
 

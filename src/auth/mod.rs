@@ -6,8 +6,10 @@
 //! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
 //!   [`memory`] holds its state and the pure functions that change it.
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
+//! - [`cli`]: `rtconfig user …` and `rtconfig token …`, straight against a store.
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
 
+pub mod cli;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;

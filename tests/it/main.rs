@@ -25,6 +25,7 @@ mod redis_tls;
 mod stack;
 
 mod admin_embedded;
+mod cli_users;
 mod pg_admin;
 mod pg_auth;
 mod pg_faults;
