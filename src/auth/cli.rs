@@ -21,17 +21,17 @@ use serde_json::json;
 
 use super::embedded::EmbeddedAuthStore;
 use super::memory;
+use super::password::{Hasher, PasswordPolicy};
 use super::postgres::PgAuthStore;
 use super::role::{Grant, Grants};
 use super::secrets;
 use super::store::{
     ApiToken, AuthStore, AuthStoreError, LoginFailures, NewAuditEvent, NewUser, User, UserUpdate,
 };
+use super::throttle::{decide, ThrottlePolicy};
 use crate::cli::LedgerArgs;
 use crate::ledger::postgres::PgSettings;
 use crate::telemetry::Chain;
-// Until the `pw` branch's `auth::password` and `auth::throttle` land: the same names, here.
-use self::standin::{decide, Hasher, PasswordPolicy, ThrottlePolicy};
 
 /// `rtconfig user …`
 #[derive(Debug, Subcommand)]
@@ -635,88 +635,6 @@ pub async fn run_token(
             audit(store, "token_revoked", &a.id, json!({"name": token.name})).await?;
             writeln!(out, "token {} ({}) revoked", a.id, token.name).map_err(write_err)
         }
-    }
-}
-
-/// Stand-ins for `auth::password` and `auth::throttle` (branch `pw`) with their names and
-/// rules, until that branch lands.
-mod standin {
-    use std::time::Duration;
-
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
-    use chrono::{DateTime, Utc};
-
-    use crate::auth::store::LoginFailures;
-
-    pub struct PasswordPolicy;
-
-    impl PasswordPolicy {
-        pub const MIN_CHARS: usize = 12;
-
-        pub fn check(password: &str, username: &str) -> Result<(), String> {
-            if password.chars().count() < Self::MIN_CHARS {
-                return Err(format!(
-                    "the password must be at least {} characters long",
-                    Self::MIN_CHARS
-                ));
-            }
-            if password.eq_ignore_ascii_case(username) {
-                return Err("the password must not be the same as the user name".into());
-            }
-            const COMMON: &[&str] = &["password1234", "123456789012", "qwertyuiopas"];
-            if COMMON.contains(&password.to_lowercase().as_str()) {
-                return Err(
-                    "the password is in a list of commonly used passwords; choose another".into(),
-                );
-            }
-            Ok(())
-        }
-    }
-
-    pub struct Hasher;
-
-    impl Hasher {
-        pub fn hash_blocking(password: &str) -> Result<String, String> {
-            let params = Params::new(19_456, 2, 1, None).map_err(|e| e.to_string())?;
-            let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| e.to_string())
-        }
-    }
-
-    pub struct ThrottlePolicy {
-        pub per_hour: u32,
-        pub free: u32,
-    }
-
-    impl ThrottlePolicy {
-        pub const PER_ACCOUNT: Self = Self {
-            per_hour: 100,
-            free: 10,
-        };
-    }
-
-    pub struct Verdict(bool);
-
-    impl Verdict {
-        pub fn is_allowed(&self) -> bool {
-            self.0
-        }
-    }
-
-    pub fn decide(f: &LoginFailures, now: DateTime<Utc>, p: &ThrottlePolicy) -> Verdict {
-        let hour = chrono::Duration::hours(1);
-        let capped = f.in_window >= p.per_hour && f.window_start.is_some_and(|s| now < s + hour);
-        let backoff = f.consecutive >= p.free
-            && f.last_at.is_some_and(|l| {
-                let secs = 1u64 << (f.consecutive - p.free).min(10);
-                let d = chrono::Duration::from_std(Duration::from_secs(secs)).unwrap_or(hour);
-                now < l + d
-            });
-        Verdict(!(capped || backoff))
     }
 }
 

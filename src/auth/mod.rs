@@ -7,17 +7,33 @@
 //!   [`memory`] holds its state and the pure functions that change it.
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
 //! - [`cli`]: `rtconfig user …` and `rtconfig token …`, straight against a store.
+//! - [`password`]: the password policy ([`password::PasswordPolicy`]) and argon2id hashing behind
+//!   a concurrency cap ([`password::Hasher`]).
+//! - [`throttle`]: the login throttle decision ([`throttle::decide`]) and the per-IP state
+//!   ([`throttle::IpThrottle`]).
+//! - [`client_ip`]: who the client is behind `--trusted-proxy` hops ([`client_ip::client_ip`]).
 //! - [`secrets`]: random credentials (API tokens, session ids) and their stored digests.
+//! - [`oidc`]: single sign-on with OpenID Connect (the relying party and the role map).
+//! - [`secret_box`]: secrets at rest (TOTP secrets) sealed with XChaCha20-Poly1305 under the
+//!   deployment's key ([`secret_box::SecretBox`]).
+//! - [`totp`]: the TOTP second factor: enrolment, code checks with replay refusal, recovery
+//!   codes.
 
 pub mod cli;
+pub mod client_ip;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;
 pub mod memory;
+pub mod oidc;
+pub mod password;
 pub mod postgres;
 pub mod role;
+pub mod secret_box;
 pub mod secrets;
 pub mod store;
+pub mod throttle;
+pub mod totp;
 
 pub use role::{Grant, Grants, Need, Role};
 pub use store::AuthStore;

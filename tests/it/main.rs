@@ -7,6 +7,7 @@
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `boundaries`: the dependency direction, checked on the source tree.
+//! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
 mod boundaries;
 mod harness;
@@ -31,3 +32,5 @@ mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
+
+mod oidc;

@@ -1,5 +1,5 @@
 //! Test harness: real `redis-server` / PostgreSQL processes on free loopback ports, a fault-injecting
-//! TCP proxy, and polling helpers. See DESIGN / reliability.md §8.1.
+//! TCP proxy, a real OpenID provider under node (`oidc`), and polling helpers. See DESIGN / reliability.md §8.1.
 //!
 //! Everything here spawns *processes*, never touches the shared `127.0.0.1:6379` / `:5432`, and cleans
 //! up on `Drop`. Each spawned server also gets a tiny `sh` watchdog that tears the server down if the
@@ -11,6 +11,7 @@
 //! async helpers (e.g. [`redis::command_async`]) or a multi-thread runtime for that.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
