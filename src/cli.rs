@@ -14,7 +14,7 @@ use crate::app;
 use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
 use crate::settings::{
-    parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
+    parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
     ReconcileSettings, SettingsError, SidecarSettings,
 };
 use crate::telemetry::{self, Chain, LogFormat};
@@ -78,9 +78,11 @@ pub struct DevArgs {
     pub read_api: ReadApiArgs,
     #[command(flatten)]
     pub drain: DrainArgs,
-    /// Require `Authorization: Bearer <token>` on the admin API.
+    /// A bootstrap admin token (`Authorization: Bearer <token>`), besides the dev-token.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -181,9 +183,12 @@ pub struct AdminArgs {
     /// Admin API address.
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Bearer token every API call must carry (at least 16 characters). Required.
+    /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters; every
+    /// use audited). Needed until an admin user exists (`rtconfig user add`).
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub drain: DrainArgs,
     /// Seconds between relay rounds (also kicked after every commit).

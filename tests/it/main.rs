@@ -6,6 +6,8 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
+//! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
+//!   store and on PostgreSQL.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
@@ -24,6 +26,10 @@ mod redis_faults;
 mod redis_sync;
 mod redis_tls;
 mod stack;
+
+mod auth_http;
+mod auth_support;
+mod rbac;
 
 mod admin_embedded;
 mod cli_users;
