@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app;
+use crate::auth::bootstrap::DevToken;
 use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
 use crate::settings::{
@@ -341,10 +342,23 @@ async fn dev(args: DevArgs) -> ExitCode {
         Err(e) => return report_settings(&e),
     };
     let data_dir = settings.data_dir.clone();
-    let auth = settings.admin_token.is_some();
-    let running = match app::start_dev(settings).await {
+    let bootstrap_token = settings.admin_token.is_some();
+    let mut running = match app::start_dev(settings).await {
         Ok(r) => r,
         Err(e) => return report_start_error(&e),
+    };
+    let sign_in = match running.take_one_time_password() {
+        Some(password) => format!(
+            "sign in as admin with password {password}; shown once; change it with \
+             `rtconfig user passwd admin`"
+        ),
+        None => "as an existing user (`rtconfig user list`)".to_owned(),
+    };
+    let token = running.dev_token_path.display().to_string();
+    let token_note = match running.dev_token {
+        DevToken::Kept => "",
+        DevToken::Created => " (new)",
+        DevToken::Replaced => " (new: the old file was missing or its token revoked)",
     };
     println!(
         "rtconfig dev is running{}\n  \
@@ -353,7 +367,8 @@ async fn dev(args: DevArgs) -> ExitCode {
          admin API        http://{admin}/api/v1/namespaces\n  \
          probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
          data dir         {data}\n  \
-         admin auth       {auth}\n\
+         admin sign-in    {sign_in}\n  \
+         admin API token  {token}{token_note}: -H \"Authorization: Bearer $(cat {token})\"{bootstrap}\n\
          Stop with Ctrl-C.",
         if first_start {
             " (first start: new data dir)"
@@ -364,10 +379,10 @@ async fn dev(args: DevArgs) -> ExitCode {
         admin = running.admin_addr,
         probe = running.probe_addr,
         data = data_dir.display(),
-        auth = if auth {
-            "bearer token (--admin-token)"
+        bootstrap = if bootstrap_token {
+            " (and --admin-token)"
         } else {
-            "none: dev binds loopback only"
+            ""
         },
     );
     running.run_until_stopped().await;

@@ -19,15 +19,14 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::audit::{record_local, Action};
 use super::embedded::EmbeddedAuthStore;
 use super::memory;
 use super::password::{Hasher, PasswordPolicy};
 use super::postgres::PgAuthStore;
 use super::role::{Grant, Grants};
 use super::secrets;
-use super::store::{
-    ApiToken, AuthStore, AuthStoreError, LoginFailures, NewAuditEvent, NewUser, User, UserUpdate,
-};
+use super::store::{ApiToken, AuthStore, AuthStoreError, LoginFailures, NewUser, User, UserUpdate};
 use super::throttle::{decide, ThrottlePolicy};
 use crate::cli::LedgerArgs;
 use crate::ledger::postgres::PgSettings;
@@ -274,23 +273,11 @@ pub async fn hash_new_password(password: String, username: &str) -> Result<Strin
 /// Records what the CLI did (actor `cli`) in the audit log and the structured log.
 async fn audit(
     store: &dyn AuthStore,
-    action: &str,
+    action: Action,
     target: &str,
     details: serde_json::Value,
 ) -> Outcome {
-    tracing::info!(action, actor = "cli", target, "audit");
-    store
-        .append_audit(NewAuditEvent {
-            at: memory::now(),
-            action: action.to_owned(),
-            actor: "cli".to_owned(),
-            target: Some(target.to_owned()),
-            ip: None,
-            user_agent: None,
-            request_id: None,
-            details,
-        })
-        .await?;
+    record_local(store, "cli", action, target, details).await?;
     Ok(())
 }
 
@@ -334,7 +321,7 @@ pub async fn run_user(
                 .await?;
             audit(
                 store,
-                "user_created",
+                Action::UserCreated,
                 &user.username,
                 json!({"roles": grant_list(&grants)}),
             )
@@ -362,7 +349,7 @@ pub async fn run_user(
             store
                 .update_user(&user.id, UserUpdate::Password(hash))
                 .await?;
-            audit(store, "password_changed", &a.name, json!({})).await?;
+            audit(store, Action::PasswordReset, &a.name, json!({})).await?;
             write(
                 out,
                 format!("password of {} changed; their sessions were ended", a.name),
@@ -373,7 +360,7 @@ pub async fn run_user(
             store
                 .update_user(&user.id, UserUpdate::Disabled(true))
                 .await?;
-            audit(store, "user_disabled", &a.name, json!({})).await?;
+            audit(store, Action::UserDisabled, &a.name, json!({})).await?;
             write(
                 out,
                 format!(
@@ -388,7 +375,7 @@ pub async fn run_user(
                 .update_user(&user.id, UserUpdate::Disabled(false))
                 .await?;
             store.clear_login_failures(&user.id).await?;
-            audit(store, "user_enabled", &a.name, json!({})).await?;
+            audit(store, Action::UserEnabled, &a.name, json!({})).await?;
             write(out, format!("user {} enabled", a.name))
         }
         UserCommand::List(_) => {
@@ -441,7 +428,7 @@ async fn change_grants(
         .await?;
     audit(
         store,
-        "roles_changed",
+        Action::RolesChanged,
         &a.name,
         json!({"before": grant_list(&before), "after": grant_list(&after)}),
     )
@@ -604,7 +591,7 @@ pub async fn run_token(
             store.create_token(token.clone()).await?;
             audit(
                 store,
-                "token_created",
+                Action::TokenCreated,
                 &token.id,
                 json!({"name": token.name, "roles": grant_list(&grants), "expires_at": token.expires_at}),
             )
@@ -632,7 +619,13 @@ pub async fn run_token(
                     a.id
                 )));
             }
-            audit(store, "token_revoked", &a.id, json!({"name": token.name})).await?;
+            audit(
+                store,
+                Action::TokenRevoked,
+                &a.id,
+                json!({"name": token.name}),
+            )
+            .await?;
             writeln!(out, "token {} ({}) revoked", a.id, token.name).map_err(write_err)
         }
     }

@@ -264,7 +264,7 @@ async fn check_store(store: &dyn AuthStore, token: &str) {
             "roles_changed",
             "user_disabled",
             "user_enabled",
-            "password_changed",
+            "password_reset",
             "token_created",
             "token_revoked",
         ]

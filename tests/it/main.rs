@@ -18,6 +18,7 @@ mod support;
 
 mod dev_admin_api;
 mod dev_binary;
+mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
