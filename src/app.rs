@@ -65,6 +65,9 @@ pub enum StartError {
     /// `--tls-cert` / `--tls-key` cannot be read or used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `--oidc-issuer` cannot be used (discovery failed, or the settings are wrong).
+    #[error("single sign-on (--oidc-issuer) cannot start")]
+    Oidc(#[from] crate::auth::oidc::OidcError),
     #[error("dev's first-start setup failed")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
 }
@@ -75,6 +78,7 @@ impl StartError {
         match self {
             StartError::Settings(_) | StartError::Schema(_) | StartError::Tls(_) => 64,
             StartError::Ledger(LedgerError::ForeignCluster { .. }) => 64,
+            StartError::Oidc(crate::auth::oidc::OidcError::InvalidSettings { .. }) => 64,
             _ => 1,
         }
     }
@@ -159,6 +163,44 @@ pub struct AdminParts {
     pub auth: Arc<Auth>,
 }
 
+/// Single sign-on from the `--oidc-*` flags: the files read, the provider discovered.
+async fn start_oidc(s: &AuthSettings) -> Result<Option<crate::auth::oidc::Oidc>, StartError> {
+    use crate::auth::oidc::{Oidc, OidcSettings, RoleMap};
+    let Some(flags) = &s.oidc else {
+        return Ok(None);
+    };
+    let problem = |p: String| StartError::Settings(SettingsError::one(p));
+    let url = |flag: &str, text: &str| {
+        url::Url::parse(text).map_err(|_| problem(format!("{flag} {text:?} is not a URL")))
+    };
+    let issuer = url("--oidc-issuer", &flags.issuer)?;
+    let public_url = url("--public-url", s.public_url.as_deref().unwrap_or_default())?;
+    let role_map = RoleMap::load(&flags.role_map)
+        .map_err(|e| problem(format!("--oidc-role-map: {}", Chain(&e))))?;
+    let client_secret = match &flags.client_secret_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    problem(format!(
+                        "cannot read --oidc-client-secret-file {}: {}",
+                        path.display(),
+                        crate::settings::io_reason(&e)
+                    ))
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+    };
+    let mut settings = OidcSettings::new(issuer, flags.client_id.clone(), public_url);
+    settings.client_secret = client_secret;
+    settings.role_claim = flags.role_claim.clone();
+    settings.role_map = role_map;
+    let oidc = Oidc::discover(settings).await?;
+    tracing::info!(issuer = oidc.issuer(), redirect_uri = %oidc.redirect_uri(), "single sign-on ready");
+    Ok(Some(oidc))
+}
+
 /// The access layer's runtime settings.
 fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>, tls: bool) -> AuthConfig {
     AuthConfig {
@@ -227,9 +269,11 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     } = bootstrap_dev(&*auth_store, &s.data_dir).await?;
     let secret_box =
         SecretBox::load_or_create(&s.data_dir.join(crate::auth::secret_box::KEY_FILE))?;
+    let oidc = start_oidc(&s.auth).await?;
     let auth = Auth::new(
         auth_store,
         secret_box,
+        oidc,
         auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
     );
     // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
@@ -496,9 +540,11 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
              --admin-token-file)",
         )));
     }
+    let oidc = start_oidc(&s.auth).await?;
     let auth = Auth::new(
         auth_store,
         secret_box,
+        oidc,
         auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
     );
     // An admin runs the API and (while leading) the relay: no snapshot or sync series.

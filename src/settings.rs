@@ -68,6 +68,87 @@ pub struct AuthArgs {
     /// redirect URI.
     #[arg(long, env = "RTCONFIG_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Single sign-on: the OpenID provider's issuer URL (enables `GET /auth/oidc/login`; needs
+    /// --oidc-client-id, --oidc-role-map and --public-url).
+    #[arg(long, env = "RTCONFIG_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered at the provider.
+    #[arg(long, env = "RTCONFIG_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client secret (none: a public client, PKCE only).
+    #[arg(long, env = "RTCONFIG_OIDC_CLIENT_SECRET_FILE", value_name = "FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The claim whose values map to roles (the role map's table name).
+    #[arg(
+        long,
+        env = "RTCONFIG_OIDC_ROLE_CLAIM",
+        default_value = "groups",
+        value_name = "NAME"
+    )]
+    pub oidc_role_claim: String,
+    /// A TOML file mapping claim values to roles (`[groups] "platform-admins" = ["admin"]`).
+    #[arg(long, env = "RTCONFIG_OIDC_ROLE_MAP", value_name = "FILE")]
+    pub oidc_role_map: Option<PathBuf>,
+}
+
+/// Single sign-on settings (`--oidc-*`); the files are read when the admin starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcFlags {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: Option<PathBuf>,
+    pub role_claim: String,
+    pub role_map: PathBuf,
+}
+
+/// The `--oidc-*` flags as one choice: all that is needed, or none, or what is missing.
+fn oidc_choice(a: &AuthArgs) -> Result<Option<OidcFlags>, Vec<String>> {
+    let Some(issuer) = a.oidc_issuer.clone() else {
+        let stray = [
+            ("--oidc-client-id", a.oidc_client_id.is_some()),
+            (
+                "--oidc-client-secret-file",
+                a.oidc_client_secret_file.is_some(),
+            ),
+            ("--oidc-role-map", a.oidc_role_map.is_some()),
+        ];
+        let problems: Vec<String> = stray
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(flag, _)| format!("{flag} needs --oidc-issuer"))
+            .collect();
+        return if problems.is_empty() {
+            Ok(None)
+        } else {
+            Err(problems)
+        };
+    };
+    let mut problems = Vec::new();
+    if a.oidc_client_id.is_none() {
+        problems.push("--oidc-issuer needs --oidc-client-id".to_owned());
+    }
+    if a.oidc_role_map.is_none() {
+        problems.push(
+            "--oidc-issuer needs --oidc-role-map FILE (which provider groups get which roles)"
+                .to_owned(),
+        );
+    }
+    if a.public_url.is_none() {
+        problems.push(
+            "--oidc-issuer needs --public-url (the redirect URI is --public-url + /auth/oidc/callback)"
+                .to_owned(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(OidcFlags {
+        issuer,
+        client_id: a.oidc_client_id.clone().unwrap_or_default(),
+        client_secret_file: a.oidc_client_secret_file.clone(),
+        role_claim: a.oidc_role_claim.clone(),
+        role_map: a.oidc_role_map.clone().unwrap_or_default(),
+    }))
 }
 
 /// clap value parser for `--trusted-proxy` (`auth::client_ip::parse_trusted_proxy`).
@@ -83,6 +164,10 @@ pub struct AuthSettings {
     pub require_mfa_for_admins: bool,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub public_url: Option<String>,
+    /// Single sign-on (`--oidc-*`), when configured.
+    pub oidc: Option<OidcFlags>,
+    /// Problems of the `--oidc-*` flags found while reading them.
+    oidc_problems: Vec<String>,
 }
 
 impl AuthSettings {
@@ -95,11 +180,19 @@ impl AuthSettings {
             require_mfa_for_admins: !dev,
             trusted_proxies: Vec::new(),
             public_url: None,
+            oidc: None,
+            oidc_problems: Vec::new(),
         }
     }
 
     fn from_args(a: AuthArgs, dev: bool) -> AuthSettings {
+        let (oidc, oidc_problems) = match oidc_choice(&a) {
+            Ok(o) => (o, Vec::new()),
+            Err(p) => (None, p),
+        };
         AuthSettings {
+            oidc,
+            oidc_problems,
             session_idle_timeout: a.session_idle_timeout,
             session_lifetime: a.session_lifetime,
             require_mfa_for_admins: a.require_mfa_for_admins.unwrap_or(!dev),
@@ -129,6 +222,7 @@ impl AuthSettings {
                 out.push(p);
             }
         }
+        out.extend(self.oidc_problems.iter().cloned());
         out
     }
 }

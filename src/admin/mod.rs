@@ -16,6 +16,7 @@
 //! | `GET, POST /api/v1/users`, `PATCH /api/v1/users/{name}`, `POST …/{name}/password` | users ([`users`]) |
 //! | `GET, POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | API tokens ([`tokens`]) |
 //! | `GET /api/v1/audit` | the audit log ([`audit`]) |
+//! | `GET /auth/oidc/login`, `/auth/oidc/callback` | single sign-on ([`oidc`]) |
 //! | `GET /api/v1/openapi.yaml` | this API's OpenAPI document |
 //! | `GET /healthz`, `/readyz`, `/metrics` | probes |
 //!
@@ -31,6 +32,7 @@ mod api;
 mod audit;
 pub mod fleet;
 pub mod mask;
+mod oidc;
 mod session;
 mod tokens;
 mod users;
@@ -206,6 +208,8 @@ fn routes() -> Routes<Arc<AdminState>, Needs> {
             n().delete(Global(Admin)),
         )
         .route("/api/v1/audit", get(audit::list), n().get(Global(Admin)))
+        .route("/auth/oidc/login", get(oidc::login), n().get(Public))
+        .route("/auth/oidc/callback", get(oidc::callback), n().get(Public))
         .route("/api/v1/openapi.yaml", get(api::openapi), n().get(Public))
         .route("/healthz", get(|| async { "ok\n" }), n().get(Public))
         .route("/readyz", get(api::readyz), n().get(Public))

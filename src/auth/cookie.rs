@@ -13,6 +13,10 @@ use axum::http::{HeaderMap, HeaderValue};
 
 /// The session cookie's name.
 pub const NAME: &str = "__Host-rtconfig";
+/// The cookie that carries a single sign-on in progress (sealed, between
+/// `/auth/oidc/login` and `/auth/oidc/callback`). `SameSite=Lax`, since the provider sends the
+/// browser back with a cross-site navigation, on which `Strict` cookies are not sent.
+pub const OIDC_NAME: &str = "__Host-rtconfig-oidc";
 
 const ATTRIBUTES: &str = "Secure; HttpOnly; SameSite=Strict; Path=/";
 
@@ -33,15 +37,36 @@ pub fn clear() -> HeaderValue {
 /// The session id of the request's `__Host-rtconfig` cookie, if any (the first one when a
 /// client sends several; an empty value counts as none).
 pub fn find(headers: &HeaderMap) -> Option<String> {
+    find_named(headers, NAME)
+}
+
+/// The value of the request's cookie `name`, if any (non-empty).
+pub fn find_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == NAME)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().trim_matches('"').to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// The `Set-Cookie` value of a sign-on in progress (`value`: sealed, base64url).
+pub fn set_oidc(value: &str, max_age: Duration) -> HeaderValue {
+    let text = format!(
+        "{OIDC_NAME}={value}; Max-Age={}; Secure; HttpOnly; SameSite=Lax; Path=/",
+        max_age.as_secs()
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| clear_oidc())
+}
+
+/// The `Set-Cookie` value that removes the sign-on cookie.
+pub fn clear_oidc() -> HeaderValue {
+    HeaderValue::from_static(
+        "__Host-rtconfig-oidc=; Max-Age=0; Secure; HttpOnly; SameSite=Lax; Path=/",
+    )
 }
 
 /// Whether the request carries a session cookie at all (even an empty or unknown one).
@@ -76,6 +101,7 @@ mod tests {
             (&["a=1", "__Host-rtconfig=abc"], Some("abc"), true),
             (&["__Host-rtconfig="], None, true),
             (&["rtconfig=abc"], None, false),
+            (&["__Host-rtconfig-oidc=x"], None, false),
             (&["__host-rtconfig=abc"], None, false),
         ];
         for (cookies, want, present_) in table {

@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::audit::Audit;
 use super::csrf::Origins;
+use super::oidc::Oidc;
 use super::password::Hasher;
 use super::secret_box::SecretBox;
 use super::session_policy::SessionPolicy;
@@ -39,6 +40,8 @@ pub struct Auth {
     pub hasher: Hasher,
     /// Failed sign-ins per client IP (this process's; the per-account counts are in the store).
     pub ip_throttle: IpThrottle,
+    /// Single sign-on, when `--oidc-issuer` is given (discovered at start).
+    pub oidc: Option<Oidc>,
     /// SHA-256 of the bootstrap token (compared in constant time).
     bootstrap_digest: Option<[u8; 32]>,
 }
@@ -47,6 +50,7 @@ impl Auth {
     pub fn new(
         store: Arc<dyn AuthStore>,
         secret_box: SecretBox,
+        oidc: Option<Oidc>,
         mut config: AuthConfig,
     ) -> Arc<Auth> {
         let bootstrap_digest = config
@@ -60,6 +64,7 @@ impl Auth {
             secret_box,
             hasher: Hasher::default(),
             ip_throttle: IpThrottle::new(),
+            oidc,
             bootstrap_digest,
         })
     }

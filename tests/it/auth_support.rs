@@ -71,6 +71,7 @@ impl Target {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .user_agent("rtconfig-tests")
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
             running: Some(running),

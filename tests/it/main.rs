@@ -32,6 +32,7 @@ mod redis_tls;
 mod stack;
 
 mod auth_http;
+mod auth_sso;
 mod auth_support;
 mod rbac;
 

@@ -69,6 +69,8 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/tokens", Admin),
     ("DELETE", "/api/v1/tokens/{id}", Admin),
     ("GET", "/api/v1/audit", Admin),
+    ("GET", "/auth/oidc/login", Public),
+    ("GET", "/auth/oidc/callback", Public),
     ("GET", "/api/v1/openapi.yaml", Public),
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
