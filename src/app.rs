@@ -201,6 +201,24 @@ async fn start_oidc(s: &AuthSettings) -> Result<Option<crate::auth::oidc::Oidc>,
     Ok(Some(oidc))
 }
 
+/// Whether browsers can keep the (`Secure`) session cookie of an admin listening on `addr`:
+/// over TLS, on loopback, or behind a TLS proxy (`--public-url https://…`). Pure.
+pub fn session_cookies_work(addr: SocketAddr, tls: bool, public_url: Option<&str>) -> bool {
+    tls || addr.ip().is_loopback() || public_url.is_some_and(|u| u.starts_with("https://"))
+}
+
+fn warn_if_cookies_cannot_work(addr: SocketAddr, tls: bool, auth: &AuthSettings) {
+    if !session_cookies_work(addr, tls, auth.public_url.as_deref()) {
+        tracing::warn!(
+            %addr,
+            "the admin serves plain HTTP beyond loopback: browsers keep its Secure session cookie \
+             only over HTTPS or on loopback, so signing in from a browser that reaches it by \
+             another name cannot work; serve it with --tls-cert/--tls-key, or behind a TLS proxy \
+             with --public-url https://…, or reach it on loopback (API tokens work regardless)"
+        );
+    }
+}
+
 /// The access layer's runtime settings.
 fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>, tls: bool) -> AuthConfig {
     AuthConfig {
@@ -347,6 +365,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             s.drain_timeout,
         )),
     ];
+    warn_if_cookies_cannot_work(admin_addr, s.tls.is_some(), &s.auth);
     tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), tls = s.tls.is_some(), "rtconfig dev started");
     Ok(Running {
         parts: DevParts {
@@ -628,6 +647,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             s.drain_timeout,
         )),
     ];
+    warn_if_cookies_cannot_work(addr, s.tls.is_some(), &s.auth);
     tracing::info!(%addr, ledger = %s.ledger.describe(), tls = s.tls.is_some(), "rtconfig admin started");
     Ok(Running {
         parts: AdminParts {
@@ -706,5 +726,39 @@ impl Tasks {
         }
         self.stop().await;
         tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::session_cookies_work;
+
+    #[test]
+    fn secure_cookies_need_tls_loopback_or_a_tls_proxy() {
+        let addr = |s: &str| s.parse().expect("addr");
+        for (a, tls, public, want) in [
+            ("127.0.0.1:8080", false, None, true),
+            ("[::1]:8080", false, None, true),
+            ("0.0.0.0:8080", true, None, true),
+            ("0.0.0.0:8080", false, None, false),
+            (
+                "10.0.0.5:8080",
+                false,
+                Some("http://config.example.com"),
+                false,
+            ),
+            (
+                "0.0.0.0:8080",
+                false,
+                Some("https://config.example.com"),
+                true,
+            ),
+        ] {
+            assert_eq!(
+                session_cookies_work(addr(a), tls, public),
+                want,
+                "{a} {tls} {public:?}"
+            );
+        }
     }
 }
