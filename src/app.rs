@@ -14,6 +14,7 @@ use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
+use crate::auth::bootstrap::{bootstrap_dev, DevBootstrap, DevToken};
 use crate::auth::embedded::EmbeddedAuthStore;
 use crate::auth::secret_box::SecretBox;
 use crate::auth::{Auth, AuthConfig, AuthStore};
@@ -64,6 +65,8 @@ pub enum StartError {
     /// `--tls-cert` / `--tls-key` cannot be read or used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("dev's first-start setup failed")]
+    Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
 }
 
 impl StartError {
@@ -119,6 +122,20 @@ pub struct DevParts {
     pub metrics: Arc<Exposition>,
     /// The access layer (its store: users, sessions, tokens, audit).
     pub auth: Arc<Auth>,
+    /// `<data-dir>/dev-token`: the admin API token for scripts, and what happened to it now.
+    pub dev_token: DevToken,
+    pub dev_token_path: std::path::PathBuf,
+    /// The `admin` user's one-time password, at the first start only
+    /// ([`Running::take_one_time_password`]).
+    one_time_password: Option<String>,
+}
+
+impl Running<DevParts> {
+    /// The `admin` user's password if it was created at this start (first start only); `None`
+    /// after the first call, so it is shown once.
+    pub fn take_one_time_password(&mut self) -> Option<String> {
+        self.parts.one_time_password.take()
+    }
 }
 
 /// What a running sidecar exposes.
@@ -203,6 +220,11 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         ledger.ensure_namespace(&ns.namespace).await?;
     }
     let auth_store: Arc<dyn AuthStore> = Arc::new(EmbeddedAuthStore::open(&s.data_dir)?);
+    let DevBootstrap {
+        admin_password: one_time_password,
+        token: dev_token,
+        token_path: dev_token_path,
+    } = bootstrap_dev(&*auth_store, &s.data_dir).await?;
     let secret_box =
         SecretBox::load_or_create(&s.data_dir.join(crate::auth::secret_box::KEY_FILE))?;
     let auth = Auth::new(
@@ -291,6 +313,9 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             ledger,
             metrics,
             auth,
+            dev_token,
+            dev_token_path,
+            one_time_password,
         },
         tasks: Tasks {
             shutdown,

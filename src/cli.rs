@@ -1,4 +1,4 @@
-//! The command line: `rtconfig dev | sidecar | admin | check | health`. Every flag also reads `RTCONFIG_<FLAG>`.
+//! The command line: `rtconfig dev | sidecar | admin | check | health | user | token`. Every flag also reads `RTCONFIG_<FLAG>`.
 //!
 //! Exit codes: 0 success, 64 (`EX_USAGE`) for bad flags, settings or schema files, 1 for
 //! failures at run time.
@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app;
+use crate::auth::bootstrap::DevToken;
 use crate::schema::SchemaSet;
 use crate::settings::{
     parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, HostArgs,
@@ -46,6 +47,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Probe a URL (for images without curl): exit 0 on a 2xx answer, 1 otherwise.
     Health(HealthArgs),
+    /// Manage admin users in the store (--data-dir with the admin stopped, or --database-url).
+    #[command(subcommand)]
+    User(crate::auth::cli::UserCommand),
+    /// Manage API tokens in the store (--data-dir with the admin stopped, or --database-url).
+    #[command(subcommand)]
+    Token(crate::auth::cli::TokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -126,7 +133,8 @@ pub struct SidecarArgs {
     pub instance_id: Option<String>,
 }
 
-/// Where the admin's ledger is: exactly one of `--database-url` and `--data-dir`.
+/// Where the admin's ledger is: exactly one of `--database-url` and `--data-dir` (also the
+/// store flags of `rtconfig user …` and `rtconfig token …`).
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
     /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins).
@@ -268,6 +276,8 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => runtime().block_on(dev(args)),
         Command::Sidecar(args) => runtime().block_on(sidecar(args)),
         Command::Admin(args) => runtime().block_on(admin(args)),
+        Command::User(command) => runtime().block_on(crate::auth::cli::user(command)),
+        Command::Token(command) => runtime().block_on(crate::auth::cli::token(command)),
     }
 }
 
@@ -377,16 +387,6 @@ async fn health(args: &HealthArgs) -> ExitCode {
     }
 }
 
-/// The `admin auth` line of dev's banner: the admin always needs credentials.
-fn auth_banner(token: bool, data_dir: &std::path::Path) -> String {
-    let dev_token = data_dir.join("dev-token");
-    let extra = if token { ", or --admin-token" } else { "" };
-    format!(
-        "sign in (POST /api/v1/session) or send Authorization: Bearer $(cat {}){extra}",
-        dev_token.display()
-    )
-}
-
 /// Prints every settings problem, one a line; exit 64.
 fn report_settings(e: &SettingsError) -> ExitCode {
     for p in &e.0 {
@@ -405,15 +405,28 @@ async fn dev(args: DevArgs) -> ExitCode {
         Err(e) => return report_settings(&e),
     };
     let data_dir = settings.data_dir.clone();
-    let auth = auth_banner(settings.admin_token.is_some(), &data_dir);
+    let bootstrap_token = settings.admin_token.is_some();
     let admin_scheme = if settings.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let running = match app::start_dev(settings).await {
+    let mut running = match app::start_dev(settings).await {
         Ok(r) => r,
         Err(e) => return report_start_error(&e),
+    };
+    let sign_in = match running.take_one_time_password() {
+        Some(password) => format!(
+            "sign in as admin with password {password}; shown once; change it with \
+             `rtconfig user passwd admin`"
+        ),
+        None => "as an existing user (`rtconfig user list`)".to_owned(),
+    };
+    let token = running.dev_token_path.display().to_string();
+    let token_note = match running.dev_token {
+        DevToken::Kept => "",
+        DevToken::Created => " (new)",
+        DevToken::Replaced => " (new: the old file was missing or its token revoked)",
     };
     println!(
         "rtconfig dev is running{}\n  \
@@ -422,7 +435,8 @@ async fn dev(args: DevArgs) -> ExitCode {
          admin API        {admin_scheme}://{admin}/api/v1/namespaces\n  \
          probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
          data dir         {data}\n  \
-         admin auth       {auth}\n\
+         admin sign-in    {sign_in}\n  \
+         admin API token  {token}{token_note}: -H \"Authorization: Bearer $(cat {token})\"{bootstrap}\n\
          Stop with Ctrl-C.",
         if first_start {
             " (first start: new data dir)"
@@ -433,6 +447,11 @@ async fn dev(args: DevArgs) -> ExitCode {
         admin = running.admin_addr,
         probe = running.probe_addr,
         data = data_dir.display(),
+        bootstrap = if bootstrap_token {
+            " (and --admin-token)"
+        } else {
+            ""
+        },
     );
     running.run_until_stopped().await;
     ExitCode::SUCCESS
@@ -539,16 +558,7 @@ fn report_start_error(e: &app::StartError) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{auth_banner, health_uri};
-
-    #[test]
-    fn the_banner_says_how_to_authenticate() {
-        let dir = std::path::Path::new(".rtconfig");
-        let line = auth_banner(false, dir);
-        assert!(line.contains("$(cat .rtconfig/dev-token)"), "{line}");
-        assert!(!line.contains("--admin-token"), "{line}");
-        assert!(auth_banner(true, dir).ends_with("or --admin-token"));
-    }
+    use super::health_uri;
 
     #[test]
     fn health_takes_only_http_urls_with_a_host() {

@@ -154,6 +154,40 @@ impl Audit {
     }
 }
 
+/// Records an action taken outside a request (`rtconfig user …`, `rtconfig token …`: actor
+/// `cli`; `rtconfig dev`'s first start: actor `dev`) in the store and the log. Unlike
+/// [`Audit::record`] a failure is returned: the command reports it.
+pub async fn record_local(
+    store: &dyn AuthStore,
+    actor: &str,
+    action: Action,
+    target: &str,
+    details: Value,
+) -> Result<u64, super::store::AuthStoreError> {
+    let id = store
+        .append_audit(NewAuditEvent {
+            at: super::memory::now(),
+            action: action.as_str().to_owned(),
+            actor: actor.to_owned(),
+            target: Some(target.to_owned()),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            details: details.clone(),
+        })
+        .await?;
+    tracing::info!(
+        target: "rtconfig::audit",
+        audit_id = id,
+        action = action.as_str(),
+        actor,
+        target,
+        details = %details,
+        "audit"
+    );
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

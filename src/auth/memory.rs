@@ -28,26 +28,8 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// The length of the hourly failure window of the login throttle.
-pub const FAILURE_WINDOW: Duration = Duration::hours(1);
-
-/// The login failures after one more failure at `at`: the consecutive count rises, and the
-/// hourly window restarts at `at` once it is an hour old (or was never started).
-pub fn record_failure(prev: &LoginFailures, at: DateTime<Utc>) -> LoginFailures {
-    let (window_start, in_window) = match prev.window_start {
-        Some(start) if at >= start && at - start < FAILURE_WINDOW => {
-            (start, prev.in_window.saturating_add(1))
-        }
-        // A window an hour old (or, after a clock step back, in the future) starts again.
-        _ => (at, 1),
-    };
-    LoginFailures {
-        consecutive: prev.consecutive.saturating_add(1),
-        last_at: Some(at),
-        window_start: Some(window_start),
-        in_window,
-    }
-}
+/// The throttle's rule for one more failed sign-in (`auth::throttle`), applied by both stores.
+pub use super::throttle::record_failure;
 
 /// A [`UserUpdate`] as the journal stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -527,32 +509,6 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + secs, 0)
             .single()
             .expect("time")
-    }
-
-    #[test]
-    fn failures_roll_the_hourly_window() {
-        // (previous, failure at, consecutive, window start, in window)
-        let none = LoginFailures::default();
-        let mid = LoginFailures {
-            consecutive: 5,
-            last_at: Some(t(100)),
-            window_start: Some(t(0)),
-            in_window: 5,
-        };
-        let table: &[(&LoginFailures, i64, u32, i64, u32)] = &[
-            (&none, 10, 1, 10, 1),
-            (&mid, 200, 6, 0, 6),
-            (&mid, 3599, 6, 0, 6),
-            (&mid, 3600, 6, 3600, 1),
-            (&mid, -10, 6, -10, 1),
-        ];
-        for (prev, at, consecutive, start, in_window) in table {
-            let got = record_failure(prev, t(*at));
-            assert_eq!(got.consecutive, *consecutive, "{prev:?} at {at}");
-            assert_eq!(got.window_start, Some(t(*start)), "{prev:?} at {at}");
-            assert_eq!(got.in_window, *in_window, "{prev:?} at {at}");
-            assert_eq!(got.last_at, Some(t(*at)));
-        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`embedded`]: the store in the data dir (a journal next to the embedded ledger);
 //!   [`memory`] holds its state and the pure functions that change it.
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
+//! - [`bootstrap`]: `rtconfig dev`'s first start (the `admin` user, `<data-dir>/dev-token`).
+//! - [`cli`]: `rtconfig user …` and `rtconfig token …`, straight against a store.
 //! - [`password`]: the password policy ([`password::PasswordPolicy`]) and argon2id hashing behind
 //!   a concurrency cap ([`password::Hasher`]).
 //! - [`throttle`]: the login throttle decision ([`throttle::decide`]) and the per-IP state
@@ -29,6 +31,8 @@
 
 pub mod audit;
 pub mod bearer;
+pub mod bootstrap;
+pub mod cli;
 pub mod client_ip;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;

@@ -19,6 +19,7 @@ mod support;
 
 mod dev_admin_api;
 mod dev_binary;
+mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
@@ -35,6 +36,7 @@ mod auth_support;
 mod rbac;
 
 mod admin_embedded;
+mod cli_users;
 mod pg_admin;
 mod pg_auth;
 mod pg_faults;

@@ -89,7 +89,7 @@ impl Dev {
         let mut settings = DevSettings::for_tests(schema_dir, data.path().join("data"));
         tweak(&mut settings);
         let running = start_dev(settings.clone()).await.expect("start dev");
-        let token = dev_token(&settings, &running).await;
+        let token = dev_token(&settings);
         let mut dev = Dev {
             read: String::new(),
             admin: String::new(),
@@ -229,34 +229,12 @@ impl Dev {
     }
 }
 
-/// The token `dev` wrote to `<data-dir>/dev-token`.
-async fn dev_token(settings: &DevSettings, running: &Running<DevParts>) -> String {
-    let path = settings.data_dir.join("dev-token");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return text.trim().to_owned();
-    }
-    // INTERIM until dev's bootstrap (store branch) writes the file: mint one in the store.
-    let (token, digest) = rtconfig::auth::secrets::new_api_token();
-    running
-        .auth
-        .store
-        .create_token(rtconfig::auth::store::ApiToken {
-            id: rtconfig::auth::secrets::new_id("tok_"),
-            name: "dev".into(),
-            digest,
-            grants: rtconfig::auth::Grants::new(vec![rtconfig::auth::Grant::global(
-                rtconfig::auth::Role::Admin,
-            )]),
-            created_by: None,
-            created_at: chrono::Utc::now(),
-            expires_at: None,
-            last_used_at: None,
-            revoked_at: None,
-        })
-        .await
-        .expect("dev token");
-    std::fs::write(&path, &token).expect("write dev-token");
-    token
+/// The token `dev` wrote to `<data-dir>/dev-token` at its first start.
+fn dev_token(settings: &DevSettings) -> String {
+    std::fs::read_to_string(settings.data_dir.join("dev-token"))
+        .expect("dev wrote <data-dir>/dev-token")
+        .trim()
+        .to_owned()
 }
 
 /// A client sending `Authorization: Bearer <token>` on every request.
