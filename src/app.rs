@@ -14,6 +14,9 @@ use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
 use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
+use crate::auth::embedded::EmbeddedAuthStore;
+use crate::auth::secret_box::SecretBox;
+use crate::auth::{Auth, AuthConfig, AuthStore};
 use crate::http::host::HostPolicy;
 use crate::http::server::{serve, serve_with, Transport};
 use crate::http::tls::{self, TlsError, TlsFiles};
@@ -27,7 +30,7 @@ use crate::metrics::{
 };
 use crate::schema::{SchemaProblem, SchemaSet};
 pub use crate::settings::{
-    AdminLedger, AdminSettings, DevSettings, SettingsError, SidecarSettings,
+    AdminLedger, AdminSettings, AuthSettings, DevSettings, SettingsError, SidecarSettings,
 };
 use crate::shutdown::{self, Shutdown};
 use crate::sidecar::{self, LocalSync, SidecarState};
@@ -54,6 +57,10 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     MaskKey(#[from] crate::admin::mask::KeyFileError),
+    #[error(transparent)]
+    AuthStore(#[from] crate::auth::store::AuthStoreError),
+    #[error(transparent)]
+    AuthKey(#[from] crate::auth::secret_box::KeyFileError),
     /// `--tls-cert` / `--tls-key` cannot be read or used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -110,6 +117,8 @@ pub struct DevParts {
     pub store: Arc<SnapshotStore>,
     pub ledger: Arc<dyn Ledger>,
     pub metrics: Arc<Exposition>,
+    /// The access layer (its store: users, sessions, tokens, audit).
+    pub auth: Arc<Auth>,
 }
 
 /// What a running sidecar exposes.
@@ -129,6 +138,25 @@ pub struct AdminParts {
     /// The relay's leadership gauges, for tests and embedders.
     pub relay_metrics: RelayMetrics,
     pub gate: Arc<crate::admin::write::WriteGate>,
+    /// The access layer (its store: users, sessions, tokens, audit).
+    pub auth: Arc<Auth>,
+}
+
+/// The access layer's runtime settings.
+fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>, tls: bool) -> AuthConfig {
+    AuthConfig {
+        sessions: crate::auth::session_policy::SessionPolicy {
+            idle_timeout: s.session_idle_timeout,
+            lifetime: s.session_lifetime,
+        },
+        require_mfa_for_admins: s.require_mfa_for_admins,
+        origins: crate::auth::csrf::Origins {
+            public: s.public_origin(),
+            tls,
+        },
+        trusted_proxies: s.trusted_proxies.clone(),
+        bootstrap_token,
+    }
 }
 
 /// Binds `addr`; in use or refused, the error names the flag to change.
@@ -174,6 +202,14 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
+    let auth_store: Arc<dyn AuthStore> = Arc::new(EmbeddedAuthStore::open(&s.data_dir)?);
+    let secret_box =
+        SecretBox::load_or_create(&s.data_dir.join(crate::auth::secret_box::KEY_FILE))?;
+    let auth = Auth::new(
+        auth_store,
+        secret_box,
+        auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
+    );
     // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -214,7 +250,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         }),
         metrics.clone(),
         http_metrics,
-        s.admin_token.as_deref(),
+        auth.clone(),
     );
 
     let read = bind_flag(s.listen, "--listen").await?;
@@ -254,6 +290,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             store,
             ledger,
             metrics,
+            auth,
         },
         tasks: Tasks {
             shutdown,
@@ -353,24 +390,48 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
     })
 }
 
+/// What [`AdminLedger::open`] opens.
+struct Opened {
+    ledger: Arc<dyn Ledger>,
+    masker: Masker,
+    election: Arc<dyn Election>,
+    /// The access layer's store: the data dir's, or tables in the ledger's database (sharing
+    /// its connection pool).
+    auth_store: Arc<dyn AuthStore>,
+    /// Seals TOTP secrets (embedded: `<data-dir>/auth.key`; PostgreSQL: derived from the
+    /// cluster's stored key, so every replica has the same).
+    secret_box: SecretBox,
+}
+
 impl AdminLedger {
     /// Opens the ledger (migrating PostgreSQL first), with the key for secret fingerprints and
     /// the way this admin becomes relay leader.
-    async fn open(
-        &self,
-        cluster_id: &str,
-    ) -> Result<(Arc<dyn Ledger>, Masker, Arc<dyn Election>), StartError> {
+    async fn open(&self, cluster_id: &str) -> Result<Opened, StartError> {
         match self {
-            AdminLedger::Embedded { data_dir } => {
-                let ledger = Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?);
-                let masker = Masker::load_or_create(&data_dir.join("secret.key"))?;
-                Ok((ledger, masker, Arc::new(SoleLeader::default())))
-            }
+            AdminLedger::Embedded { data_dir } => Ok(Opened {
+                ledger: Arc::new(EmbeddedLedger::open(data_dir, cluster_id)?),
+                masker: Masker::load_or_create(&data_dir.join("secret.key"))?,
+                election: Arc::new(SoleLeader::default()),
+                auth_store: Arc::new(EmbeddedAuthStore::open(data_dir)?),
+                secret_box: SecretBox::load_or_create(
+                    &data_dir.join(crate::auth::secret_box::KEY_FILE),
+                )?,
+            }),
             AdminLedger::Postgres(settings) => {
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
-                let masker = Masker::new(ledger.mask_key());
-                let election = Arc::new(PgElection::new(ledger.clone()));
-                Ok((ledger, masker, election))
+                Ok(Opened {
+                    masker: Masker::new(ledger.mask_key()),
+                    secret_box: SecretBox::derive(
+                        &ledger.mask_key(),
+                        crate::auth::secret_box::TOTP_KEY_PURPOSE,
+                    ),
+                    election: Arc::new(PgElection::new(ledger.clone())),
+                    auth_store: Arc::new(crate::auth::postgres::PgAuthStore::new(
+                        ledger.pool(),
+                        settings.op_timeout,
+                    )),
+                    ledger,
+                })
             }
         }
     }
@@ -392,10 +453,29 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
         .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
-    let (ledger, masker, election) = s.ledger.open(&s.cluster_id).await?;
+    let Opened {
+        ledger,
+        masker,
+        election,
+        auth_store,
+        secret_box,
+    } = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
     }
+    if s.admin_token.is_none() && !auth_store.has_admin().await? {
+        return Err(StartError::Settings(SettingsError::one(
+            "no admin user exists yet and no --admin-token was given: create the first admin \
+             with `rtconfig user add NAME --role admin --password-stdin` (with the same \
+             --data-dir or --database-url), or start with --admin-token (or \
+             --admin-token-file)",
+        )));
+    }
+    let auth = Auth::new(
+        auth_store,
+        secret_box,
+        auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
+    );
     // An admin runs the API and (while leading) the relay: no snapshot or sync series.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
@@ -455,7 +535,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         }),
         metrics.clone(),
         http_metrics,
-        Some(&s.admin_token),
+        auth.clone(),
     );
     let listener = bind_flag(s.listen, "--listen").await?;
     let addr = listener.local_addr()?;
@@ -485,6 +565,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             metrics,
             relay_metrics,
             gate,
+            auth,
         },
         tasks: Tasks {
             shutdown,
@@ -517,7 +598,7 @@ pub async fn reconcile(
     } else {
         namespaces.to_vec()
     };
-    let (ledger, _, _) = ledger.open(cluster_id).await?;
+    let ledger = ledger.open(cluster_id).await?.ledger;
     let mut out = Vec::with_capacity(names.len());
     for ns in names {
         let state = ledger.bump_epoch(&ns).await?;

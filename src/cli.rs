@@ -13,8 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::app;
 use crate::schema::SchemaSet;
 use crate::settings::{
-    parse_seconds, AdminSettings, CommonArgs, DevSettings, DrainArgs, HostArgs, MigrateSettings,
-    ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings, TlsArgs,
+    parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, HostArgs,
+    MigrateSettings, ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings, TlsArgs,
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
@@ -73,7 +73,8 @@ pub struct DevArgs {
     pub hosts: HostArgs,
     #[command(flatten)]
     pub drain: DrainArgs,
-    /// Require `Authorization: Bearer <token>` on the admin API (at least 16 characters).
+    /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters),
+    /// besides the dev token in <data-dir>/dev-token.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Read --admin-token from this file (a trailing newline is trimmed).
@@ -81,6 +82,8 @@ pub struct DevArgs {
     pub admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -204,14 +207,16 @@ pub struct AdminArgs {
     pub hosts: HostArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
-    /// Bearer token every API call must carry (at least 16 characters). Required (or
-    /// --admin-token-file).
+    /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters; every
+    /// use audited). Needed until an admin user exists (`rtconfig user add`).
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Read --admin-token from this file (a trailing newline is trimmed), so the token is not
     /// visible in `ps` or the environment.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub drain: DrainArgs,
     /// Seconds between relay rounds (also kicked after every commit).
@@ -372,17 +377,14 @@ async fn health(args: &HealthArgs) -> ExitCode {
     }
 }
 
-/// The `admin auth` line of dev's banner: it says "loopback only" only when that is true.
-fn auth_banner(token: bool, admin_loopback: bool, loopback_only: bool) -> &'static str {
-    match (token, admin_loopback, loopback_only) {
-        (true, _, _) => "bearer token (--admin-token)",
-        (false, _, true) => "none: dev binds loopback only",
-        (false, true, false) => "none: the admin binds loopback only",
-        (false, false, false) => {
-            "NONE, and the admin listens beyond loopback (--allow-non-loopback): anyone who \
-             reaches it can change every config; set --admin-token"
-        }
-    }
+/// The `admin auth` line of dev's banner: the admin always needs credentials.
+fn auth_banner(token: bool, data_dir: &std::path::Path) -> String {
+    let dev_token = data_dir.join("dev-token");
+    let extra = if token { ", or --admin-token" } else { "" };
+    format!(
+        "sign in (POST /api/v1/session) or send Authorization: Bearer $(cat {}){extra}",
+        dev_token.display()
+    )
 }
 
 /// Prints every settings problem, one a line; exit 64.
@@ -403,11 +405,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         Err(e) => return report_settings(&e),
     };
     let data_dir = settings.data_dir.clone();
-    let auth = auth_banner(
-        settings.admin_token.is_some(),
-        settings.admin_listen.ip().is_loopback(),
-        settings.loopback_only(),
-    );
+    let auth = auth_banner(settings.admin_token.is_some(), &data_dir);
     let admin_scheme = if settings.tls.is_some() {
         "https"
     } else {
@@ -544,20 +542,12 @@ mod tests {
     use super::{auth_banner, health_uri};
 
     #[test]
-    fn the_banner_claims_loopback_only_when_it_is_true() {
-        for (token, admin_loopback, loopback_only, want) in [
-            (true, false, false, "bearer token"),
-            (true, true, true, "bearer token"),
-            (false, true, true, "none: dev binds loopback only"),
-            (false, true, false, "none: the admin binds loopback only"),
-            (false, false, false, "beyond loopback"),
-        ] {
-            let line = auth_banner(token, admin_loopback, loopback_only);
-            assert!(
-                line.contains(want),
-                "{token} {admin_loopback} {loopback_only}: {line}"
-            );
-        }
+    fn the_banner_says_how_to_authenticate() {
+        let dir = std::path::Path::new(".rtconfig");
+        let line = auth_banner(false, dir);
+        assert!(line.contains("$(cat .rtconfig/dev-token)"), "{line}");
+        assert!(!line.contains("--admin-token"), "{line}");
+        assert!(auth_banner(true, dir).ends_with("or --admin-token"));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod auth;
 pub mod cli;
 pub mod disk;
 pub mod http;
+pub mod journal;
 pub mod leader;
 pub mod ledger;
 pub mod local;

@@ -46,6 +46,107 @@ pub struct ReadApiArgs {
     pub max_watchers: usize,
 }
 
+/// Flags of the access layer (admin and dev).
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Seconds a session may go unused before it ends (default 30 minutes).
+    #[arg(long, env = "RTCONFIG_SESSION_IDLE_TIMEOUT", default_value = "1800", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub session_idle_timeout: Duration,
+    /// Seconds a session lasts at most, however busy (default 12 hours).
+    #[arg(long, env = "RTCONFIG_SESSION_LIFETIME", default_value = "43200", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub session_lifetime: Duration,
+    /// Users with the admin role must sign in with a second factor (TOTP), enrolled at their
+    /// first sign-in [default: true; false in dev].
+    #[arg(long, env = "RTCONFIG_REQUIRE_MFA_FOR_ADMINS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub require_mfa_for_admins: Option<bool>,
+    /// A proxy (CIDR or address) whose X-Forwarded-For is believed for the client IP (audit,
+    /// sign-in throttle); repeatable, or comma-separated in the variable.
+    #[arg(long = "trusted-proxy", env = "RTCONFIG_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The URL browsers use to reach the admin (e.g. https://config.example.com): the origin
+    /// sign-in and forms are accepted from (besides the admin's own), and the base of the OIDC
+    /// redirect URI.
+    #[arg(long, env = "RTCONFIG_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// clap value parser for `--trusted-proxy` (`auth::client_ip::parse_trusted_proxy`).
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::auth::client_ip::parse_trusted_proxy(text).map_err(|e| e.to_string())
+}
+
+/// The access layer's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub session_idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub require_mfa_for_admins: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub public_url: Option<String>,
+}
+
+impl AuthSettings {
+    /// The defaults: `dev` does not require a second factor of admins; `admin` does.
+    pub fn defaults(dev: bool) -> AuthSettings {
+        let policy = crate::auth::session_policy::SessionPolicy::default();
+        AuthSettings {
+            session_idle_timeout: policy.idle_timeout,
+            session_lifetime: policy.lifetime,
+            require_mfa_for_admins: !dev,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+        }
+    }
+
+    fn from_args(a: AuthArgs, dev: bool) -> AuthSettings {
+        AuthSettings {
+            session_idle_timeout: a.session_idle_timeout,
+            session_lifetime: a.session_lifetime,
+            require_mfa_for_admins: a.require_mfa_for_admins.unwrap_or(!dev),
+            trusted_proxies: a.trusted_proxies,
+            public_url: a.public_url,
+        }
+    }
+
+    /// `--public-url`'s origin (`https://host[:port]`), when it is a usable URL.
+    pub fn public_origin(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .and_then(|u| public_origin(u).ok())
+    }
+
+    /// Every problem of these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.session_idle_timeout < Duration::from_secs(1) {
+            out.push("--session-idle-timeout must be at least 1 second".into());
+        }
+        if self.session_lifetime < self.session_idle_timeout {
+            out.push("--session-lifetime must be at least --session-idle-timeout".into());
+        }
+        if let Some(url) = &self.public_url {
+            if let Err(p) = public_origin(url) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+/// The origin of a `--public-url`: `scheme://host[:port]`, lower-case, default port left out.
+pub fn public_origin(url: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "--public-url {url:?} is not an http(s) URL with a host, like https://config.example.com"
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(bad());
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 /// The `Host` check of every listener (against DNS rebinding).
 #[derive(Debug, Clone, Default, Args)]
 pub struct HostArgs {
@@ -220,6 +321,7 @@ pub struct DevSettings {
     pub max_watchers: usize,
     pub drain_timeout: Duration,
     pub admin_token: Option<String>,
+    pub auth: AuthSettings,
     /// `--allowed-host`, for all three listeners.
     pub allowed_hosts: Vec<String>,
     /// `--tls-cert`/`--tls-key` of the admin listener.
@@ -243,6 +345,7 @@ impl DevSettings {
             max_watchers: 1024,
             drain_timeout: Duration::from_secs(5),
             admin_token: None,
+            auth: AuthSettings::defaults(true),
             allowed_hosts: Vec::new(),
             tls: None,
         }
@@ -264,6 +367,7 @@ impl DevSettings {
         ));
         out.extend(name_problem("--namespace", &self.namespace));
         out.extend(name_problem("--cluster-id", &self.cluster_id));
+        out.extend(self.auth.problems());
         out.extend(self.admin_token.as_deref().and_then(token_problem));
         out.extend(allowed_hosts_problems(&self.allowed_hosts));
         out
@@ -305,6 +409,7 @@ impl TryFrom<DevArgs> for DevSettings {
             admin_token,
             allowed_hosts: a.hosts.allowed_hosts,
             tls,
+            auth: AuthSettings::from_args(a.auth, true),
         };
         problems.extend(s.problems());
         SettingsError::check(problems)?;
@@ -479,7 +584,9 @@ pub struct AdminSettings {
     pub redis_url: String,
     pub cluster_id: String,
     pub listen: SocketAddr,
-    pub admin_token: String,
+    /// The bootstrap admin token; optional once an admin user exists.
+    pub admin_token: Option<String>,
+    pub auth: AuthSettings,
     pub drain_timeout: Duration,
     pub relay_interval: Duration,
     pub anti_entropy_interval: Duration,
@@ -502,7 +609,8 @@ impl AdminSettings {
             redis_url: redis_url.to_owned(),
             cluster_id: "default".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: "test-token-0123456789".into(),
+            admin_token: Some("test-token-0123456789".into()),
+            auth: AuthSettings::defaults(false),
             drain_timeout: Duration::from_secs(2),
             relay_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(30),
@@ -525,7 +633,8 @@ impl AdminSettings {
         let mut out = self.ledger.problems();
         out.extend(name_problem("--cluster-id", &self.cluster_id));
         out.extend(redis_url_problem(&self.redis_url));
-        out.extend(token_problem(&self.admin_token));
+        out.extend(self.admin_token.as_deref().and_then(token_problem));
+        out.extend(self.auth.problems());
         if self.relay_interval.is_zero() {
             out.push("--relay-interval must be above zero".into());
         }
@@ -556,14 +665,8 @@ impl TryFrom<AdminArgs> for AdminSettings {
         let admin_token = read_secret(ADMIN_TOKEN, a.admin_token, a.admin_token_file.as_deref())
             .unwrap_or_else(|p| {
                 problems.push(p);
-                Some(String::new())
+                None
             });
-        if admin_token.is_none() {
-            problems.push(format!(
-                "the admin needs --admin-token or --admin-token-file (at least {MIN_TOKEN_CHARS} \
-                 characters)"
-            ));
-        }
         let tls = tls_choice(a.tls).unwrap_or_else(|p| {
             problems.push(p);
             None
@@ -577,20 +680,21 @@ impl TryFrom<AdminArgs> for AdminSettings {
             redis_url: redis_url.unwrap_or_default(),
             cluster_id: a.common.cluster_id,
             listen: a.listen,
-            admin_token: admin_token.unwrap_or_default(),
+            admin_token,
+            auth: AuthSettings::from_args(a.auth, false),
             drain_timeout: a.drain.drain_timeout,
             relay_interval: a.relay_interval,
             anti_entropy_interval: a.anti_entropy_interval,
             allowed_hosts: a.hosts.allowed_hosts,
             tls,
         };
-        // Report the missing flags once, not also as "empty" values.
+        // Report the missing flag once, not also as an "empty" value.
         let missing_redis = s.redis_url.is_empty();
-        let missing_token = s.admin_token.is_empty();
-        problems.extend(s.problems().into_iter().filter(|p| {
-            !(missing_redis && p.contains("--redis-url")
-                || missing_token && p.starts_with("--admin-token"))
-        }));
+        problems.extend(
+            s.problems()
+                .into_iter()
+                .filter(|p| !(missing_redis && p.contains("--redis-url"))),
+        );
         SettingsError::check(problems)?;
         Ok(s)
     }
@@ -683,9 +787,9 @@ pub fn dev_loopback_problem(
 ) -> Option<String> {
     (!addr.ip().is_loopback() && !allow_non_loopback).then(|| {
         format!(
-            "{flag} {addr} is not a loopback address: dev binds loopback only (its admin needs \
-             no auth by default); pass --allow-non-loopback to serve it beyond localhost, and \
-             set --admin-token"
+            "{flag} {addr} is not a loopback address: dev binds loopback only (its probes and \
+             read API need no credentials); pass --allow-non-loopback to serve it beyond \
+             localhost"
         )
     })
 }
@@ -1079,7 +1183,7 @@ mod tests {
             &pg,
         ])
         .expect("all from files");
-        assert_eq!(a.admin_token, "0123456789abcdef");
+        assert_eq!(a.admin_token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(a.redis_url, "redis://127.0.0.1:6379");
         match &a.ledger {
             AdminLedger::Postgres(pg) => assert_eq!(pg.url, "postgres://u:p@127.0.0.1/db"),

@@ -1,10 +1,9 @@
 //! Handlers of the admin JSON API. Shapes are DESIGN §6's; secrets are masked in every output.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +13,10 @@ use serde_json::{json, Value};
 
 use super::write::{ledger_error, validate, WriteRequest};
 use super::AdminState;
+use crate::auth::guard::{sees, RequestInfo};
+use crate::auth::Principal;
 use crate::http::error::JsonBody;
-use crate::http::headers::{IDEMPOTENCY_KEY, X_REQUEST_ID};
+use crate::http::headers::IDEMPOTENCY_KEY;
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::ledger::{Change, ChangeMeta, Changeset, Committed, HistoryQuery};
 use crate::schema::{is_mask, Schema};
@@ -55,19 +56,16 @@ impl FromRequestParts<Arc<AdminState>> for WriteContext {
                 ));
             }
         }
-        let client_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let info = RequestInfo::from_request_parts(parts, state).await?;
         Ok(WriteContext {
             meta: ChangeMeta {
-                actor: state.actor().to_owned(),
+                actor: principal.actor(),
                 comment: String::new(),
-                request_id: text(X_REQUEST_ID.as_str()).unwrap_or_default(),
-                token_id: None,
-                client_ip,
-                user_agent: text(header::USER_AGENT.as_str())
-                    .map(|ua| ua.chars().take(256).collect()),
+                request_id: info.request_id.unwrap_or_default(),
+                token_id: principal.token_id().map(str::to_owned),
+                client_ip: info.ip.map(|ip| ip.to_string()),
+                user_agent: info.user_agent,
             },
             idempotency_key,
         })
@@ -145,10 +143,14 @@ impl AdminState {
     }
 }
 
-/// `GET /api/v1/namespaces`
-pub async fn namespaces(State(state): State<Arc<AdminState>>) -> ApiResult {
+/// `GET /api/v1/namespaces`: the namespaces the caller has a role in.
+pub async fn namespaces(State(state): State<Arc<AdminState>>, principal: Principal) -> ApiResult {
+    let grants = principal.grants();
     let mut out = Vec::new();
     for schema in state.write.schemas.iter() {
+        if !sees(&grants, &schema.namespace) {
+            continue;
+        }
         let ns = state
             .write
             .ledger

@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/namespaces` | namespaces with their version |
+//! | `GET /api/v1/namespaces` | namespaces with their version (those the caller can see) |
 //! | `GET, PATCH /api/v1/namespaces/{ns}/configs` | schema + values; write a changeset |
 //! | `GET, PUT, DELETE /api/v1/namespaces/{ns}/configs/{key}` | one key; set; reset to default |
 //! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `before`, `limit`) |
@@ -10,35 +10,47 @@
 //! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version |
 //! | `GET /api/v1/namespaces/{ns}/sidecars` | the fleet: which sidecar serves which version |
 //! | `GET /api/v1/namespaces/{ns}/export`, `POST …/import?dry_run=true` | values out and in (with diff) |
+//! | `POST, GET, DELETE /api/v1/session` | sign in, whoami, sign out ([`session`]) |
+//! | `POST /api/v1/session/password`, `GET, DELETE /api/v1/sessions` | one's own password and sessions |
+//! | `POST /api/v1/session/totp`, `…/totp/confirm` | enrol a second factor |
+//! | `GET, POST /api/v1/users`, `PATCH /api/v1/users/{name}`, `POST …/{name}/password` | users ([`users`]) |
+//! | `GET, POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | API tokens ([`tokens`]) |
+//! | `GET /api/v1/audit` | the audit log ([`audit`]) |
 //! | `GET /api/v1/openapi.yaml` | this API's OpenAPI document |
 //! | `GET /healthz`, `/readyz`, `/metrics` | probes |
 //!
-//! Writes go through [`write::WritePath`]. Errors are always
+//! What each route needs is declared next to it in [`routes`] and enforced by
+//! [`crate::auth::guard`], the one place requests are authenticated and authorized. Writes go
+//! through [`write::WritePath`]. Errors are always
 //! `{"error":{"code","message","details"?,"request_id"}}`. Secrets are masked everywhere here.
-//! With `--admin-token`, every `/api` call needs `Authorization: Bearer <token>` (the scheme
-//! is case-insensitive: `auth::bearer`). Every response carries the security headers
-//! ([`CONTENT_SECURITY_POLICY`], nosniff, `X-Frame-Options`, `Referrer-Policy`, `no-store`, and
-//! HSTS over TLS); a request for a `Host` the listener does not serve gets 421.
+//! Every response carries the security headers ([`CONTENT_SECURITY_POLICY`], nosniff,
+//! `X-Frame-Options`, `Referrer-Policy`, `no-store`, and HSTS over TLS); a request for a `Host`
+//! the listener does not serve gets 421.
 
 mod api;
+mod audit;
 pub mod fleet;
 pub mod mask;
+mod session;
+mod tokens;
+mod users;
 pub mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
-use sha2::{Digest, Sha256};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::guard::{guard, Access, Needs, RouteGuard};
+use crate::auth::{Auth, Role};
 use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
 use crate::http::host::{check_host, HostPolicy};
@@ -60,8 +72,8 @@ pub struct AdminState {
     /// What `/metrics` encodes.
     pub metrics: Arc<Exposition>,
     pub http_metrics: HttpMetrics,
-    /// SHA-256 of the bearer token every API call must carry (`None`: no auth, `dev` only).
-    token_digest: Option<[u8; 32]>,
+    /// The access layer: users, sessions, tokens, audit.
+    pub auth: Arc<Auth>,
 }
 
 impl AdminState {
@@ -71,7 +83,7 @@ impl AdminState {
         fleet: Arc<dyn Fleet>,
         metrics: Arc<Exposition>,
         http_metrics: HttpMetrics,
-        admin_token: Option<&str>,
+        auth: Arc<Auth>,
     ) -> Arc<AdminState> {
         Arc::new(AdminState {
             write,
@@ -79,59 +91,159 @@ impl AdminState {
             fleet,
             metrics,
             http_metrics,
-            token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            auth,
         })
     }
+}
 
-    /// The actor recorded on changesets made through this request.
-    fn actor(&self) -> &'static str {
-        if self.token_digest.is_some() {
-            "admin-token"
-        } else {
-            "dev"
-        }
-    }
+/// The admin's route table: every route, and next to it what each of its methods needs.
+/// The guard enforces it; the RBAC matrix test (tests/it/rbac.rs) reads it through
+/// [`route_table`].
+fn routes() -> Routes<Arc<AdminState>, Needs> {
+    use Access::{Enrol, Global, Namespace, Public, Session, SignedIn, Somewhere};
+    use Role::{Admin, Editor, Viewer};
+    let n = Needs::new;
+    Routes::new()
+        .route(
+            "/api/v1/namespaces",
+            get(api::namespaces),
+            n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configs",
+            get(api::configs).patch(api::patch_configs),
+            n().get(Namespace(Viewer)).patch(Namespace(Editor)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configs/{key}",
+            get(api::config)
+                .put(api::put_config)
+                .delete(api::delete_config),
+            n().get(Namespace(Viewer))
+                .put(Namespace(Editor))
+                .delete(Namespace(Editor)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/history",
+            get(api::history),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/changesets/{version}",
+            get(api::changeset),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/rollback",
+            post(api::rollback),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/sidecars",
+            get(api::sidecars),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/export",
+            get(api::export),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/import",
+            post(api::import),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/api/v1/session",
+            post(session::login)
+                .get(session::whoami)
+                .delete(session::logout),
+            n().post(Public).get(SignedIn).delete(Enrol),
+        )
+        .route(
+            "/api/v1/session/totp",
+            post(session::totp_begin),
+            n().post(Enrol),
+        )
+        .route(
+            "/api/v1/session/totp/confirm",
+            post(session::totp_confirm),
+            n().post(Enrol),
+        )
+        .route(
+            "/api/v1/session/password",
+            post(session::change_password),
+            n().post(Session),
+        )
+        .route(
+            "/api/v1/sessions",
+            get(session::sessions).delete(session::end_other_sessions),
+            n().get(Session).delete(Session),
+        )
+        .route(
+            "/api/v1/users",
+            get(users::list).post(users::create),
+            n().get(Global(Admin)).post(Global(Admin)),
+        )
+        .route(
+            "/api/v1/users/{name}",
+            patch(users::patch),
+            n().patch(Global(Admin)),
+        )
+        .route(
+            "/api/v1/users/{name}/password",
+            post(users::reset_password),
+            n().post(Global(Admin)),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(tokens::list).post(tokens::create),
+            n().get(Global(Admin)).post(Global(Admin)),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            delete(tokens::revoke),
+            n().delete(Global(Admin)),
+        )
+        .route("/api/v1/audit", get(audit::list), n().get(Global(Admin)))
+        .route("/api/v1/openapi.yaml", get(api::openapi), n().get(Public))
+        .route("/healthz", get(|| async { "ok\n" }), n().get(Public))
+        .route("/readyz", get(api::readyz), n().get(Public))
+        .route("/metrics", get(api::metrics), n().get(Public))
+        .route("/", get(api::index), n().get(Public))
+}
+
+/// Every route's pattern, methods and what each needs, in table order (for the RBAC matrix
+/// test and the docs).
+pub fn route_table() -> Vec<(&'static str, Method, Access)> {
+    routes()
+        .table()
+        .into_iter()
+        .flat_map(|(pattern, needs)| {
+            needs
+                .0
+                .iter()
+                .map(move |(method, access)| (pattern, method.clone(), *access))
+        })
+        .collect()
 }
 
 /// The admin router: API, probes, and the middleware every request passes. `hosts` is the
 /// listener's `Host` check (`http::host`: 421 `host_not_allowed`, against DNS rebinding).
 pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
-    use axum::routing::{get as g, post};
-    let api = Routes::new()
-        .route("/api/v1/namespaces", g(api::namespaces))
-        .route(
-            "/api/v1/namespaces/{ns}/configs",
-            g(api::configs).patch(api::patch_configs),
-        )
-        .route(
-            "/api/v1/namespaces/{ns}/configs/{key}",
-            g(api::config)
-                .put(api::put_config)
-                .delete(api::delete_config),
-        )
-        .route("/api/v1/namespaces/{ns}/history", g(api::history))
-        .route(
-            "/api/v1/namespaces/{ns}/changesets/{version}",
-            g(api::changeset),
-        )
-        .route("/api/v1/namespaces/{ns}/rollback", post(api::rollback))
-        .route("/api/v1/namespaces/{ns}/sidecars", g(api::sidecars))
-        .route("/api/v1/namespaces/{ns}/export", g(api::export))
-        .route("/api/v1/namespaces/{ns}/import", post(api::import))
-        .map(|route| {
+    let auth = state.auth.clone();
+    routes()
+        .map_with(|route, pattern, needs| {
             route.layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                require_token,
+                RouteGuard {
+                    auth: auth.clone(),
+                    pattern,
+                    needs: Arc::new(needs.clone()),
+                },
+                guard,
             ))
-        });
-    let open = Routes::new()
-        .route("/api/v1/openapi.yaml", get(api::openapi))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/", get(api::index));
-    // Known paths answer other methods with 405 (counted under their route, as before).
-    api.merge(open)
+        })
+        // Known paths answer other methods with 405 (counted under their route, as before).
         .map(|route| route.fallback(method_not_allowed))
         .metered(&state.http_metrics)
         .fallback(not_found)
@@ -151,38 +263,6 @@ pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::from_fn(limit_uri))
         .with_state(state)
-}
-
-/// Refuses API calls without the configured bearer token (constant-time comparison of digests).
-async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let Some(want) = state.token_digest else {
-        return next.run(req).await;
-    };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(crate::auth::bearer::bearer_token)
-        .map(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())));
-    let ok = given.is_some_and(|g| {
-        g.iter()
-            .zip(want.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    });
-    if !ok {
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <admin token>",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"rtconfig\""),
-        );
-        return resp;
-    }
-    next.run(req).await
 }
 
 /// Re-renders [`ApiError`] bodies with the request's id, so a user can quote it.

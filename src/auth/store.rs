@@ -202,6 +202,13 @@ pub enum AuthStoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the user store is corrupt: {0}")]
     Corrupt(String),
+    /// Another process holds the embedded store's data dir (`<data-dir>/auth.lock` names the
+    /// pid): a running `rtconfig admin` or `rtconfig dev`.
+    #[error("the data dir {} is in use by another rtconfig process ({}): stop the admin, or use the API", .dir.display(), holder(.pid))]
+    DataDirInUse {
+        dir: std::path::PathBuf,
+        pid: Option<u32>,
+    },
     /// The embedded store could not read or write one of its files.
     #[error("cannot {what} {}", .path.display())]
     Io {
@@ -210,6 +217,13 @@ pub enum AuthStoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "its pid is not recorded".to_owned(),
+    }
 }
 
 pub type Result<T, E = AuthStoreError> = std::result::Result<T, E>;

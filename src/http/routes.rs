@@ -1,7 +1,12 @@
-//! A route table whose patterns are the `route` label of `rtconfig_http_*`.
+//! A route table whose patterns are the `route` label of `rtconfig_http_*`, and which declares
+//! next to each route what it takes to call it.
 //!
-//! Routes are added to [`Routes`] with their pattern, layered as `Router::route_layer` would
-//! layer them ([`Routes::map`]), and turned into an axum `Router` by [`Routes::metered`], which
+//! Routes are added to [`Routes`] with their pattern and an access declaration `A` (the admin's
+//! `auth::guard::Needs`: the role each method needs; `()` on the sidecar, which has no
+//! auth), layered as `Router::route_layer` would layer them ([`Routes::map`], or
+//! [`Routes::map_with`] to build each route's layer from its declaration, as the admin's guard
+//! does), listed with [`Routes::table`] (the RBAC matrix test reads it), and turned into an axum
+//! `Router` by [`Routes::metered`], which
 //! wraps each route in a counting middleware holding that route's series
 //! ([`RouteMetrics`], resolved once): the label is the pattern the route was registered under,
 //! so there is no second list of patterns to keep in step and no label lookup per request.
@@ -21,40 +26,66 @@ use axum::Router;
 
 use crate::metrics::{HttpMetrics, RouteMetrics};
 
-/// Routes with their patterns, not yet a `Router`.
-pub struct Routes<S> {
-    routes: Vec<(&'static str, MethodRouter<S>)>,
+/// Routes with their patterns and access declarations, not yet a `Router`.
+pub struct Routes<S, A = ()> {
+    routes: Vec<(&'static str, MethodRouter<S>, A)>,
 }
 
-impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
+impl<S: Clone + Send + Sync + 'static, A> Default for Routes<S, A> {
     fn default() -> Self {
         Routes::new()
     }
 }
 
-impl<S: Clone + Send + Sync + 'static> Routes<S> {
-    pub fn new() -> Routes<S> {
+impl<S: Clone + Send + Sync + 'static, A> Routes<S, A> {
+    pub fn new() -> Routes<S, A> {
         Routes { routes: Vec::new() }
     }
 
-    /// Adds `method_router` under `pattern` (which becomes its `route` label).
-    pub fn route(mut self, pattern: &'static str, method_router: MethodRouter<S>) -> Routes<S> {
-        self.routes.push((pattern, method_router));
+    /// Adds `method_router` under `pattern` (which becomes its `route` label), with what it
+    /// takes to call it.
+    pub fn route(
+        mut self,
+        pattern: &'static str,
+        method_router: MethodRouter<S>,
+        access: A,
+    ) -> Routes<S, A> {
+        self.routes.push((pattern, method_router, access));
         self
     }
 
     /// Applies `f` (a layer, a fallback) to every route added so far, as `Router::route_layer`
     /// applies a layer: the counting middleware of [`Self::metered`] stays outside it.
-    pub fn map(self, f: impl Fn(MethodRouter<S>) -> MethodRouter<S>) -> Routes<S> {
+    pub fn map(self, f: impl Fn(MethodRouter<S>) -> MethodRouter<S>) -> Routes<S, A> {
+        self.map_with(|r, _, _| f(r))
+    }
+
+    /// As [`Self::map`], with each route's pattern and access declaration.
+    pub fn map_with(
+        self,
+        f: impl Fn(MethodRouter<S>, &'static str, &A) -> MethodRouter<S>,
+    ) -> Routes<S, A> {
         Routes {
-            routes: self.routes.into_iter().map(|(p, r)| (p, f(r))).collect(),
+            routes: self
+                .routes
+                .into_iter()
+                .map(|(p, r, a)| {
+                    let r = f(r, p, &a);
+                    (p, r, a)
+                })
+                .collect(),
         }
     }
 
     /// The routes of both.
-    pub fn merge(mut self, other: Routes<S>) -> Routes<S> {
+    pub fn merge(mut self, other: Routes<S, A>) -> Routes<S, A> {
         self.routes.extend(other.routes);
         self
+    }
+
+    /// Every pattern with its access declaration, in the order added.
+    pub fn table(&self) -> Vec<(&'static str, &A)> {
+        self.routes.iter().map(|(p, _, a)| (*p, a)).collect()
     }
 
     /// The router, each route counted into `http` under its pattern, outside every layer
@@ -62,7 +93,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     pub fn metered(self, http: &HttpMetrics) -> Router<S> {
         self.routes
             .into_iter()
-            .fold(Router::new(), |router, (pattern, method_router)| {
+            .fold(Router::new(), |router, (pattern, method_router, _)| {
                 let series = Arc::new(http.route(pattern));
                 router.route(
                     pattern,
@@ -114,9 +145,14 @@ mod tests {
             resp
         });
         let router = Routes::new()
-            .route("/guarded/{id}", get(|| async { "no" }))
+            .route("/guarded/{id}", get(|| async { "no" }), "guarded")
             .map(|route| route.layer(teapot.clone()))
-            .merge(Routes::new().route("/open/{id}", get(|| async { "yes" })))
+            .merge(Routes::new().route("/open/{id}", get(|| async { "yes" }), "open"));
+        assert_eq!(
+            router.table(),
+            vec![("/guarded/{id}", &"guarded"), ("/open/{id}", &"open")]
+        );
+        let router = router
             .metered(&http)
             .fallback(|| async { StatusCode::NOT_FOUND });
         assert_eq!(status(&router, "GET", "/open/1").await, StatusCode::OK);

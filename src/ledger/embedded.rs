@@ -1,7 +1,8 @@
 //! The embedded ledger: one append-only log file in the data dir, for `rtconfig dev` and
 //! single-admin installs.
 //!
-//! File layout (`<data-dir>/ledger.log`): one record per line, `<crc32 hex8> <json>\n`. Records
+//! File layout (`<data-dir>/ledger.log`, written through `crate::journal`, which the embedded
+//! auth store's `auth.log` shares): one record per line, `<crc32 hex8> <json>\n`. Records
 //! are `init` (cluster id), `namespace` (creation or epoch bump), `changeset` and `adopt` (a
 //! Redis image taken into an empty namespace). A commit
 //! appends its line and `fsync`s before it is acknowledged, so a crash loses nothing that was
@@ -13,8 +14,7 @@
 //! writes its pid into that file, so a second process can say which process holds the dir.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ use super::{
     HistoryPage, HistoryQuery, Ledger, LedgerError, NamespaceState, Result, StoredValue,
     Unavailable,
 };
-use crate::telemetry::Chain;
+use crate::journal::{self, Journal, JournalError, LockError};
 
 const LOG_FILE: &str = "ledger.log";
 const LOCK_FILE: &str = "lock";
@@ -153,53 +153,30 @@ impl NsState {
 }
 
 struct Inner {
-    file: File,
-    path: PathBuf,
-    /// Length of the log up to the last complete record.
-    len: u64,
+    journal: Journal,
     namespaces: HashMap<String, NsState>,
-    /// Set when an append failed and the log could not be cut back (this is why): refuse
-    /// further writes.
-    poisoned: Option<Arc<std::io::Error>>,
 }
 
-/// `map_err` for a failed file operation: `what` was being done to `path`.
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError {
-    let path = path.to_owned();
-    move |source| LedgerError::Io { what, path, source }
+impl From<JournalError> for LedgerError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Io { what, path, source } => LedgerError::Io { what, path, source },
+            JournalError::Corrupt(why) => LedgerError::Corrupt(why),
+            JournalError::Poisoned(why) => LedgerError::Unavailable(Unavailable::Poisoned(why)),
+        }
+    }
 }
 
-/// Takes the data dir's lock (an exclusive `flock` on `<dir>/lock`, held as long as the
-/// returned file is open) and writes this process's pid into the file. When another process
+/// Takes the data dir's lock (`<dir>/lock`, see `journal::lock_dir`). When another process
 /// holds it: [`LedgerError::DataDirInUse`] with the pid that process wrote.
 fn lock_data_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io("open the lock file", &path))?;
-    match fs4::FileExt::try_lock(&file) {
-        Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let pid = file
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| text.trim().parse().ok());
-            return Err(LedgerError::DataDirInUse {
-                dir: dir.to_owned(),
-                pid,
-            });
-        }
-        Err(fs4::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
-    }
-    file.set_len(0)
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .map_err(io("write this process's pid into", &path))?;
-    Ok(file)
+    journal::lock_dir(dir, LOCK_FILE).map_err(|e| match e {
+        LockError::InUse { pid } => LedgerError::DataDirInUse {
+            dir: dir.to_owned(),
+            pid,
+        },
+        LockError::Io(e) => e.into(),
+    })
 }
 
 /// The file-backed ledger. Cheap to share (`Arc`); blocking I/O runs on the blocking pool.
@@ -223,36 +200,11 @@ impl EmbeddedLedger {
     /// Opens (or creates) the ledger in `dir` for `cluster_id`. Fails if another process holds
     /// the dir, if the log belongs to another cluster, or if it is damaged beyond a torn tail.
     pub fn open(dir: &Path, cluster_id: &str) -> Result<EmbeddedLedger> {
-        std::fs::create_dir_all(dir).map_err(io("create the data dir", dir))?;
         let lock = lock_data_dir(dir)?;
-        let path = dir.join(LOG_FILE);
-        let existed = path.exists();
-        let mut options = OpenOptions::new();
-        options.create(true).truncate(false).read(true).append(true);
-        // The log holds every value, secrets included: owner-only when it is created.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path).map_err(io("open", &path))?;
-        if !existed {
-            sync_dir(dir).map_err(io("sync the data dir", dir))?;
-        }
-        let (records, good_len, torn) = read_log(&file, &path)?;
-        if torn {
-            tracing::warn!(
-                path = %path.display(),
-                kept_bytes = good_len,
-                "ledger log ends with a torn record (crash during a write that was never acknowledged); cutting it off"
-            );
-            file.set_len(good_len)
-                .and_then(|()| file.sync_all())
-                .map_err(io("cut the torn record off", &path))?;
-        }
+        let (journal, records) = Journal::open::<Record>(dir, LOG_FILE)?;
         let mut inner = Inner {
-            file,
-            path: path.clone(),
-            len: good_len,
+            journal,
             namespaces: HashMap::new(),
-            poisoned: None,
         };
         let mut found_cluster = None;
         for record in records {
@@ -305,10 +257,6 @@ impl EmbeddedLedger {
                 },
             )?,
         }
-        inner
-            .file
-            .seek(SeekFrom::End(0))
-            .map_err(io("seek to the end of", &path))?;
         Ok(EmbeddedLedger {
             cluster_id: cluster_id.to_owned(),
             dir: dir.to_path_buf(),
@@ -349,96 +297,10 @@ fn ns_mut<'a>(inner: &'a mut Inner, namespace: &str) -> Result<&'a mut NsState> 
         .ok_or_else(|| LedgerError::UnknownNamespace(namespace.to_owned()))
 }
 
-/// Appends one record durably. On failure the log is cut back to its last good length; if even
-/// that fails, the ledger refuses further writes until restarted (the open will repair it).
+/// Appends one record durably (see `Journal::append`: on failure the log is cut back, or the
+/// ledger refuses writes until restarted).
 fn append(inner: &mut Inner, record: &Record) -> Result<()> {
-    if let Some(why) = &inner.poisoned {
-        return Err(LedgerError::Unavailable(Unavailable::Poisoned(why.clone())));
-    }
-    let json = serde_json::to_vec(record)
-        .map_err(|e| LedgerError::Corrupt(format!("cannot encode record: {e}")))?;
-    let mut line = Vec::with_capacity(json.len() + 10);
-    line.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
-    line.extend_from_slice(&json);
-    line.push(b'\n');
-    let written = inner
-        .file
-        .write_all(&line)
-        .and_then(|()| inner.file.sync_data());
-    match written {
-        Ok(()) => {
-            inner.len += line.len() as u64;
-            Ok(())
-        }
-        Err(e) => {
-            if let Err(cut) = inner.file.set_len(inner.len) {
-                tracing::error!(
-                    path = %inner.path.display(),
-                    error = %Chain(&e),
-                    cut_error = %Chain(&cut),
-                    "an append failed and the log could not be cut back; refusing writes until restarted"
-                );
-                inner.poisoned = Some(Arc::new(cut));
-            }
-            Err(io("append to", &inner.path)(e))
-        }
-    }
-}
-
-/// Reads every complete record. Returns them, the length of the good prefix, and whether a torn
-/// tail followed it.
-fn read_log(file: &File, path: &Path) -> Result<(Vec<Record>, u64, bool)> {
-    let mut reader = BufReader::new(file);
-    reader.seek(SeekFrom::Start(0)).map_err(io("read", path))?;
-    let mut records = Vec::new();
-    let mut good_len = 0u64;
-    let mut line = Vec::new();
-    let mut line_no = 0usize;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io("read", path))?;
-        if n == 0 {
-            return Ok((records, good_len, false));
-        }
-        line_no += 1;
-        let complete = line.last() == Some(&b'\n');
-        match decode_line(&line) {
-            Some(record) if complete => {
-                records.push(record);
-                good_len += n as u64;
-            }
-            _ => {
-                // Damage is only forgivable at the very end (a torn append).
-                let mut rest = Vec::new();
-                reader.read_to_end(&mut rest).map_err(io("read", path))?;
-                if rest.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
-                    return Ok((records, good_len, true));
-                }
-                return Err(LedgerError::Corrupt(format!(
-                    "record {line_no} of {LOG_FILE} fails its checksum or does not parse, and records follow it"
-                )));
-            }
-        }
-    }
-}
-
-fn decode_line(line: &[u8]) -> Option<Record> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    if line.len() < 10 || line[8] != b' ' {
-        return None;
-    }
-    let crc = u32::from_str_radix(std::str::from_utf8(&line[..8]).ok()?, 16).ok()?;
-    let json = &line[9..];
-    if crc32fast::hash(json) != crc {
-        return None;
-    }
-    serde_json::from_slice(json).ok()
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    Ok(inner.journal.append(record)?)
 }
 
 #[async_trait]
@@ -619,10 +481,7 @@ impl Ledger for EmbeddedLedger {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|inner| match &inner.poisoned {
-            Some(why) => Err(LedgerError::Unavailable(Unavailable::Poisoned(why.clone()))),
-            None => Ok(()),
-        })
+        self.read(|inner| Ok(inner.journal.check()?))
     }
 
     async fn bump_epoch(&self, namespace: &str) -> Result<NamespaceState> {
@@ -681,6 +540,9 @@ impl Ledger for EmbeddedLedger {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use serde_json::json;
 
     use super::*;

@@ -5,7 +5,8 @@
 //! `cluster_id`, the relay leaders' term counter, the secret-mask key), `rtconfig_namespaces`
 //! (epoch and the version counter row), `rtconfig_values` (current state), `rtconfig_changesets`
 //! and `rtconfig_history` (append-only: a trigger refuses UPDATE, DELETE and TRUNCATE), and
-//! `rtconfig_idempotency_keys`.
+//! `rtconfig_idempotency_keys`; and (V2) the access layer's `rtconfig_users`, `rtconfig_sessions`,
+//! `rtconfig_tokens` and `rtconfig_audit` (used by `auth::postgres`, on this ledger's pool).
 //!
 //! A commit is one transaction (DESIGN §4): lock the namespace row (`SELECT … FOR UPDATE`),
 //! answer a known `Idempotency-Key` from its first outcome, check the expected versions, bump the
@@ -270,6 +271,28 @@ pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
     }
 }
 
+/// The connection pool of `settings` (bounded waits, `statement_timeout` = `op_timeout`).
+/// Does not connect: connections are made on first use.
+pub fn build_pool(settings: &PgSettings, application_name: &str) -> Result<Pool> {
+    let config = settings.connect_config(application_name, Some(settings.op_timeout))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Broken connections are discarded where the failure is seen.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(settings.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.op_timeout))
+        .create_timeout(Some(settings.op_timeout))
+        .recycle_timeout(Some(settings.op_timeout))
+        .build()
+        .map_err(PgError::BuildPool)?)
+}
+
 /// The PostgreSQL ledger. Cheap to share (`Arc`).
 pub struct PgLedger {
     cluster_id: String,
@@ -308,7 +331,7 @@ impl From<LedgerError> for Fail {
 type Step<'c, T> = Pin<Box<dyn Future<Output = Result<T, Fail>> + Send + 'c>>;
 
 /// Whether the connection must not be reused after `e`.
-fn broken(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn broken(e: &tokio_postgres::Error) -> bool {
     match e.as_db_error() {
         None => true,
         // 08: connection exception; 57: operator intervention (terminated, shutting down).
@@ -320,7 +343,7 @@ fn broken(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Takes the connection out of the pool and closes it.
-fn discard(conn: Object) {
+pub(crate) fn discard(conn: Object) {
     drop(Object::take(conn));
 }
 
@@ -340,23 +363,7 @@ impl PgLedger {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "database migrated");
         }
-        let config = settings.connect_config("rtconfig-admin", Some(settings.op_timeout))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // Broken connections are discarded where the failure is seen.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(settings.op_timeout))
-            .create_timeout(Some(settings.op_timeout))
-            .recycle_timeout(Some(settings.op_timeout))
-            .build()
-            .map_err(PgError::BuildPool)?;
+        let pool = build_pool(&settings, "rtconfig-admin")?;
         let mut ledger = PgLedger {
             cluster_id: cluster_id.to_owned(),
             pool,
@@ -396,6 +403,12 @@ impl PgLedger {
 
     pub fn settings(&self) -> &PgSettings {
         &self.settings
+    }
+
+    /// The ledger's connection pool, for the other stores in the same database (the auth
+    /// store): their calls share its connections and its `op_timeout`.
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
     }
 
     /// The deployment's key for secret fingerprints (the same on every replica).

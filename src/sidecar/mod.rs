@@ -142,16 +142,22 @@ pub fn read_router(state: Arc<SidecarState>, hosts: HostPolicy) -> App {
 /// The read API's routes, without the fast path.
 fn read_routes(state: Arc<SidecarState>, hosts: Arc<HostPolicy>) -> Router {
     let timed = Routes::new()
-        .route(read::KEY_ROUTE, get(read::one).fallback(method_not_allowed))
+        .route(
+            read::KEY_ROUTE,
+            get(read::one).fallback(method_not_allowed),
+            (),
+        )
         .route(
             "/ofrep/v1/evaluate/flags",
             post(ofrep::bulk).fallback(method_not_allowed),
+            (),
         )
         .route(
             "/ofrep/v1/evaluate/flags/{key}",
             post(ofrep::single).fallback(method_not_allowed),
+            (),
         )
-        .route("/", get(page::page).fallback(method_not_allowed))
+        .route("/", get(page::page).fallback(method_not_allowed), ())
         .map(|route| {
             route
                 .layer::<_, Infallible>(axum::extract::DefaultBodyLimit::max(OFREP_BODY_LIMIT))
@@ -162,8 +168,16 @@ fn read_routes(state: Arc<SidecarState>, hosts: Arc<HostPolicy>) -> Router {
         });
     // Streams and long-polls bound their own time.
     let streaming = Routes::new()
-        .route("/v1/configs", get(read::all).fallback(method_not_allowed))
-        .route("/v1/watch", get(watch::watch).fallback(method_not_allowed));
+        .route(
+            "/v1/configs",
+            get(read::all).fallback(method_not_allowed),
+            (),
+        )
+        .route(
+            "/v1/watch",
+            get(watch::watch).fallback(method_not_allowed),
+            (),
+        );
     timed
         .merge(streaming)
         .metered(&state.http_metrics)

@@ -14,7 +14,7 @@ use crate::pg_stack::{
 
 async fn embedded_admin(data_dir: &std::path::Path, redis_url: &str) -> Running<AdminParts> {
     let mut s = AdminSettings::for_tests(schema_dir(), data_dir.to_path_buf(), redis_url);
-    s.admin_token = TOKEN.into();
+    s.admin_token = Some(TOKEN.into());
     app::start_admin(s).await.expect("start the embedded admin")
 }
 

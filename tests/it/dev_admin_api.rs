@@ -270,7 +270,7 @@ async fn a_patch_commits_many_keys_as_one_changeset() {
     let history = dev.history("").await;
     assert_eq!(history["changesets"].as_array().map(Vec::len), Some(1));
     assert_eq!(history["changesets"][0]["comment"], "launch");
-    assert_eq!(history["changesets"][0]["actor"], "dev");
+    assert_eq!(history["changesets"][0]["actor"], "token:dev");
 
     // Writing the values it already has changes nothing and makes no changeset.
     let same = dev
@@ -616,7 +616,7 @@ async fn history_filters_by_key_and_actor_and_pages_with_next() {
     assert_eq!(site_versions, vec![6], "v7 did not change SITE_NAME");
 
     assert_eq!(
-        dev.history("?actor=dev").await["changesets"]
+        dev.history("?actor=token:dev").await["changesets"]
             .as_array()
             .map(Vec::len),
         Some(7)
@@ -702,7 +702,7 @@ async fn a_changeset_is_served_by_version_and_unknown_versions_are_404() {
         .json();
     assert_eq!(cs["version"], 2);
     assert_eq!(cs["epoch"], 1);
-    assert_eq!(cs["actor"], "dev");
+    assert_eq!(cs["actor"], "token:dev");
     assert_eq!(cs["comment"], "second");
     assert_eq!(
         cs["request_id"], "req-123",
@@ -1145,20 +1145,23 @@ async fn writing_a_secrets_mask_back_is_refused() {
 }
 
 #[tokio::test]
-async fn an_admin_token_is_required_when_configured() {
-    let dev = Dev::start_with(None, |s| s.admin_token = Some("t0ken-abc-0123456".into())).await;
-    let no_auth = dev.get(dev.ns_url("/configs")).await;
+async fn the_admin_api_needs_credentials_in_dev_too() {
+    let dev = Dev::start_with(None, |s| {
+        s.admin_token = Some("bootstrap-t0ken-abcdef".into())
+    })
+    .await;
+    let no_auth = send(dev.anon.get(dev.ns_url("/configs"))).await;
     no_auth.expect_error(401, "unauthorized");
     assert!(no_auth.header("www-authenticate").is_some());
     let wrong = send(
-        dev.client
+        dev.anon
             .get(dev.ns_url("/configs"))
-            .bearer_auth("t0ken-abd-0123456"),
+            .bearer_auth("t0ken-abd"),
     )
     .await;
     wrong.expect_error(401, "unauthorized");
     let write = send(
-        dev.client
+        dev.anon
             .patch(dev.ns_url("/configs"))
             .json(&json!({"changes": {"SITE_NAME": "x"}})),
     )
@@ -1166,29 +1169,36 @@ async fn an_admin_token_is_required_when_configured() {
     write.expect_error(401, "unauthorized");
     assert_eq!(dev.sidecar_values().await["SITE_NAME"], "Config Manager");
 
+    // The bootstrap token works and is the actor `admin-token`; the dev token is `token:dev`.
     let ok = send(
-        dev.client
+        dev.anon
             .patch(dev.ns_url("/configs"))
-            .bearer_auth("t0ken-abc-0123456")
+            .bearer_auth("bootstrap-t0ken-abcdef")
             .json(&json!({"changes": {"SITE_NAME": "x"}})),
     )
     .await
     .expect_status(200);
     assert_eq!(ok.json()["version"], 1);
-    let history = send(
-        dev.client
-            .get(dev.ns_url("/history"))
-            .bearer_auth("t0ken-abc-0123456"),
+    send(
+        dev.anon
+            .patch(dev.ns_url("/configs"))
+            .header("authorization", format!("bearer {}", dev.token))
+            .json(&json!({"changes": {"SITE_NAME": "y"}})),
     )
     .await
-    .expect_status(200)
-    .json();
-    assert_eq!(history["changesets"][0]["actor"], "admin-token");
-    // Probes stay open; the read API never needs the token.
-    dev.get(format!("{}/healthz", dev.admin))
+    .expect_status(200);
+    let history = dev.history("").await;
+    assert_eq!(history["changesets"][0]["actor"], "token:dev");
+    assert_eq!(history["changesets"][1]["actor"], "admin-token");
+    // Probes stay open; the read API never needs a token.
+    send(dev.anon.get(format!("{}/healthz", dev.admin)))
         .await
         .expect_status(200);
-    assert_eq!(dev.sidecar_values().await["SITE_NAME"], "x");
+    assert_eq!(
+        send(dev.anon.get(dev.read_url("/v1/configs"))).await.status,
+        200
+    );
+    assert_eq!(dev.sidecar_values().await["SITE_NAME"], "y");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

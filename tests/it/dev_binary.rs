@@ -148,6 +148,14 @@ impl DevProcess {
         })
         .await;
     }
+
+    /// The admin API token `dev` wrote to `<data-dir>/dev-token` at its first start.
+    fn token(&self) -> String {
+        std::fs::read_to_string(self._data.path().join("d").join("dev-token"))
+            .expect("dev wrote <data-dir>/dev-token")
+            .trim()
+            .to_owned()
+    }
 }
 
 impl Drop for DevProcess {
@@ -166,6 +174,7 @@ async fn serves_reads_and_writes_and_exits_0_on_sigterm_with_a_stream_open() {
     let write = send(
         client
             .patch(format!("{}/api/v1/namespaces/demo/configs", dev.admin))
+            .bearer_auth(dev.token())
             .json(&json!({"changes": {"SITE_NAME": "From the binary"}})),
     )
     .await

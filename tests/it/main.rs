@@ -6,6 +6,8 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
+//! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
+//!   store and on PostgreSQL.
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
@@ -28,8 +30,13 @@ mod redis_sync;
 mod redis_tls;
 mod stack;
 
+mod auth_http;
+mod auth_support;
+mod rbac;
+
 mod admin_embedded;
 mod pg_admin;
+mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;

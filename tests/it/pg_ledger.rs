@@ -85,7 +85,8 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     assert!(migrate(&settings).await.expect("again").is_empty());
     assert_eq!(
         sql(pg, &db, "SELECT count(*) FROM rtconfig_schema_history"),
-        "1"
+        "2",
+        "V1 (ledger) and V2 (auth)"
     );
     // The command does the same.
     let (code, out) = run_binary(&["admin", "migrate", "--database-url", &url]);
@@ -94,7 +95,10 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     let (_, fresh) = fresh_db(pg);
     let (code, out) = run_binary(&["admin", "migrate", "--database-url", &fresh]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("applied 1 migration(s)"), "{out}");
+    assert!(
+        out.contains("applied 2 migration(s): V1__ledger, V2__auth"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

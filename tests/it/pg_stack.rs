@@ -27,7 +27,7 @@ pub fn schema_dir() -> PathBuf {
 /// Admin settings on PostgreSQL with short relay intervals.
 pub fn admin_settings(database_url: &str, redis_url: &str) -> AdminSettings {
     let mut s = AdminSettings::for_tests_pg(schema_dir(), database_url, redis_url);
-    s.admin_token = TOKEN.into();
+    s.admin_token = Some(TOKEN.into());
     s.relay_interval = Duration::from_millis(200);
     s
 }
@@ -231,6 +231,11 @@ impl ChildProcess {
 
     pub fn log(&self) -> String {
         crate::harness::log_tail(&self.log, 40)
+    }
+
+    /// The file the process's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Waits for the process to exit; its exit code.

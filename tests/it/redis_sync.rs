@@ -190,7 +190,7 @@ async fn the_admin_refuses_to_start_without_a_strong_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings =
         rtconfig::app::AdminSettings::for_tests(schema_dir(), dir.path().into(), &redis.url());
-    settings.admin_token = "short".into();
+    settings.admin_token = Some("short".into());
     let err = rtconfig::app::start_admin(settings)
         .await
         .err()

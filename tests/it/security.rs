@@ -231,7 +231,7 @@ async fn every_admin_response_carries_the_security_headers() {
             c.get(dev.ns_url("/configs")).bearer_auth(TOKEN),
             200,
         ),
-        ("api 401", c.get(dev.ns_url("/configs")), 401),
+        ("api 401", dev.anon.get(dev.ns_url("/configs")), 401),
         (
             "api 404",
             c.get(dev.api_url("/namespaces/nope/configs"))

@@ -86,7 +86,7 @@ impl Stack {
         let admin_dir = tempfile::tempdir().expect("tempdir");
         let mut admin_settings =
             AdminSettings::for_tests(schema_dir(), admin_dir.path().join("ledger"), redis_url);
-        admin_settings.admin_token = TOKEN.into();
+        admin_settings.admin_token = Some(TOKEN.into());
         adjust(&mut admin_settings);
         let admin = app::start_admin(admin_settings.clone())
             .await

@@ -55,7 +55,12 @@ secret = true
 pub struct Dev {
     running: Option<Running<DevParts>>,
     pub settings: DevSettings,
+    /// A client that sends the dev token (`<data-dir>/dev-token`) on every request.
     pub client: reqwest::Client,
+    /// A client without credentials.
+    pub anon: reqwest::Client,
+    /// The admin API token `dev` wrote to `<data-dir>/dev-token`.
+    pub token: String,
     /// `http://127.0.0.1:<port>` of the sidecar read API, the admin and the probe listener.
     pub read: String,
     pub admin: String,
@@ -84,17 +89,19 @@ impl Dev {
         let mut settings = DevSettings::for_tests(schema_dir, data.path().join("data"));
         tweak(&mut settings);
         let running = start_dev(settings.clone()).await.expect("start dev");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        let token = dev_token(&settings, &running).await;
         let mut dev = Dev {
             read: String::new(),
             admin: String::new(),
             probe: String::new(),
             running: None,
             settings,
-            client,
+            client: client_with_token(&token),
+            anon: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            token,
             _data: data,
             _schema: schema,
         };
@@ -220,6 +227,50 @@ impl Dev {
         }
         Sse::open(rb).await
     }
+}
+
+/// The token `dev` wrote to `<data-dir>/dev-token`.
+async fn dev_token(settings: &DevSettings, running: &Running<DevParts>) -> String {
+    let path = settings.data_dir.join("dev-token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return text.trim().to_owned();
+    }
+    // INTERIM until dev's bootstrap (store branch) writes the file: mint one in the store.
+    let (token, digest) = rtconfig::auth::secrets::new_api_token();
+    running
+        .auth
+        .store
+        .create_token(rtconfig::auth::store::ApiToken {
+            id: rtconfig::auth::secrets::new_id("tok_"),
+            name: "dev".into(),
+            digest,
+            grants: rtconfig::auth::Grants::new(vec![rtconfig::auth::Grant::global(
+                rtconfig::auth::Role::Admin,
+            )]),
+            created_by: None,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .expect("dev token");
+    std::fs::write(&path, &token).expect("write dev-token");
+    token
+}
+
+/// A client sending `Authorization: Bearer <token>` on every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 /// A whole HTTP response.
