@@ -95,7 +95,8 @@ impl Action {
     }
 }
 
-/// Writes audit events to the store and the log.
+/// Writes audit events to the store and the log (where the event's `target` is the field
+/// `subject`: `target` is the log line's own target, `rtconfig::audit`).
 #[derive(Clone)]
 pub struct Audit {
     store: Arc<dyn AuthStore>,
@@ -133,7 +134,7 @@ impl Audit {
                 audit_id = id,
                 action = action.as_str(),
                 actor,
-                target = target.unwrap_or(""),
+                subject = target.unwrap_or(""),
                 ip = info.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 request_id = info.request_id.as_deref().unwrap_or(""),
                 details = %details,
@@ -143,7 +144,7 @@ impl Audit {
                 target: "rtconfig::audit",
                 action = action.as_str(),
                 actor,
-                target = target.unwrap_or(""),
+                subject = target.unwrap_or(""),
                 ip = info.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 request_id = info.request_id.as_deref().unwrap_or(""),
                 details = %details,
@@ -181,7 +182,7 @@ pub async fn record_local(
         audit_id = id,
         action = action.as_str(),
         actor,
-        target,
+        subject = target,
         details = %details,
         "audit"
     );

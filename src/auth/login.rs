@@ -93,6 +93,8 @@ pub async fn sign_in(
     if let Verdict::Refuse { retry_after } =
         decide(&user.failures, now, &ThrottlePolicy::PER_ACCOUNT)
     {
+        // No sleeping, but the time of a check: a locked account looks like any wrong password.
+        auth.hasher.verify_dummy(&attempt.password).await;
         throttled(auth, &name, info, "account", retry_after).await;
         return Err(LoginError::Invalid);
     }

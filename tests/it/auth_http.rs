@@ -326,31 +326,80 @@ async fn csrf(backend: Backend) {
     .expect_status(200);
 }
 
+/// `POST /api/v1/session` through the trusted proxy on loopback, for client `ip`.
+async fn login_from(t: &Target, ip: &str, username: &str, password: &str) -> crate::support::Resp {
+    answer(
+        t.request(Method::POST, "/api/v1/session")
+            .header("x-request-id", "fixed-request-id")
+            .header("x-forwarded-for", format!("198.51.100.99, {ip}"))
+            .json(&json!({"username": username, "password": password})),
+    )
+    .await
+}
+
 async fn enumeration_throttle_and_lockout(backend: Backend) {
-    let t = Target::start(backend, |_| {}).await;
+    let t = Target::start(backend, |s| {
+        s.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
     t.user("bob", &["viewer"], Some(hash(PASSWORD).await)).await;
-    let unknown = login(&t, "nobody-here", PASSWORD).await;
-    let wrong = login(&t, "bob", "not the password at all").await;
+    let unknown = login_from(&t, "10.1.0.1", "nobody-here", PASSWORD).await;
+    let wrong = login_from(&t, "10.1.0.2", "bob", "not the password at all").await;
     unknown.expect_error(401, "invalid_credentials");
     assert_eq!(unknown.status, wrong.status);
     assert_eq!(unknown.body, wrong.body, "byte-identical bodies");
     assert_eq!(unknown.header("content-type"), wrong.header("content-type"));
 
-    // Failures up to the lock; then even the right password gets the same answer at once.
-    for _ in 1..10 {
-        login(&t, "bob", "not the password at all").await;
+    // Per account: failures from many addresses up to the back-off; then even the right
+    // password gets the same answer at once.
+    for n in 3..=11 {
+        login_from(&t, &format!("10.1.0.{n}"), "bob", "not the password at all").await;
     }
-    let locked = login(&t, "bob", PASSWORD).await;
+    // (Four more failures straight in the store stretch the back-off to 16 s, so a slow
+    // machine cannot outwait the first 1 s before the next request.)
+    let bob_id = t
+        .auth
+        .store
+        .user_by_name("bob")
+        .await
+        .expect("bob")
+        .expect("bob")
+        .id;
+    assert_eq!(
+        t.auth
+            .store
+            .user(&bob_id)
+            .await
+            .expect("bob")
+            .expect("bob")
+            .failures
+            .consecutive,
+        10
+    );
+    for _ in 0..4 {
+        t.auth
+            .store
+            .record_login_failure(&bob_id, chrono::Utc::now())
+            .await
+            .expect("failure");
+    }
+    let locked = login_from(&t, "10.1.1.1", "bob", PASSWORD).await;
     assert_eq!(locked.status, 401);
     assert_eq!(
         locked.body, wrong.body,
         "a locked account answers like a wrong password"
     );
     assert!(!t.audit("lockout").await.is_empty());
-    assert!(!t.audit("login_throttled").await.is_empty());
+    let throttled = t.audit("login_throttled").await;
+    assert_eq!(
+        throttled[0].event.details["by"], "account",
+        "{:?}",
+        throttled[0]
+    );
     let failed = t.audit("login_failed").await;
-    assert!(failed.len() >= 10);
-    assert!(failed.iter().all(|e| e.event.ip.is_some()));
+    assert_eq!(failed.len(), 11);
+    // The audit has the client's address (the last hop before the trusted proxy).
+    assert_eq!(failed[0].event.ip.as_deref(), Some("10.1.0.11"));
 
     // The admin sees the lock and lifts it.
     let users = answer(t.with_token(t.bootstrap(), Method::GET, "/api/v1/users"))
@@ -371,7 +420,34 @@ async fn enumeration_throttle_and_lockout(backend: Backend) {
     )
     .await
     .expect_status(200);
-    login(&t, "bob", PASSWORD).await.expect_status(200);
+    login_from(&t, "10.1.1.2", "bob", PASSWORD)
+        .await
+        .expect_status(200);
+
+    // Per client IP: ten failures from one address (any user names) back it off; the right
+    // password from there is refused like a wrong one, from elsewhere it works.
+    for n in 0..10 {
+        login_from(
+            &t,
+            "203.0.113.7",
+            &format!("guess{n}"),
+            "not the password at all",
+        )
+        .await;
+    }
+    let ip: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
+    for _ in 0..4 {
+        t.auth.ip_throttle.failed(ip, chrono::Utc::now());
+    }
+    let refused = login_from(&t, "203.0.113.7", "bob", PASSWORD).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body, wrong.body);
+    let throttled = t.audit("login_throttled").await;
+    assert_eq!(throttled[0].event.details["by"], "client ip");
+    assert_eq!(throttled[0].event.ip.as_deref(), Some("203.0.113.7"));
+    login_from(&t, "10.1.1.3", "bob", PASSWORD)
+        .await
+        .expect_status(200);
 }
 
 async fn tokens_users_and_audit(backend: Backend) {

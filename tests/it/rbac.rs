@@ -342,3 +342,28 @@ fn the_matrix_covers_the_route_table() {
         path_of(pattern);
     }
 }
+
+/// docs/openapi.yaml documents every route and method of the route table.
+#[test]
+fn the_openapi_document_lists_every_route() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml"))
+        .expect("docs/openapi.yaml");
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut missing = Vec::new();
+    for (pattern, method, _) in rtconfig::admin::route_table() {
+        let head = format!("  {pattern}:");
+        let Some(start) = lines.iter().position(|l| *l == head) else {
+            missing.push(format!("{method} {pattern} (no path)"));
+            continue;
+        };
+        let op = format!("    {}:", method.as_str().to_ascii_lowercase());
+        let found = lines[start + 1..]
+            .iter()
+            .take_while(|l| !(l.starts_with("  /") || (!l.is_empty() && !l.starts_with(' '))))
+            .any(|l| *l == op);
+        if !found {
+            missing.push(format!("{method} {pattern}"));
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/openapi.yaml: {missing:?}");
+}
