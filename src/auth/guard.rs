@@ -529,16 +529,21 @@ async fn book_keeping(
     let auth = &g.auth;
     let result = match principal {
         Principal::Bootstrap => {
+            // In the background: the request must not wait for a slow or paused store (the
+            // bootstrap token works without one; the write path reports the store itself).
             let target = format!("{method} {}", g.pattern);
-            auth.audit
-                .record(
-                    Action::BootstrapTokenUsed,
-                    BOOTSTRAP_ACTOR,
-                    Some(&target),
-                    info,
-                    json!({}),
-                )
-                .await;
+            let (audit, info) = (auth.audit.clone(), info.clone());
+            tokio::spawn(async move {
+                audit
+                    .record(
+                        Action::BootstrapTokenUsed,
+                        BOOTSTRAP_ACTOR,
+                        Some(&target),
+                        &info,
+                        json!({}),
+                    )
+                    .await;
+            });
             Ok(())
         }
         Principal::Token { token, .. } => {
