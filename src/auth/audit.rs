@@ -181,7 +181,8 @@ pub async fn record_local(
         audit_id = id,
         action = action.as_str(),
         actor,
-        target,
+        // Not `target`: JSON log lines already carry the log target under that name.
+        audit_target = target,
         details = %details,
         "audit"
     );
