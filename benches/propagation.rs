@@ -322,7 +322,7 @@ impl Admin {
             dir.path().join("ledger"),
             redis_url,
         );
-        s.admin_token = TOKEN.into();
+        s.admin_token = Some(TOKEN.into());
         s.relay_interval = RELAY_INTERVAL;
         // Started on the admin's runtime, so its tasks (relay, HTTP server) run there.
         let running = rt

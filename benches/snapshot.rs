@@ -8,7 +8,10 @@
 //!   diff against the current snapshot, the recent-changes entry, the swap, the wake-up, and the
 //!   drop of the replaced snapshot). The snapshot is built outside the timed part.
 //! - `router/*`: one `GET /v1/configs/{key}` through the real read router (middleware, routing,
-//!   handler, body collected), without sockets, on a current-thread runtime.
+//!   handler, body collected), without sockets, on a current-thread runtime. Requests carry
+//!   `Host: 127.0.0.1:7070`, checked by a loopback listener's `Host` policy as in production.
+//! - `host/*`: the `Host` check alone (`http::host::HostPolicy::allows`) for the Host values a
+//!   read typically carries.
 //!
 //! Sample counts and times are tuned so the whole run takes about 2–3 minutes; see
 //! `docs/PERFORMANCE.md` for the figures.
@@ -25,6 +28,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use rtconfig::http::host::HostPolicy;
 use rtconfig::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
 use rtconfig::schema::{Schema, SchemaSet, ValueType};
 use rtconfig::shutdown::Shutdown;
@@ -215,7 +219,7 @@ fn router(c: &mut Criterion) {
         Arc::new(LocalSync),
         1024,
     );
-    let app = read_router(state);
+    let app = read_router(state, HostPolicy::new(([127, 0, 0, 1], 7070).into(), &[]));
     let mut g = c.benchmark_group("router");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
@@ -225,7 +229,10 @@ fn router(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let req = Request::get(path).body(Body::empty()).expect("request");
+                let req = Request::get(path)
+                    .header(http::header::HOST, "127.0.0.1:7070")
+                    .body(Body::empty())
+                    .expect("request");
                 let resp = app.clone().oneshot(req).await.expect("infallible");
                 let status = resp.status();
                 let body = resp.into_body().collect().await.expect("body").to_bytes();
@@ -236,5 +243,30 @@ fn router(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, build, publish, router);
+fn host(c: &mut Criterion) {
+    let loopback = HostPolicy::new(([127, 0, 0, 1], 7070).into(), &[]);
+    let listed = HostPolicy::new(
+        ([0, 0, 0, 0], 7070).into(),
+        &["config.example.com".to_owned(), "rtconfig".to_owned()],
+    );
+    let uri: http::Uri = "/v1/configs/SITE_NAME".parse().expect("uri");
+    let mut g = c.benchmark_group("host");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    for (name, policy, host) in [
+        ("loopback_ip", &loopback, "127.0.0.1:7070"),
+        ("localhost", &loopback, "localhost:7070"),
+        ("listed_name", &listed, "config.example.com"),
+        ("refused", &loopback, "evil.example:7070"),
+    ] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, http::HeaderValue::from_static(host));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(policy).allows(black_box(&uri), black_box(&headers)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, build, publish, router, host);
 criterion_main!(benches);

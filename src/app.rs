@@ -18,7 +18,9 @@ use crate::auth::bootstrap::{bootstrap_dev, DevBootstrap, DevToken};
 use crate::auth::embedded::EmbeddedAuthStore;
 use crate::auth::secret_box::SecretBox;
 use crate::auth::{Auth, AuthConfig, AuthStore};
-use crate::http::server::serve;
+use crate::http::host::HostPolicy;
+use crate::http::server::{serve, serve_with, Transport};
+use crate::http::tls::{self, TlsError, TlsFiles};
 use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
 use crate::ledger::postgres::{PgLedger, PgSettings};
@@ -62,13 +64,16 @@ pub enum StartError {
     AuthKey(#[from] crate::auth::secret_box::KeyFileError),
     #[error("dev's first-start setup failed")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
+    /// `--tls-cert` / `--tls-key` cannot be read or used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl StartError {
     /// `EX_USAGE` (64) for what the operator must fix, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Settings(_) | StartError::Schema(_) => 64,
+            StartError::Settings(_) | StartError::Schema(_) | StartError::Tls(_) => 64,
             StartError::Ledger(LedgerError::ForeignCluster { .. }) => 64,
             _ => 1,
         }
@@ -155,7 +160,7 @@ pub struct AdminParts {
 }
 
 /// The access layer's runtime settings.
-fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>) -> AuthConfig {
+fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>, tls: bool) -> AuthConfig {
     AuthConfig {
         sessions: crate::auth::session_policy::SessionPolicy {
             idle_timeout: s.session_idle_timeout,
@@ -164,7 +169,7 @@ fn auth_config(s: &AuthSettings, bootstrap_token: Option<String>) -> AuthConfig 
         require_mfa_for_admins: s.require_mfa_for_admins,
         origins: crate::auth::csrf::Origins {
             public: s.public_origin(),
-            tls: false,
+            tls,
         },
         trusted_proxies: s.trusted_proxies.clone(),
         bootstrap_token,
@@ -176,6 +181,14 @@ async fn bind_flag(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, 
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, flag, source })
+}
+
+/// The admin listener's transport: TLS when `--tls-cert`/`--tls-key` are given.
+fn admin_transport(files: Option<&TlsFiles>) -> Result<Transport, StartError> {
+    Ok(match files {
+        Some(files) => Transport::Tls(tls::load(files)?),
+        None => Transport::Plain,
+    })
 }
 
 /// Loads the schema dir; a missing one says which flag points at it.
@@ -201,6 +214,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             s.schema_dir.display()
         )))
     })?;
+    let admin_transport = admin_transport(s.tls.as_ref())?;
     let ledger: Arc<dyn Ledger> = Arc::new(EmbeddedLedger::open(&s.data_dir, &s.cluster_id)?);
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
@@ -216,7 +230,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let auth = Auth::new(
         auth_store,
         secret_box,
-        auth_config(&s.auth, s.admin_token.clone()),
+        auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
     );
     // dev serves a snapshot and the admin API; it runs no sync loop and no relay.
     let mut registry = crate::metrics::registry();
@@ -267,27 +281,29 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let read_addr = read.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let probe_addr = probe.local_addr()?;
+    let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
     let tasks = vec![
         tokio::spawn(serve(
             read,
-            sidecar::read_router(sidecar_state.clone()),
+            sidecar::read_router(sidecar_state.clone(), hosts(read_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
         tokio::spawn(serve(
             probe,
-            sidecar::probe_router(sidecar_state),
+            sidecar::probe_router(sidecar_state, hosts(probe_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
-        tokio::spawn(serve(
+        tokio::spawn(serve_with(
             admin,
-            admin::router(admin_state),
+            admin::router(admin_state, hosts(admin_addr)),
+            admin_transport,
             shutdown.clone(),
             s.drain_timeout,
         )),
     ];
-    tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), "rtconfig dev started");
+    tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), tls = s.tls.is_some(), "rtconfig dev started");
     Ok(Running {
         parts: DevParts {
             read_addr,
@@ -366,16 +382,17 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
     let probe = bind_flag(s.probe_listen, "--probe-listen").await?;
     let read_addr = read.local_addr()?;
     let probe_addr = probe.local_addr()?;
+    let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
     let handles = vec![
         tokio::spawn(serve(
             read,
-            sidecar::read_router(state.clone()),
+            sidecar::read_router(state.clone(), hosts(read_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
         tokio::spawn(serve(
             probe,
-            sidecar::probe_router(state),
+            sidecar::probe_router(state, hosts(probe_addr)),
             shutdown.clone(),
             s.drain_timeout,
         )),
@@ -456,6 +473,7 @@ impl AdminLedger {
 pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartError> {
     SettingsError::check(s.problems())?;
     let schemas = load_schemas(&s.schema_dir)?;
+    let transport = admin_transport(s.tls.as_ref())?;
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
     let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
@@ -481,7 +499,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let auth = Auth::new(
         auth_store,
         secret_box,
-        auth_config(&s.auth, s.admin_token.clone()),
+        auth_config(&s.auth, s.admin_token.clone(), s.tls.is_some()),
     );
     // An admin runs the API and (while leading) the relay: no snapshot or sync series.
     let mut registry = crate::metrics::registry();
@@ -556,14 +574,15 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             relay_metrics.clone(),
             shutdown.clone(),
         )),
-        tokio::spawn(serve(
+        tokio::spawn(serve_with(
             listener,
-            admin::router(admin_state),
+            admin::router(admin_state, HostPolicy::new(addr, &s.allowed_hosts)),
+            transport,
             shutdown.clone(),
             s.drain_timeout,
         )),
     ];
-    tracing::info!(%addr, ledger = %s.ledger.describe(), "rtconfig admin started");
+    tracing::info!(%addr, ledger = %s.ledger.describe(), tls = s.tls.is_some(), "rtconfig admin started");
     Ok(Running {
         parts: AdminParts {
             addr,

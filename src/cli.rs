@@ -12,11 +12,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app;
 use crate::auth::bootstrap::DevToken;
-use crate::ledger::postgres::PgSettings;
 use crate::schema::SchemaSet;
 use crate::settings::{
-    parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, ReadApiArgs,
-    ReconcileSettings, SettingsError, SidecarSettings,
+    parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, HostArgs,
+    MigrateSettings, ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings, TlsArgs,
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
@@ -69,19 +68,27 @@ pub struct DevArgs {
     /// Sidecar read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
-    /// Admin API address.
+    /// Admin API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
     pub admin_listen: SocketAddr,
-    /// Probe and metrics address of the sidecar.
+    /// Probe and metrics address of the sidecar (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_PROBE_LISTEN", default_value = "127.0.0.1:7071")]
     pub probe_listen: SocketAddr,
     #[command(flatten)]
     pub read_api: ReadApiArgs,
     #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
     pub drain: DrainArgs,
-    /// A bootstrap admin token (`Authorization: Bearer <token>`), besides the dev-token.
+    /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters),
+    /// besides the dev token in <data-dir>/dev-token.
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read --admin-token from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -93,9 +100,13 @@ pub struct SidecarArgs {
     /// The namespace this sidecar serves.
     #[arg(long, env = "RTCONFIG_NAMESPACE")]
     pub namespace: String,
-    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
+    /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL. Required (or
+    /// --redis-url-file).
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Option<String>,
+    /// Read --redis-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_REDIS_URL_FILE", value_name = "FILE")]
+    pub redis_url_file: Option<PathBuf>,
     /// Read API address (loopback only unless --allow-non-loopback).
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
@@ -104,6 +115,8 @@ pub struct SidecarArgs {
     pub probe_listen: SocketAddr,
     #[command(flatten)]
     pub read_api: ReadApiArgs,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Disk snapshot file: written after every change, served at a cold start without Redis.
     #[arg(long, env = "RTCONFIG_SNAPSHOT_PATH")]
     pub snapshot_path: Option<PathBuf>,
@@ -132,6 +145,14 @@ pub struct LedgerArgs {
         conflicts_with = "data_dir"
     )]
     pub database_url: Option<String>,
+    /// Read --database-url from this file (a trailing newline is trimmed).
+    #[arg(
+        long,
+        env = "RTCONFIG_DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
+    pub database_url_file: Option<PathBuf>,
     /// Embedded ledger directory (one admin only; guarded by a lock file).
     #[arg(long, env = "RTCONFIG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -148,9 +169,12 @@ pub enum AdminCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// postgres://user:password@host:port/db
+    /// postgres://user:password@host:port/db (or --database-url-file).
     #[arg(long, env = "RTCONFIG_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Option<String>,
+    /// Read --database-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -181,13 +205,24 @@ pub struct AdminArgs {
     /// redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster:// URL.
     #[arg(long, env = "RTCONFIG_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Read --redis-url from this file (a trailing newline is trimmed).
+    #[arg(long, env = "RTCONFIG_REDIS_URL_FILE", value_name = "FILE")]
+    pub redis_url_file: Option<PathBuf>,
     /// Admin API address.
     #[arg(long, env = "RTCONFIG_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters; every
     /// use audited). Needed until an admin user exists (`rtconfig user add`).
     #[arg(long, env = "RTCONFIG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read --admin-token from this file (a trailing newline is trimmed), so the token is not
+    /// visible in `ps` or the environment.
+    #[arg(long, env = "RTCONFIG_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -213,8 +248,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// URL to probe, e.g. http://127.0.0.1:7071/readyz
+    /// URL to probe, e.g. http://127.0.0.1:7071/readyz or https://admin.example:8080/healthz
     pub url: String,
+    /// Trust this PEM CA certificate (or self-signed certificate) for an https:// URL, besides
+    /// the public roots.
+    #[arg(long, env = "RTCONFIG_HEALTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, env = "RTCONFIG_HEALTH_TIMEOUT", default_value = "2", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub timeout: Duration,
@@ -276,31 +315,55 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// An `http://host[:port]/path` URL `health` can probe (the client speaks plain HTTP only).
+/// An `http://` or `https://host[:port]/path` URL `health` can probe.
 fn health_uri(url: &str) -> Result<hyper::Uri, String> {
+    let example = "give one like http://127.0.0.1:7071/readyz";
     let uri: hyper::Uri = url
         .parse()
-        .map_err(|_| format!("{url:?} is not a URL; give one like http://127.0.0.1:7071/readyz"))?;
+        .map_err(|_| format!("{url:?} is not a URL; {example}"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(uri),
+        (Some("http" | "https"), Some(_)) => Ok(uri),
         _ => Err(format!(
-            "{url:?} is not an http:// URL with a host; give one like http://127.0.0.1:7071/readyz"
+            "{url:?} is not an http:// or https:// URL with a host; {example}"
         )),
     }
 }
 
+/// The probe client: no proxies (a probe asks this host), no redirects (a 3xx is not healthy),
+/// rustls with the public roots plus `--ca-cert`.
+fn health_client(args: &HealthArgs) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read --ca-cert {}: {}",
+                path.display(),
+                crate::settings::io_reason(&e)
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|_| format!("--ca-cert {} is not a PEM certificate", path.display()))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", Chain(&e)))
+}
+
 async fn health(args: &HealthArgs) -> ExitCode {
-    let uri = match health_uri(&args.url) {
-        Ok(u) => u,
+    let checked = health_uri(&args.url).and_then(|uri| Ok((uri, health_client(args)?)));
+    let (uri, client) = match checked {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("rtconfig health: {e}");
             return ExitCode::from(64);
         }
     };
     let timeout = args.timeout;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    match tokio::time::timeout(timeout, client.get(uri)).await {
+    match tokio::time::timeout(timeout, client.get(uri.to_string()).send()).await {
         Ok(Ok(resp)) if resp.status().is_success() => {
             println!("{}", resp.status());
             ExitCode::SUCCESS
@@ -343,6 +406,11 @@ async fn dev(args: DevArgs) -> ExitCode {
     };
     let data_dir = settings.data_dir.clone();
     let bootstrap_token = settings.admin_token.is_some();
+    let admin_scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let mut running = match app::start_dev(settings).await {
         Ok(r) => r,
         Err(e) => return report_start_error(&e),
@@ -352,7 +420,7 @@ async fn dev(args: DevArgs) -> ExitCode {
             "sign in as admin with password {password}; shown once; change it with \
              `rtconfig user passwd admin`"
         ),
-        None => "as an existing user (`rtconfig user list`)".to_owned(),
+        None => "POST /api/v1/session as an existing user (`rtconfig user list`)".to_owned(),
     };
     let token = running.dev_token_path.display().to_string();
     let token_note = match running.dev_token {
@@ -364,7 +432,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         "rtconfig dev is running{}\n  \
          status page      http://{read}/\n  \
          read API         http://{read}/v1/configs\n  \
-         admin API        http://{admin}/api/v1/namespaces\n  \
+         admin API        {admin_scheme}://{admin}/api/v1/namespaces\n  \
          probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
          data dir         {data}\n  \
          admin sign-in    {sign_in}\n  \
@@ -380,7 +448,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         probe = running.probe_addr,
         data = data_dir.display(),
         bootstrap = if bootstrap_token {
-            " (and --admin-token)"
+            " (or --admin-token)"
         } else {
             ""
         },
@@ -406,7 +474,11 @@ async fn sidecar(args: SidecarArgs) -> ExitCode {
 async fn admin_command(command: AdminCommand) -> ExitCode {
     match command {
         AdminCommand::Migrate(args) => {
-            match app::migrate(&PgSettings::new(&args.database_url)).await {
+            let s = match MigrateSettings::try_from(args) {
+                Ok(s) => s,
+                Err(e) => return report_settings(&e),
+            };
+            match app::migrate(&s.pg).await {
                 Ok(applied) if applied.is_empty() => {
                     println!("the database is up to date");
                     ExitCode::SUCCESS
@@ -451,10 +523,15 @@ async fn admin(args: AdminArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return report_settings(&e),
     };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match app::start_admin(settings).await {
         Ok(running) => {
             println!(
-                "rtconfig admin is running on http://{}/api/v1/namespaces",
+                "rtconfig admin is running on {scheme}://{}/api/v1/namespaces",
                 running.addr
             );
             running.run_until_stopped().await;
@@ -490,7 +567,8 @@ mod tests {
             ("http://localhost/healthz", true),
             ("notaurl", false),
             ("/readyz", false),
-            ("https://127.0.0.1:7071/readyz", false),
+            ("https://127.0.0.1:7071/readyz", true),
+            ("ftp://127.0.0.1/x", false),
             ("127.0.0.1:7071", false),
             ("http://", false),
         ] {

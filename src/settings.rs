@@ -4,12 +4,14 @@
 //! functions; `app`'s composition roots run the same checks on settings built in code.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::{AdminArgs, DevArgs, LedgerArgs, ReconcileArgs, SidecarArgs};
+use crate::cli::{AdminArgs, DevArgs, LedgerArgs, MigrateArgs, ReconcileArgs, SidecarArgs};
+pub use crate::http::host::allowed_host_problem;
+pub use crate::http::tls::TlsFiles;
 use crate::ledger::postgres::PgSettings;
 
 /// Flags of every role that reads the schema dir and belongs to a deployment.
@@ -35,7 +37,8 @@ pub struct DrainArgs {
 /// Flags of every role that serves the read API (dev and sidecar).
 #[derive(Debug, Clone, Args)]
 pub struct ReadApiArgs {
-    /// Serve the read API on a non-loopback --listen address.
+    /// Serve beyond localhost: the read API on a non-loopback --listen address (sidecar and
+    /// dev) and, in dev, the admin (--admin-listen) and the probes (--probe-listen) too.
     #[arg(long, env = "RTCONFIG_ALLOW_NON_LOOPBACK")]
     pub allow_non_loopback: bool,
     /// Most long-polls and SSE streams open at once; more get 503 with Retry-After.
@@ -67,12 +70,9 @@ pub struct AuthArgs {
     pub public_url: Option<String>,
 }
 
-/// clap value parser for `--trusted-proxy`: a CIDR (`10.0.0.0/8`) or one address.
+/// clap value parser for `--trusted-proxy` (`auth::client_ip::parse_trusted_proxy`).
 pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| "not a CIDR (10.0.0.0/8) or an IP address".to_owned())
+    crate::auth::client_ip::parse_trusted_proxy(text).map_err(|e| e.to_string())
 }
 
 /// The access layer's settings.
@@ -147,6 +147,33 @@ pub fn public_origin(url: &str) -> Result<String, String> {
     Ok(parsed.origin().ascii_serialization())
 }
 
+/// The `Host` check of every listener (against DNS rebinding).
+#[derive(Debug, Clone, Default, Args)]
+pub struct HostArgs {
+    /// A host name (or IP address) this service is reached by; repeatable, or comma-separated
+    /// in the variable. Requests for any other Host get 421 host_not_allowed. Always allowed:
+    /// the listen address, and localhost on a loopback listener. A listener on 0.0.0.0 or ::
+    /// without this flag answers every host; set it in production.
+    #[arg(
+        long = "allowed-host",
+        env = "RTCONFIG_ALLOWED_HOST",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// TLS for the admin listener.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Serve the admin over HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "RTCONFIG_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RTCONFIG_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+}
+
 /// The longest duration a flag takes: about 31 years.
 const MAX_SECONDS: f64 = 1e9;
 
@@ -194,6 +221,91 @@ impl SettingsError {
     }
 }
 
+/// A flag that carries a secret, and its `_FILE` variant (`--NAME-file`, `RTCONFIG_NAME_FILE`),
+/// so the secret need not appear in `ps` or the environment.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretFlag {
+    /// `--admin-token`
+    pub flag: &'static str,
+    /// `RTCONFIG_ADMIN_TOKEN`
+    pub var: &'static str,
+}
+
+pub const ADMIN_TOKEN: SecretFlag = SecretFlag {
+    flag: "--admin-token",
+    var: "RTCONFIG_ADMIN_TOKEN",
+};
+pub const DATABASE_URL: SecretFlag = SecretFlag {
+    flag: "--database-url",
+    var: "RTCONFIG_DATABASE_URL",
+};
+pub const REDIS_URL: SecretFlag = SecretFlag {
+    flag: "--redis-url",
+    var: "RTCONFIG_REDIS_URL",
+};
+
+/// A secret from its flag/variable or from its `_FILE` variant (read now; trailing line breaks
+/// trimmed). Both given, an unreadable file or an empty one is a problem naming the flag, the
+/// variable and the file.
+pub fn read_secret(
+    secret: SecretFlag,
+    value: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, String> {
+    let SecretFlag { flag, var } = secret;
+    match (value, file) {
+        (Some(_), Some(_)) => Err(format!(
+            "give {flag} ({var}) or {flag}-file ({var}_FILE), not both"
+        )),
+        (Some(v), None) => Ok(Some(v)),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "cannot read {flag}-file ({var}_FILE) {}: {}",
+                    path.display(),
+                    io_reason(&e)
+                )
+            })?;
+            let text = text.trim_end_matches(['\r', '\n']);
+            if text.is_empty() {
+                return Err(format!(
+                    "{flag}-file ({var}_FILE) {} is empty",
+                    path.display()
+                ));
+            }
+            Ok(Some(text.to_owned()))
+        }
+    }
+}
+
+/// Why a file could not be read, in words (no `os error` numbers).
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "no such file".into(),
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::InvalidData => "it is not UTF-8 text".into(),
+        ErrorKind::IsADirectory => "it is a directory".into(),
+        kind => kind.to_string(),
+    }
+}
+
+/// `--tls-cert` and `--tls-key`: both or neither.
+pub fn tls_choice(a: TlsArgs) -> Result<Option<TlsFiles>, String> {
+    match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("--tls-cert needs --tls-key (give both, or neither)".into()),
+        (None, Some(_)) => Err("--tls-key needs --tls-cert (give both, or neither)".into()),
+    }
+}
+
+/// Every unusable `--allowed-host` entry.
+pub fn allowed_hosts_problems(hosts: &[String]) -> impl Iterator<Item = String> + '_ {
+    hosts.iter().filter_map(|h| allowed_host_problem(h))
+}
+
 /// `rtconfig dev`: admin + sidecar in one process on the embedded ledger.
 #[derive(Debug, Clone)]
 pub struct DevSettings {
@@ -204,12 +316,16 @@ pub struct DevSettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub probe_listen: SocketAddr,
-    /// Allow `listen` on a non-loopback address.
+    /// Allow `listen`, `admin_listen` and `probe_listen` on non-loopback addresses.
     pub allow_non_loopback: bool,
     pub max_watchers: usize,
     pub drain_timeout: Duration,
     pub admin_token: Option<String>,
     pub auth: AuthSettings,
+    /// `--allowed-host`, for all three listeners.
+    pub allowed_hosts: Vec<String>,
+    /// `--tls-cert`/`--tls-key` of the admin listener.
+    pub tls: Option<TlsFiles>,
 }
 
 impl DevSettings {
@@ -230,6 +346,8 @@ impl DevSettings {
             drain_timeout: Duration::from_secs(5),
             admin_token: None,
             auth: AuthSettings::defaults(true),
+            allowed_hosts: Vec::new(),
+            tls: None,
         }
     }
 
@@ -237,10 +355,29 @@ impl DevSettings {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(loopback_problem(self.listen, self.allow_non_loopback));
+        out.extend(dev_loopback_problem(
+            "--admin-listen",
+            self.admin_listen,
+            self.allow_non_loopback,
+        ));
+        out.extend(dev_loopback_problem(
+            "--probe-listen",
+            self.probe_listen,
+            self.allow_non_loopback,
+        ));
         out.extend(name_problem("--namespace", &self.namespace));
         out.extend(name_problem("--cluster-id", &self.cluster_id));
         out.extend(self.auth.problems());
+        out.extend(self.admin_token.as_deref().and_then(token_problem));
+        out.extend(allowed_hosts_problems(&self.allowed_hosts));
         out
+    }
+
+    /// Whether every listener is on loopback (what the banner may claim).
+    pub fn loopback_only(&self) -> bool {
+        [self.listen, self.admin_listen, self.probe_listen]
+            .iter()
+            .all(|a| a.ip().is_loopback())
     }
 }
 
@@ -248,6 +385,16 @@ impl TryFrom<DevArgs> for DevSettings {
     type Error = SettingsError;
 
     fn try_from(a: DevArgs) -> Result<DevSettings, SettingsError> {
+        let mut problems = Vec::new();
+        let admin_token = read_secret(ADMIN_TOKEN, a.admin_token, a.admin_token_file.as_deref())
+            .unwrap_or_else(|p| {
+                problems.push(p);
+                None
+            });
+        let tls = tls_choice(a.tls).unwrap_or_else(|p| {
+            problems.push(p);
+            None
+        });
         let s = DevSettings {
             schema_dir: a.common.schema_dir,
             data_dir: a.data_dir,
@@ -259,10 +406,13 @@ impl TryFrom<DevArgs> for DevSettings {
             allow_non_loopback: a.read_api.allow_non_loopback,
             max_watchers: a.read_api.max_watchers,
             drain_timeout: a.drain.drain_timeout,
-            admin_token: a.admin_token,
+            admin_token,
+            allowed_hosts: a.hosts.allowed_hosts,
+            tls,
             auth: AuthSettings::from_args(a.auth, true),
         };
-        SettingsError::check(s.problems())?;
+        problems.extend(s.problems());
+        SettingsError::check(problems)?;
         Ok(s)
     }
 }
@@ -285,6 +435,8 @@ pub struct SidecarSettings {
     pub max_watchers: usize,
     pub drain_timeout: Duration,
     pub instance_id: Option<String>,
+    /// `--allowed-host`, for the read API and the probe listener.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The shortest `--resync-interval`.
@@ -310,6 +462,7 @@ impl SidecarSettings {
             max_watchers: 1024,
             drain_timeout: Duration::from_secs(2),
             instance_id: None,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -323,6 +476,7 @@ impl SidecarSettings {
         if self.resync_interval < MIN_RESYNC {
             out.push("--resync-interval must be at least 0.05 seconds".into());
         }
+        out.extend(allowed_hosts_problems(&self.allowed_hosts));
         out
     }
 }
@@ -331,11 +485,27 @@ impl TryFrom<SidecarArgs> for SidecarSettings {
     type Error = SettingsError;
 
     fn try_from(a: SidecarArgs) -> Result<SidecarSettings, SettingsError> {
+        let mut problems = Vec::new();
+        let redis_url = match read_secret(REDIS_URL, a.redis_url, a.redis_url_file.as_deref()) {
+            Ok(Some(url)) => Some(url),
+            Ok(None) => {
+                problems.push(
+                    "the sidecar needs --redis-url (or --redis-url-file / RTCONFIG_REDIS_URL_FILE)"
+                        .into(),
+                );
+                None
+            }
+            Err(p) => {
+                problems.push(p);
+                None
+            }
+        };
+        let missing_redis = redis_url.is_none();
         let s = SidecarSettings {
             schema_dir: a.common.schema_dir,
             namespace: a.namespace,
             cluster_id: a.common.cluster_id,
-            redis_url: a.redis_url,
+            redis_url: redis_url.unwrap_or_default(),
             subscriber_redis_url: None,
             listen: a.listen,
             probe_listen: a.probe_listen,
@@ -346,8 +516,15 @@ impl TryFrom<SidecarArgs> for SidecarSettings {
             max_watchers: a.read_api.max_watchers,
             drain_timeout: a.drain.drain_timeout,
             instance_id: a.instance_id,
+            allowed_hosts: a.hosts.allowed_hosts,
         };
-        SettingsError::check(s.problems())?;
+        // A missing URL is reported once, not also as an invalid one.
+        problems.extend(
+            s.problems()
+                .into_iter()
+                .filter(|p| !(missing_redis && p.contains("--redis-url"))),
+        );
+        SettingsError::check(problems)?;
         Ok(s)
     }
 }
@@ -382,7 +559,8 @@ const MIN_DATABASE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The ledger chosen by `--database-url` / `--data-dir`: exactly one of them.
 fn ledger_choice(a: LedgerArgs, database_timeout: Option<Duration>) -> Result<AdminLedger, String> {
-    match (a.database_url, a.data_dir) {
+    let database_url = read_secret(DATABASE_URL, a.database_url, a.database_url_file.as_deref())?;
+    match (database_url, a.data_dir) {
         (Some(url), None) => {
             let mut pg = PgSettings::new(&url);
             if let Some(t) = database_timeout {
@@ -412,6 +590,10 @@ pub struct AdminSettings {
     pub drain_timeout: Duration,
     pub relay_interval: Duration,
     pub anti_entropy_interval: Duration,
+    /// `--allowed-host` of the admin listener.
+    pub allowed_hosts: Vec<String>,
+    /// `--tls-cert`/`--tls-key`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The shortest `--admin-token`.
@@ -432,6 +614,8 @@ impl AdminSettings {
             drain_timeout: Duration::from_secs(2),
             relay_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(30),
+            allowed_hosts: Vec::new(),
+            tls: None,
         }
     }
 
@@ -457,6 +641,7 @@ impl AdminSettings {
         if self.anti_entropy_interval.is_zero() {
             out.push("--anti-entropy-interval must be above zero".into());
         }
+        out.extend(allowed_hosts_problems(&self.allowed_hosts));
         out
     }
 }
@@ -469,23 +654,39 @@ impl TryFrom<AdminArgs> for AdminSettings {
         let ledger = ledger_choice(a.ledger, Some(a.database_timeout))
             .map_err(|p| problems.push(p))
             .ok();
-        if a.redis_url.is_none() {
-            problems.push("the admin needs --redis-url".into());
+        let redis_url = read_secret(REDIS_URL, a.redis_url, a.redis_url_file.as_deref())
+            .unwrap_or_else(|p| {
+                problems.push(p);
+                Some(String::new())
+            });
+        if redis_url.is_none() {
+            problems.push("the admin needs --redis-url (or --redis-url-file)".into());
         }
+        let admin_token = read_secret(ADMIN_TOKEN, a.admin_token, a.admin_token_file.as_deref())
+            .unwrap_or_else(|p| {
+                problems.push(p);
+                None
+            });
+        let tls = tls_choice(a.tls).unwrap_or_else(|p| {
+            problems.push(p);
+            None
+        });
         let s = AdminSettings {
             schema_dir: a.common.schema_dir,
             // Placeholder while collecting problems; never returned.
             ledger: ledger.unwrap_or(AdminLedger::Embedded {
                 data_dir: PathBuf::new(),
             }),
-            redis_url: a.redis_url.unwrap_or_default(),
+            redis_url: redis_url.unwrap_or_default(),
             cluster_id: a.common.cluster_id,
             listen: a.listen,
-            admin_token: a.admin_token,
+            admin_token,
             auth: AuthSettings::from_args(a.auth, false),
             drain_timeout: a.drain.drain_timeout,
             relay_interval: a.relay_interval,
             anti_entropy_interval: a.anti_entropy_interval,
+            allowed_hosts: a.hosts.allowed_hosts,
+            tls,
         };
         // Report the missing flag once, not also as an "empty" value.
         let missing_redis = s.redis_url.is_empty();
@@ -496,6 +697,28 @@ impl TryFrom<AdminArgs> for AdminSettings {
         );
         SettingsError::check(problems)?;
         Ok(s)
+    }
+}
+
+/// `rtconfig admin migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    pub pg: PgSettings,
+}
+
+impl TryFrom<MigrateArgs> for MigrateSettings {
+    type Error = SettingsError;
+
+    fn try_from(a: MigrateArgs) -> Result<MigrateSettings, SettingsError> {
+        match read_secret(DATABASE_URL, a.database_url, a.database_url_file.as_deref()) {
+            Ok(Some(url)) => Ok(MigrateSettings {
+                pg: PgSettings::new(&url),
+            }),
+            Ok(None) => Err(SettingsError::one(
+                "migrate needs --database-url (or --database-url-file / RTCONFIG_DATABASE_URL_FILE)",
+            )),
+            Err(p) => Err(SettingsError::one(p)),
+        }
     }
 }
 
@@ -551,6 +774,22 @@ pub fn loopback_problem(listen: SocketAddr, allow_non_loopback: bool) -> Option<
         format!(
             "--listen {listen} is not a loopback address: the read API is meant for the pod's own \
              app; pass --allow-non-loopback to serve it beyond localhost"
+        )
+    })
+}
+
+/// `dev` serves its admin without auth and its probes and metrics to anyone who reaches them:
+/// loopback only, unless `--allow-non-loopback`.
+pub fn dev_loopback_problem(
+    flag: &str,
+    addr: SocketAddr,
+    allow_non_loopback: bool,
+) -> Option<String> {
+    (!addr.ip().is_loopback() && !allow_non_loopback).then(|| {
+        format!(
+            "{flag} {addr} is not a loopback address: dev binds loopback only (its probes and \
+             read API need no credentials); pass --allow-non-loopback to serve it beyond \
+             localhost"
         )
     })
 }
@@ -805,5 +1044,257 @@ mod tests {
         assert!(token_problem("0123456789abcdef").is_none());
         assert!(token_problem("  0123456789abcde  ").is_some());
         assert!(token_problem("ééééééééééééééé").is_some());
+    }
+
+    fn dev(args: &[&str]) -> Result<DevSettings, SettingsError> {
+        let mut all = vec!["dev"];
+        all.extend_from_slice(args);
+        match parse(&all).expect("parsed").command {
+            Command::Dev(a) => DevSettings::try_from(a),
+            _ => panic!("not dev"),
+        }
+    }
+
+    fn sidecar(args: &[&str]) -> Result<SidecarSettings, SettingsError> {
+        let mut all = vec!["sidecar", "--namespace", "demo"];
+        all.extend_from_slice(args);
+        match parse(&all).expect("parsed").command {
+            Command::Sidecar(a) => SidecarSettings::try_from(a),
+            _ => panic!("not sidecar"),
+        }
+    }
+
+    /// Asserts `result` failed with exactly these problems (each a substring, in order).
+    fn problems<T: std::fmt::Debug>(result: Result<T, SettingsError>, want: &[&str], what: &str) {
+        match result {
+            Ok(s) => assert!(want.is_empty(), "{what}: accepted ({s:?}); want {want:?}"),
+            Err(SettingsError(got)) => {
+                assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+                for (p, w) in got.iter().zip(want) {
+                    assert!(p.contains(w), "{what}: {p:?} lacks {w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dev_binds_loopback_only_unless_allowed_and_needs_a_strong_token() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &[]),
+            (
+                &["--admin-listen", "0.0.0.0:8080"],
+                &["--admin-listen 0.0.0.0:8080 is not a loopback address"],
+            ),
+            (
+                &["--probe-listen", "0.0.0.0:7071"],
+                &["--probe-listen 0.0.0.0:7071 is not a loopback address"],
+            ),
+            (
+                &[
+                    "--admin-listen",
+                    "[::]:8080",
+                    "--probe-listen",
+                    "10.0.0.1:7071",
+                    "--listen",
+                    "0.0.0.0:7070",
+                ],
+                &[
+                    "--listen 0.0.0.0:7070",
+                    "--admin-listen [::]:8080",
+                    "--probe-listen 10.0.0.1:7071",
+                ],
+            ),
+            (
+                &[
+                    "--admin-listen",
+                    "0.0.0.0:8080",
+                    "--probe-listen",
+                    "0.0.0.0:7071",
+                    "--allow-non-loopback",
+                ],
+                &[],
+            ),
+            (&["--admin-listen", "[::1]:8080"], &[]),
+            (
+                &["--admin-token", "abc"],
+                &["--admin-token must be at least 16"],
+            ),
+            (&["--admin-token", "0123456789abcdef"], &[]),
+        ];
+        for (args, want) in cases {
+            problems(dev(args), want, &format!("{args:?}"));
+        }
+        let p = dev(&["--admin-listen", "0.0.0.0:8080"]).expect_err("refused");
+        assert!(p.0[0].contains("--allow-non-loopback"), "{p:?}");
+        let open = dev(&["--admin-listen", "0.0.0.0:8080", "--allow-non-loopback"]).expect("ok");
+        assert!(!open.loopback_only());
+        assert!(dev(&[]).expect("ok").loopback_only());
+    }
+
+    #[test]
+    fn secret_files_are_read_trimmed_and_exclusive_with_their_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.to_str().expect("utf-8").to_owned()
+        };
+        let token = file("token", "0123456789abcdef\n");
+        let crlf = file("crlf", "0123456789abcdef\r\n");
+        let empty = file("empty", "\n");
+        let missing = dir
+            .path()
+            .join("missing")
+            .to_str()
+            .expect("utf-8")
+            .to_owned();
+        let redis = file("redis", "redis://127.0.0.1:6379\n");
+        let pg = file("pg", "postgres://u:p@127.0.0.1/db\n");
+
+        let s = dev(&["--admin-token-file", &token]).expect("token file");
+        assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef"));
+        let s = dev(&["--admin-token-file", &crlf]).expect("crlf");
+        assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef"));
+        problems(
+            dev(&["--admin-token", "0123456789abcdef", "--admin-token-file", &token]),
+            &["give --admin-token (RTCONFIG_ADMIN_TOKEN) or --admin-token-file (RTCONFIG_ADMIN_TOKEN_FILE), not both"],
+            "both",
+        );
+        problems(
+            dev(&["--admin-token-file", &missing]),
+            &["cannot read --admin-token-file (RTCONFIG_ADMIN_TOKEN_FILE)"],
+            "missing",
+        );
+        let err = dev(&["--admin-token-file", &missing]).expect_err("missing");
+        assert!(
+            err.0[0].contains(&missing) && err.0[0].ends_with("no such file"),
+            "{err:?}"
+        );
+        assert!(!err.0[0].contains("os error"), "{err:?}");
+        problems(dev(&["--admin-token-file", &empty]), &["is empty"], "empty");
+
+        // The admin: token, Redis URL and database URL from files.
+        let a = admin(&[
+            "--admin-token-file",
+            &token,
+            "--redis-url-file",
+            &redis,
+            "--database-url-file",
+            &pg,
+        ])
+        .expect("all from files");
+        assert_eq!(a.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(a.redis_url, "redis://127.0.0.1:6379");
+        match &a.ledger {
+            AdminLedger::Postgres(pg) => assert_eq!(pg.url, "postgres://u:p@127.0.0.1/db"),
+            other => panic!("not postgres: {other:?}"),
+        }
+        problems(
+            admin(&[
+                "--admin-token-file", &missing,
+                "--redis-url", "redis://x", "--redis-url-file", &redis,
+                "--database-url-file", &missing,
+            ]),
+            &[
+                "cannot read --database-url-file (RTCONFIG_DATABASE_URL_FILE)",
+                "give --redis-url (RTCONFIG_REDIS_URL) or --redis-url-file (RTCONFIG_REDIS_URL_FILE), not both",
+                "cannot read --admin-token-file (RTCONFIG_ADMIN_TOKEN_FILE)",
+            ],
+            "admin files",
+        );
+        problems(
+            admin(&["--data-dir", "d", "--redis-url", "redis://x"]),
+            &["needs --admin-token or --admin-token-file"],
+            "no token",
+        );
+
+        // The sidecar: the Redis URL from a file, or a clear "missing".
+        let s = sidecar(&["--redis-url-file", &redis]).expect("redis file");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        problems(sidecar(&[]), &["the sidecar needs --redis-url"], "no redis");
+        problems(
+            sidecar(&["--redis-url-file", &missing]),
+            &["cannot read --redis-url-file (RTCONFIG_REDIS_URL_FILE)"],
+            "missing redis file",
+        );
+
+        // admin migrate
+        let migrate = |args: &[&str]| {
+            let mut all = vec!["admin", "migrate"];
+            all.extend_from_slice(args);
+            match parse(&all).expect("parsed").command {
+                Command::Admin(crate::cli::AdminArgs {
+                    command: Some(crate::cli::AdminCommand::Migrate(m)),
+                    ..
+                }) => MigrateSettings::try_from(m),
+                _ => panic!("not migrate"),
+            }
+        };
+        assert_eq!(
+            migrate(&["--database-url-file", &pg])
+                .expect("migrate")
+                .pg
+                .url,
+            "postgres://u:p@127.0.0.1/db"
+        );
+        problems(migrate(&[]), &["migrate needs --database-url"], "migrate");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_allowed_hosts_must_be_names() {
+        let token = ["--admin-token", "0123456789abcdef"];
+        let base = [&["--data-dir", "d", "--redis-url", "redis://x"][..], &token].concat();
+        let with = |extra: &[&str]| admin(&[&base[..], extra].concat());
+        let a = with(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("both");
+        assert_eq!(
+            a.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        problems(
+            with(&["--tls-cert", "c.pem"]),
+            &["--tls-cert needs --tls-key"],
+            "cert only",
+        );
+        problems(
+            with(&["--tls-key", "k.pem"]),
+            &["--tls-key needs --tls-cert"],
+            "key only",
+        );
+        problems(
+            dev(&["--tls-key", "k.pem"]),
+            &["--tls-key needs --tls-cert"],
+            "dev key only",
+        );
+        assert!(dev(&["--tls-cert", "c", "--tls-key", "k"])
+            .expect("dev tls")
+            .tls
+            .is_some());
+
+        let a = with(&[
+            "--allowed-host",
+            "a.example,b.example",
+            "--allowed-host",
+            "10.0.0.5",
+        ])
+        .expect("hosts");
+        assert_eq!(a.allowed_hosts, ["a.example", "b.example", "10.0.0.5"]);
+        problems(
+            with(&["--allowed-host", "https://a.example"]),
+            &["--allowed-host \"https://a.example\" is not a host name"],
+            "scheme",
+        );
+        problems(
+            dev(&["--allowed-host", "a.example:8080"]),
+            &["--allowed-host"],
+            "dev port",
+        );
+        problems(
+            sidecar(&["--redis-url", "redis://x", "--allowed-host", "a b"]),
+            &["--allowed-host"],
+            "sidecar",
+        );
     }
 }

@@ -99,16 +99,18 @@ impl AdminState {
         }
     }
 
+    fn change_json(&self, schema: &Schema, c: &Change) -> Value {
+        json!({
+            "key": c.key,
+            "old": self.mask(schema, &c.key, c.old.as_ref()),
+            "new": self.mask(schema, &c.key, c.new.as_ref()),
+        })
+    }
+
     fn changes_json(&self, schema: &Schema, changes: &[Change]) -> Value {
         changes
             .iter()
-            .map(|c| {
-                json!({
-                    "key": c.key,
-                    "old": self.mask(schema, &c.key, c.old.as_ref()),
-                    "new": self.mask(schema, &c.key, c.new.as_ref()),
-                })
-            })
+            .map(|c| self.change_json(schema, c))
             .collect()
     }
 
@@ -594,17 +596,28 @@ pub async fn import(
             .current(&ns)
             .await
             .map_err(ledger_error)?;
-        let changes: Vec<Change> = canonical
+        // A secret that is set is always "replaced", equal or not, and its new value's
+        // fingerprint is not shown: either would confirm a guess of the stored secret.
+        let diff: Vec<Value> = canonical
             .into_iter()
             .filter_map(|(key, new)| {
                 let old = current.values.get(&key).and_then(|s| s.value.clone());
-                (old != new).then_some(Change { key, old, new })
+                let secret = schema.key(&key).is_some_and(|d| d.secret);
+                if secret && new.is_some() {
+                    return Some(json!({
+                        "key": key,
+                        "secret": true,
+                        "action": "replace",
+                        "old": state.mask(&schema, &key, old.as_ref()),
+                    }));
+                }
+                (old != new).then(|| state.change_json(&schema, &Change { key, old, new }))
             })
             .collect();
         return Ok(ok(json!({
             "dry_run": true,
             "version": current.state.version,
-            "changes": state.changes_json(&schema, &changes),
+            "changes": diff,
         })));
     }
     if wanted.is_empty() {

@@ -23,6 +23,9 @@
 //! [`crate::auth::guard`], the one place requests are authenticated and authorized. Writes go
 //! through [`write::WritePath`]. Errors are always
 //! `{"error":{"code","message","details"?,"request_id"}}`. Secrets are masked everywhere here.
+//! Every response carries the security headers ([`CONTENT_SECURITY_POLICY`], nosniff,
+//! `X-Frame-Options`, `Referrer-Policy`, `no-store`, and HSTS over TLS); a request for a `Host`
+//! the listener does not serve gets 421.
 
 mod api;
 mod audit;
@@ -50,8 +53,9 @@ use crate::auth::guard::{guard, Access, Needs, RouteGuard};
 use crate::auth::{Auth, Role};
 use crate::http::error::BODY_LIMIT_BYTES;
 use crate::http::headers::X_REQUEST_ID;
+use crate::http::host::{check_host, HostPolicy};
 use crate::http::routes::Routes;
-use crate::http::server::{limit_uri, method_not_allowed, not_found};
+use crate::http::server::{limit_uri, method_not_allowed, not_found, ServedOverTls};
 use crate::http::ApiError;
 use crate::metrics::{Exposition, HttpMetrics};
 use fleet::Fleet;
@@ -224,8 +228,9 @@ pub fn route_table() -> Vec<(&'static str, Method, Access)> {
         .collect()
 }
 
-/// The admin router: API, probes, and the middleware every request passes.
-pub fn router(state: Arc<AdminState>) -> Router {
+/// The admin router: API, probes, and the middleware every request passes. `hosts` is the
+/// listener's `Host` check (`http::host`: 421 `host_not_allowed`, against DNS rebinding).
+pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
     let auth = state.auth.clone();
     routes()
         .map_with(|route, pattern, needs| {
@@ -248,6 +253,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            check_host,
+        ))
         .layer(axum::middleware::from_fn(errors_carry_request_id))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
@@ -278,16 +287,42 @@ async fn errors_carry_request_id(req: Request, next: Next) -> Response {
     }
 }
 
+/// The `Content-Security-Policy` of every admin response: JSON and YAML need nothing, so
+/// nothing is allowed — no scripts, styles, frames or plugins, no embedding in another site's
+/// frame, no `<base>`, and forms may only post back here. This is the one place the policy is
+/// written. The web UI's pages will need `script-src 'self'; style-src 'self'; img-src 'self'
+/// data:; connect-src 'self'` added (never `unsafe-inline` for scripts); a handler that sets
+/// its own `Content-Security-Policy` keeps it.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// `Strict-Transport-Security` on responses served over TLS: browsers use only HTTPS for this
+/// host for a year. Never sent over plain HTTP (RFC 6797 §7.2: browsers ignore it there).
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
+/// The headers every admin response carries (errors, probes, 404s and 421s included).
 async fn security_headers(req: Request, next: Next) -> Response {
+    let tls = req.extensions().get::<ServedOverTls>().is_some();
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     h.insert(
-        "x-content-type-options",
+        header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
+    }
     resp
 }
 

@@ -16,12 +16,14 @@ use super::AdminState;
 use crate::auth::audit::Action;
 use crate::auth::guard::{store_error, RequestInfo};
 use crate::auth::login::{sign_in, Attempt, LoginError};
+use crate::auth::password::{PasswordError, PasswordPolicy};
 use crate::auth::secrets::digest;
 use crate::auth::store::{Pending, Session, TotpState, User, UserUpdate};
 use crate::auth::totp::{self, Enrolment};
-use crate::auth::{cookie, interim, Auth, Principal};
+use crate::auth::{cookie, Auth, Principal};
 use crate::http::error::JsonBody;
 use crate::http::{ApiError, ApiJson};
+use crate::telemetry::Chain;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -138,6 +140,7 @@ pub async fn login(
         Err(LoginError::Invalid) => Err(invalid_credentials()),
         Err(LoginError::MfaRequired) => Err(mfa_required()),
         Err(LoginError::Store(e)) => Err(store_error(e)),
+        Err(LoginError::Password(e)) => Err(hash_error(e)),
     }
 }
 
@@ -279,8 +282,12 @@ pub async fn confirm_password(
             "send your current password in \"password\" to confirm this change",
         ));
     };
-    let ok = match user.password_hash.clone() {
-        Some(hash) => interim::verify(hash, password).await,
+    let ok = match user.password_hash.as_deref() {
+        Some(hash) => auth
+            .hasher
+            .verify(&password, hash)
+            .await
+            .map_err(hash_error)?,
         None => false,
     };
     if ok {
@@ -302,27 +309,37 @@ pub async fn confirm_password(
     Err(invalid_credentials())
 }
 
-/// The password rules, as a 422 `weak_password`.
-pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
-    match interim::policy_problem(password) {
-        None => Ok(()),
-        Some(problem) => Err(ApiError::new(
+/// The password rules (`auth::password::PasswordPolicy`), as a 422 `weak_password`.
+pub fn check_password_policy(password: &str, username: &str) -> Result<(), ApiError> {
+    PasswordPolicy::check(password, username).map_err(|problem| {
+        ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "weak_password",
-            problem,
-        )),
+            problem.to_string(),
+        )
+    })
+}
+
+/// A password hashing failure as the API answers it (never showing the password).
+pub fn hash_error(e: PasswordError) -> ApiError {
+    tracing::error!(error = %Chain(&e), "password hashing failed");
+    match e {
+        PasswordError::Malformed(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "this account's stored password hash is damaged; an admin can reset the password",
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "cannot check the password just now; retry",
+        )
+        .retry_after(1),
     }
 }
 
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    interim::hash(password).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "cannot hash the password just now; retry",
-        )
-        .retry_after(1)
-    })
+pub async fn hash_password(auth: &Auth, password: &str) -> Result<String, ApiError> {
+    auth.hasher.hash(password).await.map_err(hash_error)
 }
 
 /// Starts a fresh session for `user` (after a privilege change ended the old ones) and
@@ -377,8 +394,8 @@ pub async fn change_password(
     let auth = &state.auth;
     let (user, _) = session_of(&principal)?;
     confirm_password(auth, &principal, Some(body.current_password), &info).await?;
-    check_password_policy(&body.new_password)?;
-    let hash = hash_password(body.new_password).await?;
+    check_password_policy(&body.new_password, &user.username)?;
+    let hash = hash_password(auth, &body.new_password).await?;
     let user = auth
         .store
         .update_user(&user.id, UserUpdate::Password(hash))

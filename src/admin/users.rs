@@ -17,6 +17,7 @@ use super::AdminState;
 use crate::auth::audit::Action;
 use crate::auth::guard::{store_error, RequestInfo};
 use crate::auth::store::{NewUser, User, UserUpdate};
+use crate::auth::throttle::{decide, ThrottlePolicy, Verdict};
 use crate::auth::{Auth, Grant, Grants, Principal};
 use crate::http::error::JsonBody;
 use crate::http::{ApiError, ApiJson};
@@ -35,19 +36,25 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
-/// Consecutive failures after which the account counts as locked in the listing (INTERIM:
-/// the pw branch's throttle decides).
-const LOCKED_AFTER: u32 = 10;
-
 fn user_json(u: &User) -> Value {
+    let lock = decide(
+        &u.failures,
+        chrono::Utc::now(),
+        &ThrottlePolicy::PER_ACCOUNT,
+    );
     json!({
         "username": u.username,
         "roles": u.grants,
         "disabled": u.disabled,
         "sso": u.oidc.is_some(),
         "mfa": u.totp.as_ref().is_some_and(|t| t.confirmed),
-        "locked": u.failures.consecutive >= LOCKED_AFTER,
+        "locked": !lock.is_allowed(),
+        "locked_for_secs": match lock {
+            Verdict::Refuse { retry_after } => Some(retry_after.as_secs_f64().ceil() as u64),
+            Verdict::Allow => None,
+        },
         "failed_logins": u.failures.consecutive,
+        "failed_logins_this_hour": u.failures.in_window,
         "created_at": timestamp(u.created_at),
         "updated_at": timestamp(u.updated_at),
     })
@@ -112,8 +119,8 @@ pub async fn create(
         ));
     }
     let grants = parse_roles(&body.roles)?;
-    check_password_policy(&body.password)?;
-    let hash = hash_password(body.password).await?;
+    check_password_policy(&body.password, &body.username)?;
+    let hash = hash_password(auth, &body.password).await?;
     let user = auth
         .store
         .create_user(NewUser {
@@ -287,8 +294,8 @@ pub async fn reset_password(
             "this user signs in with SSO and has no password",
         ));
     }
-    check_password_policy(&body.password)?;
-    let hash = hash_password(body.password).await?;
+    check_password_policy(&body.password, &user.username)?;
+    let hash = hash_password(auth, &body.password).await?;
     let user = auth
         .store
         .update_user(&user.id, UserUpdate::Password(hash))

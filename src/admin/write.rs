@@ -3,7 +3,9 @@
 //! in production).
 //!
 //! Every value is checked before anything is written; a request with any bad value writes
-//! nothing and gets every problem back at once. Error messages never contain a secret's value.
+//! nothing and gets every problem back at once. Error messages never contain a secret's value,
+//! and no answer tells whether a value sent for a secret equals the stored one: setting a
+//! secret is always a change (`CommitRequest::always_write`), even to its current value.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,6 +128,13 @@ impl WritePath {
             }
         }
         let fingerprint = fingerprint(namespace, &changes, &req);
+        // A secret set to its stored value is written anyway: a "no change" answer would
+        // confirm a guess of the secret.
+        let always_write = changes
+            .iter()
+            .filter(|(key, value)| value.is_some() && schema.key(key).is_some_and(|d| d.secret))
+            .map(|(key, _)| key.clone())
+            .collect();
         let request = CommitRequest {
             namespace: namespace.to_owned(),
             changes,
@@ -134,6 +143,7 @@ impl WritePath {
             meta: req.meta,
             idempotency_key: req.idempotency_key,
             fingerprint,
+            always_write,
         };
         self.commit(request).await
     }
@@ -224,6 +234,7 @@ impl WritePath {
             meta,
             idempotency_key,
             fingerprint: format!("rollback:{to_version}:{fingerprint}"),
+            always_write: Default::default(),
         })
         .await
     }

@@ -165,7 +165,13 @@ pub enum StoreChoice {
 
 /// Exactly one of `--data-dir` and `--database-url`.
 pub fn store_choice(args: &LedgerArgs) -> Result<StoreChoice, CliError> {
-    match (&args.database_url, &args.data_dir) {
+    let database_url = crate::settings::read_secret(
+        crate::settings::DATABASE_URL,
+        args.database_url.clone(),
+        args.database_url_file.as_deref(),
+    )
+    .map_err(CliError::Usage)?;
+    match (&database_url, &args.data_dir) {
         (Some(url), None) => match crate::settings::database_url_problem(url) {
             Some(problem) => Err(CliError::Usage(format!("--database-url: {problem}"))),
             None => Ok(StoreChoice::Database(url.clone())),
@@ -640,6 +646,7 @@ mod tests {
     fn exactly_one_store_flag() {
         let args = |url: Option<&str>, dir: Option<&str>| LedgerArgs {
             database_url: url.map(str::to_owned),
+            database_url_file: None,
             data_dir: dir.map(PathBuf::from),
         };
         assert_eq!(
@@ -741,6 +748,7 @@ mod tests {
         let store = EmbeddedAuthStore::open(dir.path()).expect("open");
         let args = || LedgerArgs {
             database_url: None,
+            database_url_file: None,
             data_dir: Some(dir.path().to_owned()),
         };
         let mut out = Vec::new();

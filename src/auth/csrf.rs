@@ -144,14 +144,15 @@ mod tests {
         };
         let host = Some("127.0.0.1:8080");
         // (origins, origin, sec-fetch-site, host, allow_missing, want)
-        let table: &[(
-            &Origins,
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
+        type Row<'a> = (
+            &'a Origins,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
             bool,
             Result<(), CsrfFailure>,
-        )] = &[
+        );
+        let table: &[Row] = &[
             (
                 &plain,
                 Some("http://127.0.0.1:8080"),

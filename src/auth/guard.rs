@@ -11,7 +11,7 @@
 //! 2. **Public routes** (probes, the OpenAPI document, sign-in) go through without
 //!    credentials; a state-changing one (sign-in) gets the origin check of [`super::csrf`].
 //! 3. **Authentication.** An `Authorization` header means bearer only, never the cookie:
-//!    the bootstrap `--admin-token` or an API token (unknown or revoked → 401 `unauthorized`,
+//!    (`auth::bearer`: the scheme is case-insensitive): the bootstrap `--admin-token` or an API token (unknown or revoked → 401 `unauthorized`,
 //!    expired → 401 `token_expired`). Otherwise the `__Host-rtconfig` session cookie (none,
 //!    unknown, idle or past its lifetime → 401 `unauthorized`, with a `Set-Cookie` that
 //!    clears it).
@@ -132,7 +132,8 @@ impl Needs {
 /// Where a request comes from, for audit events, changesets and the throttle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// The client IP (see [`client_ip`]).
+    /// The client IP (`auth::client_ip`: the TCP peer, or the last untrusted
+    /// `X-Forwarded-For` hop behind a `--trusted-proxy`).
     pub ip: Option<IpAddr>,
     /// At most 256 characters of `User-Agent`.
     pub user_agent: Option<String>,
@@ -153,32 +154,11 @@ impl RequestInfo {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         RequestInfo {
-            ip: peer.map(|p| client_ip(p, headers, trusted)),
+            ip: peer.map(|p| super::client_ip::from_headers(p, headers, trusted)),
             user_agent: text(header::USER_AGENT.as_str()).map(|ua| ua.chars().take(256).collect()),
             request_id: text(X_REQUEST_ID.as_str()),
         }
     }
-}
-
-/// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the last hop of
-/// `X-Forwarded-For` that is not itself trusted (proxies append, so hops left of it could be
-/// made up by the client).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
@@ -480,13 +460,9 @@ pub async fn authenticate(
     now: DateTime<Utc>,
 ) -> Result<(Principal, Via), Denial> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(bearer)
-            .ok_or(Denial::Unauthorized {
-                clear_cookie: false,
-            })?;
+        let token = super::bearer::bearer_token(value).ok_or(Denial::Unauthorized {
+            clear_cookie: false,
+        })?;
         return bearer_principal(auth, token, now)
             .await
             .map(|p| (p, Via::Bearer));
@@ -512,14 +488,6 @@ pub async fn authenticate(
             Err(dead)
         }
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
-/// RFC 9110 §11.1).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn bearer_principal(
@@ -664,47 +632,6 @@ pub fn sees(grants: &Grants, ns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for (value, want) in [
-            ("Bearer abc", Some("abc")),
-            ("bearer abc", Some("abc")),
-            ("BEARER  abc ", Some("abc")),
-            ("Basic abc", None),
-            ("Bearer", None),
-            ("Bearer ", None),
-            ("abc", None),
-        ] {
-            assert_eq!(bearer(value), want, "{value:?}");
-        }
-    }
-
-    #[test]
-    fn client_ip_believes_only_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        // (peer, X-Forwarded-For, client)
-        let table = [
-            ("203.0.113.9", Some("1.2.3.4"), "203.0.113.9"),
-            ("10.0.0.1", None, "10.0.0.1"),
-            ("10.0.0.1", Some("1.2.3.4"), "1.2.3.4"),
-            ("10.0.0.1", Some("6.6.6.6, 1.2.3.4, 10.0.0.2"), "1.2.3.4"),
-            ("10.0.0.1", Some("10.0.0.3, 10.0.0.2"), "10.0.0.1"),
-            ("10.0.0.1", Some("garbage"), "10.0.0.1"),
-        ];
-        for (peer, xff, want) in table {
-            let mut h = HeaderMap::new();
-            if let Some(x) = xff {
-                h.insert("x-forwarded-for", HeaderValue::from_static(x));
-            }
-            assert_eq!(
-                client_ip(ip(peer), &h, &trusted),
-                ip(want),
-                "{peer} {xff:?}"
-            );
-        }
-    }
 
     #[test]
     fn needs_per_method() {

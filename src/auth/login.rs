@@ -3,8 +3,9 @@
 //!
 //! Every refusal that could tell an attacker something is the same [`LoginError::Invalid`]:
 //! an unknown user (a dummy hash is verified, so it takes as long), a wrong password, a
-//! disabled or SSO-only account, a locked or backed-off account or client IP (refused at once,
-//! without verifying). A right password without the owed TOTP code is
+//! disabled or SSO-only account, an account or client IP in back-off or over its hourly cap
+//! (`auth::throttle`: refused at once, without verifying). TOTP and recovery-code failures count
+//! like wrong passwords. A right password without the owed TOTP code is
 //! [`LoginError::MfaRequired`]; an admin who must have a second factor and has none gets a
 //! session that may only enrol ([`SignedIn::pending`]).
 
@@ -13,10 +14,11 @@ use serde_json::json;
 
 use super::audit::Action;
 use super::guard::RequestInfo;
-use super::interim;
+use super::password::PasswordError;
 use super::role::Role;
 use super::service::Auth;
 use super::store::{AuthStoreError, Pending, Session, User};
+use super::throttle::{decide, ThrottlePolicy, Verdict};
 use super::totp;
 
 /// What the client sent.
@@ -45,11 +47,10 @@ pub enum LoginError {
     MfaRequired,
     #[error(transparent)]
     Store(#[from] AuthStoreError),
+    /// The stored hash is damaged, or hashing could not run.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
 }
-
-/// After this many consecutive failures an account is refused at once (INTERIM: the pw
-/// branch's throttle replaces this with exponential back-off and the hourly cap).
-const LOCK_AFTER: u32 = 10;
 
 /// Whether an admin grant obliges this user to a second factor.
 pub fn owes_mfa(auth: &Auth, user: &User) -> bool {
@@ -76,33 +77,36 @@ pub async fn sign_in(
     }
     // User names are at most 64 characters; what is recorded of a name tried is bounded too.
     let name: String = attempt.username.trim().chars().take(64).collect();
+    // A client IP in back-off is refused at once, before anything is looked up.
+    if let Some(ip) = info.ip {
+        if let Verdict::Refuse { retry_after } = auth.ip_throttle.check(ip, now) {
+            throttled(auth, &name, info, "client ip", retry_after).await;
+            return Err(LoginError::Invalid);
+        }
+    }
     let user = auth.store.user_by_name(&name).await?;
     let Some(user) = user else {
-        interim::verify_dummy(attempt.password).await;
-        fail(auth, &name, info, "unknown user").await;
+        auth.hasher.verify_dummy(&attempt.password).await;
+        failed(auth, &name, info, now, "unknown user").await;
         return Err(LoginError::Invalid);
     };
-    if user.failures.consecutive >= LOCK_AFTER {
-        auth.audit
-            .record(
-                Action::LoginThrottled,
-                &name,
-                None,
-                info,
-                json!({"consecutive_failures": user.failures.consecutive}),
-            )
-            .await;
+    if let Verdict::Refuse { retry_after } =
+        decide(&user.failures, now, &ThrottlePolicy::PER_ACCOUNT)
+    {
+        throttled(auth, &name, info, "account", retry_after).await;
         return Err(LoginError::Invalid);
     }
     let Some(hash) = user.password_hash.clone() else {
-        interim::verify_dummy(attempt.password).await;
-        fail(auth, &name, info, "no password (SSO user)").await;
+        auth.hasher.verify_dummy(&attempt.password).await;
+        failed(auth, &name, info, now, "no password (SSO user)").await;
         return Err(LoginError::Invalid);
     };
-    if !interim::verify(hash, attempt.password).await {
+    if !auth.hasher.verify(&attempt.password, &hash).await? {
         let counts = auth.store.record_login_failure(&user.id, now).await?;
-        fail(auth, &name, info, "wrong password").await;
-        if counts.consecutive == LOCK_AFTER {
+        failed(auth, &name, info, now, "wrong password").await;
+        if counts.consecutive == ThrottlePolicy::PER_ACCOUNT.backoff_after
+            || counts.in_window == ThrottlePolicy::PER_ACCOUNT.per_hour
+        {
             auth.audit
                 .record(
                     Action::Lockout,
@@ -116,7 +120,7 @@ pub async fn sign_in(
         return Err(LoginError::Invalid);
     }
     if user.disabled {
-        fail(auth, &name, info, "disabled").await;
+        failed(auth, &name, info, now, "disabled").await;
         return Err(LoginError::Invalid);
     }
     let mut pending = None;
@@ -133,7 +137,7 @@ pub async fn sign_in(
             }
             None => {
                 auth.store.record_login_failure(&user.id, now).await?;
-                fail(auth, &name, info, "wrong second factor").await;
+                failed(auth, &name, info, now, "wrong second factor").await;
                 return Err(LoginError::Invalid);
             }
         }
@@ -141,6 +145,9 @@ pub async fn sign_in(
         pending = Some(Pending::TotpEnrolment);
     }
     auth.store.clear_login_failures(&user.id).await?;
+    if let Some(ip) = info.ip {
+        auth.ip_throttle.succeeded(ip);
+    }
     let (cookie_id, session) = auth.config.sessions.new_session(
         &user.id,
         pending,
@@ -164,6 +171,25 @@ pub async fn sign_in(
         session,
         pending,
     })
+}
+
+/// An attempt refused by the throttle without being checked: audited.
+async fn throttled(
+    auth: &Auth,
+    name: &str,
+    info: &RequestInfo,
+    by: &str,
+    retry_after: std::time::Duration,
+) {
+    auth.audit
+        .record(
+            Action::LoginThrottled,
+            name,
+            None,
+            info,
+            json!({"by": by, "retry_after_secs": retry_after.as_secs_f64().ceil()}),
+        )
+        .await;
 }
 
 /// Which second factor was accepted.
@@ -207,7 +233,11 @@ pub async fn second_factor(
     Ok(None)
 }
 
-async fn fail(auth: &Auth, name: &str, info: &RequestInfo, reason: &str) {
+/// A failed attempt: counted for the client IP, audited.
+async fn failed(auth: &Auth, name: &str, info: &RequestInfo, now: DateTime<Utc>, reason: &str) {
+    if let Some(ip) = info.ip {
+        auth.ip_throttle.failed(ip, now);
+    }
     auth.audit
         .record(
             Action::LoginFailed,

@@ -1,5 +1,6 @@
 //! The access layer shared by the admin JSON API and the web UI (DESIGN §6 "Auth").
 //!
+//! - [`bearer`]: the token of an `Authorization: Bearer …` header (case-insensitive scheme).
 //! - [`role`]: roles, grants and the one permission decision ([`role::Grants::allows`]).
 //! - [`store`]: users, sessions, API tokens, login failures and the audit log
 //!   ([`store::AuthStore`]), embedded or on PostgreSQL.
@@ -29,6 +30,7 @@
 //!   codes.
 
 pub mod audit;
+pub mod bearer;
 pub mod bootstrap;
 pub mod cli;
 pub mod client_ip;
@@ -38,7 +40,6 @@ pub mod cookie;
 pub mod csrf;
 pub mod embedded;
 pub mod guard;
-pub mod interim;
 pub mod login;
 pub mod memory;
 pub mod oidc;

@@ -1,5 +1,6 @@
 //! [`Auth`]: the access layer as one running thing — the store, the settings, the audit
-//! trail, the key TOTP secrets are sealed with — shared by the guard (`auth::guard`) and the sign-in, user, token and audit routes.
+//! trail, the key TOTP secrets are sealed with, the password hasher and the per-IP throttle —
+//! shared by the guard (`auth::guard`) and the sign-in, user, token and audit routes.
 
 use std::sync::Arc;
 
@@ -8,9 +9,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::audit::Audit;
 use super::csrf::Origins;
+use super::password::Hasher;
 use super::secret_box::SecretBox;
 use super::session_policy::SessionPolicy;
 use super::store::AuthStore;
+use super::throttle::IpThrottle;
 
 /// The access layer's settings (from `settings::AuthSettings`).
 #[derive(Debug, Clone, Default)]
@@ -32,6 +35,10 @@ pub struct Auth {
     pub audit: Audit,
     /// Seals TOTP secrets at rest.
     pub secret_box: SecretBox,
+    /// argon2id behind a concurrency cap (a login flood cannot starve the rest).
+    pub hasher: Hasher,
+    /// Failed sign-ins per client IP (this process's; the per-account counts are in the store).
+    pub ip_throttle: IpThrottle,
     /// SHA-256 of the bootstrap token (compared in constant time).
     bootstrap_digest: Option<[u8; 32]>,
 }
@@ -51,6 +58,8 @@ impl Auth {
             store,
             config,
             secret_box,
+            hasher: Hasher::default(),
+            ip_throttle: IpThrottle::new(),
             bootstrap_digest,
         })
     }

@@ -5,7 +5,9 @@
 
 pub mod error;
 pub mod headers;
+pub mod host;
 pub mod routes;
 pub mod server;
+pub mod tls;
 
 pub use error::{ApiError, ApiJson, ApiQuery};

@@ -6,6 +6,11 @@
 //! at once, idle keep-alive connections are closed, and in-flight requests get until the drain
 //! deadline; streams (SSE, long-poll) end themselves on the same shutdown signal.
 //!
+//! A listener is plain TCP or TLS ([`Transport`]; the admin's `--tls-cert`/`--tls-key`). A TLS
+//! listener does each handshake in the connection's task, bounded by the header-read timeout,
+//! marks every request it serves with [`ServedOverTls`] (the admin sends HSTS on those), and
+//! answers a plain-HTTP request sent to it with a 400 that says to use `https://`.
+//!
 //! A listener serves an [`App`]: an axum `Router`, optionally behind a [`FastPath`] that answers
 //! the hottest requests (the sidecar's `GET /v1/configs/{key}`) before routing. Routing,
 //! middleware and boxed futures cost several times what hyper itself costs per request; the
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -43,7 +48,24 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers some requests without routing. An answer must be exactly what the router would
 /// answer (status, headers, body, metrics); `None` hands the request to the router.
 pub trait FastPath: Send + Sync + 'static {
-    fn answer(&self, method: &Method, uri: &Uri) -> Option<Response<Full<Bytes>>>;
+    fn answer(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Option<Response<Full<Bytes>>>;
+}
+
+/// In the extensions of every request that came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
+/// How a listener's connections are carried.
+#[derive(Clone, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
 }
 
 /// What a listener serves: a router, optionally behind a [`FastPath`].
@@ -62,7 +84,9 @@ impl App {
     }
 
     fn fast_answer<B>(&self, req: &http::Request<B>) -> Option<Response<Full<Bytes>>> {
-        self.fast.as_ref()?.answer(req.method(), req.uri())
+        self.fast
+            .as_ref()?
+            .answer(req.method(), req.uri(), req.headers())
     }
 }
 
@@ -98,11 +122,22 @@ where
 /// The body hyper writes: a fast-path answer as is, or whatever the router produced.
 type ServedBody = http_body_util::Either<Full<Bytes>, Body>;
 
-/// Serves `app` (a `Router`, or an [`App`] with a fast path) on `listener` until `shutdown`,
-/// then drains for at most `drain`.
+/// Serves `app` (a `Router`, or an [`App`] with a fast path) over plain TCP on `listener` until
+/// `shutdown`, then drains for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
     app: impl Into<App>,
+    shutdown: Shutdown,
+    drain: Duration,
+) {
+    serve_with(listener, app, Transport::Plain, shutdown, drain).await;
+}
+
+/// [`serve`], over `transport` (plain TCP or TLS).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: impl Into<App>,
+    transport: Transport,
     shutdown: Shutdown,
     drain: Duration,
 ) {
@@ -132,25 +167,33 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            if let Some(resp) = app.fast_answer(&req) {
-                return Either::Left(ready(Ok::<_, Infallible>(resp.map(ServedBody::Left))));
+        match &transport {
+            Transport::Plain => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service(app.clone(), peer, false));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
             }
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = app.router.clone();
-            Either::Right(async move {
-                let resp = router.call(req.map(Body::new)).await?;
-                Ok(resp.map(ServedBody::Right))
-            })
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            Transport::Tls(acceptor) => {
+                let (acceptor, builder, app) = (acceptor.clone(), builder.clone(), app.clone());
+                // Counted by the drain from now on, handshake included.
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Some(tls) = handshake(&acceptor, stream, peer).await else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection(TokioIo::new(tls), service(app, peer, true));
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
     tracing::debug!(addr = ?local, "listener closed; draining connections");
@@ -160,6 +203,101 @@ pub async fn serve(
     {
         tracing::warn!(addr = ?local, drain_seconds = drain.as_secs_f64(), "drain deadline passed; closing remaining connections");
     }
+}
+
+/// One connection's service: the fast path, else the router with the peer address (and the
+/// TLS mark) in the request's extensions.
+fn service(
+    app: App,
+    peer: SocketAddr,
+    tls: bool,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ServedBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<ServedBody>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(resp) = app.fast_answer(&req) {
+            return Either::Left(ready(Ok::<_, Infallible>(resp.map(ServedBody::Left))));
+        }
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if tls {
+            req.extensions_mut().insert(ServedOverTls);
+        }
+        let mut router = app.router.clone();
+        Either::Right(async move {
+            let resp = router.call(req.map(Body::new)).await?;
+            Ok(resp.map(ServedBody::Right))
+        })
+    })
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The body a plain-HTTP request to a TLS listener gets (400) before the connection is closed.
+const PLAIN_HTTP_TO_TLS: &str = r#"{"error":{"code":"tls_required","message":"this port speaks HTTPS only: use an https:// URL"}}"#;
+
+/// [`PLAIN_HTTP_TO_TLS`] as a whole HTTP/1.1 response.
+fn plain_http_to_tls_response() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{PLAIN_HTTP_TO_TLS}",
+        PLAIN_HTTP_TO_TLS.len()
+    )
+}
+
+/// Answers a plain-HTTP request on a TLS listener with a 400 and closes. The request is read
+/// first and the socket drained after the answer, so the close does not reset the connection
+/// before the client has read it.
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    let linger = Duration::from_millis(500);
+    let _ = tokio::time::timeout(linger, stream.read(&mut buf)).await;
+    if stream
+        .write_all(plain_http_to_tls_response().as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(linger, async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// The TLS handshake of one connection, bounded by [`HEADER_READ_TIMEOUT`]. A client that
+/// speaks plain HTTP gets [`PLAIN_HTTP_TO_TLS`]; any failure closes the connection (`None`).
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let attempt = async {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(1) if first[0] != TLS_HANDSHAKE_RECORD => {
+                refuse_plain_http(stream).await;
+                tracing::debug!(%peer, "plain HTTP on the TLS listener; told to use https");
+                None
+            }
+            Ok(1) => match acceptor.accept(stream).await {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                    None
+                }
+            },
+            _ => None,
+        }
+    };
+    tokio::time::timeout(HEADER_READ_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Middleware: refuses over-long URIs before routing.

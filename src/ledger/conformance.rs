@@ -50,6 +50,7 @@ where
     expected_key_versions_only_conflict_on_those_keys(fresh().await).await;
     null_resets_a_key_to_its_default(fresh().await).await;
     a_write_that_changes_nothing_creates_no_version(fresh().await).await;
+    always_write_keys_are_written_even_when_equal(fresh().await).await;
     idempotency_keys_replay_the_first_outcome(fresh().await).await;
     history_filters_and_pages_newest_first(fresh().await).await;
     changesets_and_states_can_be_looked_up_by_version(fresh().await).await;
@@ -194,6 +195,41 @@ async fn a_write_that_changes_nothing_creates_no_version(l: Arc<dyn Ledger>) {
     let reset_unset = l.commit(set(&[("Z", None)])).await.expect("reset unset");
     assert!(reset_unset.changes.is_empty());
     assert_eq!(l.namespace_state(NS).await.expect("state").version, 1);
+}
+
+async fn always_write_keys_are_written_even_when_equal(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    l.commit(set(&[("S", Some(json!("hunter2"))), ("A", Some(json!(1)))]))
+        .await
+        .expect("set");
+    // The same values again, with S (a secret) marked: S is a change, A is not.
+    let mut same = set(&[("S", Some(json!("hunter2"))), ("A", Some(json!(1)))]);
+    same.always_write.insert("S".into());
+    let committed = l.commit(same).await.expect("same secret");
+    assert_eq!(
+        committed.state.version, 2,
+        "an always-write key equal to its stored value still makes a version"
+    );
+    assert_eq!(committed.changes.len(), 1, "{:?}", committed.changes);
+    assert_eq!(committed.changes[0].key, "S");
+    assert_eq!(committed.changes[0].old, Some(json!("hunter2")));
+    assert_eq!(committed.changes[0].new, Some(json!("hunter2")));
+    let current = l.current(NS).await.expect("current");
+    assert_eq!(current.values.get("S").map(|s| s.version), Some(2));
+    assert_eq!(current.values.get("A").map(|s| s.version), Some(1));
+    let cs = l
+        .changeset(NS, 2)
+        .await
+        .expect("changeset")
+        .expect("exists");
+    assert_eq!(cs.changes, committed.changes, "recorded in history too");
+    // Unmarked, the same value is still a no-op.
+    let plain = l
+        .commit(set(&[("S", Some(json!("hunter2")))]))
+        .await
+        .expect("unmarked");
+    assert!(plain.changes.is_empty());
+    assert_eq!(l.namespace_state(NS).await.expect("state").version, 2);
 }
 
 async fn idempotency_keys_replay_the_first_outcome(l: Arc<dyn Ledger>) {

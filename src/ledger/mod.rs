@@ -111,6 +111,9 @@ pub struct CommitRequest {
     pub idempotency_key: Option<String>,
     /// A digest of the request, so a key reused for a different request is refused.
     pub fingerprint: String,
+    /// Keys written even when the new value equals the stored one (secrets): answering "no
+    /// change" would tell the writer that their value *is* the stored secret.
+    pub always_write: std::collections::BTreeSet<String>,
 }
 
 /// What a commit did.
@@ -321,7 +324,8 @@ pub fn changes_to_reach(
 }
 
 /// Applies the request's preconditions and computes the effective changes against `current`.
-/// Shared by every implementation so they agree on conflicts and no-ops.
+/// Shared by every implementation so they agree on conflicts and no-ops: a key whose new value
+/// equals its stored one is left out, unless it is in `always_write`.
 pub fn plan_commit(
     request: &CommitRequest,
     current: &CurrentValues,
@@ -355,7 +359,7 @@ pub fn plan_commit(
             continue;
         }
         let old = current.values.get(key).and_then(|s| s.value.clone());
-        if old == *new {
+        if old == *new && !request.always_write.contains(key) {
             continue;
         }
         changes.push(Change {

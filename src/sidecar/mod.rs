@@ -7,6 +7,9 @@
 //! - `POST /ofrep/v1/evaluate/flags[/{key}]` — OpenFeature Remote Evaluation Protocol 0.3
 //! - `GET /` — a live status page
 //!
+//! Every listener checks `Host` against its address and `--allowed-host` (`http::host`: 421
+//! `host_not_allowed`), so a DNS-rebinding page cannot read the app's secrets through a browser.
+//!
 //! Probe listener (`--probe-listen`, default `0.0.0.0:7071`; [`probe_router`]): `/healthz`,
 //! `/readyz`, `/status`, `/metrics`.
 //!
@@ -31,6 +34,7 @@ use axum::Router;
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::http::host::{check_host, HostPolicy};
 use crate::http::routes::Routes;
 use crate::http::server::{limit_uri, method_not_allowed, not_found, App};
 use crate::http::ApiError;
@@ -128,13 +132,15 @@ const OFREP_BODY_LIMIT: usize = 64 * 1024;
 
 /// The read API: the router, behind the fast path for `GET /v1/configs/{key}`
 /// (`read::FastKeyRead`).
-pub fn read_router(state: Arc<SidecarState>) -> App {
-    let fast = Arc::new(read::FastKeyRead::new(state.clone()));
-    App::with_fast_path(read_routes(state), fast)
+/// `hosts` is the read listener's `Host` check (`http::host`), applied by both.
+pub fn read_router(state: Arc<SidecarState>, hosts: HostPolicy) -> App {
+    let hosts = Arc::new(hosts);
+    let fast = Arc::new(read::FastKeyRead::new(state.clone(), hosts.clone()));
+    App::with_fast_path(read_routes(state, hosts), fast)
 }
 
 /// The read API's routes, without the fast path.
-fn read_routes(state: Arc<SidecarState>) -> Router {
+fn read_routes(state: Arc<SidecarState>, hosts: Arc<HostPolicy>) -> Router {
     let timed = Routes::new()
         .route(
             read::KEY_ROUTE,
@@ -177,11 +183,14 @@ fn read_routes(state: Arc<SidecarState>) -> Router {
         .metered(&state.http_metrics)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(limit_uri))
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
         .with_state(state)
 }
 
-/// The probe listener.
-pub fn probe_router(state: Arc<SidecarState>) -> Router {
+/// The probe listener, behind its `Host` check (on the default wildcard address with no
+/// `--allowed-host` every host passes; kubelet probes by the pod IP, an IP literal, which
+/// always passes on a wildcard listener).
+pub fn probe_router(state: Arc<SidecarState>, hosts: HostPolicy) -> Router {
     Router::new()
         .route("/healthz", get(probe::healthz).fallback(method_not_allowed))
         .route("/readyz", get(probe::readyz).fallback(method_not_allowed))
@@ -192,13 +201,17 @@ pub fn probe_router(state: Arc<SidecarState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            check_host,
+        ))
         .with_state(state)
 }
 
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::{header, Method, Request, Uri};
+    use axum::http::{header, HeaderMap, Method, Request, Uri};
     use http_body_util::BodyExt;
     use serde_json::json;
     use tower::ServiceExt;
@@ -236,6 +249,18 @@ mod tests {
         )
     }
 
+    /// A loopback read listener's `Host` check.
+    fn loopback() -> HostPolicy {
+        HostPolicy::new(([127, 0, 0, 1], 7070).into(), &[])
+    }
+
+    fn fast(state: &Arc<SidecarState>) -> read::FastKeyRead {
+        read::FastKeyRead::new(state.clone(), Arc::new(loopback()))
+    }
+
+    /// A `Host` a loopback listener answers.
+    const LOCAL_HOST: &str = "127.0.0.1:7070";
+
     async fn get(
         app: impl tower::Service<
             Request<Body>,
@@ -244,13 +269,33 @@ mod tests {
         >,
         uri: &str,
     ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
-        let req = Request::get(uri).body(Body::empty()).expect("request");
+        get_host(app, uri, LOCAL_HOST).await
+    }
+
+    async fn get_host(
+        app: impl tower::Service<
+            Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+        uri: &str,
+        host: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
+        let req = Request::get(uri)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .expect("request");
         let resp = app.oneshot(req).await.expect("infallible");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
         (parts.status, parts.headers, body)
     }
 
+    fn host_headers(host: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, axum::http::HeaderValue::from_static(host));
+        headers
+    }
     #[tokio::test]
     async fn the_fast_path_answers_known_keys_exactly_as_the_router_does() {
         let state = state();
@@ -259,11 +304,17 @@ mod tests {
             "/v1/configs/SITE_NAME?format=raw",
             "/v1/configs/ITEMS_PER_PAGE?x=1&format=raw",
         ] {
-            let fast = read::FastKeyRead::new(state.clone());
+            let fast = fast(&state);
             let parsed: Uri = uri.parse().expect("uri");
-            assert!(fast.answer(&Method::GET, &parsed).is_some(), "{uri}");
-            let (status, mut headers, body) = get(read_router(state.clone()), uri).await;
-            let (r_status, mut r_headers, r_body) = get(read_routes(state.clone()), uri).await;
+            let local = host_headers(LOCAL_HOST);
+            assert!(
+                fast.answer(&Method::GET, &parsed, &local).is_some(),
+                "{uri}"
+            );
+            let (status, mut headers, body) =
+                get(read_router(state.clone(), loopback()), uri).await;
+            let (r_status, mut r_headers, r_body) =
+                get(read_routes(state.clone(), Arc::new(loopback())), uri).await;
             assert_eq!(status, r_status, "{uri}");
             assert_eq!(body, r_body, "{uri}");
             // The router sets content-length in the map; hyper writes the same from the body.
@@ -290,7 +341,8 @@ mod tests {
     #[tokio::test]
     async fn everything_else_is_left_to_the_router() {
         let state = state();
-        let fast = read::FastKeyRead::new(state.clone());
+        let fast = fast(&state);
+        let local = host_headers(LOCAL_HOST);
         for (method, uri) in [
             (Method::GET, "/v1/configs/NO_SUCH_KEY"),
             (Method::HEAD, "/v1/configs/SITE_NAME"),
@@ -301,17 +353,96 @@ mod tests {
             (Method::GET, "/v1/configs"),
         ] {
             let parsed: Uri = uri.parse().expect("uri");
-            assert!(fast.answer(&method, &parsed).is_none(), "{method} {uri}");
+            assert!(
+                fast.answer(&method, &parsed, &local).is_none(),
+                "{method} {uri}"
+            );
         }
         let long = format!("/v1/configs/SITE_NAME?pad={}", "x".repeat(9000));
         assert!(fast
-            .answer(&Method::GET, &long.parse().expect("uri"))
+            .answer(&Method::GET, &long.parse().expect("uri"), &local)
             .is_none());
-        let (status, _, body) = get(read_router(state.clone()), &long).await;
+        let (status, _, body) = get(read_router(state.clone(), loopback()), &long).await;
         assert_eq!(status, StatusCode::URI_TOO_LONG);
         assert!(String::from_utf8_lossy(&body).contains("uri_too_long"));
-        let (status, _, body) = get(read_router(state), "/v1/configs/SITE%5FNAME").await;
+        let (status, _, body) =
+            get(read_router(state, loopback()), "/v1/configs/SITE%5FNAME").await;
         assert_eq!(status, StatusCode::OK, "the router decodes the key");
         assert!(String::from_utf8_lossy(&body).contains("Config Manager"));
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_gets_421_from_both_paths_and_the_probes() {
+        let state = state();
+        let fast = fast(&state);
+        let uri: Uri = "/v1/configs/SITE_NAME".parse().expect("uri");
+        // The fast path leaves a refused Host to the router, which answers 421.
+        assert!(fast
+            .answer(&Method::GET, &uri, &host_headers("evil.example:7070"))
+            .is_none());
+        for path in [
+            "/v1/configs/SITE_NAME",
+            "/v1/configs",
+            "/v1/watch",
+            "/",
+            "/nope",
+        ] {
+            let (status, headers, body) = get_host(
+                read_router(state.clone(), loopback()),
+                path,
+                "evil.example:7070",
+            )
+            .await;
+            let (r_status, r_headers, r_body) = get_host(
+                read_routes(state.clone(), Arc::new(loopback())),
+                path,
+                "evil.example:7070",
+            )
+            .await;
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path}");
+            assert_eq!((status, &headers, &body), (r_status, &r_headers, &r_body));
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["error"]["code"], "host_not_allowed", "{path}");
+            assert!(v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--allowed-host")));
+            assert!(!String::from_utf8_lossy(&body).contains("Config Manager"));
+        }
+        for host in ["localhost:7070", "127.0.0.1", "[::1]:7070"] {
+            let (status, _, _) = get_host(
+                read_router(state.clone(), loopback()),
+                "/v1/configs/SITE_NAME",
+                host,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{host}");
+        }
+        // The probe port: a loopback probe listener refuses a foreign name; a wildcard one with
+        // --allowed-host still answers a pod IP (kubelet) but not another name.
+        let (status, _, _) = get_host(
+            probe_router(state.clone(), loopback()),
+            "/healthz",
+            "evil.example",
+        )
+        .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+        let wildcard =
+            || HostPolicy::new(([0, 0, 0, 0], 7071).into(), &["sidecar.example".to_owned()]);
+        let (status, _, _) = get_host(
+            probe_router(state.clone(), wildcard()),
+            "/readyz",
+            "10.1.2.3:7071",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = get_host(
+            probe_router(state.clone(), wildcard()),
+            "/metrics",
+            "evil.example",
+        )
+        .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+        // Refused requests are not answered by the fast path, so they count nowhere.
+        assert!(!state.metrics.encode().contains("status=\"421\""));
     }
 }

@@ -21,6 +21,7 @@ use http_body_util::Full;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
+use crate::http::host::HostPolicy;
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
 use crate::metrics::RouteMetrics;
@@ -70,6 +71,9 @@ const KEY_PREFIX: &str = "/v1/configs/";
 /// the router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
+    /// The read listener's `Host` check: a request it refuses is left to the router, whose
+    /// middleware answers 421 (so both paths answer alike).
+    hosts: Arc<HostPolicy>,
     /// The series of [`KEY_ROUTE`] (the ones the middleware counts into), resolved on first
     /// use and then updated without the families' lock and hash.
     series: RouteMetrics,
@@ -87,10 +91,11 @@ struct KeyHeaders {
 }
 
 impl FastKeyRead {
-    pub(super) fn new(state: Arc<SidecarState>) -> FastKeyRead {
+    pub(super) fn new(state: Arc<SidecarState>, hosts: Arc<HostPolicy>) -> FastKeyRead {
         FastKeyRead {
             series: state.http_metrics.route(KEY_ROUTE),
             state,
+            hosts,
             template: ArcSwapOption::empty(),
         }
     }
@@ -129,8 +134,13 @@ impl FastKeyRead {
 }
 
 impl FastPath for FastKeyRead {
-    fn answer(&self, method: &Method, uri: &Uri) -> Option<Response<Full<Bytes>>> {
-        if method != Method::GET {
+    fn answer(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Option<Response<Full<Bytes>>> {
+        if method != Method::GET || !self.hosts.allows(uri, headers) {
             return None;
         }
         let key = uri.path().strip_prefix(KEY_PREFIX)?;
@@ -298,6 +308,9 @@ mod tests {
     use crate::shutdown::Shutdown;
     use crate::sidecar::LocalSync;
 
+    const LOOPBACK: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7070);
+
     fn snapshot(version: u64, source: Source) -> Snapshot {
         let schema = Schema::from_keys(
             "demo",
@@ -328,7 +341,9 @@ mod tests {
         }
         .parse()
         .expect("uri");
-        let resp = fast.answer(&Method::GET, &uri).expect("a known key");
+        let resp = fast
+            .answer(&Method::GET, &uri, &HeaderMap::new())
+            .expect("a known key");
         resp.headers().clone()
     }
 
@@ -354,7 +369,7 @@ mod tests {
             Arc::new(LocalSync),
             8,
         );
-        let fast = FastKeyRead::new(state);
+        let fast = FastKeyRead::new(state, Arc::new(HostPolicy::new(LOOPBACK, &[])));
         let check = |what: &str| {
             for raw in [false, true] {
                 assert_eq!(

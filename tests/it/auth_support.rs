@@ -34,7 +34,6 @@ pub struct Target {
     pub base: String,
     pub auth: Arc<Auth>,
     pub client: reqwest::Client,
-    pub settings: AdminSettings,
     running: Option<Running<AdminParts>>,
     _redis: RedisServer,
     _dir: TempDir,
@@ -64,7 +63,7 @@ impl Target {
         };
         s.auth.require_mfa_for_admins = false;
         tweak(&mut s);
-        let running = app::start_admin(s.clone()).await.expect("start admin");
+        let running = app::start_admin(s).await.expect("start admin");
         Target {
             backend,
             base: format!("http://{}", running.addr),
@@ -74,14 +73,14 @@ impl Target {
                 .user_agent("rtconfig-tests")
                 .build()
                 .expect("client"),
-            settings: s,
             running: Some(running),
             _redis: redis,
             _dir: dir,
         }
     }
 
-    pub async fn stop(&mut self) {
+    /// Stops the admin (graceful).
+    pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
@@ -89,11 +88,6 @@ impl Target {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
-    }
-
-    /// `host:port` (what a browser sends as `Host`).
-    pub fn host(&self) -> String {
-        self.base.trim_start_matches("http://").to_owned()
     }
 
     /// The admin's own origin, as a browser on it sends it.

@@ -1179,7 +1179,14 @@ async fn the_admin_api_needs_credentials_in_dev_too() {
     .await
     .expect_status(200);
     assert_eq!(ok.json()["version"], 1);
-    dev.write(json!({"SITE_NAME": "y"})).await;
+    send(
+        dev.anon
+            .patch(dev.ns_url("/configs"))
+            .header("authorization", format!("bearer {}", dev.token))
+            .json(&json!({"changes": {"SITE_NAME": "y"}})),
+    )
+    .await
+    .expect_status(200);
     let history = dev.history("").await;
     assert_eq!(history["changesets"][0]["actor"], "token:dev");
     assert_eq!(history["changesets"][1]["actor"], "admin-token");

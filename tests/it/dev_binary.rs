@@ -306,7 +306,7 @@ fn dev_refuses_a_bad_schema_dir_with_exit_64() {
 
 #[test]
 fn health_refuses_a_non_url_with_exit_64() {
-    for url in ["notaurl", "https://127.0.0.1:1/readyz"] {
+    for url in ["notaurl", "ftp://127.0.0.1:1/readyz"] {
         let out = rtconfig(&["health", url]);
         assert_eq!(out.status.code(), Some(64), "{url}: {}", stderr(&out));
         assert!(stderr(&out).contains("http://"), "{}", stderr(&out));
@@ -408,4 +408,106 @@ fn check_on_a_missing_schema_dir_suggests_the_flag() {
     assert!(text.contains("/nonexistent/rtconfig-schema"), "{text}");
     assert!(text.contains("pass --schema-dir"), "{text}");
     assert!(!text.contains("os error"), "{text}");
+}
+
+#[test]
+fn dev_refuses_non_loopback_admin_and_probe_addresses_and_short_tokens() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let schema = demo_schema_dir();
+    let base = [
+        "dev",
+        "--schema-dir",
+        schema.to_str().expect("utf-8"),
+        "--data-dir",
+        data.path().to_str().expect("utf-8"),
+    ];
+    let admin = format!("0.0.0.0:{}", free_port());
+    let probe = format!("0.0.0.0:{}", free_port());
+    for (extra, flag) in [
+        (vec!["--admin-listen", admin.as_str()], "--admin-listen"),
+        (vec!["--probe-listen", probe.as_str()], "--probe-listen"),
+        (
+            vec!["--admin-token", "abc"],
+            "--admin-token must be at least 16",
+        ),
+    ] {
+        let args = [&base[..], &extra].concat();
+        let out = rtconfig(&args);
+        assert_eq!(out.status.code(), Some(64), "{extra:?}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.contains(flag), "{extra:?}: {text}");
+        assert!(stdout(&out).is_empty(), "no banner: {}", stdout(&out));
+    }
+    let out = rtconfig(&[&base[..], &["--admin-listen", admin.as_str()]].concat());
+    assert!(
+        stderr(&out).contains("--allow-non-loopback"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_reads_its_admin_token_from_a_file_and_takes_a_lower_case_scheme() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "from-a-file-0123456789\n").expect("token");
+    let mut dev = DevProcess::spawn(
+        &demo_schema_dir(),
+        &["--admin-token-file", token_file.to_str().expect("utf-8")],
+    );
+    let client = reqwest::Client::new();
+    dev.wait_ready(&client).await;
+    let url = format!("{}/api/v1/namespaces", dev.admin);
+    send(
+        client
+            .get(&url)
+            .header("authorization", "bearer from-a-file-0123456789"),
+    )
+    .await
+    .expect_status(200);
+    send(
+        client
+            .get(&url)
+            .header("authorization", "Bearer from-a-file"),
+    )
+    .await
+    .expect_error(401, "unauthorized");
+    send(client.get(&url))
+        .await
+        .expect_error(401, "unauthorized");
+    let _ = dev.child.kill();
+    let _ = dev.child.wait();
+    let mut out = String::new();
+    if let Some(mut s) = dev.child.stdout.take() {
+        std::io::Read::read_to_string(&mut s, &mut out).expect("stdout");
+    }
+    assert!(out.contains("(or --admin-token)"), "{out}");
+    assert!(
+        !out.contains("from-a-file"),
+        "the token is never printed: {out}"
+    );
+}
+
+#[test]
+fn a_secret_and_its_file_together_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "0123456789abcdef\n").expect("token");
+    let out = rtconfig(&[
+        "admin",
+        "--data-dir",
+        dir.path().join("d").to_str().expect("utf-8"),
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "--admin-token",
+        "0123456789abcdef",
+        "--admin-token-file",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give --admin-token (RTCONFIG_ADMIN_TOKEN) or --admin-token-file"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -10,6 +10,7 @@
 //!   store and on PostgreSQL.
 //! - `pg_auth`, `cli_users`, `dev_bootstrap`: the auth stores on PostgreSQL, the `user`/`token`
 //!   commands, `dev`'s first start.
+//! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
 
@@ -24,6 +25,8 @@ mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+
+mod security;
 
 mod redis_faults;
 mod redis_sync;

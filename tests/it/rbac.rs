@@ -291,12 +291,10 @@ async fn matrix(backend: Backend) {
                         ));
                     }
                 }
-                Err((401, _)) => {
-                    if resp.header("www-authenticate").is_none() {
-                        failures.push(format!(
-                            "{method} {pattern} as {who:?}: 401 without WWW-Authenticate"
-                        ));
-                    }
+                Err((401, _)) if resp.header("www-authenticate").is_none() => {
+                    failures.push(format!(
+                        "{method} {pattern} as {who:?}: 401 without WWW-Authenticate"
+                    ));
                 }
                 _ => {}
             }
@@ -309,7 +307,8 @@ async fn matrix(backend: Backend) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {cells} cells wrong:\n{}",
+        "{:?}: {} of {cells} cells wrong:\n{}",
+        t.backend,
         failures.len(),
         failures.join("\n")
     );
@@ -322,6 +321,7 @@ async fn matrix(backend: Backend) {
         .count();
     assert_eq!(forbidden.len(), denied_cells, "one forbidden event per 403");
     assert!(forbidden.iter().all(|e| e.event.target.is_some()));
+    t.stop().await;
 }
 
 #[tokio::test]
