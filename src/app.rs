@@ -16,6 +16,7 @@ use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
 use crate::auth::bootstrap::{bootstrap_dev, DevBootstrap, DevToken};
 use crate::auth::embedded::EmbeddedAuthStore;
+use crate::auth::purge::{purge_ended_sessions, PURGE_INTERVAL};
 use crate::auth::secret_box::SecretBox;
 use crate::auth::{Auth, AuthConfig, AuthStore};
 use crate::http::host::HostPolicy;
@@ -282,7 +283,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let admin_addr = admin.local_addr()?;
     let probe_addr = probe.local_addr()?;
     let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve(
             read,
             sidecar::read_router(sidecar_state.clone(), hosts(read_addr)),
@@ -303,6 +304,12 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
             s.drain_timeout,
         )),
     ];
+    tasks.push(tokio::spawn(purge_ended_sessions(
+        auth.store.clone(),
+        s.auth.session_idle_timeout,
+        PURGE_INTERVAL,
+        shutdown.clone(),
+    )));
     tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), tls = s.tls.is_some(), "rtconfig dev started");
     Ok(Running {
         parts: DevParts {
@@ -580,6 +587,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             transport,
             shutdown.clone(),
             s.drain_timeout,
+        )),
+        tokio::spawn(purge_ended_sessions(
+            auth.store.clone(),
+            s.auth.session_idle_timeout,
+            PURGE_INTERVAL,
+            shutdown.clone(),
         )),
     ];
     tracing::info!(%addr, ledger = %s.ledger.describe(), tls = s.tls.is_some(), "rtconfig admin started");
