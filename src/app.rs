@@ -16,6 +16,7 @@ use crate::admin::write::WritePath;
 use crate::admin::{self, AdminState};
 use crate::auth::bootstrap::{bootstrap_dev, DevBootstrap, DevToken};
 use crate::auth::embedded::EmbeddedAuthStore;
+use crate::auth::purge::{purge_ended_sessions, PURGE_INTERVAL};
 use crate::auth::secret_box::SecretBox;
 use crate::auth::{Auth, AuthConfig, AuthStore};
 use crate::http::host::HostPolicy;
@@ -62,14 +63,14 @@ pub enum StartError {
     AuthStore(#[from] crate::auth::store::AuthStoreError),
     #[error(transparent)]
     AuthKey(#[from] crate::auth::secret_box::KeyFileError),
+    #[error("dev's first-start setup failed")]
+    Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
     /// `--tls-cert` / `--tls-key` cannot be read or used.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// `--oidc-issuer` cannot be used (discovery failed, or the settings are wrong).
     #[error("single sign-on (--oidc-issuer) cannot start")]
     Oidc(#[from] crate::auth::oidc::OidcError),
-    #[error("dev's first-start setup failed")]
-    Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
 }
 
 impl StartError {
@@ -344,7 +345,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     let admin_addr = admin.local_addr()?;
     let probe_addr = probe.local_addr()?;
     let hosts = |addr| HostPolicy::new(addr, &s.allowed_hosts);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve(
             read,
             sidecar::read_router(sidecar_state.clone(), hosts(read_addr)),
@@ -366,6 +367,12 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         )),
     ];
     warn_if_cookies_cannot_work(admin_addr, s.tls.is_some(), &s.auth);
+    tasks.push(tokio::spawn(purge_ended_sessions(
+        auth.store.clone(),
+        s.auth.session_idle_timeout,
+        PURGE_INTERVAL,
+        shutdown.clone(),
+    )));
     tracing::info!(%read_addr, %admin_addr, %probe_addr, namespace = %s.namespace, data_dir = %s.data_dir.display(), tls = s.tls.is_some(), "rtconfig dev started");
     Ok(Running {
         parts: DevParts {
@@ -645,6 +652,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             transport,
             shutdown.clone(),
             s.drain_timeout,
+        )),
+        tokio::spawn(purge_ended_sessions(
+            auth.store.clone(),
+            s.auth.session_idle_timeout,
+            PURGE_INTERVAL,
+            shutdown.clone(),
         )),
     ];
     warn_if_cookies_cannot_work(addr, s.tls.is_some(), &s.auth);

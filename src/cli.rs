@@ -420,7 +420,7 @@ async fn dev(args: DevArgs) -> ExitCode {
             "sign in as admin with password {password}; shown once; change it with \
              `rtconfig user passwd admin`"
         ),
-        None => "as an existing user (`rtconfig user list`)".to_owned(),
+        None => "POST /api/v1/session as an existing user (`rtconfig user list`)".to_owned(),
     };
     let token = running.dev_token_path.display().to_string();
     let token_note = match running.dev_token {
@@ -448,7 +448,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         probe = running.probe_addr,
         data = data_dir.display(),
         bootstrap = if bootstrap_token {
-            " (and --admin-token)"
+            " (or --admin-token)"
         } else {
             ""
         },

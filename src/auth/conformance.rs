@@ -987,3 +987,14 @@ where
         Some((true, 1))
     );
 }
+
+/// Waits (up to 5 s) until the session `digest` is gone.
+pub async fn eventually_none(s: &dyn AuthStore, digest: &str) {
+    for _ in 0..250 {
+        if s.session(digest).await.expect("session").is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("session {digest} was not purged within 5 s");
+}

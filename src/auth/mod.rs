@@ -8,6 +8,7 @@
 //!   [`memory`] holds its state and the pure functions that change it.
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
 //! - [`bootstrap`]: `rtconfig dev`'s first start (the `admin` user, `<data-dir>/dev-token`).
+//! - [`purge`]: the admin's periodic purge of ended sessions.
 //! - [`cli`]: `rtconfig user …` and `rtconfig token …`, straight against a store.
 //! - [`password`]: the password policy ([`password::PasswordPolicy`]) and argon2id hashing behind
 //!   a concurrency cap ([`password::Hasher`]).
@@ -46,6 +47,7 @@ pub mod oidc;
 pub mod password;
 pub mod postgres;
 pub mod principal;
+pub mod purge;
 pub mod role;
 pub mod secret_box;
 pub mod secrets;
