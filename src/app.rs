@@ -58,11 +58,9 @@ pub enum StartError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    MaskKey(#[from] crate::admin::mask::KeyFileError),
+    KeyFile(#[from] crate::key_file::KeyFileError),
     #[error(transparent)]
     AuthStore(#[from] crate::auth::store::AuthStoreError),
-    #[error(transparent)]
-    AuthKey(#[from] crate::auth::secret_box::KeyFileError),
     #[error("dev's first-start setup failed")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
     /// `--tls-cert` / `--tls-key` cannot be read or used.

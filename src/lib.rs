@@ -55,6 +55,7 @@ pub mod cli;
 pub mod disk;
 pub mod http;
 pub mod journal;
+pub mod key_file;
 pub mod leader;
 pub mod ledger;
 pub mod local;

@@ -8,7 +8,7 @@
 //! file once and afterwards refuses to start on a file it cannot read or that is not a key,
 //! because a new key would silently change every fingerprint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
@@ -16,27 +16,14 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The length of a fingerprint key, and of `secret.key`.
-pub const KEY_BYTES: usize = 32;
+pub use crate::key_file::{KeyFileError, KEY_BYTES};
 
-/// Why the fingerprint key file cannot be used (the embedded admin does not start).
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("cannot read the secret-fingerprint key {}: fix its permissions or restore it (a new key would change every secret's fingerprint)", path.display())]
-    Unreadable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the secret-fingerprint key {} holds {len} bytes, not {KEY_BYTES}: restore it from a backup, or delete it to start with a new key (every secret's fingerprint then changes)", path.display())]
-    Malformed { path: PathBuf, len: usize },
-    #[error("cannot create the secret-fingerprint key {}", path.display())]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+/// The embedded admin's `secret.key`.
+pub const FINGERPRINT_KEY: crate::key_file::KeyKind = crate::key_file::KeyKind {
+    name: "secret-fingerprint key",
+    if_unreadable: "a new key would change every secret's fingerprint",
+    if_replaced: "every secret's fingerprint then changes",
+};
 
 /// Masks secret values with a keyed fingerprint.
 #[derive(Clone)]
@@ -70,28 +57,7 @@ impl Masker {
     /// Loads the key from `path`, creating it (mode 0600) when there is no such file. A file
     /// that cannot be read or is not a key is an error, never replaced.
     pub fn load_or_create(path: &Path) -> Result<Masker, KeyFileError> {
-        match std::fs::read(path) {
-            Ok(bytes) => <[u8; KEY_BYTES]>::try_from(bytes.as_slice())
-                .map(Masker::new)
-                .map_err(|_| KeyFileError::Malformed {
-                    path: path.to_owned(),
-                    len: bytes.len(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; KEY_BYTES] = rand::random();
-                crate::private_file::write(path, &[&key]).map_err(|source| {
-                    KeyFileError::Create {
-                        path: path.to_owned(),
-                        source,
-                    }
-                })?;
-                Ok(Masker::new(key))
-            }
-            Err(source) => Err(KeyFileError::Unreadable {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+        crate::key_file::load_or_create(path, FINGERPRINT_KEY).map(Masker::new)
     }
 
     pub fn fingerprint(&self, namespace: &str, key: &str, value: &Value) -> String {

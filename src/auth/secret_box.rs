@@ -24,7 +24,7 @@
 //! assert!(secret_box.open(&sealed, "u_bob").is_err());
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -67,24 +67,14 @@ pub enum SecretBoxError {
     Rejected,
 }
 
-/// Why the key file cannot be used (the embedded admin does not start).
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("cannot read the secret-encryption key {}: fix its permissions or restore it (without it no stored TOTP secret can be read)", path.display())]
-    Unreadable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the secret-encryption key {} holds {len} bytes, not {KEY_BYTES}: restore it from a backup, or delete it to start with a new key (every user's TOTP must then be reset and enrolled again)", path.display())]
-    Malformed { path: PathBuf, len: usize },
-    #[error("cannot create the secret-encryption key {}", path.display())]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use crate::key_file::KeyFileError;
+
+/// The embedded admin's `auth.key`.
+pub const ENCRYPTION_KEY: crate::key_file::KeyKind = crate::key_file::KeyKind {
+    name: "secret-encryption key",
+    if_unreadable: "without it no stored TOTP secret can be read",
+    if_replaced: "every user's TOTP must then be reset and enrolled again",
+};
 
 /// Seals and opens secrets under one key. Cheap to clone; its `Debug` never shows the key.
 #[derive(Clone)]
@@ -122,29 +112,7 @@ impl SecretBox {
     /// (32 random bytes, mode 0600, written atomically) when there is no such file. A file that
     /// cannot be read or is not a key is an error naming the file, never replaced.
     pub fn load_or_create(path: &Path) -> Result<SecretBox, KeyFileError> {
-        match std::fs::read(path) {
-            Ok(bytes) => <[u8; KEY_BYTES]>::try_from(bytes.as_slice())
-                .map(SecretBox::new)
-                .map_err(|_| KeyFileError::Malformed {
-                    path: path.to_owned(),
-                    len: bytes.len(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; KEY_BYTES];
-                OsRng.fill_bytes(&mut key);
-                crate::private_file::write(path, &[&key]).map_err(|source| {
-                    KeyFileError::Create {
-                        path: path.to_owned(),
-                        source,
-                    }
-                })?;
-                Ok(SecretBox::new(key))
-            }
-            Err(source) => Err(KeyFileError::Unreadable {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+        crate::key_file::load_or_create(path, ENCRYPTION_KEY).map(SecretBox::new)
     }
 
     /// Encrypts `plaintext` bound to `context` (e.g. the user id) with a fresh random nonce:
