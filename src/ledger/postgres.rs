@@ -971,7 +971,11 @@ impl Ledger for PgLedger {
                 ns_row(&*c, &ns).await?;
                 let limit = query.limit.clamp(1, 1000);
                 let select = HistorySelect::new(&ns, &query, limit);
-                let rows = prepared_query(&*c, &select.sql, &select.params()).await?;
+                // Not a cached statement: after five runs PostgreSQL may switch a prepared
+                // statement to a generic plan, which cannot use the trigram index for a pattern
+                // it does not know (100k changesets: 45 ms instead of 3 for a text no comment
+                // has). A fresh statement is planned for its values every time.
+                let rows = c.query(select.sql.as_str(), &select.params()).await?;
                 let mut changesets: Vec<Changeset> =
                     rows.iter().map(|r| changeset_row(&ns, r)).collect();
                 let next = if changesets.len() > limit {
