@@ -565,11 +565,3 @@ pub async fn openapi() -> Response {
     )
         .into_response()
 }
-
-pub async fn index() -> Json<Value> {
-    Json(json!({
-        "service": "rtconfig admin",
-        "api": "/api/v1/namespaces",
-        "openapi": "/api/v1/openapi.yaml",
-    }))
-}

@@ -37,6 +37,7 @@ mod stack;
 mod auth_http;
 mod auth_sso;
 mod auth_support;
+mod browser;
 mod rbac;
 
 mod admin_embedded;
