@@ -38,6 +38,7 @@ mod auth_http;
 mod auth_sso;
 mod auth_support;
 mod browser;
+mod browser_history;
 mod rbac;
 
 mod admin_embedded;

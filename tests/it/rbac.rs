@@ -82,6 +82,11 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/signin", Public),
     ("POST", "/signout", Session),
     ("GET", "/namespaces", ViewerSomewhere),
+    ("GET", "/namespaces/{ns}/history", Viewer),
+    ("GET", "/namespaces/{ns}/changesets/{version}", Viewer),
+    ("GET", "/namespaces/{ns}/compare", Viewer),
+    ("GET", "/namespaces/{ns}/rollback", Editor),
+    ("POST", "/namespaces/{ns}/rollback", Editor),
     ("GET", "/assets/{file}", Public),
 ];
 
