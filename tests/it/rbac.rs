@@ -51,6 +51,7 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ),
     ("POST", "/api/v1/namespaces/{ns}/rollback", Editor),
     ("GET", "/api/v1/namespaces/{ns}/sidecars", Viewer),
+    ("GET", "/api/v1/namespaces/{ns}/events", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/export", Viewer),
     ("POST", "/api/v1/namespaces/{ns}/import", Editor),
     ("POST", "/api/v1/session", Public),
