@@ -5,9 +5,10 @@
 //! | `GET /api/v1/namespaces` | namespaces with their version (those the caller can see) |
 //! | `GET, PATCH /api/v1/namespaces/{ns}/configs` | schema + values; write a changeset |
 //! | `GET, PUT, DELETE /api/v1/namespaces/{ns}/configs/{key}` | one key; set; reset to default |
-//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `before`, `limit`) |
+//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `q`, `since`, `until`, `before`, `limit`) ([`history`]) |
 //! | `GET /api/v1/namespaces/{ns}/changesets/{version}` | one changeset |
-//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version |
+//! | `GET /api/v1/namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions |
+//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version (`?dry_run=true`: the preview) |
 //! | `GET /api/v1/namespaces/{ns}/sidecars` | the fleet: which sidecar serves which version |
 //! | `GET /api/v1/namespaces/{ns}/events` | Server-Sent Events: commits; closed on revocation ([`events`]) |
 //! | `GET /api/v1/namespaces/{ns}/export`, `POST …/import?dry_run=true` | values out and in (with diff) |
@@ -31,8 +32,10 @@
 
 mod api;
 mod audit;
+pub mod diff;
 pub mod events;
 pub mod fleet;
+mod history;
 pub mod mask;
 mod oidc;
 mod session;
@@ -134,17 +137,22 @@ fn api_routes() -> Routes<Arc<AdminState>, Needs> {
         )
         .route(
             "/api/v1/namespaces/{ns}/history",
-            get(api::history),
+            get(history::history),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/changesets/{version}",
-            get(api::changeset),
+            get(history::changeset),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/compare",
+            get(history::compare),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/rollback",
-            post(api::rollback),
+            post(history::rollback),
             n().post(Namespace(Editor)),
         )
         .route(

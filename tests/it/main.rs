@@ -26,6 +26,7 @@ mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+mod history_api;
 
 mod security;
 

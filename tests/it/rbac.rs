@@ -49,6 +49,7 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
         "/api/v1/namespaces/{ns}/changesets/{version}",
         Viewer,
     ),
+    ("GET", "/api/v1/namespaces/{ns}/compare", Viewer),
     ("POST", "/api/v1/namespaces/{ns}/rollback", Editor),
     ("GET", "/api/v1/namespaces/{ns}/sidecars", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/events", Viewer),
