@@ -30,6 +30,19 @@ pub trait AfterCommit: Send + Sync + 'static {
     async fn committed(&self, namespace: &str, state: NamespaceState);
 }
 
+/// Several [`AfterCommit`]s, run in order (dev: publish the snapshot, then tell the event
+/// streams).
+pub struct AfterCommits(pub Vec<Arc<dyn AfterCommit>>);
+
+#[async_trait]
+impl AfterCommit for AfterCommits {
+    async fn committed(&self, namespace: &str, state: NamespaceState) {
+        for each in &self.0 {
+            each.committed(namespace, state).await;
+        }
+    }
+}
+
 /// Does nothing after a commit (tests, tools).
 pub struct NoDistribution;
 

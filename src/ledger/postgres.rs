@@ -1199,3 +1199,156 @@ impl Ledger for PgLedger {
         .await
     }
 }
+
+/// What [`PgLedger::follow_commits`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitNotice {
+    /// Listening (again): commits made while not listening were not announced, so the caller
+    /// catches up from the ledger.
+    Listening,
+    /// A commit of any admin sharing this database (`NOTIFY` payload `"<namespace>:<version>"`).
+    Committed { namespace: String, version: u64 },
+}
+
+/// Parses a [`COMMIT_CHANNEL`] payload, `"<namespace>:<version>"` (namespaces have no `:`).
+pub fn parse_commit_payload(payload: &str) -> Option<(String, u64)> {
+    let (namespace, version) = payload.rsplit_once(':')?;
+    if namespace.is_empty() {
+        return None;
+    }
+    Some((namespace.to_owned(), version.parse().ok()?))
+}
+
+/// How long [`PgLedger::follow_commits`] waits before listening again after its connection
+/// failed.
+const FOLLOW_RETRY: Duration = Duration::from_secs(1);
+
+impl PgLedger {
+    /// Listens for the commits of every admin replica on a dedicated connection (one per
+    /// process, whatever the number of listeners behind `on`) until `stop` resolves: `LISTEN`
+    /// on [`COMMIT_CHANNEL`], [`CommitNotice::Listening`] after each (re)connect, then one
+    /// [`CommitNotice::Committed`] per `NOTIFY`. A failed connection is logged once per outage
+    /// and retried every second.
+    pub async fn follow_commits<F>(&self, stop: impl Future<Output = ()>, mut on: F)
+    where
+        F: FnMut(CommitNotice) + Send,
+    {
+        use futures_util::StreamExt;
+        tokio::pin!(stop);
+        let mut failing = false;
+        loop {
+            let attempt = async {
+                let timeout = self.settings.op_timeout;
+                let config = self
+                    .settings
+                    .connect_config("rtconfig-events", Some(timeout))?;
+                let (client, mut connection) = tokio::time::timeout(
+                    self.settings.connect_timeout + timeout,
+                    config.connect(NoTls),
+                )
+                .await
+                .map_err(|_| timed_out("open the commit listener", timeout))?
+                .map_err(failed("open the commit listener"))?;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::debug!(error = %Chain(&e), "commit listener connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listen = format!("LISTEN {COMMIT_CHANNEL}");
+                match tokio::time::timeout(timeout, client.batch_execute(&listen)).await {
+                    Ok(Ok(())) => Ok((client, driver, rx)),
+                    Ok(Err(e)) => {
+                        driver.abort();
+                        Err(failed("listen for commits")(e))
+                    }
+                    Err(_) => {
+                        driver.abort();
+                        Err(timed_out("listen for commits", timeout))
+                    }
+                }
+            };
+            let connected = tokio::select! {
+                r = attempt => r,
+                () = &mut stop => return,
+            };
+            match connected {
+                Ok((client, driver, mut rx)) => {
+                    if failing {
+                        tracing::info!("listening for commits again");
+                    }
+                    failing = false;
+                    on(CommitNotice::Listening);
+                    loop {
+                        tokio::select! {
+                            payload = rx.recv() => match payload {
+                                Some(p) => match parse_commit_payload(&p) {
+                                    Some((namespace, version)) => {
+                                        on(CommitNotice::Committed { namespace, version });
+                                    }
+                                    None => tracing::warn!(payload = %p, "ignoring a commit notice of an unknown shape"),
+                                },
+                                // The connection ended.
+                                None => break,
+                            },
+                            () = &mut stop => {
+                                driver.abort();
+                                return;
+                            }
+                        }
+                    }
+                    driver.abort();
+                    drop(client);
+                    tracing::warn!("the commit listener's connection ended; listening again");
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %Chain(&e), "cannot listen for commits; retrying every second");
+                    }
+                    failing = true;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_RETRY) => {}
+                () = &mut stop => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod commit_payload_tests {
+    use super::parse_commit_payload;
+
+    #[test]
+    fn commit_payloads() {
+        let table = [
+            ("demo:42", Some(("demo", 42))),
+            ("my.ns-1:0", Some(("my.ns-1", 0))),
+            ("demo", None),
+            (":3", None),
+            ("demo:x", None),
+            ("demo:-1", None),
+        ];
+        for (payload, want) in table {
+            assert_eq!(
+                parse_commit_payload(payload),
+                want.map(|(n, v)| (n.to_owned(), v)),
+                "{payload}"
+            );
+        }
+    }
+}
