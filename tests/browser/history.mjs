@@ -3,7 +3,9 @@
 // Comment writes a new changeset; compare; a viewer sees no Roll back button and a forged POST is
 // refused. axe-core on every page; screenshots history, history-filtered, rollback, changeset,
 // compare, history-dark, history-phone.
-// Env: RTCONFIG_URL, RTCONFIG_USER / RTCONFIG_PASSWORD (an editor of demo), VIEWER (a viewer).
+// A commit between the preview and the confirmation shows the new preview instead of writing.
+// Env: RTCONFIG_URL, RTCONFIG_USER / RTCONFIG_PASSWORD (an editor of demo), VIEWER (a viewer),
+// DEV_TOKEN (an admin API token, for the concurrent commit).
 import { main, newPage, signIn, axeCheck, screenshot, check, noJsErrors, env } from "./lib.mjs";
 
 await main(async (browser) => {
@@ -45,18 +47,32 @@ await main(async (browser) => {
   check(/THEME_COLOR #e91e63 #4a6cf7 default/.test(line), `preview THEME_COLOR → default: ${line}`);
   await axeCheck(page, "rollback");
   await screenshot(page, "rollback");
+  // Someone commits meanwhile (another key): confirming shows the rollback as it stands now
+  // instead of writing something other than what was previewed.
+  const other = await page.request.patch("/api/v1/namespaces/demo/configs", {
+    headers: { Authorization: `Bearer ${env("DEV_TOKEN")}` },
+    data: { changes: { WELCOME_MESSAGE: "Hello!" }, comment: "meanwhile" },
+  });
+  check(other.ok(), `the concurrent commit: ${other.status()}`);
   await page.getByLabel("Comment").fill("undo pink");
   await page.getByRole("button", { name: "Confirm roll back" }).click();
-  await page.waitForURL(/\/changesets\/3\?rolled_back=1/);
+  check((await page.getByRole("alert").innerText()).includes("Someone committed"), "a commit since the preview is shown");
+  check((await page.locator('input[name="expected_version"]').inputValue()) === "3", "the new preview is at version 3");
+  check((await page.getByLabel("Comment").inputValue()) === "undo pink", "the comment is kept");
+  // Back to version 1 now also undoes the commit made meanwhile: the new preview says so.
+  const again = (await page.locator("main").innerText()).replace(/\s+/g, " ");
+  check((await preview.count()) === 2 && again.includes("WELCOME_MESSAGE Hello!") && again.includes("and every later one"), `the new preview: ${again}`);
+  await page.getByRole("button", { name: "Confirm roll back" }).click();
+  await page.waitForURL(/\/changesets\/4\?rolled_back=1/);
   check((await page.getByRole("status").filter({ hasText: "Rolled back" }).count()) === 1, "the new changeset is shown");
   check((await page.locator("main").innerText()).includes("undo pink"), "with its comment");
   await axeCheck(page, "changeset");
   await screenshot(page, "changeset");
 
   // Compare any two versions.
-  await page.goto("/namespaces/demo/compare?from=0&to=3");
+  await page.goto("/namespaces/demo/compare?from=0&to=4");
   const cmp = (await page.locator("table.diff").innerText()).replace(/\s+/g, " ");
-  check(cmp.includes("SITE_NAME Config Manager default Acme Shop") && !cmp.includes("THEME_COLOR"), `compare 0→3: ${cmp}`);
+  check(cmp.includes("SITE_NAME Config Manager default Acme Shop") && !cmp.includes("WELCOME_MESSAGE") && !cmp.includes("THEME_COLOR"), `compare 0→4: ${cmp}`);
   await axeCheck(page, "compare");
   await screenshot(page, "compare");
   noJsErrors(page);
@@ -77,7 +93,7 @@ await main(async (browser) => {
   const viewer = await newPage(browser);
   await signIn(viewer, env("VIEWER"));
   await viewer.goto("/namespaces/demo/history");
-  check((await viewer.locator("#history tbody tr").count()) === 3, "the viewer sees the history");
+  check((await viewer.locator("#history tbody tr").count()) === 4, "the viewer sees the history");
   check((await viewer.getByRole("button", { name: "Roll back" }).count()) === 0, "no Roll back for a viewer");
   const refused = await viewer.goto("/namespaces/demo/rollback?to_version=0");
   check(refused.status() === 403, `the preview is 403 for a viewer, got ${refused.status()}`);
