@@ -302,7 +302,7 @@ mod tests {
         for uri in [
             "/v1/configs/SITE_NAME",
             "/v1/configs/SITE_NAME?format=raw",
-            "/v1/configs/ITEMS_PER_PAGE?x=1&format=raw",
+            "/v1/configs/ITEMS_PER_PAGE?format=raw",
         ] {
             let fast = fast(&state);
             let parsed: Uri = uri.parse().expect("uri");
@@ -351,6 +351,9 @@ mod tests {
             (Method::GET, "/v1/configs/"),
             (Method::GET, "/v1/configs/SITE_NAME/x"),
             (Method::GET, "/v1/configs"),
+            // A query other than `format=raw`: the router refuses it (400 invalid_query).
+            (Method::GET, "/v1/configs/SITE_NAME?x=1&format=raw"),
+            (Method::GET, "/v1/configs/SITE_NAME?format=RAW"),
         ] {
             let parsed: Uri = uri.parse().expect("uri");
             assert!(
@@ -365,6 +368,13 @@ mod tests {
         let (status, _, body) = get(read_router(state.clone(), loopback()), &long).await;
         assert_eq!(status, StatusCode::URI_TOO_LONG);
         assert!(String::from_utf8_lossy(&body).contains("uri_too_long"));
+        let (status, _, body) = get(
+            read_router(state.clone(), loopback()),
+            "/v1/configs/SITE_NAME?x=1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("invalid_query"));
         let (status, _, body) =
             get(read_router(state, loopback()), "/v1/configs/SITE%5FNAME").await;
         assert_eq!(status, StatusCode::OK, "the router decodes the key");

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::{etag_matches, JSON};
+use crate::http::NoQuery;
 use crate::snapshot::{Entry, Snapshot};
 use crate::telemetry::Chain;
 
@@ -82,6 +83,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn single(
     State(state): State<Arc<SidecarState>>,
+    _: NoQuery,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -111,6 +113,7 @@ pub async fn single(
 /// `POST /ofrep/v1/evaluate/flags`
 pub async fn bulk(
     State(state): State<Arc<SidecarState>>,
+    _: NoQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {

@@ -25,6 +25,7 @@ mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+mod strict_input;
 
 mod security;
 
