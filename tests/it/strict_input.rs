@@ -233,3 +233,64 @@ async fn unknown_query_parameters_are_400_invalid_query_on_the_admin_api() {
     .expect_error(400, "invalid_query");
     assert_eq!(dev.admin_version().await, 1);
 }
+
+/// Issue 11 item 10: a UTF-8 request id and user agent are stored as sent (they were stored as
+/// `""` and `null`), and an over-long request id is replaced, echoed and stored alike.
+#[tokio::test]
+async fn utf8_request_ids_and_user_agents_are_stored_and_long_ids_replaced() {
+    let dev = Dev::start().await;
+    let written = |id: String, ua: &'static str, site: &'static str| {
+        let rb = dev
+            .client
+            .patch(dev.ns_url("/configs"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(id.as_bytes()).expect("id"),
+            )
+            .header(
+                "user-agent",
+                reqwest::header::HeaderValue::from_bytes(ua.as_bytes()).expect("ua"),
+            )
+            .json(&json!({"changes": {"SITE_NAME": site}}));
+        send(rb)
+    };
+    let resp = written("zählung-42".to_owned(), "Prüfer/1.0 (Käse)", "One").await;
+    assert_eq!(
+        resp.headers
+            .get("x-request-id")
+            .map(|v| v.as_bytes().to_vec()),
+        Some("zählung-42".as_bytes().to_vec())
+    );
+    let version = resp.expect_status(200).json()["version"]
+        .as_u64()
+        .expect("version");
+    let cs = dev
+        .get(dev.ns_url(&format!("/changesets/{version}")))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(cs["request_id"], "zählung-42", "{cs}");
+    assert_eq!(cs["user_agent"], "Prüfer/1.0 (Käse)", "{cs}");
+
+    let resp = written("x".repeat(8000), "curl/8", "Two").await;
+    let echoed = String::from_utf8(
+        resp.headers
+            .get("x-request-id")
+            .map(|v| v.as_bytes().to_vec())
+            .expect("echoed"),
+    )
+    .expect("utf8");
+    assert!(echoed.len() <= 200 && !echoed.is_empty(), "{echoed}");
+    let version = resp.expect_status(200).json()["version"]
+        .as_u64()
+        .expect("version");
+    let cs = dev
+        .get(dev.ns_url(&format!("/changesets/{version}")))
+        .await
+        .json();
+    assert_eq!(
+        cs["request_id"],
+        echoed.as_str(),
+        "the stored id is the echoed one"
+    );
+}
