@@ -58,6 +58,20 @@ fn check_body(body: &Bytes) -> Result<(), BodyError> {
     }
 }
 
+/// 503 in OFREP's error shape (`GENERAL`): `--require-snapshot` and no real snapshot yet.
+fn not_ready(key: Option<&str>) -> Response {
+    let mut body = json!({"errorCode": "GENERAL", "errorDetails": super::no_snapshot().message});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    let mut resp = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
 fn evaluation(snap: &Snapshot, entry: &Entry, stale: bool) -> Value {
     json!({
         "key": &*entry.key,
@@ -97,6 +111,9 @@ pub async fn single(
             &json!({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
     }
+    if !state.store.is_ready() {
+        return not_ready(Some(&key));
+    }
     let snap = state.store.load();
     let Some(entry) = snap.get(&key) else {
         return json_response(
@@ -126,6 +143,9 @@ pub async fn bulk(
             StatusCode::BAD_REQUEST,
             &json!({"errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
+    }
+    if !state.store.is_ready() {
+        return not_ready(None);
     }
     let snap = state.store.load();
     let stale = state.store.is_stale();

@@ -21,6 +21,9 @@ use crate::http::NoQuery;
 const TEMPLATE: &str = include_str!("page.html");
 
 pub async fn page(State(state): State<Arc<SidecarState>>, _: NoQuery) -> Response {
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let snap = state.store.load();
     let stale = state.store.is_stale();
     let mut initial = snap.masked_document(stale);

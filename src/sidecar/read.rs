@@ -43,6 +43,9 @@ pub async fn one(
         Ok(raw) => raw,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let snap = state.store.guard();
     let Some(entry) = snap.get(&key) else {
         return ApiError::unknown_key(&key).into_response();
@@ -183,6 +186,10 @@ impl FastPath for FastKeyRead {
         let raw = fast_key_query(uri)?;
         let started = Instant::now();
         let store = &self.state.store;
+        // Not ready (`--require-snapshot`, nothing loaded yet): the router answers 503.
+        if !store.is_ready() {
+            return None;
+        }
         let snap = store.guard();
         let entry = snap.get(key)?;
         let stale = store.is_stale();
@@ -208,6 +215,9 @@ pub async fn all(
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let index = match query.get("index") {
         Some(text) => match parse_index(text, state.store.guard().position.epoch) {
             Some(p) => Some(p),

@@ -38,6 +38,9 @@ pub async fn watch(
         Ok(mask) => mask,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let slot = match state.watcher() {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),

@@ -29,6 +29,7 @@ mod strict_input;
 
 mod security;
 
+mod disk_faults;
 mod redis_faults;
 mod redis_sync;
 mod redis_tls;
