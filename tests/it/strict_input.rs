@@ -294,3 +294,35 @@ async fn utf8_request_ids_and_user_agents_are_stored_and_long_ids_replaced() {
         "the stored id is the echoed one"
     );
 }
+
+/// Issue 11 item 10: the Idempotency-Key of a write that changed nothing is remembered, so the
+/// same key then refuses a different request (it used to accept it).
+#[tokio::test]
+async fn the_idempotency_key_of_a_no_op_write_is_remembered() {
+    let dev = Dev::start().await;
+    let v = dev.write(json!({"SITE_NAME": "Same"})).await;
+    let patch = |changes: Value| {
+        send(
+            dev.client
+                .patch(dev.ns_url("/configs"))
+                .header("idempotency-key", "noop-1")
+                .json(&json!({ "changes": changes })),
+        )
+    };
+    let first = patch(json!({"SITE_NAME": "Same"}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(first["version"], v);
+    assert_eq!(first["changes"], json!([]));
+    let retry = patch(json!({"SITE_NAME": "Same"}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(retry["replayed"], true, "{retry}");
+    assert_eq!(retry["version"], v);
+    patch(json!({"SITE_NAME": "Different"}))
+        .await
+        .expect_error(422, "idempotency_key_reused");
+    assert_eq!(dev.admin_version().await, v, "nothing was written");
+}
