@@ -120,13 +120,15 @@ pub struct SidecarArgs {
     pub read_api: ReadApiArgs,
     #[command(flatten)]
     pub hosts: HostArgs,
-    /// Disk snapshot file: written after every change, served at a cold start without Redis.
+    /// Disk snapshot file: written after every change (the one before kept as FILE.prev), served
+    /// at a cold start without Redis.
     #[arg(long, env = "RTCONFIG_SNAPSHOT_PATH")]
     pub snapshot_path: Option<PathBuf>,
     /// Seconds between resyncs with Redis (fractions allowed; ±20 % jitter; at least 0.05).
     #[arg(long, env = "RTCONFIG_RESYNC_INTERVAL", default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub resync_interval: Duration,
-    /// Stay not-ready until a real snapshot (Redis or disk) is loaded, instead of serving defaults.
+    /// Until a real snapshot (Redis or disk) is loaded: not ready, and reads answer 503
+    /// no_snapshot, instead of serving the schema defaults.
     #[arg(long, env = "RTCONFIG_REQUIRE_SNAPSHOT")]
     pub require_snapshot: bool,
     #[command(flatten)]

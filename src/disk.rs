@@ -3,13 +3,16 @@
 //!
 //! Format: one header line `rtconfig-snapshot 1 <sha256 of the body, hex>\n`, then a JSON body
 //! with the namespace, cluster id, position, schema hash and the stored (non-default) values.
-//! Written with [`crate::private_file::write`] (tmp + fsync + rename + fsync of the directory,
-//! mode 0600), so the file is always either the old or the new complete snapshot; a torn or
-//! altered file fails its checksum and is ignored (the sidecar then starts from Redis, or from
-//! defaults).
+//! Written with [`crate::private_file::write_keeping`] (tmp + fsync + rename + fsync of the
+//! directory, mode 0600), so the file is always either the old or the new complete snapshot.
+//!
+//! Two generations: before a new snapshot takes `<path>`'s place, the file there — when it
+//! verifies — becomes `<path>.prev` ([`previous_path`]). A cold start loads the newest file that
+//! verifies and is ours ([`choose`]): `<path>`, else `<path>.prev`, else none (the sidecar then
+//! starts from Redis, or from defaults), and says which and why ([`Choice`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -87,12 +90,140 @@ pub fn load(path: &Path) -> Result<DiskSnapshot, DiskError> {
     serde_json::from_slice(body).map_err(DiskError::BadBody)
 }
 
-/// Writes a snapshot atomically and durably.
+/// Writes a snapshot atomically and durably, keeping the file it replaces as
+/// [`previous_path`] when that file verifies (a damaged newest file never pushes out the good
+/// previous one). On error nothing changed and no temporary file is left.
 pub fn save(path: &Path, snapshot: &DiskSnapshot) -> Result<(), DiskError> {
     let body = serde_json::to_vec(snapshot).map_err(DiskError::Encode)?;
     let digest = hex::encode(Sha256::digest(&body));
     let header = format!("{MAGIC} {digest}\n");
-    crate::private_file::write(path, &[header.as_bytes(), &body]).map_err(DiskError::Write)
+    let previous = previous_path(path);
+    let keep = load(path).is_ok().then_some(previous.as_path());
+    crate::private_file::write_keeping(path, keep, &[header.as_bytes(), &body])
+        .map_err(DiskError::Write)
+}
+
+/// `<path>.prev`: the generation before the newest.
+pub fn previous_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".prev");
+    PathBuf::from(p)
+}
+
+/// Removes a temporary file a crashed write left behind (at start; best effort).
+pub fn remove_stale_temp(path: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(crate::private_file::temp_path(path)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Which file a cold start loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generation {
+    /// `<path>`.
+    Newest,
+    /// `<path>.prev`: the newest was missing, damaged or not ours.
+    Previous,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::Newest => "newest",
+            Generation::Previous => "previous",
+        }
+    }
+}
+
+/// What a cold start takes from disk, and why (for `/status` and the log).
+#[derive(Debug)]
+pub struct Choice {
+    pub snapshot: Option<(DiskSnapshot, Generation)>,
+    /// Why the newest file was not used (`None` when it was).
+    pub newest_problem: Option<String>,
+    /// Why the previous file was not used, when it was looked at.
+    pub previous_problem: Option<String>,
+}
+
+impl Choice {
+    /// One sentence: what was loaded and why.
+    pub fn why(&self) -> String {
+        match (&self.snapshot, &self.newest_problem, &self.previous_problem) {
+            (Some((_, Generation::Newest)), _, _) => "the newest snapshot file is valid".into(),
+            (Some((_, Generation::Previous)), Some(newest), _) => {
+                format!(
+                    "the newest snapshot file was not used ({newest}); the previous one is valid"
+                )
+            }
+            (None, Some(newest), Some(previous)) => {
+                format!("no usable snapshot file: newest: {newest}; previous: {previous}")
+            }
+            _ => "no usable snapshot file".into(),
+        }
+    }
+
+    /// Whether a file was there but not usable (counted as `bad_disk_snapshot`).
+    pub fn found_damage(&self) -> bool {
+        self.newest_problem.as_deref().is_some_and(|p| p != MISSING)
+            || self
+                .previous_problem
+                .as_deref()
+                .is_some_and(|p| p != MISSING)
+    }
+}
+
+const MISSING: &str = "no snapshot file";
+
+/// Chooses between the two generations as loaded: the newest that verifies and belongs to
+/// `namespace` and `cluster_id`. Pure; [`load_generations`] does the reading.
+pub fn choose(
+    newest: Result<DiskSnapshot, DiskError>,
+    previous: Result<DiskSnapshot, DiskError>,
+    namespace: &str,
+    cluster_id: &str,
+) -> Choice {
+    let ours = |r: Result<DiskSnapshot, DiskError>| -> Result<DiskSnapshot, String> {
+        match r {
+            Ok(s) if s.namespace == namespace && s.cluster_id == cluster_id => Ok(s),
+            Ok(s) => Err(format!(
+                "it belongs to namespace {:?} of cluster {:?}",
+                s.namespace, s.cluster_id
+            )),
+            Err(e) => Err(crate::telemetry::Chain(&e).to_string()),
+        }
+    };
+    match ours(newest) {
+        Ok(s) => Choice {
+            snapshot: Some((s, Generation::Newest)),
+            newest_problem: None,
+            previous_problem: None,
+        },
+        Err(newest_problem) => match ours(previous) {
+            Ok(s) => Choice {
+                snapshot: Some((s, Generation::Previous)),
+                newest_problem: Some(newest_problem),
+                previous_problem: None,
+            },
+            Err(previous_problem) => Choice {
+                snapshot: None,
+                newest_problem: Some(newest_problem),
+                previous_problem: Some(previous_problem),
+            },
+        },
+    }
+}
+
+/// Reads both generations of `path` and [`choose`]s.
+pub fn load_generations(path: &Path, namespace: &str, cluster_id: &str) -> Choice {
+    choose(
+        load(path),
+        load(&previous_path(path)),
+        namespace,
+        cluster_id,
+    )
 }
 
 #[cfg(test)]
@@ -126,6 +257,80 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    fn at(version: u64) -> DiskSnapshot {
+        DiskSnapshot {
+            version,
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn a_save_keeps_the_previous_good_generation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snap.json");
+        save(&path, &at(1)).expect("save 1");
+        assert!(!previous_path(&path).exists());
+        save(&path, &at(2)).expect("save 2");
+        assert_eq!(load(&path).expect("newest").version, 2);
+        assert_eq!(load(&previous_path(&path)).expect("previous").version, 1);
+        // A damaged newest file is not kept: the good previous one stays.
+        std::fs::write(&path, b"garbage").expect("damage");
+        save(&path, &at(3)).expect("save 3");
+        assert_eq!(load(&path).expect("newest").version, 3);
+        assert_eq!(load(&previous_path(&path)).expect("previous").version, 1);
+        assert!(!crate::private_file::temp_path(&path).exists());
+        std::fs::write(crate::private_file::temp_path(&path), b"left by a crash").expect("tmp");
+        assert!(remove_stale_temp(&path).expect("remove"));
+        assert!(!remove_stale_temp(&path).expect("remove"));
+    }
+
+    #[test]
+    fn the_newest_usable_generation_is_chosen_and_why_is_said() {
+        let damaged = || Err(DiskError::Damaged("checksum mismatch"));
+        let foreign = || {
+            Ok(DiskSnapshot {
+                namespace: "other".into(),
+                ..at(9)
+            })
+        };
+        /// (newest file, previous file, the chosen version and generation, damage found)
+        type Case = (
+            Result<DiskSnapshot, DiskError>,
+            Result<DiskSnapshot, DiskError>,
+            Option<(u64, Generation)>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (Ok(at(2)), Ok(at(1)), Some((2, Generation::Newest)), false),
+            (Ok(at(2)), damaged(), Some((2, Generation::Newest)), false),
+            (damaged(), Ok(at(1)), Some((1, Generation::Previous)), true),
+            (
+                Err(DiskError::Missing),
+                Ok(at(1)),
+                Some((1, Generation::Previous)),
+                false,
+            ),
+            (foreign(), Ok(at(1)), Some((1, Generation::Previous)), true),
+            (damaged(), damaged(), None, true),
+            (damaged(), foreign(), None, true),
+            (
+                Err(DiskError::Missing),
+                Err(DiskError::Missing),
+                None,
+                false,
+            ),
+        ];
+        for (i, (newest, previous, want, damage)) in cases.into_iter().enumerate() {
+            let c = choose(newest, previous, "demo", "default");
+            let got = c.snapshot.as_ref().map(|(s, g)| (s.version, *g));
+            assert_eq!(got, want, "case {i}: {}", c.why());
+            assert_eq!(c.found_damage(), damage, "case {i}");
+            assert!(!c.why().is_empty());
+        }
+        let c = choose(damaged(), Ok(at(1)), "demo", "default");
+        assert!(c.why().contains("checksum mismatch"), "{}", c.why());
     }
 
     #[test]

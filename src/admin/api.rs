@@ -17,9 +17,9 @@ use crate::auth::guard::{sees, RequestInfo};
 use crate::auth::Principal;
 use crate::http::error::JsonBody;
 use crate::http::headers::IDEMPOTENCY_KEY;
-use crate::http::{ApiError, ApiJson, ApiQuery};
+use crate::http::{ApiError, ApiJson, ApiQuery, NoQuery};
 use crate::ledger::{Change, ChangeMeta, Committed};
-use crate::schema::{is_mask, Schema};
+use crate::schema::{is_mask, Schema, Sent};
 use crate::telemetry::Chain;
 
 const MAX_COMMENT_CHARS: usize = 1000;
@@ -130,7 +130,11 @@ impl AdminState {
 }
 
 /// `GET /api/v1/namespaces`: the namespaces the caller has a role in.
-pub async fn namespaces(State(state): State<Arc<AdminState>>, principal: Principal) -> ApiResult {
+pub async fn namespaces(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    principal: Principal,
+) -> ApiResult {
     let grants = principal.grants();
     let mut out = Vec::new();
     for schema in state.write.schemas.iter() {
@@ -178,7 +182,11 @@ fn config_json(
 }
 
 /// `GET /api/v1/namespaces/{ns}/configs`
-pub async fn configs(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+pub async fn configs(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    Path(ns): Path<String>,
+) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
     let current = state
         .write
@@ -209,6 +217,7 @@ pub async fn configs(State(state): State<Arc<AdminState>>, Path(ns): Path<String
 /// `GET /api/v1/namespaces/{ns}/configs/{key}`
 pub async fn config(
     State(state): State<Arc<AdminState>>,
+    _: NoQuery,
     Path((ns, key)): Path<(String, String)>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
@@ -229,7 +238,7 @@ pub async fn config(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
-    changes: serde_json::Map<String, Value>,
+    changes: indexmap::IndexMap<String, Sent>,
     expected_version: Option<u64>,
     #[serde(default)]
     expected: BTreeMap<String, u64>,
@@ -243,6 +252,7 @@ impl JsonBody for PatchBody {
 /// `PATCH /api/v1/namespaces/{ns}/configs`
 pub async fn patch_configs(
     State(state): State<Arc<AdminState>>,
+    _: NoQuery,
     Path(ns): Path<String>,
     ctx: WriteContext,
     ApiJson(body): ApiJson<PatchBody>,
@@ -254,7 +264,7 @@ pub async fn patch_configs(
         .write(
             &ns,
             WriteRequest {
-                changes: body.changes.into_iter().collect(),
+                changes: exact(&schema, body.changes),
                 expected_version: body.expected_version,
                 expected_keys: body.expected,
                 meta: ctx.meta,
@@ -265,16 +275,27 @@ pub async fn patch_configs(
     Ok(ok(state.committed_json(&schema, &committed)))
 }
 
+/// Each sent value as it is to be validated: a decimal's JSON number as its exact text
+/// (`schema::value::Sent`).
+fn exact(schema: &Schema, sent: indexmap::IndexMap<String, Sent>) -> Vec<(String, Value)> {
+    sent.into_iter()
+        .map(|(key, v)| {
+            let value = v.exact(schema.key(&key));
+            (key, value)
+        })
+        .collect()
+}
+
 /// Distinguishes a missing field (`None`) from an explicit `null` (`Some(Null)`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Sent>, D::Error> {
+    Sent::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     #[serde(default, deserialize_with = "present")]
-    value: Option<Value>,
+    value: Option<Sent>,
     expected_version: Option<u64>,
     /// The key's own version, as `expected` in a PATCH.
     expected_key_version: Option<u64>,
@@ -288,6 +309,7 @@ impl JsonBody for PutBody {
 /// `PUT /api/v1/namespaces/{ns}/configs/{key}`
 pub async fn put_config(
     State(state): State<Arc<AdminState>>,
+    _: NoQuery,
     Path((ns, key)): Path<(String, String)>,
     ctx: WriteContext,
     ApiJson(body): ApiJson<PutBody>,
@@ -309,7 +331,7 @@ pub async fn put_config(
         .write(
             &ns,
             WriteRequest {
-                changes: vec![(key.clone(), value)],
+                changes: vec![(key.clone(), value.exact(schema.key(&key)))],
                 expected_version: body.expected_version,
                 expected_keys: body
                     .expected_key_version
@@ -359,7 +381,11 @@ pub async fn delete_config(
 }
 
 /// `GET /api/v1/namespaces/{ns}/sidecars`
-pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+pub async fn sidecars(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    Path(ns): Path<String>,
+) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
     let current = state
         .write
@@ -403,7 +429,11 @@ pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<Strin
 }
 
 /// `GET /api/v1/namespaces/{ns}/export`: the stored (non-default) values; secrets masked.
-pub async fn export(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
+pub async fn export(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    Path(ns): Path<String>,
+) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
     let current = state
         .write
@@ -425,7 +455,7 @@ pub async fn export(State(state): State<Arc<AdminState>>, Path(ns): Path<String>
 
 #[derive(Deserialize)]
 pub struct ImportBody {
-    values: serde_json::Map<String, Value>,
+    values: indexmap::IndexMap<String, Sent>,
     comment: Option<String>,
     /// Export documents carry these; they are accepted and ignored.
     #[serde(default, rename = "namespace")]
@@ -457,8 +487,7 @@ pub async fn import(
     ApiJson(body): ApiJson<ImportBody>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let wanted: Vec<(String, Value)> = body
-        .values
+    let wanted: Vec<(String, Value)> = exact(&schema, body.values)
         .into_iter()
         .filter(|(_, v)| !is_mask(v))
         .collect();

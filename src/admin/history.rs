@@ -16,7 +16,7 @@ use super::diff::{self, HistoryParams, Shown, Side};
 use super::write::ledger_error;
 use super::AdminState;
 use crate::http::error::JsonBody;
-use crate::http::{ApiError, ApiJson, ApiQuery};
+use crate::http::{ApiError, ApiJson, ApiQuery, NoQuery};
 use crate::ledger::{Changeset, HistoryPage, HistoryQuery};
 use crate::schema::Schema;
 
@@ -175,6 +175,7 @@ fn version_param(param: &'static str, text: &str) -> Result<u64, ApiError> {
 /// `GET /api/v1/namespaces/{ns}/changesets/{version}`
 pub async fn changeset(
     State(state): State<Arc<AdminState>>,
+    _: NoQuery,
     Path((ns, version)): Path<(String, String)>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();

@@ -59,7 +59,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::guard::{guard, Access, Needs, RouteGuard};
 use crate::auth::{Auth, Role};
 use crate::http::error::BODY_LIMIT_BYTES;
-use crate::http::headers::X_REQUEST_ID;
+use crate::http::headers::{request_id_usable, X_REQUEST_ID};
 use crate::http::host::{check_host, HostPolicy};
 use crate::http::routes::Routes;
 use crate::http::server::{limit_uri, method_not_allowed, not_found, ServedOverTls};
@@ -295,8 +295,23 @@ pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unusable_request_id))
         .layer(axum::middleware::from_fn(limit_uri))
         .with_state(state)
+}
+
+/// A client `X-Request-Id` that is too long, not UTF-8 or holds control characters is
+/// dropped, so `SetRequestIdLayer` gives the request a fresh one: what is echoed, logged and
+/// stored with a changeset is always the same, bounded id.
+async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
+    if req
+        .headers()
+        .get(X_REQUEST_ID)
+        .is_some_and(|v| !request_id_usable(v))
+    {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// Re-renders [`ApiError`] bodies with the request's id, so a user can quote it.
@@ -304,7 +319,7 @@ async fn errors_carry_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+        .and_then(crate::http::headers::text)
         .map(str::to_owned);
     let resp = next.run(req).await;
     match resp.extensions().get::<ApiError>() {

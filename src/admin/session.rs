@@ -22,6 +22,7 @@ use crate::auth::store::{Pending, Session, TotpState, User, UserUpdate};
 use crate::auth::totp::{self, Enrolment};
 use crate::auth::{cookie, Auth, Principal};
 use crate::http::error::JsonBody;
+use crate::http::NoQuery;
 use crate::http::{ApiError, ApiJson};
 use crate::telemetry::Chain;
 
@@ -145,7 +146,7 @@ pub async fn login(
 }
 
 /// `GET /api/v1/session`: who am I.
-pub async fn whoami(principal: Principal) -> ApiResult {
+pub async fn whoami(_: NoQuery, principal: Principal) -> ApiResult {
     let mut body = json!({
         "user": principal.actor(),
         "kind": principal.kind(),
@@ -218,7 +219,11 @@ fn session_of(principal: &Principal) -> Result<(&User, &Session), ApiError> {
 }
 
 /// `GET /api/v1/sessions`: one's own sessions.
-pub async fn sessions(State(state): State<Arc<AdminState>>, principal: Principal) -> ApiResult {
+pub async fn sessions(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    principal: Principal,
+) -> ApiResult {
     let (user, current) = session_of(&principal)?;
     let now = Utc::now();
     let policy = state.auth.config.sessions;

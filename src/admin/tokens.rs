@@ -21,6 +21,7 @@ use crate::auth::secrets::{new_api_token, new_id};
 use crate::auth::store::ApiToken;
 use crate::auth::{Grant, Grants, Principal, Role};
 use crate::http::error::JsonBody;
+use crate::http::NoQuery;
 use crate::http::{ApiError, ApiJson};
 
 type ApiResult = Result<Response, ApiError>;
@@ -160,7 +161,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/tokens`: every token, newest first, without the token itself.
-pub async fn list(State(state): State<Arc<AdminState>>) -> ApiResult {
+pub async fn list(State(state): State<Arc<AdminState>>, _: NoQuery) -> ApiResult {
     let store = &state.auth.store;
     let tokens = store.tokens().await.map_err(store_error)?;
     let names: HashMap<String, String> = store

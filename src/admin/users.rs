@@ -20,6 +20,7 @@ use crate::auth::store::{NewUser, User, UserUpdate};
 use crate::auth::throttle::{decide, ThrottlePolicy, Verdict};
 use crate::auth::{Auth, Grant, Grants, Principal};
 use crate::http::error::JsonBody;
+use crate::http::NoQuery;
 use crate::http::{ApiError, ApiJson};
 
 type ApiResult = Result<Response, ApiError>;
@@ -84,7 +85,7 @@ async fn find(auth: &Auth, name: &str) -> Result<User, ApiError> {
 }
 
 /// `GET /api/v1/users`
-pub async fn list(State(state): State<Arc<AdminState>>) -> ApiResult {
+pub async fn list(State(state): State<Arc<AdminState>>, _: NoQuery) -> ApiResult {
     let users = state.auth.store.users().await.map_err(store_error)?;
     let users: Vec<Value> = users.iter().map(user_json).collect();
     Ok(Json(json!({ "users": users })).into_response())

@@ -135,8 +135,10 @@ pub struct RequestInfo {
     /// The client IP (`auth::client_ip`: the TCP peer, or the last untrusted
     /// `X-Forwarded-For` hop behind a `--trusted-proxy`).
     pub ip: Option<IpAddr>,
-    /// At most 256 characters of `User-Agent`.
+    /// At most 256 characters of `User-Agent` (UTF-8 kept).
     pub user_agent: Option<String>,
+    /// The request's `X-Request-Id`: the client's when usable
+    /// (`http::headers::request_id_usable`), else the admin's own.
     pub request_id: Option<String>,
 }
 
@@ -146,7 +148,7 @@ impl RequestInfo {
         let text = |name: &str| {
             headers
                 .get(name)
-                .and_then(|v| v.to_str().ok())
+                .and_then(crate::http::headers::text)
                 .map(str::to_owned)
         };
         let peer = req

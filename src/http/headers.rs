@@ -17,6 +17,24 @@ pub const TRUE: HeaderValue = HeaderValue::from_static("true");
 pub const FALSE: HeaderValue = HeaderValue::from_static("false");
 pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
+/// The longest client `X-Request-Id` kept (bytes); a longer one is replaced by a fresh id.
+pub const MAX_REQUEST_ID_BYTES: usize = 200;
+
+/// A header's text when it is UTF-8 (`HeaderValue::to_str` takes visible ASCII only, so a
+/// UTF-8 user agent or request id would be lost).
+pub fn text(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+/// Whether a client's `X-Request-Id` is kept as it is: UTF-8, 1 to [`MAX_REQUEST_ID_BYTES`]
+/// bytes, no control characters. Otherwise the admin gives the request its own id, so what is
+/// echoed and what is stored always agree.
+pub fn request_id_usable(value: &HeaderValue) -> bool {
+    let len = value.as_bytes().len();
+    (1..=MAX_REQUEST_ID_BYTES).contains(&len)
+        && text(value).is_some_and(|t| !t.chars().any(char::is_control))
+}
+
 /// `X-Config-Source` values.
 pub fn source(source: crate::snapshot::Source) -> HeaderValue {
     HeaderValue::from_static(source.as_str())
@@ -47,5 +65,26 @@ mod tests {
         for no in ["\"1-4\"", "1-5", ""] {
             assert!(!etag_matches(&HeaderValue::from_static(no), &etag), "{no}");
         }
+    }
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_utf8_short_and_printable() {
+        let ok = |bytes: &[u8]| request_id_usable(&HeaderValue::from_bytes(bytes).expect("value"));
+        assert!(ok(b"abc-123"));
+        assert!(ok("zählung-42".as_bytes()));
+        assert!(ok(&[b'a'; MAX_REQUEST_ID_BYTES]));
+        assert!(!ok(&[b'a'; MAX_REQUEST_ID_BYTES + 1]));
+        assert!(!ok(b""));
+        assert!(!ok(b"\xff\xfe"));
+        assert!(!ok(b"a\tb"));
+        assert_eq!(
+            text(&HeaderValue::from_bytes("Mozilla/5.0 (Käse)".as_bytes()).expect("v")),
+            Some("Mozilla/5.0 (Käse)")
+        );
     }
 }

@@ -6,8 +6,10 @@
 pub mod error;
 pub mod headers;
 pub mod host;
+pub mod query;
 pub mod routes;
 pub mod server;
 pub mod tls;
 
 pub use error::{ApiError, ApiJson, ApiQuery};
+pub use query::NoQuery;

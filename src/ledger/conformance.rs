@@ -52,6 +52,7 @@ where
     a_write_that_changes_nothing_creates_no_version(fresh().await).await;
     always_write_keys_are_written_even_when_equal(fresh().await).await;
     idempotency_keys_replay_the_first_outcome(fresh().await).await;
+    a_no_op_write_remembers_its_idempotency_key(fresh().await).await;
     history_filters_and_pages_newest_first(fresh().await).await;
     history_filters_by_comment_text_and_time(fresh().await).await;
     defaults_in_effect_are_recorded_with_changes_from_and_to_the_default(fresh().await).await;
@@ -253,6 +254,45 @@ async fn idempotency_keys_replay_the_first_outcome(l: Arc<dyn Ledger>) {
         l.commit(req).await,
         Err(LedgerError::IdempotencyKeyReused)
     ));
+}
+
+/// Issue 11 item 10: a write that changed nothing still binds its key to its request, so the
+/// same key with another request is refused instead of being accepted.
+async fn a_no_op_write_remembers_its_idempotency_key(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    let written = l
+        .commit(set(&[("A", Some(json!(1)))]))
+        .await
+        .expect("write");
+    let mut noop = set(&[("A", Some(json!(1)))]);
+    noop.idempotency_key = Some("noop-key".into());
+    noop.fingerprint = "fp-noop".into();
+    let first = l.commit(noop.clone()).await.expect("no-op");
+    assert!(first.changes.is_empty() && !first.replayed);
+    assert_eq!(first.state, written.state, "no version for a no-op");
+    let retry = l.commit(noop.clone()).await.expect("retry");
+    assert!(retry.replayed, "the no-op's outcome is replayed");
+    assert!(retry.changes.is_empty());
+    assert_eq!(retry.state, first.state);
+    let mut other = set(&[("A", Some(json!(2)))]);
+    other.idempotency_key = Some("noop-key".into());
+    other.fingerprint = "fp-other".into();
+    assert!(matches!(
+        l.commit(other).await,
+        Err(LedgerError::IdempotencyKeyReused)
+    ));
+    assert_eq!(
+        l.namespace_state(NS).await.expect("state"),
+        written.state,
+        "nothing was written"
+    );
+    // A later write moves on; the no-op's replay still answers its own version.
+    l.commit(set(&[("A", Some(json!(3)))]))
+        .await
+        .expect("later");
+    let again = l.commit(noop).await.expect("retry again");
+    assert!(again.replayed && again.changes.is_empty());
+    assert_eq!(again.state.version, written.state.version);
 }
 
 async fn history_filters_and_pages_newest_first(l: Arc<dyn Ledger>) {

@@ -56,12 +56,30 @@ enum Record {
         changeset: Changeset,
         values: BTreeMap<String, StoredValue>,
     },
+    /// A write that changed nothing, remembered under its `Idempotency-Key` (no version).
+    NoOp {
+        namespace: String,
+        epoch: u64,
+        version: u64,
+        #[serde(flatten)]
+        idempotency: Idempotency,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Idempotency {
     key: String,
     fingerprint: String,
+}
+
+/// The outcome an `Idempotency-Key` is bound to.
+#[derive(Debug, Clone)]
+struct Remembered {
+    fingerprint: String,
+    /// The version the write produced, or (a no-op) the namespace's version then.
+    version: u64,
+    /// `Some(epoch)` for a write that changed nothing: its replay has no changes.
+    noop_epoch: Option<u64>,
 }
 
 #[derive(Default)]
@@ -72,8 +90,8 @@ struct NsState {
     base: u64,
     /// `history[i]` has version `base + i + 1`: versions are gap-free.
     history: Vec<Arc<Changeset>>,
-    /// Idempotency-Key → (request fingerprint, version it produced).
-    idempotency: HashMap<String, (String, u64)>,
+    /// Idempotency-Key → what it answered.
+    idempotency: HashMap<String, Remembered>,
     /// Commits are refused while Redis is ahead (kept in memory: the relay re-detects it).
     behind: bool,
 }
@@ -126,6 +144,17 @@ impl NsState {
         }
     }
 
+    fn remember_noop(&mut self, idempotency: Idempotency, epoch: u64, version: u64) {
+        self.idempotency.insert(
+            idempotency.key,
+            Remembered {
+                fingerprint: idempotency.fingerprint,
+                version,
+                noop_epoch: Some(epoch),
+            },
+        );
+    }
+
     fn apply(&mut self, cs: Changeset, idempotency: Option<Idempotency>) -> Result<()> {
         if cs.version != self.version() + 1 {
             return Err(LedgerError::Corrupt(format!(
@@ -145,7 +174,14 @@ impl NsState {
             );
         }
         if let Some(i) = idempotency {
-            self.idempotency.insert(i.key, (i.fingerprint, cs.version));
+            self.idempotency.insert(
+                i.key,
+                Remembered {
+                    fingerprint: i.fingerprint,
+                    version: cs.version,
+                    noop_epoch: None,
+                },
+            );
         }
         self.history.push(Arc::new(cs));
         Ok(())
@@ -227,6 +263,19 @@ impl EmbeddedLedger {
                             ))
                         })?;
                     ns.apply(changeset, idempotency)?;
+                }
+                Record::NoOp {
+                    namespace,
+                    epoch,
+                    version,
+                    idempotency,
+                } => {
+                    let ns = inner.namespaces.get_mut(&namespace).ok_or_else(|| {
+                        LedgerError::Corrupt(format!(
+                            "no-op write for namespace {namespace} before its creation"
+                        ))
+                    })?;
+                    ns.remember_noop(idempotency, epoch, version);
                 }
                 Record::Adopt { changeset, values } => {
                     let ns = inner
@@ -344,10 +393,21 @@ impl Ledger for EmbeddedLedger {
         self.with(move |inner| {
             let state = ns(inner, &request.namespace)?;
             if let Some(key) = &request.idempotency_key {
-                if let Some((fingerprint, version)) = state.idempotency.get(key) {
-                    if *fingerprint != request.fingerprint {
+                if let Some(r) = state.idempotency.get(key) {
+                    if r.fingerprint != request.fingerprint {
                         return Err(LedgerError::IdempotencyKeyReused);
                     }
+                    if let Some(epoch) = r.noop_epoch {
+                        return Ok(Committed {
+                            state: NamespaceState {
+                                epoch,
+                                version: r.version,
+                            },
+                            changes: Vec::new(),
+                            replayed: true,
+                        });
+                    }
+                    let version = &r.version;
                     let cs = state.at(*version).ok_or_else(|| {
                         LedgerError::Corrupt(format!(
                             "Idempotency-Key names version {version}, which has no history"
@@ -361,11 +421,33 @@ impl Ledger for EmbeddedLedger {
             }
             let changes = plan_commit(&request, &state.current())?;
             if changes.is_empty() {
-                return Ok(Committed {
+                let answer = Committed {
                     state: state.state(),
                     changes,
                     replayed: false,
-                });
+                };
+                // Remembered (durably, like a changeset) so the key cannot take another request.
+                if let Some(key) = request.idempotency_key {
+                    let idempotency = Idempotency {
+                        key,
+                        fingerprint: request.fingerprint,
+                    };
+                    append(
+                        inner,
+                        &Record::NoOp {
+                            namespace: request.namespace.clone(),
+                            epoch: answer.state.epoch,
+                            version: answer.state.version,
+                            idempotency: idempotency.clone(),
+                        },
+                    )?;
+                    ns_mut(inner, &request.namespace)?.remember_noop(
+                        idempotency,
+                        answer.state.epoch,
+                        answer.state.version,
+                    );
+                }
+                return Ok(answer);
             }
             let changeset = Changeset {
                 namespace: request.namespace.clone(),

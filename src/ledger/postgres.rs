@@ -6,7 +6,8 @@
 //! (epoch and the version counter row), `rtconfig_values` (current state), `rtconfig_changesets`
 //! and `rtconfig_history` (append-only: a trigger refuses UPDATE, DELETE and TRUNCATE), and
 //! `rtconfig_idempotency_keys`; and (V2) the access layer's `rtconfig_users`, `rtconfig_sessions`,
-//! `rtconfig_tokens` and `rtconfig_audit` (used by `auth::postgres`, on this ledger's pool).
+//! `rtconfig_tokens` and `rtconfig_audit` (used by `auth::postgres`, on this ledger's pool);
+//! (V3) `rtconfig_idempotency_keys.noop`: a write that changed nothing keeps its key too.
 //!
 //! A commit is one transaction (DESIGN §4): lock the namespace row (`SELECT … FOR UPDATE`),
 //! answer a known `Idempotency-Key` from its first outcome, check the expected versions, bump the
@@ -588,7 +589,7 @@ async fn commit_tx(
     if let Some(key) = &request.idempotency_key {
         let found = prepared_query(
             &tx,
-            "SELECT fingerprint, version FROM rtconfig_idempotency_keys \
+            "SELECT fingerprint, version, noop FROM rtconfig_idempotency_keys \
              WHERE namespace = $1 AND key = $2",
             &[&ns, key],
         )
@@ -598,6 +599,16 @@ async fn commit_tx(
                 return Err(LedgerError::IdempotencyKeyReused.into());
             }
             let version = u(r.get(1));
+            if r.get::<_, bool>(2) {
+                return Ok(Committed {
+                    state: NamespaceState {
+                        epoch: state.epoch,
+                        version,
+                    },
+                    changes: Vec::new(),
+                    replayed: true,
+                });
+            }
             let cs = load_changesets(&tx, ns, version - 1, version, 1)
                 .await?
                 .pop()
@@ -643,6 +654,20 @@ async fn commit_tx(
     };
     let changes = plan_commit(request, &current)?;
     if changes.is_empty() {
+        // Remembered under its key (no version, no NOTIFY), so the key cannot take another
+        // request.
+        if let Some(key) = &request.idempotency_key {
+            let idem = tx
+                .prepare_cached(
+                    "INSERT INTO rtconfig_idempotency_keys (namespace, key, fingerprint, version, noop) \
+                     VALUES ($1, $2, $3, $4, true)",
+                )
+                .await?;
+            tx.execute(&idem, &[&ns, key, &request.fingerprint, &i(state.version)])
+                .await?;
+            commit_sent.store(true, Ordering::SeqCst);
+            tx.commit().await?;
+        }
         return Ok(Committed {
             state,
             changes,

@@ -34,6 +34,9 @@
 //! | `rtconfig_sync_full_fetches_total` | counter | | [`SyncMetrics`] |
 //! | `rtconfig_sync_catchups_total` | counter | | [`SyncMetrics`] |
 //! | `rtconfig_sync_anomalies_total` | counter | `kind`: [`AnomalyKind`] | [`SyncMetrics`] |
+//! | `rtconfig_snapshot_write_failures_total` | counter | failed disk snapshot writes (each retry) | [`SyncMetrics`] |
+//! | `rtconfig_snapshot_disk_version` | gauge | version of the disk snapshot file as last loaded or written | [`SyncMetrics`] |
+//! | `rtconfig_snapshot_disk_loaded` | gauge | `generation`: [`DiskGeneration`], the file the cold start loaded | [`SyncMetrics`] |
 //! | `rtconfig_relay_lag_versions` | gauge | ledger version minus Redis version (max over namespaces) | [`RelayMetrics`] |
 //! | `rtconfig_relay_applied_total` | counter | | [`RelayMetrics`] |
 //! | `rtconfig_relay_rebuilds_total` | counter | | [`RelayMetrics`] |
@@ -53,7 +56,7 @@ pub use admin::{AdminMetrics, StreamEnd, WriteResult};
 pub use http::{HttpMetrics, RouteLabel, RouteMetrics, RouteStatus};
 pub use relay::RelayMetrics;
 pub use snapshot::SnapshotMetrics;
-pub use sync::{AnomalyKind, MessageResult, ResyncReason, SyncMetrics};
+pub use sync::{AnomalyKind, DiskGeneration, MessageResult, ResyncReason, SyncMetrics};
 
 use prometheus_client::encoding::text::encode;
 pub use prometheus_client::registry::Registry;
@@ -160,6 +163,8 @@ mod tests {
             match name {
                 n if n.starts_with("http_") => "http",
                 n if n.starts_with("sync_") || n == "redis_connected" => "sync",
+                // The disk snapshot is written by the sync loop (the names are the issue's).
+                n if n.starts_with("snapshot_write_") || n.starts_with("snapshot_disk_") => "sync",
                 n if n.starts_with("relay_") => "relay",
                 n if n.starts_with("admin_") => "admin",
                 _ => "snapshot",
@@ -211,6 +216,7 @@ mod tests {
                 sync.resync(ResyncReason::timer);
                 sync.message(MessageResult::newer);
                 sync.anomaly(AnomalyKind::redis_behind);
+                sync.disk_loaded(DiskGeneration::newest);
             }),
             ("RelayMetrics", |r| drop(RelayMetrics::register(r))),
             ("AdminMetrics", |r| {

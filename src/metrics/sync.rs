@@ -53,6 +53,20 @@ pub enum AnomalyKind {
     bad_disk_snapshot,
 }
 
+/// Which disk snapshot file a cold start loaded (`rtconfig_snapshot_disk_loaded{generation}`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DiskGeneration {
+    newest,
+    previous,
+    none,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GenerationLabel {
+    generation: DiskGeneration,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: ResyncReason,
@@ -77,6 +91,11 @@ pub struct SyncMetrics {
     pub full_fetches: Counter,
     pub catchups: Counter,
     anomalies: Family<KindLabel, Counter>,
+    /// Failed attempts to write the disk snapshot (each retry counts).
+    pub snapshot_write_failures: Counter,
+    /// The version of the snapshot file on disk (loaded at start, then each one written).
+    pub snapshot_disk_version: Gauge,
+    disk_loaded: Family<GenerationLabel, Gauge>,
 }
 
 impl SyncMetrics {
@@ -88,6 +107,9 @@ impl SyncMetrics {
             full_fetches: Counter::default(),
             catchups: Counter::default(),
             anomalies: Family::default(),
+            snapshot_write_failures: Counter::default(),
+            snapshot_disk_version: Gauge::default(),
+            disk_loaded: Family::default(),
         };
         registry.register(
             "redis_connected",
@@ -119,7 +141,29 @@ impl SyncMetrics {
             "Redis states the sidecar refused to apply, by kind",
             m.anomalies.clone(),
         );
+        registry.register(
+            "snapshot_write_failures",
+            "Failed attempts to write the disk snapshot (--snapshot-path); retried with back-off",
+            m.snapshot_write_failures.clone(),
+        );
+        registry.register(
+            "snapshot_disk_version",
+            "Version of the disk snapshot file as last loaded or written",
+            m.snapshot_disk_version.clone(),
+        );
+        registry.register(
+            "snapshot_disk_loaded",
+            "1 for the disk snapshot file the cold start loaded: newest, previous (the newest was unusable) or none",
+            m.disk_loaded.clone(),
+        );
         m
+    }
+
+    /// Records which disk snapshot file the cold start loaded.
+    pub fn disk_loaded(&self, generation: DiskGeneration) {
+        self.disk_loaded
+            .get_or_create(&GenerationLabel { generation })
+            .set(1);
     }
 
     pub fn resync(&self, reason: ResyncReason) {

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use value::{is_mask, ValueError};
+pub use value::{is_mask, Sent, ValueError, DECIMAL_MAX_DIGITS};
 
 /// The type of a config value. Names are the schema file's `type = "…"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -776,7 +776,7 @@ impl Parser {
             (ValueType::Float, toml::Value::Float(f)) if f.is_finite() => Some(Bound::Float(*f)),
             (ValueType::Decimal, toml::Value::Integer(i)) => Some(Bound::Decimal((*i).into())),
             (ValueType::Decimal, toml::Value::String(s)) => {
-                value::parse_decimal(s).map(Bound::Decimal)
+                value::parse_decimal(s).ok().map(Bound::Decimal)
             }
             (ValueType::Duration, toml::Value::String(s)) => {
                 value::parse_duration(s).map(|d| Bound::Seconds(d.as_secs_f64(), s.clone()))

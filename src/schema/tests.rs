@@ -115,6 +115,7 @@ fn decimal_keeps_its_scale_and_checks_bounds() {
     assert_eq!(rule(&k, json!("1000.01")), "max");
     assert_eq!(rule(&k, json!("12,5")), "format");
     assert_eq!(rule(&k, json!("1e400")), "format");
+    assert_eq!(k.parse_text(" 12.5 "), Ok(json!("12.5")));
     assert_eq!(rule(&k, json!(true)), "type");
 }
 
@@ -167,6 +168,182 @@ fn date_datetime_and_time_follow_their_formats() {
     assert!(t.validate(&json!("23:59:59")).is_ok());
     assert!(t.validate(&json!("23:59:59.250")).is_ok());
     assert_eq!(rule(&t, json!("24:00")), "format");
+}
+
+/// Issue 11 item 9: exactly the documented formats, nothing looser (each case was accepted
+/// before).
+#[test]
+fn text_formats_are_exactly_the_documented_ones() {
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        (
+            "decimal",
+            "\"1\"",
+            &[
+                "0",
+                "-3",
+                "12.50",
+                "007.5",
+                "0.0000000000000000000000000001",
+                "9999999999999999999999999999",
+            ],
+            &[
+                "1_000",
+                "+1",
+                " 1",
+                "1 ",
+                "1.",
+                ".5",
+                "-",
+                "1e3",
+                "1E3",
+                "0x10",
+                "1,5",
+                "",
+                "NaN",
+                "Infinity",
+                "--1",
+                "1.2.3",
+                // 29 digits: more than a decimal holds (refused, never rounded).
+                "0.12345678901234567890123456789",
+                "12345678901234567890123456789",
+            ],
+        ),
+        (
+            "date",
+            "\"2024-01-31\"",
+            &["2024-02-29", "0001-01-01", "9999-12-31"],
+            &[
+                "2026-1-1",
+                "2026-01-1",
+                "+10000-01-01",
+                "10000-01-01",
+                "2023-02-29",
+                "2026-13-01",
+                "2026-01-31T00:00:00Z",
+                " 2026-01-31",
+                "2026/01/31",
+                "-2026-01-01",
+            ],
+        ),
+        (
+            "time",
+            "\"08:30\"",
+            &[
+                "00:00",
+                "09:00",
+                "23:59",
+                "23:59:59",
+                "09:00:30.5",
+                "09:00:30.123456789",
+            ],
+            &[
+                "9:00",
+                "09:0",
+                "24:00",
+                "12:60",
+                "12:00:60",
+                "23:59:60",
+                "09:00:30.",
+                "09:00:30.1234567890",
+                "09:00Z",
+                "09:00:00+01:00",
+                "9h",
+                " 09:00",
+                "0900",
+            ],
+        ),
+        (
+            "datetime",
+            "\"2024-01-31T10:00:00Z\"",
+            &[
+                "2024-01-31T10:00:00Z",
+                "2024-01-31T10:00:00.5+02:00",
+                "2024-01-31t10:00:00z",
+                "2024-01-31T10:00:00-23:59",
+                // Leap seconds where there was one (23:59:60 UTC on a month's last day).
+                "2016-12-31T23:59:60Z",
+                "2015-06-30T23:59:60Z",
+                "2017-01-01T00:59:60+01:00",
+            ],
+            &[
+                "2026-01-31T12:30:60Z",
+                "2016-12-30T23:59:60Z",
+                "2016-12-31T23:59:60+01:00",
+                "2024-01-31 10:00:00Z",
+                "2024-01-31T10:00Z",
+                "2024-01-31T10:00:00",
+                "2024-01-31T10:00:00+2:00",
+                "2024-01-31T10:00:00+24:00",
+                "2024-01-31T10:00:00+0200",
+                "+10000-01-31T10:00:00Z",
+                "2024-1-31T10:00:00Z",
+            ],
+        ),
+    ];
+    for (ty, default, good, bad) in cases {
+        let k = one(ty, default, "");
+        for v in *good {
+            assert!(
+                k.validate(&json!(v)).is_ok(),
+                "{ty} {v:?} should be accepted"
+            );
+        }
+        for v in *bad {
+            assert_eq!(rule(&k, json!(v)), "format", "{ty} {v:?} should be refused");
+        }
+    }
+}
+
+/// Issue 11 item 9: a decimal never loses digits through `f64`.
+#[test]
+fn a_decimal_sent_as_a_json_number_is_stored_exactly_or_refused() {
+    let k = one("decimal", "\"1\"", "");
+    let sent = |text: &str| -> Sent { serde_json::from_str(text).expect("json") };
+    // From the number's own text: every digit kept, scale too.
+    assert_eq!(
+        k.validate(&sent("1234567890.123456789").exact(Some(&k))),
+        Ok(json!("1234567890.123456789"))
+    );
+    assert_eq!(
+        k.validate(&sent("12.50").exact(Some(&k))),
+        Ok(json!("12.50"))
+    );
+    assert_eq!(k.validate(&sent(" -3 ").exact(Some(&k))), Ok(json!("-3")));
+    // Too many digits, or an exponent: refused with a clear message, never rounded.
+    for text in ["0.12345678901234567890123456789", "1e3", "1.5E-2"] {
+        let e = k
+            .validate(&sent(text).exact(Some(&k)))
+            .expect_err("refused");
+        assert_eq!(e.rule, "format", "{text}");
+        assert!(
+            e.message.contains("string") || e.message.contains("digits"),
+            "{text}: {}",
+            e.message
+        );
+    }
+    // Without its text (a value built in code), only a whole number can be trusted.
+    assert_eq!(k.validate(&json!(7)), Ok(json!("7")));
+    assert_eq!(rule(&k, json!(1234567890.125)), "format");
+    // Other types and non-numbers are as parsed.
+    let s = one("string", "\"x\"", "");
+    assert_eq!(sent("\"a\"").exact(Some(&s)), json!("a"));
+    assert_eq!(sent("5").exact(Some(&s)), json!(5));
+    assert_eq!(sent("null").exact(Some(&k)), Value::Null);
+    assert_eq!(sent("{\"a\": 1.50}").exact(Some(&k)), json!({"a": 1.5}));
+    assert_eq!(sent("2.5").exact(None), json!(2.5));
+}
+
+/// A decimal default written as a TOML float went through `f64`: `rtconfig check` says to write
+/// it as a string.
+#[test]
+fn a_fractional_decimal_default_must_be_a_string() {
+    let p = problems(
+        "namespace = \"t\"\n[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\ntype = \"decimal\"\ndefault = 9.90\n",
+    );
+    assert!(
+        p.iter().any(|m| m.contains("send the decimal as a string")),
+        "{p:?}"
+    );
 }
 
 #[test]

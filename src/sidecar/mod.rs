@@ -95,6 +95,15 @@ impl SidecarState {
     }
 
     /// Takes a watcher slot, or refuses with 503 when all are taken.
+    /// With `--require-snapshot`, until a real snapshot (Redis or disk) is loaded, reads answer
+    /// 503 `no_snapshot` instead of the schema defaults (the store is not ready).
+    fn require_snapshot(&self) -> Result<(), ApiError> {
+        if self.store.is_ready() {
+            return Ok(());
+        }
+        Err(no_snapshot())
+    }
+
     fn watcher(self: &Arc<Self>) -> Result<WatcherSlot, ApiError> {
         let taken = self.watchers.fetch_add(1, Ordering::AcqRel);
         if taken >= self.max_watchers {
@@ -129,6 +138,16 @@ impl Drop for WatcherSlot {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// OFREP request bodies are small contexts.
 const OFREP_BODY_LIMIT: usize = 64 * 1024;
+
+/// 503 `no_snapshot` (`Retry-After: 1`): `--require-snapshot` and no real snapshot yet.
+pub fn no_snapshot() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_snapshot",
+        "no snapshot yet: this sidecar runs with --require-snapshot and has neither reached Redis nor loaded a valid disk snapshot, so it answers nothing rather than the schema defaults",
+    )
+    .retry_after(1)
+}
 
 /// The read API: the router, behind the fast path for `GET /v1/configs/{key}`
 /// (`read::FastKeyRead`).
@@ -302,7 +321,7 @@ mod tests {
         for uri in [
             "/v1/configs/SITE_NAME",
             "/v1/configs/SITE_NAME?format=raw",
-            "/v1/configs/ITEMS_PER_PAGE?x=1&format=raw",
+            "/v1/configs/ITEMS_PER_PAGE?format=raw",
         ] {
             let fast = fast(&state);
             let parsed: Uri = uri.parse().expect("uri");
@@ -351,6 +370,9 @@ mod tests {
             (Method::GET, "/v1/configs/"),
             (Method::GET, "/v1/configs/SITE_NAME/x"),
             (Method::GET, "/v1/configs"),
+            // A query other than `format=raw`: the router refuses it (400 invalid_query).
+            (Method::GET, "/v1/configs/SITE_NAME?x=1&format=raw"),
+            (Method::GET, "/v1/configs/SITE_NAME?format=RAW"),
         ] {
             let parsed: Uri = uri.parse().expect("uri");
             assert!(
@@ -365,6 +387,13 @@ mod tests {
         let (status, _, body) = get(read_router(state.clone(), loopback()), &long).await;
         assert_eq!(status, StatusCode::URI_TOO_LONG);
         assert!(String::from_utf8_lossy(&body).contains("uri_too_long"));
+        let (status, _, body) = get(
+            read_router(state.clone(), loopback()),
+            "/v1/configs/SITE_NAME?x=1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("invalid_query"));
         let (status, _, body) =
             get(read_router(state, loopback()), "/v1/configs/SITE%5FNAME").await;
         assert_eq!(status, StatusCode::OK, "the router decodes the key");

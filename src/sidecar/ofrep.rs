@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::{etag_matches, JSON};
+use crate::http::NoQuery;
 use crate::snapshot::{Entry, Snapshot};
 use crate::telemetry::Chain;
 
@@ -57,6 +58,20 @@ fn check_body(body: &Bytes) -> Result<(), BodyError> {
     }
 }
 
+/// 503 in OFREP's error shape (`GENERAL`): `--require-snapshot` and no real snapshot yet.
+fn not_ready(key: Option<&str>) -> Response {
+    let mut body = json!({"errorCode": "GENERAL", "errorDetails": super::no_snapshot().message});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    let mut resp = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
 fn evaluation(snap: &Snapshot, entry: &Entry, stale: bool) -> Value {
     json!({
         "key": &*entry.key,
@@ -82,6 +97,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn single(
     State(state): State<Arc<SidecarState>>,
+    _: NoQuery,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -94,6 +110,9 @@ pub async fn single(
             StatusCode::BAD_REQUEST,
             &json!({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
+    }
+    if !state.store.is_ready() {
+        return not_ready(Some(&key));
     }
     let snap = state.store.load();
     let Some(entry) = snap.get(&key) else {
@@ -111,6 +130,7 @@ pub async fn single(
 /// `POST /ofrep/v1/evaluate/flags`
 pub async fn bulk(
     State(state): State<Arc<SidecarState>>,
+    _: NoQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -123,6 +143,9 @@ pub async fn bulk(
             StatusCode::BAD_REQUEST,
             &json!({"errorCode": "PARSE_ERROR", "errorDetails": Chain(&e).to_string()}),
         );
+    }
+    if !state.store.is_ready() {
+        return not_ready(None);
     }
     let snap = state.store.load();
     let stale = state.store.is_stale();

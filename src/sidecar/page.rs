@@ -16,10 +16,14 @@ use serde_json::json;
 use super::read::read_headers;
 use super::SidecarState;
 use crate::http::headers::HTML;
+use crate::http::NoQuery;
 
 const TEMPLATE: &str = include_str!("page.html");
 
-pub async fn page(State(state): State<Arc<SidecarState>>) -> Response {
+pub async fn page(State(state): State<Arc<SidecarState>>, _: NoQuery) -> Response {
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let snap = state.store.load();
     let stale = state.store.is_stale();
     let mut initial = snap.masked_document(stale);

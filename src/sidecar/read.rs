@@ -22,6 +22,7 @@ use http_body_util::Full;
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::host::HostPolicy;
+use crate::http::query;
 use crate::http::server::{FastPath, MAX_URI_BYTES};
 use crate::http::ApiError;
 use crate::metrics::RouteMetrics;
@@ -38,12 +39,18 @@ pub async fn one(
     Path(key): Path<String>,
     uri: Uri,
 ) -> Response {
+    let raw = match key_query(&uri) {
+        Ok(raw) => raw,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let snap = state.store.guard();
     let Some(entry) = snap.get(&key) else {
         return ApiError::unknown_key(&key).into_response();
     };
     let stale = state.store.is_stale();
-    let raw = query_param(&uri, "format") == Some("raw");
     let (body, content_type) = if raw {
         (entry.raw.clone(), h::TEXT)
     } else {
@@ -54,6 +61,29 @@ pub async fn one(
     headers.insert(header::CONTENT_TYPE, content_type);
     read_headers(headers, &snap, &state.store, stale);
     resp
+}
+
+/// The query of a key read: nothing, or `format=raw` (→ `true`); anything else is 400
+/// `invalid_query`.
+fn key_query(uri: &Uri) -> Result<bool, ApiError> {
+    let query = query::parse(uri.query(), &["format"])?;
+    match query.get("format") {
+        None => Ok(false),
+        Some("raw") => Ok(true),
+        Some(other) => Err(query::invalid(format!(
+            "format must be raw (the bare value as text; leave it out for JSON), got {other:?}"
+        ))),
+    }
+}
+
+/// The fast path's reading of a key read's query: only the two common forms; anything else
+/// (`None`) goes to the router, whose [`key_query`] answers it.
+fn fast_key_query(uri: &Uri) -> Option<bool> {
+    match uri.query() {
+        None | Some("") => Some(false),
+        Some("format=raw") => Some(true),
+        Some(_) => None,
+    }
 }
 
 /// Headers of a key read: content type and the six of [`read_headers`], plus room for one
@@ -153,11 +183,15 @@ impl FastPath for FastKeyRead {
         if uri_len > MAX_URI_BYTES {
             return None;
         }
+        let raw = fast_key_query(uri)?;
         let started = Instant::now();
         let store = &self.state.store;
+        // Not ready (`--require-snapshot`, nothing loaded yet): the router answers 503.
+        if !store.is_ready() {
+            return None;
+        }
         let snap = store.guard();
         let entry = snap.get(key)?;
-        let raw = query_param(uri, "format") == Some("raw");
         let stale = store.is_stale();
         let body = if raw {
             entry.raw.clone()
@@ -177,7 +211,14 @@ pub async fn all(
     uri: Uri,
     request_headers: HeaderMap,
 ) -> Response {
-    let index = match query_param(&uri, "index") {
+    let query = match query::parse(uri.query(), &["index", "wait"]) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
+    let index = match query.get("index") {
         Some(text) => match parse_index(text, state.store.guard().position.epoch) {
             Some(p) => Some(p),
             None => {
@@ -190,7 +231,7 @@ pub async fn all(
         },
         None => None,
     };
-    let wait = match query_param(&uri, "wait") {
+    let wait = match query.get("wait") {
         Some(text) => match parse_wait(text) {
             Some(w) => w.min(MAX_WAIT),
             None => {
@@ -267,14 +308,6 @@ fn age_header(age: Option<Duration>) -> HeaderValue {
         Some(a) => HeaderValue::from(a.as_secs()),
         None => HeaderValue::from_static("-1"),
     }
-}
-
-/// The first value of `name` in the query string, undecoded (our parameters never need it).
-pub fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
 }
 
 /// `E-V`, or a bare `V` meaning the current epoch. Quotes (a copied ETag) are tolerated.
@@ -424,11 +457,28 @@ mod tests {
     }
 
     #[test]
-    fn query_params_are_found_without_allocation() {
-        let uri: Uri = "/v1/configs?wait=5s&index=1-2&flag".parse().expect("uri");
-        assert_eq!(query_param(&uri, "index"), Some("1-2"));
-        assert_eq!(query_param(&uri, "wait"), Some("5s"));
-        assert_eq!(query_param(&uri, "flag"), Some(""));
-        assert_eq!(query_param(&uri, "nope"), None);
+    fn a_key_read_takes_format_raw_and_nothing_else() {
+        let q = |text: &str| key_query(&text.parse::<Uri>().expect("uri")).map_err(|e| e.code);
+        assert_eq!(q("/v1/configs/A"), Ok(false));
+        assert_eq!(q("/v1/configs/A?format=raw"), Ok(true));
+        for bad in [
+            "?format=RAW",
+            "?format=",
+            "?format=raw&format=raw",
+            "?fromat=raw",
+            "?x",
+        ] {
+            assert_eq!(
+                q(&format!("/v1/configs/A{bad}")),
+                Err("invalid_query"),
+                "{bad}"
+            );
+        }
+        // The fast path takes only the two common forms and leaves the rest to the router.
+        let fast = |text: &str| fast_key_query(&text.parse::<Uri>().expect("uri"));
+        assert_eq!(fast("/v1/configs/A"), Some(false));
+        assert_eq!(fast("/v1/configs/A?format=raw"), Some(true));
+        assert_eq!(fast("/v1/configs/A?format=raw&x=1"), None);
+        assert_eq!(fast("/v1/configs/A?%66ormat=raw"), None);
     }
 }

@@ -18,8 +18,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::read::{parse_index, query_param, read_headers};
+use super::read::{parse_index, read_headers};
 use super::SidecarState;
+use crate::http::query;
+use crate::http::ApiError;
 use crate::snapshot::Snapshot;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -31,11 +33,18 @@ pub async fn watch(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    // Checked before a watcher slot is taken; an unknown `mask` fails closed.
+    let mask = match watch_query(&uri) {
+        Ok(mask) => mask,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = state.require_snapshot() {
+        return e.into_response();
+    }
     let slot = match state.watcher() {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    let mask = query_param(&uri, "mask") == Some("secrets");
     let mut changed = state.store.subscribe();
     changed.borrow_and_update();
     let first = state.store.load();
@@ -106,6 +115,19 @@ pub async fn watch(
     resp
 }
 
+/// The query of `/v1/watch`: nothing, or `mask=secrets` (→ `true`). Any other value of `mask`
+/// is refused, never taken as "no masking": a typo must not stream secrets in clear.
+fn watch_query(uri: &Uri) -> Result<bool, ApiError> {
+    let query = query::parse(uri.query(), &["mask"])?;
+    match query.get("mask") {
+        None => Ok(false),
+        Some("secrets") => Ok(true),
+        Some(other) => Err(query::invalid(format!(
+            "mask must be secrets (the only thing that can be masked), got {other:?}"
+        ))),
+    }
+}
+
 fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {
     let data = if mask {
         snap.masked_document(stale).to_string()
@@ -137,4 +159,31 @@ fn status_event(snap: &Snapshot, stale: bool) -> Event {
         .event("status")
         .id(snap.position.tag())
         .data(json!({"stale": stale, "source": snap.source, "version": snap.position.version, "epoch": snap.position.epoch}).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_fails_closed() {
+        let q = |text: &str| watch_query(&text.parse::<Uri>().expect("uri")).map_err(|e| e.code);
+        assert_eq!(q("/v1/watch"), Ok(false));
+        assert_eq!(q("/v1/watch?mask=secrets"), Ok(true));
+        assert_eq!(q("/v1/watch?mask=%73ecrets"), Ok(true));
+        for bad in [
+            "mask=secret",
+            "mask=",
+            "mask",
+            "mask=SECRETS",
+            "mask=secrets&mask=secrets",
+            "x=1",
+        ] {
+            assert_eq!(
+                q(&format!("/v1/watch?{bad}")),
+                Err("invalid_query"),
+                "{bad}"
+            );
+        }
+    }
 }

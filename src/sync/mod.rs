@@ -36,8 +36,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::disk::{self, DiskError, DiskSnapshot};
-use crate::metrics::{AnomalyKind, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics};
+use crate::disk::{self, DiskSnapshot, Generation};
+use crate::metrics::{
+    AnomalyKind, DiskGeneration, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics,
+};
 use crate::redis::{
     self, scripts, ConnectOptions, Heartbeat, Hint, Image, Keys, RedisError, SyncRead,
 };
@@ -50,6 +52,19 @@ use plan::{Action, Cause, FetchReason, HintAction, ImageAction, Keep};
 
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
+
+/// The first wait after a failed disk snapshot write; it doubles up to [`WRITE_RETRY_MAX`].
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts to write the disk snapshot.
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before the next attempt after a failed write (`None`: the first failure).
+fn write_retry_delay(last: Option<Duration>) -> Duration {
+    match last {
+        None => WRITE_RETRY_FIRST,
+        Some(d) => (d * 2).min(WRITE_RETRY_MAX),
+    }
+}
 
 /// How a sidecar syncs.
 #[derive(Debug, Clone)]
@@ -111,6 +126,23 @@ struct StatusInner {
     rounds: u64,
     full_fetches: u64,
     catchups: u64,
+    disk: Option<DiskStatus>,
+}
+
+/// The disk snapshot's part of `/status`.
+#[derive(Debug, Default, serde::Serialize)]
+struct DiskStatus {
+    path: String,
+    /// The file the cold start loaded (`newest`, `previous`), `None` if none.
+    loaded: Option<Generation>,
+    /// Why that one (or none).
+    loaded_because: String,
+    /// The version of the file on disk, as last loaded or written.
+    file_version: Option<u64>,
+    /// Failed attempts since the last successful write (retried with back-off).
+    write_failures: u64,
+    last_write_error: Option<String>,
+    last_written_at: Option<String>,
 }
 
 impl SyncStatus {
@@ -144,6 +176,7 @@ impl SyncReport for SyncStatus {
             "rounds": i.rounds,
             "full_fetches": i.full_fetches,
             "catchups": i.catchups,
+            "disk_snapshot": i.disk,
         })
     }
 }
@@ -211,8 +244,12 @@ pub fn start(
         let (tx, rx) = watch::channel(None);
         lp.disk = Some(tx);
         tokio::spawn(write_disk_snapshots(
-            path,
-            lp.settings.cluster_id.clone(),
+            DiskWriter {
+                path,
+                cluster_id: lp.settings.cluster_id.clone(),
+                metrics: lp.metrics.clone(),
+                status: lp.status.clone(),
+            },
             rx,
             shutdown.clone(),
         ));
@@ -221,12 +258,23 @@ pub fn start(
     Ok(SyncHandle { status, task })
 }
 
-/// Writes the latest snapshot at most once a second (debounced), atomically. The loop hands
-/// over the snapshot itself (an `Arc`); its stored values are copied out here, only for the
-/// snapshots actually written.
-async fn write_disk_snapshots(
+/// What the disk snapshot writer needs.
+struct DiskWriter {
     path: PathBuf,
     cluster_id: String,
+    metrics: SyncMetrics,
+    status: Arc<SyncStatus>,
+}
+
+/// Writes the latest snapshot at most once a second (debounced), atomically, keeping the
+/// previous generation. The loop hands over the snapshot itself (an `Arc`); its stored values
+/// are copied out here, only for the snapshots actually written. A failed write (disk full,
+/// read-only, a directory in the way) is retried with back-off ([`write_retry_delay`]) until
+/// it succeeds — always with the latest snapshot — so the file catches up without waiting for
+/// the next change; each failure is counted, the first of a run is logged, and so is the
+/// recovery.
+async fn write_disk_snapshots(
+    w: DiskWriter,
     mut rx: watch::Receiver<Option<Arc<Snapshot>>>,
     shutdown: Shutdown,
 ) {
@@ -237,23 +285,67 @@ async fn write_disk_snapshots(
             res = rx.changed() => if res.is_err() { return },
             () = &mut stop => return,
         }
-        let Some(snapshot) = rx.borrow_and_update().clone() else {
-            continue;
-        };
-        let snapshot = disk_snapshot(&snapshot, &cluster_id);
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || disk::save(&p, &snapshot)).await {
-            Ok(Ok(())) => tracing::debug!(path = %path.display(), "disk snapshot written"),
-            Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %Chain(&e), "cannot write the disk snapshot")
+        let mut retry: Option<Duration> = None;
+        let mut failures = 0u64;
+        loop {
+            let Some(snapshot) = rx.borrow_and_update().clone() else {
+                break;
+            };
+            let file = disk_snapshot(&snapshot, &w.cluster_id);
+            let version = file.version;
+            let p = w.path.clone();
+            let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
+                Ok(r) => r.map_err(|e| Chain(&e).to_string()),
+                Err(e) => Err(format!("the write task failed: {e}")),
+            };
+            match result {
+                Ok(()) => {
+                    w.metrics
+                        .snapshot_disk_version
+                        .set(i64::try_from(version).unwrap_or(i64::MAX));
+                    w.status.update(|s| {
+                        let d = s.disk.get_or_insert_with(DiskStatus::default);
+                        d.file_version = Some(version);
+                        d.write_failures = 0;
+                        d.last_write_error = None;
+                        d.last_written_at = Some(now_rfc3339());
+                    });
+                    if failures > 0 {
+                        tracing::info!(path = %w.path.display(), version, failures, "disk snapshot written again");
+                    } else {
+                        tracing::debug!(path = %w.path.display(), version, "disk snapshot written");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    failures += 1;
+                    w.metrics.snapshot_write_failures.inc();
+                    let delay = write_retry_delay(retry);
+                    retry = Some(delay);
+                    if failures == 1 {
+                        tracing::warn!(path = %w.path.display(), %error, "cannot write the disk snapshot; retrying with back-off");
+                    }
+                    w.status.update(|s| {
+                        let d = s.disk.get_or_insert_with(DiskStatus::default);
+                        d.write_failures = failures;
+                        d.last_write_error = Some(error);
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut stop => return,
+                    }
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "disk snapshot task failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = &mut stop => return,
         }
     }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The disk file's form of a snapshot.
@@ -265,7 +357,7 @@ fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str) -> DiskSnapshot {
         version: snapshot.position.version,
         generation: snapshot.position.generation,
         schema_hash: snapshot.schema_hash.to_string(),
-        saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        saved_at: now_rfc3339(),
         values: snapshot
             .stored()
             .map(|(k, v)| (k.to_owned(), v.clone()))
@@ -280,16 +372,35 @@ enum Outcome {
 }
 
 impl SyncLoop {
+    /// The cold start from disk: the newest snapshot file that verifies and is ours, else the
+    /// previous generation, else none (`disk::choose`); `/status` and
+    /// `rtconfig_snapshot_disk_loaded` say which and why. A temporary file a crashed write left
+    /// behind is removed.
     fn load_disk_snapshot(&mut self) {
-        let Some(path) = &self.settings.snapshot_path else {
+        let Some(path) = self.settings.snapshot_path.clone() else {
             return;
         };
-        match disk::load(path) {
-            Ok(snap)
-                if snap.namespace == self.settings.namespace
-                    && snap.cluster_id == self.settings.cluster_id =>
-            {
+        match disk::remove_stale_temp(&path) {
+            Ok(true) => {
+                tracing::info!(path = %path.display(), "removed a temporary snapshot file left by an interrupted write")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %Chain(&e), "cannot remove the temporary snapshot file")
+            }
+        }
+        let choice =
+            disk::load_generations(&path, &self.settings.namespace, &self.settings.cluster_id);
+        let why = choice.why();
+        if choice.found_damage() {
+            self.metrics.anomaly(AnomalyKind::bad_disk_snapshot);
+        }
+        let mut loaded = None;
+        let mut file_version = None;
+        match choice.snapshot {
+            Some((snap, generation)) => {
                 let position = snap.position();
+                file_version = Some(position.version);
                 let snapshot = Arc::new(Snapshot::build(
                     &self.schema,
                     position,
@@ -298,27 +409,42 @@ impl SyncLoop {
                 ));
                 match self.store.publish_shared(snapshot.clone()) {
                     Ok(_) => {
-                        tracing::info!(path = %path.display(), version = position.version, epoch = position.epoch, "serving the disk snapshot until Redis confirms");
+                        if generation == Generation::Newest {
+                            tracing::info!(path = %path.display(), version = position.version, epoch = position.epoch, "serving the disk snapshot until Redis confirms");
+                        } else {
+                            tracing::warn!(path = %path.display(), version = position.version, epoch = position.epoch, reason = %why, "serving the previous disk snapshot until Redis confirms");
+                        }
                         self.snapshot = snapshot;
                         self.position = Some(position);
+                        loaded = Some(generation);
                     }
                     Err(e) => tracing::warn!(error = %e, "disk snapshot not used"),
                 }
             }
-            Ok(snap) => tracing::warn!(
-                path = %path.display(),
-                namespace = %snap.namespace,
-                cluster_id = %snap.cluster_id,
-                "disk snapshot belongs to another namespace or cluster; ignored"
-            ),
-            Err(DiskError::Missing) => {
-                tracing::info!(path = %path.display(), "no disk snapshot yet")
+            None if choice.found_damage() => {
+                tracing::warn!(path = %path.display(), reason = %why, "disk snapshot ignored")
             }
-            Err(e) => {
-                self.metrics.anomaly(AnomalyKind::bad_disk_snapshot);
-                tracing::warn!(path = %path.display(), error = %Chain(&e), "disk snapshot ignored");
-            }
+            None => tracing::info!(path = %path.display(), "no disk snapshot yet"),
         }
+        self.metrics.disk_loaded(match loaded {
+            Some(Generation::Newest) => DiskGeneration::newest,
+            Some(Generation::Previous) => DiskGeneration::previous,
+            None => DiskGeneration::none,
+        });
+        if let Some(v) = file_version {
+            self.metrics
+                .snapshot_disk_version
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        self.status.update(|s| {
+            s.disk = Some(DiskStatus {
+                path: path.display().to_string(),
+                loaded,
+                loaded_because: why,
+                file_version,
+                ..DiskStatus::default()
+            });
+        });
     }
 
     fn jittered(&self) -> Duration {
@@ -691,5 +817,24 @@ impl SyncLoop {
         if let Some(tx) = &self.disk {
             tx.send_replace(Some(snapshot));
         }
+    }
+}
+
+#[cfg(test)]
+mod disk_writer_tests {
+    use super::*;
+
+    #[test]
+    fn failed_writes_are_retried_with_a_doubling_bounded_back_off() {
+        let mut last = None;
+        let delays: Vec<Duration> = (0..6)
+            .map(|_| {
+                let d = write_retry_delay(last);
+                last = Some(d);
+                d
+            })
+            .collect();
+        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [500, 1000, 2000, 4000, 5000, 5000]);
     }
 }

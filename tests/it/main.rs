@@ -27,9 +27,11 @@ mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
 mod history_api;
+mod strict_input;
 
 mod security;
 
+mod disk_faults;
 mod redis_faults;
 mod redis_sync;
 mod redis_tls;

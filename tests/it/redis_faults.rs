@@ -473,65 +473,6 @@ async fn s12_a_sidecar_restarted_while_redis_is_down_serves_its_disk_snapshot() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s13_damaged_snapshot_files_are_ignored_and_readiness_waits() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let snapshot = dir.path().join("demo.snapshot");
-    let mut stack = Stack::start(&redis.url(), &[]).await;
-    let settings = SidecarSettings {
-        resync_interval: RESYNC,
-        snapshot_path: Some(snapshot.clone()),
-        require_snapshot: true,
-        ..SidecarSettings::for_tests(schema_dir(), &redis.url())
-    };
-    stack.add_sidecar(settings.clone()).await;
-    let v = stack.write(json!({"SITE_NAME": "good"})).await;
-    stack.converge(v, CONVERGE).await;
-    eventually(Duration::from_secs(5), "snapshot file written", || async {
-        let s = rtconfig::disk::load(&snapshot).ok()?;
-        (s.version >= v).then_some(())
-    })
-    .await;
-    stack.sidecars.pop().expect("sidecar").stop().await;
-    redis.kill();
-    let good = std::fs::read(&snapshot).expect("read snapshot");
-    let truncated = good[..good.len() / 2].to_vec();
-    let mut flipped = good.clone();
-    let at = flipped.len() - 10;
-    flipped[at] ^= 0x20;
-    for (what, bytes) in [("truncated", truncated), ("bit-flipped", flipped)] {
-        std::fs::write(&snapshot, &bytes).expect("damage");
-        let idx = stack.add_sidecar(settings.clone()).await;
-        let sidecar = &stack.sidecars[idx];
-        tokio::time::sleep(RESYNC * 2).await;
-        let r = stack
-            .client
-            .get(format!("http://{}/readyz", sidecar.probe_addr))
-            .send()
-            .await
-            .expect("probe");
-        assert_eq!(r.status(), 503, "{what} snapshot and no redis: not ready");
-        let d = read_doc(&stack.client, sidecar).await.expect("read");
-        assert_eq!(d.source, "defaults", "{what} snapshot is never served");
-        let metrics = stack
-            .client
-            .get(format!("http://{}/metrics", sidecar.probe_addr))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        assert!(
-            metrics.contains("rtconfig_sync_anomalies_total{kind=\"bad_disk_snapshot\"} 1"),
-            "{what}: damage is counted"
-        );
-        stack.sidecars.pop().expect("sidecar").stop().await;
-    }
-    stack.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s14_a_commit_the_relay_never_saw_is_published_after_the_admin_restarts() {
     let redis = RedisServer::start();
     let mut stack = Stack::start(&redis.url(), &urls(&redis, 2)).await;
