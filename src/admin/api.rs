@@ -29,8 +29,8 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Who is writing, from where, and with which idempotency key: taken from the request.
 pub struct WriteContext {
-    meta: ChangeMeta,
-    idempotency_key: Option<String>,
+    pub(crate) meta: ChangeMeta,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl FromRequestParts<Arc<AdminState>> for WriteContext {
@@ -73,7 +73,7 @@ impl FromRequestParts<Arc<AdminState>> for WriteContext {
 }
 
 impl WriteContext {
-    fn with_comment(mut self, comment: Option<String>) -> Result<Self, ApiError> {
+    pub(crate) fn with_comment(mut self, comment: Option<String>) -> Result<Self, ApiError> {
         let comment = comment.unwrap_or_default();
         if comment.chars().count() > MAX_COMMENT_CHARS {
             return Err(ApiError::new(

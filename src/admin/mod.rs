@@ -28,7 +28,7 @@
 //! `X-Frame-Options`, `Referrer-Policy`, `no-store`, and HSTS over TLS); a request for a `Host`
 //! the listener does not serve gets 421.
 
-mod api;
+pub(crate) mod api;
 mod audit;
 pub mod fleet;
 pub mod mask;

@@ -25,6 +25,7 @@
 //! script or style.
 
 pub mod assets;
+pub mod edit;
 pub mod form;
 pub mod layout;
 pub mod pages;
@@ -58,8 +59,8 @@ pub const PAGE_REFERRER_POLICY: &str = "same-origin";
 
 /// The web UI's routes with what each needs (merged into the admin's route table).
 pub fn pages() -> Routes<Arc<AdminState>, Needs> {
-    use Access::{Enrol, Public, Somewhere};
-    use Role::Viewer;
+    use Access::{Enrol, Namespace, Public, Somewhere};
+    use Role::{Editor, Viewer};
     let n = Needs::new;
     Routes::new()
         .route("/", get(pages::signin::index), n().get(Public))
@@ -73,6 +74,26 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces",
             get(pages::namespaces::list),
             n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}",
+            get(pages::configs::page),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/review",
+            post(pages::review::review),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/namespaces/{ns}/commit",
+            post(pages::review::commit),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/namespaces/{ns}/keys/{key}",
+            get(pages::key::page),
+            n().get(Namespace(Viewer)),
         )
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }

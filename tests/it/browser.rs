@@ -70,3 +70,23 @@ async fn browser_sign_in_and_the_namespaces_list() {
     seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
     run_script("signin.mjs", &dev.admin, "alice", &[]).await;
 }
+
+/// The walk-through on `rtconfig dev` (with a secret key in the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_configs_walk_through_on_dev() {
+    let dev = Dev::start_with_secret().await;
+    seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
+    seed_user(&dev.auth(), "vera", &["viewer:demo"]).await;
+    run_script(
+        "walkthrough.mjs",
+        &dev.admin,
+        "alice",
+        &[
+            ("RTCONFIG_VIEWER", "vera".into()),
+            ("RTCONFIG_SIDECAR", dev.read.clone()),
+            ("RTCONFIG_SECRET_KEY", "DB_PASSWORD".into()),
+            ("RTCONFIG_SHOTS", "1".into()),
+        ],
+    )
+    .await;
+}

@@ -81,6 +81,10 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/signin", Public),
     ("POST", "/signout", Session),
     ("GET", "/namespaces", ViewerSomewhere),
+    ("GET", "/namespaces/{ns}", Viewer),
+    ("POST", "/namespaces/{ns}/review", Editor),
+    ("POST", "/namespaces/{ns}/commit", Editor),
+    ("GET", "/namespaces/{ns}/keys/{key}", Viewer),
     ("GET", "/assets/{file}", Public),
 ];
 

@@ -1,4 +1,7 @@
 //! One module per page (see the table in [`crate::ui`]).
 
+pub mod configs;
+pub mod key;
 pub mod namespaces;
+pub mod review;
 pub mod signin;
