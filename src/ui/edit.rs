@@ -113,7 +113,7 @@ keys = ["SITE_NAME", "MAINTENANCE_MODE", "ITEMS", "DB_PASSWORD", "DATA"]
 [keys.SITE_NAME]
 type = "string"
 default = "Config Manager"
-max_length = 10
+max_length = 16
 [keys.MAINTENANCE_MODE]
 type = "bool"
 default = false
@@ -190,7 +190,7 @@ default = {a = 1}
             ),
             // Every problem at once, next to its key; a secret's message never has the value.
             (
-                "v.SITE_NAME=far+too+long+a+name&v.ITEMS=0&v.DB_PASSWORD=S3CRET&v.DATA=%7B",
+                "v.SITE_NAME=far+too+long+a+name+really&v.ITEMS=0&v.DB_PASSWORD=S3CRET&v.DATA=%7B",
                 Err(vec![
                     ("DATA", "invalid JSON"),
                     ("DB_PASSWORD", "the new value breaks rule pattern"),

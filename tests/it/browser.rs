@@ -90,3 +90,31 @@ async fn browser_configs_walk_through_on_dev() {
     )
     .await;
 }
+
+/// The same walk-through on the production shape: `rtconfig admin` on PostgreSQL, Redis, and
+/// a sidecar that gets the commits through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_configs_walk_through_on_admin_postgres_redis_and_a_sidecar() {
+    use crate::harness::postgres::shared_cluster;
+    use crate::harness::redis::RedisServer;
+    use crate::pg_stack::{fresh_db, start_admin, start_sidecar};
+
+    let redis = RedisServer::start();
+    let (_, url) = fresh_db(shared_cluster());
+    let admin = start_admin(&url, &redis.url()).await;
+    let sidecar = start_sidecar(&redis.url()).await;
+    seed_user(&admin.auth, "alice", &["editor:demo"]).await;
+    seed_user(&admin.auth, "vera", &["viewer:demo"]).await;
+    run_script(
+        "walkthrough.mjs",
+        &format!("http://{}", admin.addr),
+        "alice",
+        &[
+            ("RTCONFIG_VIEWER", "vera".into()),
+            ("RTCONFIG_SIDECAR", format!("http://{}", sidecar.read_addr)),
+        ],
+    )
+    .await;
+    sidecar.stop().await;
+    admin.stop().await;
+}

@@ -14,6 +14,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::admin::mask::Masker;
 use crate::admin::write::ledger_error;
 use crate::admin::AdminState;
 use crate::auth::role::Need;
@@ -158,17 +159,30 @@ fn kind_of(def: &KeyDef) -> &'static str {
     }
 }
 
-/// One key's view. `submitted`: the form being re-shown (its text wins over the value).
-pub fn key_view(
-    state: &AdminState,
-    schema: &Schema,
-    def: &KeyDef,
-    current: &CurrentValues,
-    authors: &Authors,
-    submitted: Option<&Form>,
-    errors: &KeyErrors,
-    now: DateTime<Utc>,
-) -> KeyView {
+/// What a configs page is made of: the values read, and a form being re-shown with errors.
+pub struct Inputs<'a> {
+    /// Secret fingerprints.
+    pub masker: &'a Masker,
+    pub schema: &'a Schema,
+    pub current: &'a CurrentValues,
+    pub authors: &'a Authors,
+    /// The form being re-shown (its text wins over the values).
+    pub submitted: Option<&'a Form>,
+    pub errors: &'a KeyErrors,
+    pub now: DateTime<Utc>,
+}
+
+/// One key's view.
+pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
+    let Inputs {
+        masker,
+        schema,
+        current,
+        authors,
+        submitted,
+        errors,
+        now,
+    } = *inputs;
     let stored = current.values.get(&def.name);
     let value = stored.and_then(|s| s.value.as_ref());
     let effective = value.unwrap_or(&def.default);
@@ -193,7 +207,7 @@ pub fn key_view(
         _ => effective == &serde_json::Value::Bool(true),
     };
     let fingerprint = match (def.secret, value) {
-        (true, Some(v)) => state.masker.fingerprint(&schema.namespace, &def.name, v),
+        (true, Some(v)) => masker.fingerprint(&schema.namespace, &def.name, v),
         _ => String::new(),
     };
     let default_text = if def.secret {
@@ -254,31 +268,21 @@ pub async fn build(
     let schema = state.write.schema(ns)?.clone();
     let current = state.write.ledger.current(ns).await.map_err(ledger_error)?;
     let authors = authors(state, ns).await?;
-    Ok(page_model(
-        state,
-        principal,
-        &schema,
-        &current,
-        &authors,
+    let inputs = Inputs {
+        masker: &state.masker,
+        schema: &schema,
+        current: &current,
+        authors: &authors,
         submitted,
         errors,
-        Utc::now(),
-    ))
+        now: Utc::now(),
+    };
+    Ok(page_model(&inputs, principal))
 }
 
-/// The page's model from what was read (pure but for the fingerprint key; the benchmark
-/// renders it).
-#[allow(clippy::too_many_arguments)]
-pub fn page_model(
-    state: &AdminState,
-    principal: &Principal,
-    schema: &Schema,
-    current: &CurrentValues,
-    authors: &Authors,
-    submitted: Option<&Form>,
-    errors: &KeyErrors,
-    now: DateTime<Utc>,
-) -> ConfigsPage {
+/// The page's model from what was read (pure; the benchmark renders it).
+pub fn page_model(inputs: &Inputs<'_>, principal: &Principal) -> ConfigsPage {
+    let (schema, current, errors) = (inputs.schema, inputs.current, inputs.errors);
     let ns = schema.namespace.as_str();
     let by_name: BTreeMap<&str, &KeyDef> =
         schema.keys().iter().map(|d| (d.name.as_str(), d)).collect();
@@ -291,7 +295,7 @@ pub fn page_model(
                 .keys
                 .iter()
                 .filter_map(|k| by_name.get(k.as_str()))
-                .map(|def| key_view(state, schema, def, current, authors, submitted, errors, now))
+                .map(|def| key_view(inputs, def))
                 .collect(),
         })
         .collect();

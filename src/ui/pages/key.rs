@@ -19,7 +19,7 @@ use crate::ui::layout::{Layout, Section};
 use crate::ui::render;
 use crate::ui::time::When;
 
-use super::configs::{authors, can_edit, key_view, KeyView};
+use super::configs::{authors, can_edit, key_view, Inputs, KeyView};
 
 pub struct KeyChange {
     pub version: u64,
@@ -58,16 +58,17 @@ pub async fn page(
         .map_err(ledger_error)?;
     let authors = authors(&state, &ns).await?;
     let now = Utc::now();
-    let view = key_view(
-        &state,
-        &schema,
-        def,
-        &current,
-        &authors,
-        None,
-        &KeyErrors::new(),
+    let errors = KeyErrors::new();
+    let inputs = Inputs {
+        masker: &state.masker,
+        schema: &schema,
+        current: &current,
+        authors: &authors,
+        submitted: None,
+        errors: &errors,
         now,
-    );
+    };
+    let view = key_view(&inputs, def);
     let history = state
         .write
         .ledger
