@@ -5,10 +5,12 @@
 //! | `GET /api/v1/namespaces` | namespaces with their version (those the caller can see) |
 //! | `GET, PATCH /api/v1/namespaces/{ns}/configs` | schema + values; write a changeset |
 //! | `GET, PUT, DELETE /api/v1/namespaces/{ns}/configs/{key}` | one key; set; reset to default |
-//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `before`, `limit`) |
+//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `q`, `since`, `until`, `before`, `limit`) ([`history`]) |
 //! | `GET /api/v1/namespaces/{ns}/changesets/{version}` | one changeset |
-//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version |
+//! | `GET /api/v1/namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions |
+//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version (`?dry_run=true`: the preview) |
 //! | `GET /api/v1/namespaces/{ns}/sidecars` | the fleet: which sidecar serves which version |
+//! | `GET /api/v1/namespaces/{ns}/events` | Server-Sent Events: commits; closed on revocation ([`events`]) |
 //! | `GET /api/v1/namespaces/{ns}/export`, `POST …/import?dry_run=true` | values out and in (with diff) |
 //! | `POST, GET, DELETE /api/v1/session` | sign in, whoami, sign out ([`session`]) |
 //! | `POST /api/v1/session/password`, `GET, DELETE /api/v1/sessions` | one's own password and sessions |
@@ -30,7 +32,10 @@
 
 pub(crate) mod api;
 mod audit;
+pub mod diff;
+pub mod events;
 pub mod fleet;
+mod history;
 pub mod mask;
 mod oidc;
 mod session;
@@ -60,6 +65,7 @@ use crate::http::routes::Routes;
 use crate::http::server::{limit_uri, method_not_allowed, not_found, ServedOverTls};
 use crate::http::ApiError;
 use crate::metrics::{Exposition, HttpMetrics};
+use events::CommitEvents;
 use fleet::Fleet;
 use mask::Masker;
 use write::WritePath;
@@ -76,6 +82,8 @@ pub struct AdminState {
     pub http_metrics: HttpMetrics,
     /// The access layer: users, sessions, tokens, audit.
     pub auth: Arc<Auth>,
+    /// Commit events for the open SSE streams ([`events`]).
+    pub events: Arc<CommitEvents>,
 }
 
 impl AdminState {
@@ -86,6 +94,7 @@ impl AdminState {
         metrics: Arc<Exposition>,
         http_metrics: HttpMetrics,
         auth: Arc<Auth>,
+        events: Arc<CommitEvents>,
     ) -> Arc<AdminState> {
         Arc::new(AdminState {
             write,
@@ -94,6 +103,7 @@ impl AdminState {
             metrics,
             http_metrics,
             auth,
+            events,
         })
     }
 }
@@ -127,22 +137,32 @@ fn api_routes() -> Routes<Arc<AdminState>, Needs> {
         )
         .route(
             "/api/v1/namespaces/{ns}/history",
-            get(api::history),
+            get(history::history),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/changesets/{version}",
-            get(api::changeset),
+            get(history::changeset),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/compare",
+            get(history::compare),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/rollback",
-            post(api::rollback),
+            post(history::rollback),
             n().post(Namespace(Editor)),
         )
         .route(
             "/api/v1/namespaces/{ns}/sidecars",
             get(api::sidecars),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/events",
+            get(events::events),
             n().get(Namespace(Viewer)),
         )
         .route(
