@@ -61,6 +61,8 @@ pub async fn run_script(script: &str, base: &str, user: &str, extra: &[(&str, St
         "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
+    // What the script measured (e.g. the live notice's delay), visible with --nocapture.
+    print!("{stdout}");
     stdout
 }
 
