@@ -110,10 +110,10 @@
       k.hidden = !match;
       if (match) shown++;
     });
-    $$("fieldset.group").forEach(function (g) {
+    $$("details.group").forEach(function (g) {
       var any = $$(".key[data-key]", g).some(function (k) { return !k.hidden; });
       g.hidden = !any;
-      if (q && any) { var d = $("details", g); if (d) d.open = true; }
+      if (q && any) g.open = true;
     });
     var status = $("#search-status");
     if (status) status.textContent = q ? shown + " of " + keys.length + " keys match" : "";

@@ -29,8 +29,8 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Who is writing, from where, and with which idempotency key: taken from the request.
 pub struct WriteContext {
-    meta: ChangeMeta,
-    idempotency_key: Option<String>,
+    pub(crate) meta: ChangeMeta,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl FromRequestParts<Arc<AdminState>> for WriteContext {

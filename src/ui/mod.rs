@@ -29,6 +29,7 @@
 //! script or style.
 
 pub mod assets;
+pub mod edit;
 pub mod form;
 pub mod layout;
 pub mod pages;
@@ -77,6 +78,26 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces",
             get(pages::namespaces::list),
             n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}",
+            get(pages::configs::page),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/review",
+            post(pages::review::review),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/namespaces/{ns}/commit",
+            post(pages::review::commit),
+            n().post(Namespace(Editor)),
+        )
+        .route(
+            "/namespaces/{ns}/keys/{key}",
+            get(pages::key::page),
+            n().get(Namespace(Viewer)),
         )
         .route(
             "/namespaces/{ns}/history",

@@ -61,6 +61,8 @@ pub async fn run_script(script: &str, base: &str, user: &str, extra: &[(&str, St
         "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
+    // What the script measured (e.g. the live notice's delay), visible with --nocapture.
+    print!("{stdout}");
     stdout
 }
 
@@ -69,4 +71,52 @@ async fn browser_sign_in_and_the_namespaces_list() {
     let dev = Dev::start().await;
     seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
     run_script("signin.mjs", &dev.admin, "alice", &[]).await;
+}
+
+/// The walk-through on `rtconfig dev` (with a secret key in the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_configs_walk_through_on_dev() {
+    let dev = Dev::start_with_secret().await;
+    seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
+    seed_user(&dev.auth(), "vera", &["viewer:demo"]).await;
+    run_script(
+        "walkthrough.mjs",
+        &dev.admin,
+        "alice",
+        &[
+            ("RTCONFIG_VIEWER", "vera".into()),
+            ("RTCONFIG_SIDECAR", dev.read.clone()),
+            ("RTCONFIG_SECRET_KEY", "DB_PASSWORD".into()),
+            ("RTCONFIG_SHOTS", "1".into()),
+        ],
+    )
+    .await;
+}
+
+/// The same walk-through on the production shape: `rtconfig admin` on PostgreSQL, Redis, and
+/// a sidecar that gets the commits through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_configs_walk_through_on_admin_postgres_redis_and_a_sidecar() {
+    use crate::harness::postgres::shared_cluster;
+    use crate::harness::redis::RedisServer;
+    use crate::pg_stack::{fresh_db, start_admin, start_sidecar};
+
+    let redis = RedisServer::start();
+    let (_, url) = fresh_db(shared_cluster());
+    let admin = start_admin(&url, &redis.url()).await;
+    let sidecar = start_sidecar(&redis.url()).await;
+    seed_user(&admin.auth, "alice", &["editor:demo"]).await;
+    seed_user(&admin.auth, "vera", &["viewer:demo"]).await;
+    run_script(
+        "walkthrough.mjs",
+        &format!("http://{}", admin.addr),
+        "alice",
+        &[
+            ("RTCONFIG_VIEWER", "vera".into()),
+            ("RTCONFIG_SIDECAR", format!("http://{}", sidecar.read_addr)),
+        ],
+    )
+    .await;
+    sidecar.stop().await;
+    admin.stop().await;
 }

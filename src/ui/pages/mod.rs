@@ -1,5 +1,8 @@
 //! One module per page (see the table in [`crate::ui`]).
 
+pub mod configs;
 pub mod history;
+pub mod key;
 pub mod namespaces;
+pub mod review;
 pub mod signin;
