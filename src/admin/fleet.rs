@@ -716,11 +716,7 @@ mod tests {
     }
 
     fn codes(s: &SidecarInfo) -> Vec<ProblemCode> {
-        problems(&reference(), s)
-            .0
-            .iter()
-            .map(|p| p.code)
-            .collect()
+        problems(&reference(), s).0.iter().map(|p| p.code).collect()
     }
 
     #[test]
@@ -1054,7 +1050,10 @@ mod tests {
             BTreeMap::from([("1-10".to_owned(), 3), ("1-9".to_owned(), 1)])
         );
         let p = v.propagation.expect("propagation");
-        assert_eq!((p.reached, p.pending, p.unmeasured, p.joined_later), (3, 1, 1, 0));
+        assert_eq!(
+            (p.reached, p.pending, p.unmeasured, p.joined_later),
+            (3, 1, 1, 0)
+        );
         assert_eq!(
             p.lag_ms,
             Some(LagStats {
@@ -1114,12 +1113,18 @@ mod tests {
             seen_at: "2026-01-01T00:01:00.500Z".into(),
             ..slow.clone()
         };
-        assert!(changed(&before, &assess(&later, vec![new_beat])), "a new beat");
+        assert!(
+            changed(&before, &assess(&later, vec![new_beat])),
+            "a new beat"
+        );
         let caught_up = SidecarInfo {
             version: 10,
             ..slow.clone()
         };
-        assert!(changed(&before, &assess(&later, vec![caught_up])), "caught up");
+        assert!(
+            changed(&before, &assess(&later, vec![caught_up])),
+            "caught up"
+        );
         let much_later = Reference {
             now: t("2026-01-01T00:02:00.000Z"),
             ..reference()

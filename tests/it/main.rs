@@ -4,7 +4,8 @@
 //! - `support`: `rtconfig dev` started through its composition root on port 0, an HTTP client
 //!   and an SSE reader.
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
-//! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
+//! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
+//!   the fleet view on such a deployment.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -28,6 +29,7 @@ mod dev_watch;
 
 mod security;
 
+mod fleet;
 mod redis_faults;
 mod redis_sync;
 mod redis_tls;
