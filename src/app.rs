@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin::events::CommitEvents;
 use crate::admin::fleet::LocalFleet;
 use crate::admin::mask::Masker;
-use crate::admin::write::WritePath;
+use crate::admin::write::{AfterCommits, WritePath};
 use crate::admin::{self, AdminState};
 use crate::auth::bootstrap::{bootstrap_dev, DevBootstrap, DevToken};
 use crate::auth::embedded::EmbeddedAuthStore;
@@ -24,7 +25,7 @@ use crate::http::server::{serve, serve_with, Transport};
 use crate::http::tls::{self, TlsError, TlsFiles};
 use crate::leader::{Election, PgElection, SoleLeader};
 use crate::ledger::embedded::EmbeddedLedger;
-use crate::ledger::postgres::{PgLedger, PgSettings};
+use crate::ledger::postgres::{CommitNotice, PgLedger, PgSettings};
 use crate::ledger::{Ledger, LedgerError, NamespaceState};
 use crate::local::LocalPublisher;
 use crate::metrics::{
@@ -310,6 +311,12 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
     store.confirm();
 
     let shutdown = Shutdown::new();
+    let events = CommitEvents::new(
+        ledger.clone(),
+        s.max_event_streams,
+        admin_metrics.clone(),
+        shutdown.clone(),
+    );
     let sidecar_state = SidecarState::new(
         store.clone(),
         metrics.clone(),
@@ -323,7 +330,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         WritePath {
             schemas,
             ledger: ledger.clone(),
-            after_commit: publisher,
+            after_commit: Arc::new(AfterCommits(vec![publisher, events.feed()])),
             metrics: admin_metrics,
             gate: Arc::default(),
         },
@@ -334,6 +341,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
         metrics.clone(),
         http_metrics,
         auth.clone(),
+        events,
     );
 
     let read = bind_flag(s.listen, "--listen").await?;
@@ -494,6 +502,9 @@ struct Opened {
     /// Seals TOTP secrets (embedded: `<data-dir>/auth.key`; PostgreSQL: derived from the
     /// cluster's stored key, so every replica has the same).
     secret_box: SecretBox,
+    /// PostgreSQL: the ledger whose `NOTIFY`s tell this admin's event streams about the
+    /// commits of every replica.
+    commit_follower: Option<Arc<PgLedger>>,
 }
 
 impl AdminLedger {
@@ -509,6 +520,7 @@ impl AdminLedger {
                 secret_box: SecretBox::load_or_create(
                     &data_dir.join(crate::auth::secret_box::KEY_FILE),
                 )?,
+                commit_follower: None,
             }),
             AdminLedger::Postgres(settings) => {
                 let ledger = Arc::new(PgLedger::open(cluster_id, settings.clone()).await?);
@@ -523,6 +535,7 @@ impl AdminLedger {
                         ledger.pool(),
                         settings.op_timeout,
                     )),
+                    commit_follower: Some(ledger.clone()),
                     ledger,
                 })
             }
@@ -552,6 +565,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         election,
         auth_store,
         secret_box,
+        commit_follower,
     } = s.ledger.open(&s.cluster_id).await?;
     for ns in schemas.iter() {
         ledger.ensure_namespace(&ns.namespace).await?;
@@ -579,6 +593,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let metrics = Arc::new(Exposition::new(registry));
     crate::redis::start(&fleet_client);
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
+    let namespaces_for_events = namespaces.clone();
     crate::relay::mark_if_redis_ahead(
         &*ledger,
         &fleet_client,
@@ -616,11 +631,20 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         }
     };
     let shutdown = Shutdown::new();
+    let events = CommitEvents::new(
+        ledger.clone(),
+        s.max_event_streams,
+        admin_metrics.clone(),
+        shutdown.clone(),
+    );
     let admin_state = AdminState::new(
         WritePath {
             schemas,
             ledger: ledger.clone(),
-            after_commit: Arc::new(crate::relay::RelayKick(kick.clone())),
+            after_commit: Arc::new(AfterCommits(vec![
+                Arc::new(crate::relay::RelayKick(kick.clone())),
+                events.feed(),
+            ])),
             metrics: admin_metrics,
             gate: gate.clone(),
         },
@@ -631,10 +655,11 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         metrics.clone(),
         http_metrics,
         auth.clone(),
+        events.clone(),
     );
     let listener = bind_flag(s.listen, "--listen").await?;
     let addr = listener.local_addr()?;
-    let handles = vec![
+    let mut handles = vec![
         tokio::spawn(crate::leader::run(
             election,
             make_relay,
@@ -658,6 +683,14 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             shutdown.clone(),
         )),
     ];
+    if let Some(pg) = commit_follower {
+        handles.push(tokio::spawn(follow_commits(
+            pg,
+            events,
+            namespaces_for_events,
+            shutdown.clone(),
+        )));
+    }
     warn_if_cookies_cannot_work(addr, s.tls.is_some(), &s.auth);
     tracing::info!(%addr, ledger = %s.ledger.describe(), tls = s.tls.is_some(), "rtconfig admin started");
     Ok(Running {
@@ -708,6 +741,29 @@ pub async fn reconcile(
         out.push((ns, state));
     }
     Ok(out)
+}
+
+/// Feeds the event streams with the commits of every admin replica (PostgreSQL `NOTIFY`),
+/// catching up from the ledger whenever the listener (re)connects.
+async fn follow_commits(
+    pg: Arc<PgLedger>,
+    events: Arc<CommitEvents>,
+    namespaces: Vec<String>,
+    shutdown: Shutdown,
+) {
+    pg.follow_commits(shutdown.wait(), |notice| match notice {
+        CommitNotice::Listening => {
+            for ns in &namespaces {
+                let (events, ns) = (events.clone(), ns.clone());
+                tokio::spawn(async move { events.advance_to_current(&ns).await });
+            }
+        }
+        CommitNotice::Committed { namespace, version } => {
+            let events = events.clone();
+            tokio::spawn(async move { events.advance(&namespace, version).await });
+        }
+    })
+    .await;
 }
 
 /// Background tasks of a role and how to stop them.

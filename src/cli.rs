@@ -14,8 +14,9 @@ use crate::app;
 use crate::auth::bootstrap::DevToken;
 use crate::schema::SchemaSet;
 use crate::settings::{
-    parse_seconds, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs, HostArgs,
-    MigrateSettings, ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings, TlsArgs,
+    parse_seconds, AdminApiArgs, AdminSettings, AuthArgs, CommonArgs, DevSettings, DrainArgs,
+    HostArgs, MigrateSettings, ReadApiArgs, ReconcileSettings, SettingsError, SidecarSettings,
+    TlsArgs,
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
@@ -76,6 +77,8 @@ pub struct DevArgs {
     pub probe_listen: SocketAddr,
     #[command(flatten)]
     pub read_api: ReadApiArgs,
+    #[command(flatten)]
+    pub admin_api: AdminApiArgs,
     #[command(flatten)]
     pub hosts: HostArgs,
     #[command(flatten)]
@@ -213,6 +216,8 @@ pub struct AdminArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub hosts: HostArgs,
+    #[command(flatten)]
+    pub admin_api: AdminApiArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// A bootstrap admin token (`Authorization: Bearer <token>`, at least 16 characters; every

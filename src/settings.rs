@@ -46,6 +46,20 @@ pub struct ReadApiArgs {
     pub max_watchers: usize,
 }
 
+/// Flags of the admin API that dev shares.
+#[derive(Debug, Clone, Args)]
+pub struct AdminApiArgs {
+    /// Most admin event streams (GET /api/v1/namespaces/{ns}/events) open at once; more get
+    /// 503 with Retry-After.
+    #[arg(long, env = "RTCONFIG_MAX_EVENT_STREAMS", default_value_t = crate::admin::events::DEFAULT_MAX_STREAMS)]
+    pub max_event_streams: usize,
+}
+
+/// `--max-event-streams` must allow at least one stream.
+fn max_event_streams_problem(n: usize) -> Option<String> {
+    (n == 0).then(|| "--max-event-streams must be at least 1".to_owned())
+}
+
 /// Flags of the access layer (admin and dev).
 #[derive(Debug, Clone, Args)]
 pub struct AuthArgs {
@@ -413,6 +427,8 @@ pub struct DevSettings {
     /// Allow `listen`, `admin_listen` and `probe_listen` on non-loopback addresses.
     pub allow_non_loopback: bool,
     pub max_watchers: usize,
+    /// `--max-event-streams` of the admin listener.
+    pub max_event_streams: usize,
     pub drain_timeout: Duration,
     pub admin_token: Option<String>,
     pub auth: AuthSettings,
@@ -437,6 +453,7 @@ impl DevSettings {
             probe_listen: any,
             allow_non_loopback: false,
             max_watchers: 1024,
+            max_event_streams: crate::admin::events::DEFAULT_MAX_STREAMS,
             drain_timeout: Duration::from_secs(5),
             admin_token: None,
             auth: AuthSettings::defaults(true),
@@ -464,6 +481,7 @@ impl DevSettings {
         out.extend(self.auth.problems());
         out.extend(self.admin_token.as_deref().and_then(token_problem));
         out.extend(allowed_hosts_problems(&self.allowed_hosts));
+        out.extend(max_event_streams_problem(self.max_event_streams));
         out
     }
 
@@ -499,6 +517,7 @@ impl TryFrom<DevArgs> for DevSettings {
             probe_listen: a.probe_listen,
             allow_non_loopback: a.read_api.allow_non_loopback,
             max_watchers: a.read_api.max_watchers,
+            max_event_streams: a.admin_api.max_event_streams,
             drain_timeout: a.drain.drain_timeout,
             admin_token,
             allowed_hosts: a.hosts.allowed_hosts,
@@ -688,6 +707,8 @@ pub struct AdminSettings {
     pub allowed_hosts: Vec<String>,
     /// `--tls-cert`/`--tls-key`.
     pub tls: Option<TlsFiles>,
+    /// `--max-event-streams`.
+    pub max_event_streams: usize,
 }
 
 /// The shortest `--admin-token`.
@@ -710,6 +731,7 @@ impl AdminSettings {
             anti_entropy_interval: Duration::from_secs(30),
             allowed_hosts: Vec::new(),
             tls: None,
+            max_event_streams: crate::admin::events::DEFAULT_MAX_STREAMS,
         }
     }
 
@@ -736,6 +758,7 @@ impl AdminSettings {
             out.push("--anti-entropy-interval must be above zero".into());
         }
         out.extend(allowed_hosts_problems(&self.allowed_hosts));
+        out.extend(max_event_streams_problem(self.max_event_streams));
         out
     }
 }
@@ -781,6 +804,7 @@ impl TryFrom<AdminArgs> for AdminSettings {
             anti_entropy_interval: a.anti_entropy_interval,
             allowed_hosts: a.hosts.allowed_hosts,
             tls,
+            max_event_streams: a.admin_api.max_event_streams,
         };
         // Report the missing flag once, not also as an "empty" value.
         let missing_redis = s.redis_url.is_empty();

@@ -472,21 +472,74 @@ pub async fn authenticate(
             clear_cookie: cookie::present(headers),
         });
     };
+    session_principal(auth, &digest(&id), now)
+        .await
+        .map(|p| (p, Via::Cookie))
+}
+
+/// The user of a live session (by its id's digest); an idle, expired or orphaned session is
+/// deleted.
+async fn session_principal(
+    auth: &Auth,
+    id_digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Principal, Denial> {
     let dead = Denial::Unauthorized { clear_cookie: true };
-    let id_digest = digest(&id);
-    let Some(session) = auth.store.session(&id_digest).await? else {
+    let Some(session) = auth.store.session(id_digest).await? else {
         return Err(dead);
     };
     if auth.config.sessions.state(&session, now) != SessionState::Live {
-        auth.store.delete_session(&id_digest).await?;
+        auth.store.delete_session(id_digest).await?;
         return Err(dead);
     }
     match auth.store.user(&session.user_id).await? {
-        Some(user) if !user.disabled => Ok((Principal::User { user, session }, Via::Cookie)),
+        Some(user) if !user.disabled => Ok(Principal::User { user, session }),
         _ => {
-            auth.store.delete_session(&id_digest).await?;
+            auth.store.delete_session(id_digest).await?;
             Err(dead)
         }
+    }
+}
+
+/// What a long-lived response (an SSE stream) keeps of its caller, to check later that the
+/// credential is still good ([`reauthenticate`]). Holds digests and ids only, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session { id_digest: String },
+    Token { id: String },
+    Bootstrap,
+}
+
+impl Credential {
+    pub fn of(principal: &Principal) -> Credential {
+        match principal {
+            Principal::User { session, .. } => Credential::Session {
+                id_digest: session.id_digest.clone(),
+            },
+            Principal::Token { token, .. } => Credential::Token {
+                id: token.id.clone(),
+            },
+            Principal::Bootstrap => Credential::Bootstrap,
+        }
+    }
+}
+
+/// The principal a credential stands for *now*, with the same rules as [`authenticate`]: a
+/// session must be live and its user enabled; a token unrevoked and unexpired, with its
+/// creator as the store has them now. Nothing is refreshed (`last_seen_at` stays: a stream
+/// open in a forgotten tab does not keep its session alive).
+pub async fn reauthenticate(
+    auth: &Auth,
+    credential: &Credential,
+    now: DateTime<Utc>,
+) -> Result<Principal, Denial> {
+    match credential {
+        Credential::Session { id_digest } => session_principal(auth, id_digest, now).await,
+        Credential::Token { id } => {
+            let token = auth.store.token(id).await?;
+            token_principal(auth, token, now).await
+        }
+        Credential::Bootstrap => Ok(Principal::Bootstrap),
     }
 }
 
@@ -498,10 +551,20 @@ async fn bearer_principal(
     if auth.is_bootstrap(token) {
         return Ok(Principal::Bootstrap);
     }
+    let token = auth.store.token_by_digest(&digest(token)).await?;
+    token_principal(auth, token, now).await
+}
+
+/// A stored token (if found) as a principal: unrevoked, unexpired, with its creator now.
+async fn token_principal(
+    auth: &Auth,
+    token: Option<super::store::ApiToken>,
+    now: DateTime<Utc>,
+) -> Result<Principal, Denial> {
     let unknown = Denial::Unauthorized {
         clear_cookie: false,
     };
-    let Some(token) = auth.store.token_by_digest(&digest(token)).await? else {
+    let Some(token) = token else {
         return Err(unknown);
     };
     if token.revoked_at.is_some() {

@@ -9,6 +9,8 @@
 //! - [`postgres`]: the store in the admin's PostgreSQL (`migrations/V2__auth.sql`).
 //! - [`bootstrap`]: `rtconfig dev`'s first start (the `admin` user, `<data-dir>/dev-token`).
 //! - [`purge`]: the admin's periodic purge of ended sessions.
+//! - [`revocation`]: notices of ended sessions, changed users and revoked tokens
+//!   ([`revocation::Revocations`]), announced by the store wrapper [`revocation::Announcing`].
 //! - [`cli`]: `rtconfig user …` and `rtconfig token …`, straight against a store.
 //! - [`password`]: the password policy ([`password::PasswordPolicy`]) and argon2id hashing behind
 //!   a concurrency cap ([`password::Hasher`]).
@@ -48,6 +50,7 @@ pub mod password;
 pub mod postgres;
 pub mod principal;
 pub mod purge;
+pub mod revocation;
 pub mod role;
 pub mod secret_box;
 pub mod secrets;

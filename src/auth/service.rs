@@ -11,6 +11,7 @@ use super::audit::Audit;
 use super::csrf::Origins;
 use super::oidc::Oidc;
 use super::password::Hasher;
+use super::revocation::{Announcing, Revocations};
 use super::secret_box::SecretBox;
 use super::session_policy::SessionPolicy;
 use super::store::AuthStore;
@@ -31,7 +32,11 @@ pub struct AuthConfig {
 
 /// The access layer.
 pub struct Auth {
+    /// The store, wrapped so that every revoking write is announced on [`Auth::revocations`].
     pub store: Arc<dyn AuthStore>,
+    /// Sessions, users and tokens that stopped being good in this process (open SSE streams
+    /// listen, `auth::revocation`).
+    pub revocations: Revocations,
     pub config: AuthConfig,
     pub audit: Audit,
     /// Seals TOTP secrets at rest.
@@ -57,9 +62,12 @@ impl Auth {
             .bootstrap_token
             .take()
             .map(|t| Sha256::digest(t.as_bytes()).into());
+        let revocations = Revocations::new();
+        let store: Arc<dyn AuthStore> = Arc::new(Announcing::new(store, revocations.clone()));
         Arc::new(Auth {
             audit: Audit::new(store.clone()),
             store,
+            revocations,
             config,
             secret_box,
             hasher: Hasher::default(),

@@ -25,6 +25,9 @@
 //! | `rtconfig_watchers` | gauge | open long-polls and SSE streams | [`SnapshotMetrics`] |
 //! | `rtconfig_watchers_rejected_total` | counter | refused over `--max-watchers` | [`SnapshotMetrics`] |
 //! | `rtconfig_admin_writes_total` | counter | `result`: [`WriteResult`] | [`AdminMetrics`] |
+//! | `rtconfig_admin_event_streams` | gauge | open admin event streams | [`AdminMetrics`] |
+//! | `rtconfig_admin_event_streams_rejected_total` | counter | refused over `--max-event-streams` | [`AdminMetrics`] |
+//! | `rtconfig_admin_event_stream_ends_total` | counter | `reason`: [`StreamEnd`] | [`AdminMetrics`] |
 //! | `rtconfig_redis_connected` | gauge | 1 while the Redis connection is up | [`SyncMetrics`] |
 //! | `rtconfig_sync_resyncs_total` | counter | `reason`: [`ResyncReason`] | [`SyncMetrics`] |
 //! | `rtconfig_sync_messages_total` | counter | `result`: [`MessageResult`] | [`SyncMetrics`] |
@@ -46,7 +49,7 @@ mod relay;
 mod snapshot;
 mod sync;
 
-pub use admin::{AdminMetrics, WriteResult};
+pub use admin::{AdminMetrics, StreamEnd, WriteResult};
 pub use http::{HttpMetrics, RouteLabel, RouteMetrics, RouteStatus};
 pub use relay::RelayMetrics;
 pub use snapshot::SnapshotMetrics;
@@ -211,7 +214,9 @@ mod tests {
             }),
             ("RelayMetrics", |r| drop(RelayMetrics::register(r))),
             ("AdminMetrics", |r| {
-                AdminMetrics::register(r).write(WriteResult::ok)
+                let admin = AdminMetrics::register(r);
+                admin.write(WriteResult::ok);
+                admin.event_stream_ended(StreamEnd::client);
             }),
         ];
         // (name, component) of every row of the table above.

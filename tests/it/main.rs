@@ -9,6 +9,7 @@
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
+//! - `admin_events`: the admin's SSE stream of commits and its end on revocation.
 //! - `pg_auth`, `cli_users`, `dev_bootstrap`: the auth stores on PostgreSQL, the `user`/`token`
 //!   commands, `dev`'s first start.
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
@@ -26,6 +27,7 @@ mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+mod history_api;
 
 mod security;
 
@@ -38,9 +40,11 @@ mod stack;
 mod auth_http;
 mod auth_sso;
 mod auth_support;
+mod browser;
 mod rbac;
 
 mod admin_embedded;
+mod admin_events;
 mod cli_users;
 mod pg_admin;
 mod pg_auth;

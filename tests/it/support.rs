@@ -130,6 +130,11 @@ impl Dev {
         self.attach(running);
     }
 
+    /// The running instance's access layer (to seed users for the browser tests).
+    pub fn auth(&self) -> std::sync::Arc<rtconfig::auth::Auth> {
+        self.running.as_ref().expect("dev is running").auth.clone()
+    }
+
     pub fn read_url(&self, path: &str) -> String {
         format!("{}{path}", self.read)
     }
@@ -259,7 +264,8 @@ pub struct Resp {
     pub body: Bytes,
 }
 
-/// Sends and reads the whole answer.
+/// Sends and reads the whole answer (of a `text/event-stream`, which never ends by itself,
+/// only the status and headers: the stream is dropped).
 pub async fn send(rb: RequestBuilder) -> Resp {
     let resp = tokio::time::timeout(Duration::from_secs(30), rb.send())
         .await
@@ -267,7 +273,15 @@ pub async fn send(rb: RequestBuilder) -> Resp {
         .expect("request sent");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.expect("body");
+    let streaming = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let body = if streaming {
+        Bytes::new()
+    } else {
+        resp.bytes().await.expect("body")
+    };
     Resp {
         status,
         headers,
@@ -411,6 +425,13 @@ impl Sse {
     /// The next event, `None` when the server ended the stream. Panics after [`WITHIN`].
     pub async fn next(&mut self) -> Option<Event> {
         tokio::time::timeout(WITHIN, self.next_untimed())
+            .await
+            .expect("an SSE event (or the end of the stream) in time")
+    }
+
+    /// The next event within `deadline` (for waits longer than [`WITHIN`]).
+    pub async fn next_within(&mut self, deadline: Duration) -> Option<Event> {
+        tokio::time::timeout(deadline, self.next_untimed())
             .await
             .expect("an SSE event (or the end of the stream) in time")
     }
