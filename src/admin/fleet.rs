@@ -44,6 +44,8 @@ use crate::http::ApiError;
 use crate::snapshot::SnapshotStore;
 use crate::telemetry::Chain;
 
+/// How often an events stream with `?fleet=true` looks at the fleet.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// A heartbeat older than this many of the sidecar's own intervals is `heartbeat_old`.
 pub const LATE_INTERVALS: u64 = 3;
 /// The interval assumed for a heartbeat that does not carry one (the resync default).

@@ -11,6 +11,7 @@ use crate::harness::eventually;
 use crate::harness::proxy::TcpProxy;
 use crate::harness::redis::RedisServer;
 use crate::stack::{schema_dir, Stack, RESYNC, TOKEN};
+use crate::support::Sse;
 use rtconfig::app::SidecarSettings;
 
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -207,5 +208,72 @@ async fn the_fleet_view_shows_versions_lag_drift_and_why_sidecars_are_stale() {
         "the list does not wait on Redis ({:?})",
         started.elapsed()
     );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_stream_sends_the_fleet_view_when_it_changes() {
+    let redis = RedisServer::start();
+    let mut stack = Stack::start(&redis.url(), &[]).await;
+    stack
+        .add_sidecar(SidecarSettings {
+            resync_interval: RESYNC,
+            instance_id: Some("pod-live".into()),
+            ..SidecarSettings::for_tests(schema_dir(), &redis.url())
+        })
+        .await;
+    let v = stack.write(json!({"SITE_NAME": "before"})).await;
+    stack.converge(v, CONVERGE).await;
+    let url = format!(
+        "http://{}/api/v1/namespaces/demo/events",
+        stack.admin().addr
+    );
+    // Without ?fleet=true a stream carries commits only.
+    let mut plain = Sse::open(stack.client.get(&url).bearer_auth(TOKEN)).await;
+    let mut sse = Sse::open(
+        stack
+            .client
+            .get(format!("{url}?fleet=true"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
+    let first = sse.expect_event("fleet").await.json();
+    assert_eq!(first["namespace"], "demo");
+    assert_eq!(first["sidecars"][0]["id"], "pod-live");
+    assert!(first["summary"].is_object() && first["propagation"].is_object());
+    let v2 = stack.write(json!({"SITE_NAME": "after"})).await;
+    // The commit, then fleet views until one shows the sidecar at the new version.
+    let mut saw_commit = false;
+    let reached = loop {
+        let e = sse.next().await.expect("stream open");
+        match e.event.as_str() {
+            "commit" => {
+                assert_eq!(e.json()["version"], json!(v2));
+                saw_commit = true;
+            }
+            "fleet" => {
+                let f = e.json();
+                if f["propagation"]["version"] == json!(v2)
+                    && f["propagation"]["pending"] == json!(0)
+                {
+                    break f;
+                }
+            }
+            other => panic!("unexpected event {other}: {e:?}"),
+        }
+    };
+    assert!(saw_commit, "the commit came first");
+    assert_eq!(reached["sidecars"][0]["version"], json!(v2));
+    assert!(reached["sidecars"][0]["lag_ms"].as_u64().is_some());
+    let e = plain.expect_event("commit").await;
+    assert_eq!(e.json()["version"], json!(v2));
+    let bad = stack
+        .client
+        .get(format!("{url}?fleet=maybe"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(bad.status(), 400);
     stack.stop().await;
 }
