@@ -10,6 +10,7 @@
 //! | `POST /namespaces/{ns}/review` | the review of pending changes: diff, comment | editor of ns |
 //! | `POST /namespaces/{ns}/commit` | writes the reviewed changeset | editor of ns |
 //! | `GET /namespaces/{ns}/keys/{key}` | the single-key edit page | viewer of ns |
+//! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
 //! Pages are routes of the admin's ONE route table (`admin::routes`), declared with their
@@ -58,7 +59,7 @@ pub const PAGE_REFERRER_POLICY: &str = "same-origin";
 
 /// The web UI's routes with what each needs (merged into the admin's route table).
 pub fn pages() -> Routes<Arc<AdminState>, Needs> {
-    use Access::{Enrol, Public, Somewhere};
+    use Access::{Enrol, Namespace, Public, Somewhere};
     use Role::Viewer;
     let n = Needs::new;
     Routes::new()
@@ -73,6 +74,16 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces",
             get(pages::namespaces::list),
             n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/fleet",
+            get(pages::fleet::first),
+            n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/fleet",
+            get(pages::fleet::page),
+            n().get(Namespace(Viewer)),
         )
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }

@@ -41,6 +41,7 @@ mod auth_http;
 mod auth_sso;
 mod auth_support;
 mod browser;
+mod browser_admin;
 mod rbac;
 
 mod admin_embedded;

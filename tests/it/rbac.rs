@@ -83,6 +83,8 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/signin", Public),
     ("POST", "/signout", Session),
     ("GET", "/namespaces", ViewerSomewhere),
+    ("GET", "/fleet", ViewerSomewhere),
+    ("GET", "/namespaces/{ns}/fleet", Viewer),
     ("GET", "/assets/{file}", Public),
 ];
 

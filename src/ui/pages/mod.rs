@@ -1,4 +1,5 @@
 //! One module per page (see the table in [`crate::ui`]).
 
+pub mod fleet;
 pub mod namespaces;
 pub mod signin;
