@@ -138,7 +138,8 @@ mod tests {
                     .with_timezone(&Utc),
             )
         };
-        let rows: Vec<(&str, End, Result<Option<DateTime<Utc>>, ()>)> = vec![
+        type Want = Result<Option<DateTime<Utc>>, ()>;
+        let rows: Vec<(&str, End, Want)> = vec![
             ("", End::Since, Ok(None)),
             ("  ", End::Until, Ok(None)),
             (

@@ -289,7 +289,7 @@ pub fn human_ms(ms: u64) -> String {
         0..=999 => format!("{ms} ms"),
         1_000..=59_999 => {
             let tenths = ms / 100;
-            if tenths % 10 == 0 {
+            if tenths.is_multiple_of(10) {
                 format!("{} s", tenths / 10)
             } else {
                 format!("{}.{} s", tenths / 10, tenths % 10)

@@ -272,10 +272,10 @@ pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
     // `ui::html_denials` turns the guard's JSON denials into a redirect to the sign-in page
     // or an HTML error page.
     let pages = crate::ui::pages()
-        .map_with(&guarded)
+        .map_with(guarded)
         .map(|route| route.layer(axum::middleware::from_fn(crate::ui::html_denials)));
     api_routes()
-        .map_with(&guarded)
+        .map_with(guarded)
         .merge(pages)
         // Known paths answer other methods with 405 (counted under their route, as before).
         .map(|route| route.fallback(method_not_allowed))
