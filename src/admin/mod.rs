@@ -30,12 +30,12 @@
 //! `X-Frame-Options`, `Referrer-Policy`, `no-store`, and HSTS over TLS); a request for a `Host`
 //! the listener does not serve gets 421.
 
-mod api;
+pub(crate) mod api;
 mod audit;
 pub mod diff;
 pub mod events;
 pub mod fleet;
-mod history;
+pub(crate) mod history;
 pub mod mask;
 mod oidc;
 mod session;

@@ -10,6 +10,10 @@
 //! | `POST /namespaces/{ns}/review` | the review of pending changes: diff, comment | editor of ns |
 //! | `POST /namespaces/{ns}/commit` | writes the reviewed changeset | editor of ns |
 //! | `GET /namespaces/{ns}/keys/{key}` | the single-key edit page | viewer of ns |
+//! | `GET /namespaces/{ns}/history` | changesets newest first, filters (a GET form), paging, "Roll back" | viewer of ns |
+//! | `GET /namespaces/{ns}/changesets/{v}` | one changeset's diff | viewer of ns |
+//! | `GET /namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions | viewer of ns |
+//! | `GET, POST /namespaces/{ns}/rollback` | the rollback preview (`?to_version=`); "Confirm roll back" | editor of ns |
 //! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
@@ -60,7 +64,7 @@ pub const PAGE_REFERRER_POLICY: &str = "same-origin";
 /// The web UI's routes with what each needs (merged into the admin's route table).
 pub fn pages() -> Routes<Arc<AdminState>, Needs> {
     use Access::{Enrol, Namespace, Public, Somewhere};
-    use Role::Viewer;
+    use Role::{Editor, Viewer};
     let n = Needs::new;
     Routes::new()
         .route("/", get(pages::signin::index), n().get(Public))
@@ -74,6 +78,26 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces",
             get(pages::namespaces::list),
             n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/history",
+            get(pages::history::page),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/changesets/{version}",
+            get(pages::history::changeset),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/compare",
+            get(pages::history::compare),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/rollback",
+            get(pages::history::rollback_preview).post(pages::history::rollback_confirm),
+            n().get(Namespace(Editor)).post(Namespace(Editor)),
         )
         .route(
             "/fleet",

@@ -538,4 +538,24 @@ async fn secrets_stay_masked_in_compare_and_rollback_previews() {
     }
     assert_eq!(cmp["changes"][0]["secret"], true);
     assert_eq!(cmp["changes"][0]["old"]["masked"], true);
+
+    // The history pages mask the same way.
+    for page in [
+        "/history",
+        "/changesets/1",
+        "/changesets/2",
+        "/compare?from=0",
+        "/rollback?to_version=0",
+        "/rollback?to_version=1",
+    ] {
+        let url = format!("{}/namespaces/demo{page}", dev.admin);
+        let resp = dev.client.get(&url).send().await.expect("page answered");
+        assert_eq!(resp.status(), StatusCode::OK, "{page}");
+        let html = resp.text().await.expect("html");
+        assert!(
+            !html.contains("hunter2") && !html.contains("swordfish"),
+            "{page}: {html}"
+        );
+        assert!(html.contains("fingerprint"), "{page} shows fingerprints");
+    }
 }

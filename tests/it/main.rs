@@ -42,6 +42,7 @@ mod auth_sso;
 mod auth_support;
 mod browser;
 mod browser_admin;
+mod browser_history;
 mod rbac;
 
 mod admin_embedded;
