@@ -281,8 +281,38 @@
       })
       .catch(function () { /* the notice stays; a reload shows the values */ });
   }
+  // The fleet page (#fleet[data-fleet-ns]) asks the same stream for `fleet` events and, on
+  // each, re-renders its section from the server (one fetch at a time; no polling).
+  var fleetEl = $("#fleet[data-fleet-ns]");
+  var fleetBusy = false, fleetAgain = false;
+  function refreshFleet() {
+    if (fleetBusy) { fleetAgain = true; return; }
+    fleetBusy = true;
+    fetch(location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var next = fresh.getElementById("fleet");
+        var cur = doc.getElementById("fleet");
+        if (next && cur) cur.replaceWith(doc.importNode(next, true));
+        var v = fresh.getElementById("ns-version"), cv = $("#ns-version");
+        if (v && cv) cv.textContent = v.textContent;
+      })
+      .catch(function () { /* the next event tries again */ })
+      .then(function () {
+        fleetBusy = false;
+        if (fleetAgain) { fleetAgain = false; refreshFleet(); }
+      });
+  }
   if (ns && window.EventSource) {
-    var es = new EventSource("/api/v1/namespaces/" + encodeURIComponent(ns) + "/events");
+    var es = new EventSource("/api/v1/namespaces/" + encodeURIComponent(ns) + "/events" + (fleetEl ? "?fleet=true" : ""));
+    var fleetFirst = true;
+    es.addEventListener("fleet", function () {
+      // The first one describes what the page already shows.
+      if (fleetFirst) { fleetFirst = false; return; }
+      refreshFleet();
+    });
     es.addEventListener("commit", function (e) {
       var ev;
       try { ev = JSON.parse(e.data); } catch (x) { return; }

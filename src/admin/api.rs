@@ -137,6 +137,7 @@ pub async fn namespaces(
 ) -> ApiResult {
     let grants = principal.grants();
     let mut out = Vec::new();
+    let mut states = Vec::new();
     for schema in state.write.schemas.iter() {
         if !sees(&grants, &schema.namespace) {
             continue;
@@ -147,6 +148,7 @@ pub async fn namespaces(
             .namespace_state(&schema.namespace)
             .await
             .map_err(ledger_error)?;
+        states.push((schema.namespace.clone(), ns));
         out.push(json!({
             "name": schema.namespace,
             "description": schema.description,
@@ -155,6 +157,22 @@ pub async fn namespaces(
             "keys": schema.len(),
             "schema_hash": schema.hash,
         }));
+    }
+    // The fleet columns, read side by side; a fleet that cannot be read leaves the list whole.
+    let summaries = futures_util::future::join_all(
+        states
+            .iter()
+            .map(|(name, ns)| super::fleet::summary(&state, name, *ns)),
+    )
+    .await;
+    for (entry, summary) in out.iter_mut().zip(summaries) {
+        match summary {
+            Ok(s) => entry["fleet"] = json!(s),
+            Err(e) => {
+                entry["fleet"] = Value::Null;
+                entry["fleet_error"] = json!(e.message);
+            }
+        }
     }
     Ok(ok(json!({ "namespaces": out })))
 }
@@ -380,52 +398,14 @@ pub async fn delete_config(
     Ok(ok(state.committed_json(&schema, &committed)))
 }
 
-/// `GET /api/v1/namespaces/{ns}/sidecars`
+/// `GET /api/v1/namespaces/{ns}/sidecars`: the fleet view ([`super::fleet`]).
 pub async fn sidecars(
     State(state): State<Arc<AdminState>>,
     _: NoQuery,
     Path(ns): Path<String>,
 ) -> ApiResult {
-    let schema = state.write.schema(&ns)?.clone();
-    let current = state
-        .write
-        .ledger
-        .namespace_state(&ns)
-        .await
-        .map_err(ledger_error)?;
-    let sidecars = state.fleet.sidecars(&ns).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "fleet_unavailable",
-            format!("cannot read the fleet: {}", Chain(&e)),
-        )
-    })?;
-    let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
-    for s in &sidecars {
-        *by_version
-            .entry(format!("{}-{}", s.epoch, s.version))
-            .or_default() += 1;
-    }
-    let stragglers: Vec<&str> = sidecars
-        .iter()
-        .filter(|s| (s.epoch, s.version) < (current.epoch, current.version))
-        .map(|s| s.id.as_str())
-        .collect();
-    let drift: Vec<&str> = sidecars
-        .iter()
-        .filter(|s| s.schema_hash != schema.hash)
-        .map(|s| s.id.as_str())
-        .collect();
-    Ok(ok(json!({
-        "namespace": ns,
-        "epoch": current.epoch,
-        "version": current.version,
-        "schema_hash": schema.hash,
-        "sidecars": sidecars,
-        "by_version": by_version,
-        "stragglers": stragglers,
-        "schema_drift": drift,
-    })))
+    let view = super::fleet::view(&state, &ns).await?;
+    Ok(Json(view).into_response())
 }
 
 /// `GET /api/v1/namespaces/{ns}/export`: the stored (non-default) values; secrets masked.

@@ -8,6 +8,10 @@
 //!   session or token was revoked or expired (`code` `unauthorized`), or its principal lost the
 //!   namespace's viewer role (`code` `forbidden`); a browser shows "signed out" instead of
 //!   reconnecting;
+//! - `event: fleet`, `data:` the fleet view (the same JSON as `GET …/sidecars`), only on a
+//!   stream opened with `?fleet=true`: at once, then whenever the view changes (checked every
+//!   [`super::fleet::CHECK_INTERVAL`], [`super::fleet::watch`]); while the heartbeats cannot be
+//!   read, once `{"error":{"code":"fleet_unavailable","message"}}`;
 //! - a comment `: keep-alive` every 15 s.
 //!
 //! `Last-Event-ID: <version>` replays the commits after that version first (at most the last
@@ -45,16 +49,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::fleet::{self, FleetUpdate};
 use super::write::{ledger_error, AfterCommit};
 use super::AdminState;
 use crate::auth::guard::{reauthenticate, Credential, Denial};
 use crate::auth::revocation::Revoked;
 use crate::auth::session_policy::SessionPolicy;
 use crate::auth::{Need, Principal, Role};
-use crate::http::ApiError;
+use crate::http::{ApiError, ApiQuery};
 use crate::ledger::{Changeset, Ledger, LedgerError, NamespaceState};
 use crate::metrics::{AdminMetrics, StreamEnd};
 use crate::shutdown::Shutdown;
@@ -399,14 +405,42 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The stream's query: `?fleet=true` adds the `fleet` events.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    #[serde(default)]
+    fleet: bool,
+}
+
+fn fleet_event(update: &FleetUpdate) -> Event {
+    let data = match update {
+        FleetUpdate::View(v) => serde_json::to_string(v),
+        FleetUpdate::Unavailable(e) => serde_json::to_string(&json!({
+            "error": {"code": e.code, "message": e.message}
+        })),
+    };
+    Event::default()
+        .event("fleet")
+        .data(data.unwrap_or_else(|_| "{}".into()))
+}
+
 /// `GET /api/v1/namespaces/{ns}/events` (see the module doc).
 pub async fn events(
     State(state): State<Arc<AdminState>>,
     Path(ns): Path<String>,
     principal: Principal,
     headers: HeaderMap,
+    ApiQuery(params): ApiQuery<EventsParams>,
 ) -> Result<Response, ApiError> {
     state.write.schema(&ns)?;
+    let mut fleet = params.fleet.then(|| {
+        Box::pin(fleet::watch(
+            state.clone(),
+            ns.clone(),
+            fleet::CHECK_INTERVAL,
+        ))
+    });
     let hub = state.events.clone();
     let mut slot = hub.slot()?;
     // Subscribe before reading the version, so no commit falls between the two.
@@ -476,6 +510,15 @@ pub async fn events(
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => break,
                 },
+                Some(update) = async {
+                    match fleet.as_mut() {
+                        Some(f) => f.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    yield Ok(fleet_event(&update));
+                    false
+                }
                 () = tokio::time::sleep(wait) => true,
                 () = &mut stop => {
                     slot.end = StreamEnd::shutdown;

@@ -121,6 +121,7 @@ where
     token_used_is_true_only_the_first_time(fresh().await).await;
     audit_ids_rise_without_gaps(fresh().await).await;
     audit_filters_and_pages_newest_first(fresh().await).await;
+    audit_filters_by_target_and_time(fresh().await).await;
 }
 
 async fn users_are_created_and_found(s: Arc<dyn AuthStore>) {
@@ -829,6 +830,7 @@ async fn audit_filters_and_pages_newest_first(s: Arc<dyn AuthStore>) {
             actor: actor.map(str::to_owned),
             before,
             limit,
+            ..AuditQuery::default()
         };
     let page = s.audit(&q(None, None, None, 3)).await.expect("page 1");
     assert_eq!(ids(&page), [7, 6, 5]);
@@ -871,6 +873,86 @@ async fn audit_filters_and_pages_newest_first(s: Arc<dyn AuthStore>) {
         .await
         .expect("before 1");
     assert!(page.events.is_empty());
+}
+
+async fn audit_filters_by_target_and_time(s: Arc<dyn AuthStore>) {
+    // Events 1..=6 at 0, 10, …, 50 s; targets alternate between carol and a token id.
+    for i in 0..6 {
+        let mut e = event(
+            if i < 3 {
+                "role_changed"
+            } else {
+                "token_revoked"
+            },
+            "admin",
+        );
+        e.at = at(i * 10);
+        e.target = Some(if i % 2 == 0 {
+            "carol".into()
+        } else {
+            "tok_1".into()
+        });
+        s.append_audit(e).await.expect("append");
+    }
+    let ids = |page: &super::store::AuditPage| page.events.iter().map(|e| e.id).collect::<Vec<_>>();
+    let page = |q: AuditQuery| {
+        let s = s.clone();
+        async move {
+            s.audit(&AuditQuery { limit: 10, ..q })
+                .await
+                .expect("audit")
+        }
+    };
+    let carol = page(AuditQuery {
+        target: Some("carol".into()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&carol), [5, 3, 1]);
+    let window = page(AuditQuery {
+        since: Some(at(10)),
+        until: Some(at(40)),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(
+        ids(&window),
+        [4, 3, 2],
+        "since is inclusive, until exclusive"
+    );
+    let all = page(AuditQuery {
+        action: Some("token_revoked".into()),
+        target: Some("tok_1".into()),
+        since: Some(at(30)),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&all), [6, 4], "every filter at once");
+    let paged = s
+        .audit(&AuditQuery {
+            since: Some(at(10)),
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("page 1");
+    assert_eq!((ids(&paged), paged.next), (vec![6, 5], Some(5)));
+    let paged = s
+        .audit(&AuditQuery {
+            since: Some(at(10)),
+            before: paged.next,
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("page 2");
+    assert_eq!(ids(&paged), [4, 3], "paging keeps the filters");
+    let none = page(AuditQuery {
+        until: Some(at(0)),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert!(none.events.is_empty(), "until is exclusive");
 }
 
 /// Writes one of everything, opens the store again with `open` (the first handle dropped

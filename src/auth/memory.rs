@@ -225,9 +225,7 @@ impl State {
         let mut events = Vec::new();
         let mut next = None;
         for e in self.audit[..end].iter().rev() {
-            if query.action.as_ref().is_some_and(|a| *a != e.event.action)
-                || query.actor.as_ref().is_some_and(|a| *a != e.event.actor)
-            {
+            if !query.matches(&e.event) {
                 continue;
             }
             if events.len() == limit {

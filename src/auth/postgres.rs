@@ -877,8 +877,10 @@ impl AuthStore for PgAuthStore {
                     "SELECT id, at, action, actor, target, ip, user_agent, request_id, details \
                      FROM rtconfig_audit \
                      WHERE ($1::text IS NULL OR action = $1) AND ($2::text IS NULL OR actor = $2) \
-                     AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-                    &[&q.action, &q.actor, &before, &fetch],
+                     AND ($3::bigint IS NULL OR id < $3) AND ($5::text IS NULL OR target = $5) \
+                     AND ($6::timestamptz IS NULL OR at >= $6) AND ($7::timestamptz IS NULL OR at < $7) \
+                     ORDER BY id DESC LIMIT $4",
+                    &[&q.action, &q.actor, &before, &fetch, &q.target, &q.since, &q.until],
                 )
                 .await?;
                 let mut events: Vec<AuditEvent> = rows.iter().map(audit_row).collect();

@@ -176,9 +176,29 @@ pub struct AuditEvent {
 pub struct AuditQuery {
     pub action: Option<String>,
     pub actor: Option<String>,
+    /// The user, token or session the event is about (exact).
+    pub target: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Only events with an id below this.
     pub before: Option<u64>,
     pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether `e` passes every filter (paging aside).
+    pub fn matches(&self, e: &NewAuditEvent) -> bool {
+        self.action.as_ref().is_none_or(|a| *a == e.action)
+            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
+            && self
+                .target
+                .as_ref()
+                .is_none_or(|t| e.target.as_ref() == Some(t))
+            && self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -365,8 +365,10 @@ impl Hint {
 }
 
 /// A sidecar's heartbeat in `rtconfig:{ns}:sidecars`:
-/// `{"version","epoch","schema_hash","status","seen_at","interval_ms"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `{"version","epoch","schema_hash","status","seen_at","interval_ms","applied_at","started_at",
+/// "cause","redis_connected"}`. Every field after `seen_at` is optional, so the admin reads the
+/// beats of older sidecars (and older admins ignore the new fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub version: u64,
     pub epoch: u64,
@@ -378,6 +380,21 @@ pub struct Heartbeat {
     /// The sidecar's heartbeat interval (absent from old sidecars).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
+    /// RFC 3339, milliseconds: when this sidecar first served `epoch`/`version` (the fleet
+    /// view's propagation lag is `applied_at` − the changeset's commit time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+    /// RFC 3339, milliseconds: when this sidecar process started (a sidecar that started after
+    /// a change did not receive it as a change, so it is left out of that change's lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Why the sidecar is not (known to be) in sync, as its `/status` says (`liveness_failed`,
+    /// `redis_unavailable`, `relay_down`, …); absent when in sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Whether the sidecar's Redis connections are up, as it sees them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_connected: Option<bool>,
 }
 
 impl Heartbeat {
@@ -836,6 +853,10 @@ mod tests {
             status: "ok".into(),
             seen_at: "2026-01-01T00:00:00.000Z".into(),
             interval_ms: Some(5000),
+            applied_at: None,
+            started_at: None,
+            cause: None,
+            redis_connected: None,
         };
         let text = beat.encode().expect("encode");
         assert_eq!(
@@ -843,6 +864,19 @@ mod tests {
             r#"{"version":4,"epoch":1,"schema_hash":"abc","status":"ok","seen_at":"2026-01-01T00:00:00.000Z","interval_ms":5000}"#
         );
         assert_eq!(Heartbeat::decode(&text).expect("decode"), beat);
+        let full = Heartbeat {
+            applied_at: Some("2026-01-01T00:00:00.100Z".into()),
+            started_at: Some("2025-12-31T23:00:00.000Z".into()),
+            cause: Some("liveness_failed".into()),
+            redis_connected: Some(false),
+            ..beat.clone()
+        };
+        let text = full.encode().expect("encode");
+        assert_eq!(
+            text,
+            r#"{"version":4,"epoch":1,"schema_hash":"abc","status":"ok","seen_at":"2026-01-01T00:00:00.000Z","interval_ms":5000,"applied_at":"2026-01-01T00:00:00.100Z","started_at":"2025-12-31T23:00:00.000Z","cause":"liveness_failed","redis_connected":false}"#
+        );
+        assert_eq!(Heartbeat::decode(&text).expect("decode"), full);
         let old = Heartbeat::decode(
             r#"{"version":4,"epoch":1,"schema_hash":"abc","status":"ok","seen_at":"x"}"#,
         )

@@ -656,6 +656,11 @@ impl Fleet for RedisFleet {
                     schema_hash: beat.schema_hash,
                     status: beat.status,
                     seen_at: beat.seen_at,
+                    interval_ms: beat.interval_ms,
+                    applied_at: beat.applied_at,
+                    started_at: beat.started_at,
+                    cause: beat.cause,
+                    redis_connected: beat.redis_connected,
                 })
             })
             .collect();

@@ -552,6 +552,7 @@ mod tests {
                 status: "ok".into(),
                 seen_at: seen_at.into(),
                 interval_ms,
+                ..Heartbeat::default()
             }
             .encode()
             .expect("encode")

@@ -102,6 +102,11 @@ impl SyncSettings {
     }
 }
 
+/// RFC 3339 with milliseconds, UTC.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// `$HOSTNAME` (the pod name in Kubernetes) plus the process id.
 pub fn default_instance_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sidecar".into());
@@ -206,6 +211,13 @@ pub struct SyncLoop {
     position: Option<Position>,
     /// The disk snapshot writer's latest job.
     disk: Option<watch::Sender<Option<Arc<Snapshot>>>>,
+    /// When this process started (RFC 3339), for the heartbeat.
+    started_at: String,
+    /// The (epoch, version) served and when it was first served (RFC 3339): the heartbeat's
+    /// `applied_at`, from which the fleet view measures propagation lag.
+    applied: Option<((u64, u64), String)>,
+    /// The (epoch, version) of the last heartbeat written: a new one is reported at once.
+    reported: Option<(u64, u64)>,
 }
 
 /// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
@@ -238,6 +250,9 @@ pub fn start(
         subscriber,
         position: None,
         disk: None,
+        started_at: rfc3339(std::time::SystemTime::now()),
+        applied: None,
+        reported: None,
     };
     lp.load_disk_snapshot();
     if let Some(path) = lp.settings.snapshot_path.clone() {
@@ -585,8 +600,25 @@ impl SyncLoop {
         }
     }
 
-    async fn heartbeat(&self) {
+    /// Writes this sidecar's entry in the fleet hash: every interval, and at once after a
+    /// round that moved the served version (so the fleet view sees a change arrive without
+    /// waiting up to an interval; one extra `HSET` per change).
+    async fn heartbeat(&mut self) {
         let snap = self.store.load();
+        let at = (snap.position.epoch, snap.position.version);
+        let applied_at = match &self.applied {
+            Some((p, t)) if *p == at => t.clone(),
+            // The first snapshot at a version is built when that version is applied.
+            _ => {
+                let t = rfc3339(snap.built_at);
+                self.applied = Some((at, t.clone()));
+                t
+            }
+        };
+        let (connected, cause) = {
+            let i = self.status.inner.lock();
+            (i.connected, i.cause)
+        };
         let beat = Heartbeat {
             version: snap.position.version,
             epoch: snap.position.epoch,
@@ -594,7 +626,12 @@ impl SyncLoop {
             status: if self.store.is_stale() { "stale" } else { "ok" }.to_owned(),
             seen_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             interval_ms: Some(self.settings.resync_interval.as_millis() as u64),
+            applied_at: Some(applied_at),
+            started_at: Some(self.started_at.clone()),
+            cause: cause.map(str::to_owned),
+            redis_connected: Some(connected),
         };
+        self.reported = Some(at);
         let beat = match beat.encode() {
             Ok(b) => b,
             Err(e) => {
@@ -655,6 +692,10 @@ impl SyncLoop {
             }
         }
         self.snapshot_metrics.observe_store(&self.store);
+        let served = self.store.load().position;
+        if self.position.is_some() && self.reported != Some((served.epoch, served.version)) {
+            self.heartbeat().await;
+        }
     }
 
     /// Gathers `SYNC_READ`, asks the plan, performs its answer.

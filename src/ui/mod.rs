@@ -14,6 +14,7 @@
 //! | `GET /namespaces/{ns}/changesets/{v}` | one changeset's diff | viewer of ns |
 //! | `GET /namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions | viewer of ns |
 //! | `GET, POST /namespaces/{ns}/rollback` | the rollback preview (`?to_version=`); "Confirm roll back" | editor of ns |
+//! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
 //! Pages are routes of the admin's ONE route table (`admin::routes`), declared with their
@@ -118,6 +119,16 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces/{ns}/rollback",
             get(pages::history::rollback_preview).post(pages::history::rollback_confirm),
             n().get(Namespace(Editor)).post(Namespace(Editor)),
+        )
+        .route(
+            "/fleet",
+            get(pages::fleet::first),
+            n().get(Somewhere(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/fleet",
+            get(pages::fleet::page),
+            n().get(Namespace(Viewer)),
         )
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }

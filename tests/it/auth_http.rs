@@ -657,6 +657,48 @@ async fn tokens_users_and_audit(backend: Backend) {
         .expect_status(200)
         .json();
     assert!(by_actor["events"].as_array().expect("events").is_empty());
+    // By target and date: carol's events of today (UTC), and none before today.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let carol_today = answer(t.with_token(
+        t.bootstrap(),
+        Method::GET,
+        &format!("/api/v1/audit?target=carol&since={today}&until={today}"),
+    ))
+    .await
+    .expect_status(200)
+    .json();
+    let events = carol_today["events"].as_array().expect("events");
+    assert!(!events.is_empty(), "{carol_today}");
+    assert!(
+        events.iter().all(|e| e["target"] == "carol"),
+        "{carol_today}"
+    );
+    let earlier = answer(t.with_token(
+        t.bootstrap(),
+        Method::GET,
+        &format!("/api/v1/audit?target=carol&until={today}T00:00:00Z"),
+    ))
+    .await
+    .expect_status(200)
+    .json();
+    assert_eq!(earlier["events"], serde_json::json!([]), "{earlier}");
+    for (query, why) in [
+        ("since=yesterday", "since:"),
+        ("until=2026-13-01", "until:"),
+        (
+            "since=2026-02-01&until=2026-01-01",
+            "since must be before until",
+        ),
+    ] {
+        let bad = answer(t.with_token(
+            t.bootstrap(),
+            Method::GET,
+            &format!("/api/v1/audit?{query}"),
+        ))
+        .await
+        .expect_error(400, "invalid_query");
+        assert!(bad.to_string().contains(why), "{query}: {bad}");
+    }
     for action in [
         "user_created",
         "token_revoked",

@@ -189,9 +189,8 @@ impl Target {
             .store
             .audit(&rtconfig::auth::store::AuditQuery {
                 action: Some(action.to_owned()),
-                actor: None,
-                before: None,
                 limit: 1000,
+                ..Default::default()
             })
             .await
             .expect("audit")

@@ -4,7 +4,8 @@
 //! - `support`: `rtconfig dev` started through its composition root on port 0, an HTTP client
 //!   and an SSE reader.
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
-//! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite.
+//! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
+//!   the fleet view on such a deployment.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -32,6 +33,7 @@ mod strict_input;
 mod security;
 
 mod disk_faults;
+mod fleet;
 mod redis_faults;
 mod redis_sync;
 mod redis_tls;
@@ -41,6 +43,7 @@ mod auth_http;
 mod auth_sso;
 mod auth_support;
 mod browser;
+mod browser_admin;
 mod browser_history;
 mod rbac;
 

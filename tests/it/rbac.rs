@@ -92,6 +92,8 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("GET", "/namespaces/{ns}/compare", Viewer),
     ("GET", "/namespaces/{ns}/rollback", Editor),
     ("POST", "/namespaces/{ns}/rollback", Editor),
+    ("GET", "/fleet", ViewerSomewhere),
+    ("GET", "/namespaces/{ns}/fleet", Viewer),
     ("GET", "/assets/{file}", Public),
 ];
 

@@ -1,6 +1,7 @@
 //! One module per page (see the table in [`crate::ui`]).
 
 pub mod configs;
+pub mod fleet;
 pub mod history;
 pub mod key;
 pub mod namespaces;

@@ -95,7 +95,8 @@ pub async fn list(
     State(state): State<Arc<AdminState>>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
-    let rows = rows(&state, &principal).await?;
+    let mut rows = rows(&state, &principal).await?;
+    super::fleet::add_columns(&state, &mut rows).await;
     let page = NamespacesPage {
         layout: Layout::new(&principal, "Namespaces", Section::Namespaces, None),
         rows,

@@ -1,0 +1,12 @@
+//! The admin pages of the web UI in a real browser (`tests/browser/*.mjs`, see
+//! [`crate::browser`]): the fleet page and the namespaces list's fleet columns.
+
+use crate::browser::{run_script, seed_user};
+use crate::support::Dev;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_fleet_page_and_namespace_fleet_columns() {
+    let dev = Dev::start().await;
+    seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
+    run_script("fleet.mjs", &dev.admin, "alice", &[]).await;
+}
