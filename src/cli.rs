@@ -19,10 +19,20 @@ use crate::settings::{
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
+/// `rtconfig --version`: the package version and the git revision it was built from
+/// (`build.rs`: `RTCONFIG_GIT_REVISION` at build time, else `git rev-parse`, else `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("RTCONFIG_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rtconfig",
-    version,
+    version = VERSION,
+    propagate_version = true,
     about = "Realtime configuration: a per-pod sidecar serving every value from memory, and an admin service with a change ledger"
 )]
 pub struct Cli {
