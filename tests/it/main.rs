@@ -45,5 +45,6 @@ mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
+mod pg_tls;
 
 mod oidc;
