@@ -47,4 +47,6 @@ mod pg_ledger;
 mod pg_stack;
 mod pg_tls;
 
+mod docker;
+
 mod oidc;
