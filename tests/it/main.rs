@@ -48,5 +48,6 @@ mod pg_stack;
 mod pg_tls;
 
 mod docker;
+mod k8s;
 
 mod oidc;
