@@ -26,7 +26,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// libpq's `sslmode` values.
@@ -317,10 +319,12 @@ fn load_roots(path: &Path) -> Result<RootCertStore, PgTlsError> {
     };
     let mut store = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(read_err)? {
-        store.add(cert.map_err(read_err)?).map_err(|source| PgTlsError::BadRoot {
-            path: path.to_owned(),
-            source,
-        })?;
+        store
+            .add(cert.map_err(read_err)?)
+            .map_err(|source| PgTlsError::BadRoot {
+                path: path.to_owned(),
+                source,
+            })?;
     }
     if store.is_empty() {
         return Err(PgTlsError::NoRoots {
@@ -494,9 +498,18 @@ mod tests {
     #[test]
     fn split_refuses_what_it_cannot_honour() {
         for (url, want) in [
-            ("postgres://db/rt?sslmode=verify", "sslmode=\"verify\" is not one of"),
-            ("postgres://db/rt?sslmode=require&sslmode=disable", "sslmode is given twice"),
-            ("postgres://db/rt?sslcert=/c.pem", "sslcert is not supported"),
+            (
+                "postgres://db/rt?sslmode=verify",
+                "sslmode=\"verify\" is not one of",
+            ),
+            (
+                "postgres://db/rt?sslmode=require&sslmode=disable",
+                "sslmode is given twice",
+            ),
+            (
+                "postgres://db/rt?sslcert=/c.pem",
+                "sslcert is not supported",
+            ),
             ("host=db sslkey=/k.pem", "sslkey is not supported"),
             ("host=db password='open", "malformed near \"password\""),
             ("host", "malformed near \"host\""),
@@ -533,7 +546,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("missing.pem") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("missing.pem") && err.contains("cannot read"),
+            "{err}"
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").expect("write");
         let err = connector(&p(SslMode::VerifyCa, RootCerts::File(empty)))

@@ -215,8 +215,16 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
     let config: Value = serde_json::from_str(config).expect("image config");
     assert_eq!(config["User"], "65532:65532");
     assert_eq!(config["Healthcheck"]["Test"][1], "rtconfig");
-    assert_eq!(config["Env"].as_array().map(|e| e.iter().any(|v| v == "RTCONFIG_SCHEMA_DIR=/etc/rtconfig/schema")), Some(true));
-    assert_eq!(config["Labels"]["org.opencontainers.image.revision"], "docker-test");
+    assert_eq!(
+        config["Env"].as_array().map(|e| e
+            .iter()
+            .any(|v| v == "RTCONFIG_SCHEMA_DIR=/etc/rtconfig/schema")),
+        Some(true)
+    );
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.revision"],
+        "docker-test"
+    );
     eprintln!("docker test: image {RTCONFIG_IMAGE} (debug binary) is {size} bytes");
 
     let (admin_port, demo_port) = (free_port(), free_port());
@@ -270,11 +278,20 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         .text()
         .await
         .expect("page body");
-    assert!(page.contains("Config Manager") && page.contains("EventSource"), "{page}");
+    assert!(
+        page.contains("Config Manager") && page.contains("EventSource"),
+        "{page}"
+    );
 
     // 2. A change through the admin API reaches the page, live over the demo's SSE stream.
     let token = project.run(
-        &["exec", "-T", "admin", "cat", "/run/secrets/rtconfig/admin_token"],
+        &[
+            "exec",
+            "-T",
+            "admin",
+            "cat",
+            "/run/secrets/rtconfig/admin_token",
+        ],
         Duration::from_secs(30),
     );
     let authed = crate::support::client_with_token(token.trim());
@@ -298,7 +315,10 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         }
     };
     assert_eq!(live["values"]["MAINTENANCE_MODE"], true);
-    assert_eq!(live["history"][0]["changes"]["SITE_NAME"], "Shipped in Docker");
+    assert_eq!(
+        live["history"][0]["changes"]["SITE_NAME"],
+        "Shipped in Docker"
+    );
     // The UI (served by the admin at `/`) gets its own check here once it lands: edit in a
     // real browser, then the same wait on the demo's stream as above.
 
@@ -312,26 +332,43 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
     .await;
     assert_eq!(stale["values"]["SITE_NAME"], "Shipped in Docker", "{stale}");
     let resp = authed
-        .put(format!("{admin}/api/v1/namespaces/demo/configs/WELCOME_MESSAGE"))
+        .put(format!(
+            "{admin}/api/v1/namespaces/demo/configs/WELCOME_MESSAGE"
+        ))
         .json(&json!({"value": "written while redis was down", "comment": "outage"}))
         .send()
         .await
         .expect("PUT");
     assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
     project.run(&["start", "redis"], Duration::from_secs(60));
-    let caught_up = eventually(WAIT, "the sidecar catches up after Redis returns", || async {
-        let s = get_json(&client, &state_url).await?;
-        (s["values"]["WELCOME_MESSAGE"] == "written while redis was down" && s["stale"] == false)
-            .then_some(s)
-    })
+    let caught_up = eventually(
+        WAIT,
+        "the sidecar catches up after Redis returns",
+        || async {
+            let s = get_json(&client, &state_url).await?;
+            (s["values"]["WELCOME_MESSAGE"] == "written while redis was down"
+                && s["stale"] == false)
+                .then_some(s)
+        },
+    )
     .await;
     assert_eq!(caught_up["values"]["SITE_NAME"], "Shipped in Docker");
 
     // 4. The containers run as 65532 on a read-only root filesystem.
-    let uid = project.run(&["exec", "-T", "admin", "id", "-u"], Duration::from_secs(30));
+    let uid = project.run(
+        &["exec", "-T", "admin", "id", "-u"],
+        Duration::from_secs(30),
+    );
     assert_eq!(uid.trim(), "65532");
     let ro = project.run(
-        &["exec", "-T", "demo-sidecar", "sh", "-c", "touch /x 2>&1 || true"],
+        &[
+            "exec",
+            "-T",
+            "demo-sidecar",
+            "sh",
+            "-c",
+            "touch /x 2>&1 || true",
+        ],
         Duration::from_secs(30),
     );
     assert!(ro.contains("Read-only file system"), "{ro}");
@@ -341,7 +378,10 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
     );
     // The prebuilt binary keeps the revision it was built from (the GIT_REVISION build
     // argument reaches only the Rust stage and the image label).
-    let host = Command::new(BIN).arg("--version").output().expect("--version");
+    let host = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("--version");
     assert_eq!(version.trim(), String::from_utf8_lossy(&host.stdout).trim());
     assert!(version.contains("(rev "), "{version}");
 
@@ -354,7 +394,11 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         vec!["volume", "ls", "-q", "--filter", &label],
         vec!["network", "ls", "-q", "--filter", &label],
     ] {
-        let out = run(daemon.docker().args(&what), "docker ls", Duration::from_secs(30));
+        let out = run(
+            daemon.docker().args(&what),
+            "docker ls",
+            Duration::from_secs(30),
+        );
         let left = String::from_utf8_lossy(&out.stdout);
         assert!(left.trim().is_empty(), "{what:?} after down -v: {left}");
     }

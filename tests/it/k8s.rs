@@ -84,7 +84,11 @@ fn k8s_every_overlay_builds_and_validates_strictly_for_1_29_and_the_newest() {
     let out_dir = tempfile::tempdir().expect("tempdir");
     for dir in kustomizations() {
         let yaml = kustomize(&dir);
-        let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let file = out_dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, &yaml).expect("write manifests");
         // No -k: the newest version kubernetes-validate ships.
@@ -119,7 +123,10 @@ fn k8s_schema_configmap_matches_the_schema_dir() {
         let ours = std::fs::read_to_string(&path).expect("read");
         let config = std::fs::read_to_string(root.join("config").join(name))
             .unwrap_or_else(|e| panic!("config/{name:?}: {e}"));
-        assert_eq!(ours, config, "k8s/base/schema/{name:?} differs from config/");
+        assert_eq!(
+            ours, config,
+            "k8s/base/schema/{name:?} differs from config/"
+        );
     }
 }
 
@@ -145,7 +152,8 @@ impl Help {
     }
 
     fn has_env(&self, name: &str) -> bool {
-        self.text.contains(&format!("[env: {name}=")) || self.text.contains(&format!("[env: {name}]"))
+        self.text.contains(&format!("[env: {name}="))
+            || self.text.contains(&format!("[env: {name}]"))
     }
 
     /// The default of the flag whose variable is `env` (`[default: 0.0.0.0:7071]`).
@@ -205,20 +213,30 @@ fn check(c: &Container) -> Vec<String> {
     // The ports this container listens on: its listen variables, else their defaults.
     let mut listening = BTreeSet::new();
     for var in ["RTCONFIG_LISTEN", "RTCONFIG_PROBE_LISTEN"] {
-        let set = c.env.iter().find(|(n, _)| n == var).and_then(|(_, v)| v.clone());
+        let set = c
+            .env
+            .iter()
+            .find(|(n, _)| n == var)
+            .and_then(|(_, v)| v.clone());
         if let Some(addr) = set.or_else(|| help.default_of(var)) {
             listening.insert(port_of(&addr));
         }
     }
     for port in &c.ports {
         if !listening.contains(port) {
-            problems.push(format!("{}: port {port} is not one rtconfig {sub} listens on ({listening:?})", c.place));
+            problems.push(format!(
+                "{}: port {port} is not one rtconfig {sub} listens on ({listening:?})",
+                c.place
+            ));
         }
     }
     let routes = route_source(sub);
     for (port, path) in &c.probes {
         if !listening.contains(port) {
-            problems.push(format!("{}: probe port {port} is not one rtconfig {sub} listens on", c.place));
+            problems.push(format!(
+                "{}: probe port {port} is not one rtconfig {sub} listens on",
+                c.place
+            ));
         }
         if !routes.contains(&format!(".route(\"{path}\"")) {
             problems.push(format!("{}: rtconfig {sub} serves no {path}", c.place));
@@ -283,7 +301,10 @@ fn k8s_containers(docs: &[Value], source: &str) -> Vec<Container> {
                     .filter_map(|p| {
                         let get = &c[*p]["httpGet"];
                         (!get.is_null()).then(|| {
-                            (resolve(&get["port"]), get["path"].as_str().unwrap_or("/").to_owned())
+                            (
+                                resolve(&get["port"]),
+                                get["path"].as_str().unwrap_or("/").to_owned(),
+                            )
                         })
                     })
                     .collect();
@@ -375,7 +396,13 @@ fn k8s_and_compose_name_only_ports_paths_flags_and_variables_the_binary_has() {
     assert!(containers.iter().any(|c| {
         c.args.first().is_some_and(|a| a == "sidecar") && !c.place.starts_with("docker-compose")
     }));
-    assert!(containers.iter().filter(|c| c.args.first().is_some_and(|a| a == "admin")).count() >= 2);
+    assert!(
+        containers
+            .iter()
+            .filter(|c| c.args.first().is_some_and(|a| a == "admin"))
+            .count()
+            >= 2
+    );
     let problems: Vec<String> = containers.iter().flat_map(check).collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
@@ -389,7 +416,11 @@ fn k8s_and_compose_name_only_ports_paths_flags_and_variables_the_binary_has() {
     for doc in &docs_all {
         match doc["kind"].as_str() {
             Some("PodMonitor") | Some("ServiceMonitor") => {
-                let key = if doc["kind"] == "PodMonitor" { "podMetricsEndpoints" } else { "endpoints" };
+                let key = if doc["kind"] == "PodMonitor" {
+                    "podMetricsEndpoints"
+                } else {
+                    "endpoints"
+                };
                 for ep in doc["spec"][key].as_array().into_iter().flatten() {
                     let path = ep["path"].as_str().unwrap_or_default();
                     for sub in ["sidecar", "admin"] {
@@ -418,5 +449,8 @@ fn k8s_and_compose_name_only_ports_paths_flags_and_variables_the_binary_has() {
             _ => {}
         }
     }
-    assert!(unknown.is_empty(), "alert rules name metrics rtconfig does not have: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "alert rules name metrics rtconfig does not have: {unknown:?}"
+    );
 }

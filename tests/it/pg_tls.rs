@@ -124,19 +124,49 @@ fn pg_tls_sslmodes_check_the_server_certificate_as_asked() {
     // (host, query, succeeds, what stderr must say when it fails)
     let cases: Vec<(&str, String, bool, &str)> = vec![
         // The server refuses plain connections: a success below is a TLS connection.
-        ("127.0.0.1", "sslmode=disable".into(), false, "no encryption"),
+        (
+            "127.0.0.1",
+            "sslmode=disable".into(),
+            false,
+            "no encryption",
+        ),
         ("127.0.0.1", "sslmode=prefer".into(), true, ""),
         ("127.0.0.1", "sslmode=require".into(), true, ""),
         // verify-ca checks the chain, not the name (the certificate names only localhost).
         ("127.0.0.1", format!("sslmode=verify-ca&{ca}"), true, ""),
-        ("127.0.0.1", format!("sslmode=verify-ca&{other}"), false, "UnknownIssuer"),
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-ca&{other}"),
+            false,
+            "UnknownIssuer",
+        ),
         // libpq: require with a root certificate checks the chain.
-        ("127.0.0.1", format!("sslmode=require&{other}"), false, "UnknownIssuer"),
+        (
+            "127.0.0.1",
+            format!("sslmode=require&{other}"),
+            false,
+            "UnknownIssuer",
+        ),
         ("localhost", format!("sslmode=verify-full&{ca}"), true, ""),
-        ("127.0.0.1", format!("sslmode=verify-full&{ca}"), false, "not valid for name"),
-        ("localhost", format!("sslmode=verify-full&{other}"), false, "UnknownIssuer"),
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-full&{ca}"),
+            false,
+            "not valid for name",
+        ),
+        (
+            "localhost",
+            format!("sslmode=verify-full&{other}"),
+            false,
+            "UnknownIssuer",
+        ),
         // No sslrootcert: Mozilla's roots, which do not hold the test CA.
-        ("localhost", "sslmode=verify-full".into(), false, "UnknownIssuer"),
+        (
+            "localhost",
+            "sslmode=verify-full".into(),
+            false,
+            "UnknownIssuer",
+        ),
     ];
     for (host, query, ok, why) in cases {
         let out = migrate(&url(host, port, &db, &query));
@@ -144,7 +174,10 @@ fn pg_tls_sslmodes_check_the_server_certificate_as_asked() {
         assert_eq!(out.status.success(), ok, "{host} {query}: {err}");
         if !ok {
             assert!(err.contains(why), "{host} {query}: want {why:?} in: {err}");
-            assert!(!err.contains("postgres://"), "the URL is never logged: {err}");
+            assert!(
+                !err.contains("postgres://"),
+                "the URL is never logged: {err}"
+            );
         }
     }
     // A missing CA file is a settings error (exit 64) naming the file.
@@ -196,5 +229,8 @@ fn pg_tls_the_admin_refuses_to_start_when_verify_full_fails() {
     let err = stderr(&out);
     assert!(!status.success(), "{err}");
     assert!(err.contains("not valid for name"), "{err}");
-    assert!(!err.contains("postgres://"), "the URL is never logged: {err}");
+    assert!(
+        !err.contains("postgres://"),
+        "the URL is never logged: {err}"
+    );
 }

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-
 use super::running_as_root;
 
 /// The repository root.
@@ -155,7 +154,9 @@ impl Daemon {
         let started = Instant::now();
         loop {
             let ok = try_run(
-                daemon.docker().args(["version", "--format", "{{.Server.Version}}"]),
+                daemon
+                    .docker()
+                    .args(["version", "--format", "{{.Server.Version}}"]),
                 Duration::from_secs(10),
             )
             .is_ok_and(|o| o.status.success());
@@ -188,7 +189,8 @@ impl Daemon {
     /// Whether the daemon has an image of this name.
     pub fn has_image(&self, name: &str) -> bool {
         try_run(
-            self.docker().args(["image", "inspect", "--format", "{{.Id}}", name]),
+            self.docker()
+                .args(["image", "inspect", "--format", "{{.Id}}", name]),
             Duration::from_secs(30),
         )
         .is_ok_and(|o| o.status.success())
@@ -216,10 +218,24 @@ impl Daemon {
 
     /// `docker build` of `context` (with `dockerfile`, default `context/Dockerfile`), tagged
     /// `tag`; RUN steps use the host network (the daemon has no NAT).
-    pub fn build(&self, tag: &str, context: &Path, dockerfile: Option<&Path>, args: &[(&str, &str)]) {
+    pub fn build(
+        &self,
+        tag: &str,
+        context: &Path,
+        dockerfile: Option<&Path>,
+        args: &[(&str, &str)],
+    ) {
         let mut cmd = self.docker();
-        cmd.args(["buildx", "build", "--progress", "plain", "--load", "--network", "host"])
-            .args(["-t", tag]);
+        cmd.args([
+            "buildx",
+            "build",
+            "--progress",
+            "plain",
+            "--load",
+            "--network",
+            "host",
+        ])
+        .args(["-t", tag]);
         if let Some(f) = dockerfile {
             cmd.arg("-f").arg(f);
         }
@@ -227,7 +243,11 @@ impl Daemon {
             cmd.args(["--build-arg", &format!("{k}={v}")]);
         }
         cmd.arg(context);
-        run(&mut cmd, &format!("docker build {tag}"), Duration::from_secs(600));
+        run(
+            &mut cmd,
+            &format!("docker build {tag}"),
+            Duration::from_secs(600),
+        );
     }
 }
 
