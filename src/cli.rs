@@ -147,7 +147,8 @@ pub struct SidecarArgs {
 /// store flags of `rtconfig user …` and `rtconfig token …`).
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
-    /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins).
+    /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins); TLS with
+    /// ?sslmode=require|verify-ca|verify-full&sslrootcert=CA.pem.
     #[arg(
         long,
         env = "RTCONFIG_DATABASE_URL",
