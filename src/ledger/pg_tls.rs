@@ -117,7 +117,9 @@ pub enum PgTlsError {
         "--database-url: {0} is not supported (client certificates are not implemented; authenticate with a password over sslmode=verify-full)"
     )]
     Unsupported(String),
-    #[error("--database-url: the connection string is malformed near {0:?}")]
+    #[error(
+        "invalid --database-url: not a postgres:// URL nor key=value pairs (malformed near {0:?})"
+    )]
     Malformed(String),
     #[error("--database-url: sslrootcert {}: cannot read its PEM certificates", .path.display())]
     ReadRoots {
