@@ -198,6 +198,11 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         Some(&root.join("Dockerfile")),
         &[("BINARY", "prebuilt"), ("GIT_REVISION", "docker-test")],
     );
+    // Rebuilt tags leave their old images dangling: keep the data-root small.
+    let _ = try_run(
+        daemon.docker().args(["image", "prune", "-f"]),
+        Duration::from_secs(60),
+    );
     // The image: non-root, `rtconfig health` as its health check, the schema where documented.
     let inspect = run(
         daemon.docker().args([
