@@ -55,10 +55,16 @@ fn docker_compose_files_follow_the_compose_spec() {
 fn docker_env_example_lists_every_compose_variable() {
     let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("compose");
     let example = std::fs::read_to_string(repo().join(".env.example")).expect(".env.example");
+    // `NAME=value`, or `#NAME=value` for a setting whose default is computed.
     let documented: Vec<&str> = example
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
         .collect();
     // `${NAME:-default}` and `${NAME}` (not `$${NAME}`: escaped for the container's shell).
     let re = regex::Regex::new(r"(^|[^$])\$\{([A-Z_][A-Z0-9_]*)").expect("regex");
