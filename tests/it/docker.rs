@@ -294,6 +294,13 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         "{page}"
     );
 
+    // The demo sidecar is connected as its least-privilege Redis user.
+    let clients = project.run(
+        &["exec", "-T", "redis", "redis-cli", "client", "list"],
+        Duration::from_secs(30),
+    );
+    assert!(clients.contains("user=sidecar-demo"), "{clients}");
+
     // 2. A change through the admin API reaches the page, live over the demo's SSE stream.
     let token = project.run(
         &[
