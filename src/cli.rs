@@ -20,10 +20,20 @@ use crate::settings::{
 };
 use crate::telemetry::{self, Chain, LogFormat};
 
+/// `rtconfig --version`: the package version and the git revision it was built from
+/// (`build.rs`: `RTCONFIG_GIT_REVISION` at build time, else `git rev-parse`, else `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("RTCONFIG_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rtconfig",
-    version,
+    version = VERSION,
+    propagate_version = true,
     about = "Realtime configuration: a per-pod sidecar serving every value from memory, and an admin service with a change ledger"
 )]
 pub struct Cli {
@@ -142,7 +152,8 @@ pub struct SidecarArgs {
 /// store flags of `rtconfig user …` and `rtconfig token …`).
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
-    /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins).
+    /// PostgreSQL ledger: postgres://user:password@host:port/db (any number of admins); TLS with
+    /// ?sslmode=require|verify-ca|verify-full&sslrootcert=CA.pem.
     #[arg(
         long,
         env = "RTCONFIG_DATABASE_URL",

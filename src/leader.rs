@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::admin::write::WriteGate;
 use crate::ledger::postgres::{timed_out, PgLedger, COMMIT_CHANNEL, LEADER_LOCK};
@@ -124,8 +124,9 @@ impl Election for PgElection {
         let settings = self.ledger.settings();
         let timeout = settings.op_timeout;
         let config = settings.connect_config("rtconfig-leader", Some(timeout))?;
+        let tls = settings.tls()?;
         let (client, mut connection) =
-            match tokio::time::timeout(settings.connect_timeout + timeout, config.connect(NoTls))
+            match tokio::time::timeout(settings.connect_timeout + timeout, config.connect(tls))
                 .await
             {
                 Ok(Ok(pair)) => pair,

@@ -939,9 +939,15 @@ pub fn redis_url_problem(url: &str) -> Option<String> {
 
 /// A PostgreSQL URL the client accepts (nothing is connected).
 pub fn database_url_problem(url: &str) -> Option<String> {
-    crate::ledger::postgres::parse_url(url)
-        .err()
-        .map(|e| crate::telemetry::Chain(&e).to_string())
+    use crate::ledger::pg_tls;
+    match crate::ledger::postgres::parse_url(url) {
+        Err(e) => Some(crate::telemetry::Chain(&e).to_string()),
+        // The TLS settings too: a missing or unusable `sslrootcert` file is named at start.
+        Ok(_) => pg_tls::split(url)
+            .and_then(|(_, params)| pg_tls::connector(&params))
+            .err()
+            .map(|e| crate::telemetry::Chain(&e).to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;
+pub mod pg_tls;
 pub mod postgres;
 
 use std::collections::BTreeMap;

@@ -38,7 +38,10 @@ use deadpool_postgres::{
 };
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::pg_tls::{self, PgTlsError};
 
 use super::{
     adopted_changeset, plan_commit, Change, ChangeMeta, Changeset, CommitRequest, Committed,
@@ -72,6 +75,8 @@ const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PgError {
     #[error("invalid --database-url")]
     Url(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Tls(#[from] PgTlsError),
     #[error("PostgreSQL: cannot {what}")]
     Query {
         what: &'static str,
@@ -130,6 +135,13 @@ impl PgSettings {
         }
     }
 
+    /// The TLS connector every connection of this ledger uses (`sslmode`, `sslrootcert` of the
+    /// URL; reads the CA file). With `sslmode=disable` it is never used.
+    pub fn tls(&self) -> Result<MakeRustlsConnect> {
+        let (_, params) = pg_tls::split(&self.url).map_err(PgError::from)?;
+        Ok(pg_tls::connector(&params).map_err(PgError::from)?)
+    }
+
     /// The connection config with rtconfig's session settings (`statement_timeout` = the
     /// operation timeout unless `statement_timeout` is `None`).
     pub fn connect_config(
@@ -158,9 +170,11 @@ impl PgSettings {
     }
 }
 
-/// Checks a `--database-url` without connecting.
+/// Checks a `--database-url` without connecting: the connection string, and its TLS
+/// parameters (`sslmode`, `sslrootcert`: [`pg_tls`]), which tokio-postgres does not see.
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgError> {
-    tokio_postgres::Config::from_str(url).map_err(PgError::Url)
+    let (url, _) = pg_tls::split(url)?;
+    tokio_postgres::Config::from_str(&url).map_err(PgError::Url)
 }
 
 #[cfg(feature = "test-support")]
@@ -236,9 +250,10 @@ impl Failpoints {
 /// migrate one at a time. Returns the names of the migrations applied now.
 pub async fn migrate(settings: &PgSettings) -> Result<Vec<String>> {
     let config = settings.connect_config("rtconfig-migrate", None)?;
+    let tls = settings.tls()?;
     let work = async {
         let (mut client, connection) = config
-            .connect(NoTls)
+            .connect(tls)
             .await
             .map_err(failed("connect to migrate the database"))?;
         let driver = tokio::spawn(async move {
@@ -278,7 +293,7 @@ pub fn build_pool(settings: &PgSettings, application_name: &str) -> Result<Pool>
     let config = settings.connect_config(application_name, Some(settings.op_timeout))?;
     let manager = Manager::from_config(
         config,
-        NoTls,
+        settings.tls()?,
         ManagerConfig {
             // Broken connections are discarded where the failure is seen.
             recycling_method: RecyclingMethod::Fast,

@@ -55,5 +55,9 @@ mod pg_auth;
 mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
+mod pg_tls;
+
+mod docker;
+mod k8s;
 
 mod oidc;

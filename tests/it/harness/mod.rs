@@ -11,6 +11,7 @@
 //! async helpers (e.g. [`redis::command_async`]) or a multi-thread runtime for that.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod oidc;
 pub mod ports;
 pub mod postgres;

@@ -1,0 +1,57 @@
+//! Build script: records the git revision for `rtconfig --version`.
+//!
+//! The revision is, in order: `RTCONFIG_GIT_REVISION` from the build environment (the Dockerfile's
+//! `GIT_REVISION` build argument, a release pipeline, or a tarball without `.git`), else
+//! `git rev-parse --short=12 HEAD` when the sources are a git checkout, else `unknown`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Keeps a revision printable and short: hex digits, letters, `.`, `-`, `_`, `+` only.
+fn clean(revision: &str) -> Option<String> {
+    let revision = revision.trim();
+    let ok = !revision.is_empty()
+        && revision.len() <= 64
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
+    ok.then(|| revision.to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=RTCONFIG_GIT_REVISION");
+    let from_env = std::env::var("RTCONFIG_GIT_REVISION")
+        .ok()
+        .and_then(|r| clean(&r));
+    let revision = from_env.or_else(|| {
+        // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs (these
+        // paths also work in a `git worktree`, whose HEAD lives outside the checkout).
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").ok()?;
+        if !Path::new(&manifest).join(".git").exists() {
+            return None;
+        }
+        for path in ["HEAD", "packed-refs"] {
+            if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            if let Some(p) = git(&["rev-parse", "--git-path", &branch]) {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+        git(&["rev-parse", "--short=12", "HEAD"]).and_then(|r| clean(&r))
+    });
+    let revision = revision.unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=RTCONFIG_GIT_REVISION={revision}");
+}
