@@ -1282,9 +1282,10 @@ impl PgLedger {
                 let config = self
                     .settings
                     .connect_config("rtconfig-events", Some(timeout))?;
+                let tls = self.settings.tls()?;
                 let (client, mut connection) = tokio::time::timeout(
                     self.settings.connect_timeout + timeout,
-                    config.connect(NoTls),
+                    config.connect(tls),
                 )
                 .await
                 .map_err(|_| timed_out("open the commit listener", timeout))?
