@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::write::{ledger_error, validate, WriteRequest};
+use super::write::{comment_check, ledger_error, validate, WriteRequest};
 use super::AdminState;
 use crate::auth::guard::{sees, RequestInfo};
 use crate::auth::Principal;
@@ -213,6 +213,7 @@ pub async fn configs(State(state): State<Arc<AdminState>>, Path(ns): Path<String
     Ok(ok(json!({
         "namespace": ns,
         "description": schema.description,
+        "require_comment": schema.require_comment,
         "epoch": current.state.epoch,
         "version": current.state.version,
         "groups": groups,
@@ -468,10 +469,12 @@ pub async fn rollback(
     ApiJson(body): ApiJson<RollbackBody>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let comment = body
-        .comment
-        .filter(|c| !c.trim().is_empty())
-        .unwrap_or_else(|| format!("rollback to version {}", body.to_version));
+    // Without a comment a rollback says what it did — unless the schema wants a real one.
+    let comment = match body.comment.filter(|c| !c.trim().is_empty()) {
+        Some(c) => c,
+        None if schema.require_comment => String::new(),
+        None => format!("rollback to version {}", body.to_version),
+    };
     let ctx = ctx.with_comment(Some(comment))?;
     let committed = state
         .write
@@ -587,8 +590,15 @@ pub async fn import(
         .filter(|(_, v)| !is_mask(v))
         .collect();
     let canonical = validate(&schema, &wanted)?;
-    // Checked before the dry run, so a dry run refuses what the real import would.
-    let ctx = ctx.with_comment(Some(body.comment.unwrap_or_else(|| "import".into())))?;
+    // Checked before the dry run, so a dry run refuses what the real import would. Without a
+    // comment an import says "import" — unless the schema wants a real one.
+    let comment = match body.comment {
+        Some(c) => c,
+        None if schema.require_comment => String::new(),
+        None => "import".into(),
+    };
+    comment_check(schema.require_comment, &comment)?;
+    let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {
         let current = state
             .write
