@@ -70,3 +70,4 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod sync;
 pub mod telemetry;
+pub mod ui;

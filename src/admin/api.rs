@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::http::error::JsonBody;
 use crate::http::headers::IDEMPOTENCY_KEY;
 use crate::http::{ApiError, ApiJson, ApiQuery};
-use crate::ledger::{Change, ChangeMeta, Changeset, Committed, HistoryQuery};
+use crate::ledger::{Change, ChangeMeta, Committed};
 use crate::schema::{is_mask, Schema};
 use crate::telemetry::Chain;
 
@@ -73,7 +73,7 @@ impl FromRequestParts<Arc<AdminState>> for WriteContext {
 }
 
 impl WriteContext {
-    fn with_comment(mut self, comment: Option<String>) -> Result<Self, ApiError> {
+    pub(crate) fn with_comment(mut self, comment: Option<String>) -> Result<Self, ApiError> {
         let comment = comment.unwrap_or_default();
         if comment.chars().count() > MAX_COMMENT_CHARS {
             return Err(ApiError::new(
@@ -85,6 +85,11 @@ impl WriteContext {
         self.meta.comment = comment;
         Ok(self)
     }
+
+    /// Who writes (with the comment), and the request's `Idempotency-Key`.
+    pub(crate) fn into_parts(self) -> (ChangeMeta, Option<String>) {
+        (self.meta, self.idempotency_key)
+    }
 }
 
 fn ok(body: Value) -> Response {
@@ -92,7 +97,7 @@ fn ok(body: Value) -> Response {
 }
 
 impl AdminState {
-    fn mask(&self, schema: &Schema, key: &str, value: Option<&Value>) -> Value {
+    pub(crate) fn mask(&self, schema: &Schema, key: &str, value: Option<&Value>) -> Value {
         match schema.key(key) {
             Some(def) if def.secret => self.masker.mask(&schema.namespace, key, value),
             _ => value.cloned().unwrap_or(Value::Null),
@@ -114,26 +119,7 @@ impl AdminState {
             .collect()
     }
 
-    fn changeset_json(&self, schema: &Schema, cs: &Changeset) -> Value {
-        let mut v = json!({
-            "version": cs.version,
-            "epoch": cs.epoch,
-            "actor": cs.meta.actor,
-            "comment": cs.meta.comment,
-            "created_at": cs.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "request_id": cs.meta.request_id,
-            "changes": self.changes_json(schema, &cs.changes),
-        });
-        if let Some(ip) = &cs.meta.client_ip {
-            v["client_ip"] = json!(ip);
-        }
-        if let Some(ua) = &cs.meta.user_agent {
-            v["user_agent"] = json!(ua);
-        }
-        v
-    }
-
-    fn committed_json(&self, schema: &Schema, c: &Committed) -> Value {
+    pub(crate) fn committed_json(&self, schema: &Schema, c: &Committed) -> Value {
         json!({
             "version": c.state.version,
             "epoch": c.state.epoch,
@@ -373,118 +359,6 @@ pub async fn delete_config(
     Ok(ok(state.committed_json(&schema, &committed)))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryParams {
-    key: Option<String>,
-    actor: Option<String>,
-    before: Option<u64>,
-    limit: Option<usize>,
-}
-
-/// `GET /api/v1/namespaces/{ns}/history`
-pub async fn history(
-    State(state): State<Arc<AdminState>>,
-    Path(ns): Path<String>,
-    ApiQuery(q): ApiQuery<HistoryParams>,
-) -> ApiResult {
-    let schema = state.write.schema(&ns)?.clone();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
-    let page = state
-        .write
-        .ledger
-        .history(
-            &ns,
-            &HistoryQuery {
-                key: q.key.filter(|k| !k.is_empty()),
-                actor: q.actor.filter(|a| !a.is_empty()),
-                before: q.before,
-                limit,
-            },
-        )
-        .await
-        .map_err(ledger_error)?;
-    let changesets: Vec<Value> = page
-        .changesets
-        .iter()
-        .map(|cs| state.changeset_json(&schema, cs))
-        .collect();
-    let mut body = json!({ "changesets": changesets });
-    if let Some(next) = page.next {
-        body["next"] = json!(next);
-    }
-    Ok(ok(body))
-}
-
-/// `GET /api/v1/namespaces/{ns}/changesets/{version}`
-pub async fn changeset(
-    State(state): State<Arc<AdminState>>,
-    Path((ns, version)): Path<(String, String)>,
-) -> ApiResult {
-    let schema = state.write.schema(&ns)?.clone();
-    let version: u64 = version.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_version",
-            format!("{version:?} is not a version number"),
-        )
-    })?;
-    let cs = state
-        .write
-        .ledger
-        .changeset(&ns, version)
-        .await
-        .map_err(ledger_error)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_version",
-                format!("version {version} does not exist"),
-            )
-        })?;
-    Ok(ok(state.changeset_json(&schema, &cs)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackBody {
-    to_version: u64,
-    comment: Option<String>,
-}
-
-impl JsonBody for RollbackBody {
-    const SHAPE: &'static str = "the body must be a JSON object with \"to_version\" (a number) and optionally \"comment\" (a string)";
-}
-
-/// `POST /api/v1/namespaces/{ns}/rollback`
-pub async fn rollback(
-    State(state): State<Arc<AdminState>>,
-    Path(ns): Path<String>,
-    ctx: WriteContext,
-    ApiJson(body): ApiJson<RollbackBody>,
-) -> ApiResult {
-    let schema = state.write.schema(&ns)?.clone();
-    // Without a comment a rollback says what it did — unless the schema wants a real one.
-    let comment = match body.comment.filter(|c| !c.trim().is_empty()) {
-        Some(c) => c,
-        None if schema.require_comment => String::new(),
-        None => format!("rollback to version {}", body.to_version),
-    };
-    let ctx = ctx.with_comment(Some(comment))?;
-    let committed = state
-        .write
-        .rollback(&ns, body.to_version, ctx.meta, ctx.idempotency_key)
-        .await?;
-    let mut v = state.committed_json(&schema, &committed);
-    v["rolled_back_to"] = json!(body.to_version);
-    Ok(ok(v))
-}
-
 /// `GET /api/v1/namespaces/{ns}/sidecars`
 pub async fn sidecars(State(state): State<Arc<AdminState>>, Path(ns): Path<String>) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
@@ -597,7 +471,10 @@ pub async fn import(
         None if schema.require_comment => String::new(),
         None => "import".into(),
     };
-    comment_check(schema.require_comment, &comment)?;
+    if !q.dry_run {
+        // A dry run writes nothing: the comment is asked for when applying.
+        comment_check(schema.require_comment, &comment)?;
+    }
     let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {
         let current = state
@@ -621,7 +498,17 @@ pub async fn import(
                         "old": state.mask(&schema, &key, old.as_ref()),
                     }));
                 }
-                (old != new).then(|| state.change_json(&schema, &Change { key, old, new }))
+                (old != new).then(|| {
+                    state.change_json(
+                        &schema,
+                        &Change {
+                            key,
+                            old,
+                            new,
+                            default: None,
+                        },
+                    )
+                })
             })
             .collect();
         return Ok(ok(json!({
@@ -688,12 +575,4 @@ pub async fn openapi() -> Response {
         OPENAPI,
     )
         .into_response()
-}
-
-pub async fn index() -> Json<Value> {
-    Json(json!({
-        "service": "rtconfig admin",
-        "api": "/api/v1/namespaces",
-        "openapi": "/api/v1/openapi.yaml",
-    }))
 }

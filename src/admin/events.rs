@@ -674,11 +674,13 @@ mod tests {
                     key: "SITE_NAME".into(),
                     old: None,
                     new: Some(json!("secret-ish")),
+                    default: None,
                 },
                 Change {
                     key: "THEME_COLOR".into(),
                     old: None,
                     new: None,
+                    default: None,
                 },
             ],
         };

@@ -5,9 +5,10 @@
 //! | `GET /api/v1/namespaces` | namespaces with their version (those the caller can see) |
 //! | `GET, PATCH /api/v1/namespaces/{ns}/configs` | schema + values; write a changeset |
 //! | `GET, PUT, DELETE /api/v1/namespaces/{ns}/configs/{key}` | one key; set; reset to default |
-//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `before`, `limit`) |
+//! | `GET /api/v1/namespaces/{ns}/history` | changesets, newest first (`key`, `actor`, `q`, `since`, `until`, `before`, `limit`) ([`history`]) |
 //! | `GET /api/v1/namespaces/{ns}/changesets/{version}` | one changeset |
-//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version |
+//! | `GET /api/v1/namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions |
+//! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version (`?dry_run=true`: the preview) |
 //! | `GET /api/v1/namespaces/{ns}/sidecars` | the fleet: which sidecar serves which version |
 //! | `GET /api/v1/namespaces/{ns}/events` | Server-Sent Events: commits; closed on revocation ([`events`]) |
 //! | `GET /api/v1/namespaces/{ns}/export`, `POST …/import?dry_run=true` | values out and in (with diff) |
@@ -31,8 +32,10 @@
 
 mod api;
 mod audit;
+pub mod diff;
 pub mod events;
 pub mod fleet;
+mod history;
 pub mod mask;
 mod oidc;
 mod session;
@@ -108,7 +111,7 @@ impl AdminState {
 /// The admin's route table: every route, and next to it what each of its methods needs.
 /// The guard enforces it; the RBAC matrix test (tests/it/rbac.rs) reads it through
 /// [`route_table`].
-fn routes() -> Routes<Arc<AdminState>, Needs> {
+fn api_routes() -> Routes<Arc<AdminState>, Needs> {
     use Access::{Enrol, Global, Namespace, Public, Session, SignedIn, Somewhere};
     use Role::{Admin, Editor, Viewer};
     let n = Needs::new;
@@ -134,17 +137,22 @@ fn routes() -> Routes<Arc<AdminState>, Needs> {
         )
         .route(
             "/api/v1/namespaces/{ns}/history",
-            get(api::history),
+            get(history::history),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/changesets/{version}",
-            get(api::changeset),
+            get(history::changeset),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/compare",
+            get(history::compare),
             n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/rollback",
-            post(api::rollback),
+            post(history::rollback),
             n().post(Namespace(Editor)),
         )
         .route(
@@ -226,13 +234,13 @@ fn routes() -> Routes<Arc<AdminState>, Needs> {
         .route("/healthz", get(|| async { "ok\n" }), n().get(Public))
         .route("/readyz", get(api::readyz), n().get(Public))
         .route("/metrics", get(api::metrics), n().get(Public))
-        .route("/", get(api::index), n().get(Public))
 }
 
 /// Every route's pattern, methods and what each needs, in table order (for the RBAC matrix
 /// test and the docs).
 pub fn route_table() -> Vec<(&'static str, Method, Access)> {
-    routes()
+    api_routes()
+        .merge(crate::ui::pages())
         .table()
         .into_iter()
         .flat_map(|(pattern, needs)| {
@@ -248,17 +256,27 @@ pub fn route_table() -> Vec<(&'static str, Method, Access)> {
 /// listener's `Host` check (`http::host`: 421 `host_not_allowed`, against DNS rebinding).
 pub fn router(state: Arc<AdminState>, hosts: HostPolicy) -> Router {
     let auth = state.auth.clone();
-    routes()
-        .map_with(|route, pattern, needs| {
-            route.layer(axum::middleware::from_fn_with_state(
-                RouteGuard {
-                    auth: auth.clone(),
-                    pattern,
-                    needs: Arc::new(needs.clone()),
-                },
-                guard,
-            ))
-        })
+    let guarded = |route: axum::routing::MethodRouter<Arc<AdminState>>,
+                   pattern: &'static str,
+                   needs: &Needs| {
+        route.layer(axum::middleware::from_fn_with_state(
+            RouteGuard {
+                auth: auth.clone(),
+                pattern,
+                needs: Arc::new(needs.clone()),
+            },
+            guard,
+        ))
+    };
+    // The web UI's pages are routes of the same table, behind the same guard; around it,
+    // `ui::html_denials` turns the guard's JSON denials into a redirect to the sign-in page
+    // or an HTML error page.
+    let pages = crate::ui::pages()
+        .map_with(guarded)
+        .map(|route| route.layer(axum::middleware::from_fn(crate::ui::html_denials)));
+    api_routes()
+        .map_with(guarded)
+        .merge(pages)
         // Known paths answer other methods with 405 (counted under their route, as before).
         .map(|route| route.fallback(method_not_allowed))
         .metered(&state.http_metrics)
@@ -328,11 +346,14 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // HTML pages send `same-origin` (`ui::PAGE_REFERRER_POLICY`): under `no-referrer` a
+    // browser sends `Origin: null` on a form post, which the CSRF origin check refuses.
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    // A handler may allow caching (the UI's content-hashed assets); the guard sets
+    // `no-store` on every authenticated answer itself.
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     if tls {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

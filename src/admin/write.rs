@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::http::ApiError;
 use crate::ledger::{
-    changes_to_reach, ChangeMeta, CommitRequest, Committed, Ledger, LedgerError, NamespaceState,
+    changes_to_reach, Change, ChangeMeta, CommitRequest, Committed, CurrentValues, Ledger,
+    LedgerError, NamespaceState,
 };
 use crate::metrics::{AdminMetrics, WriteResult};
 use crate::schema::{Schema, SchemaSet};
@@ -148,8 +149,10 @@ impl WritePath {
             .filter(|(key, value)| value.is_some() && schema.key(key).is_some_and(|d| d.secret))
             .map(|(key, _)| key.clone())
             .collect();
+        let defaults = defaults_of(&schema, changes.iter().map(|(k, _)| k.as_str()));
         let request = CommitRequest {
             namespace: namespace.to_owned(),
+            defaults,
             changes,
             expected_version: req.expected_version,
             expected_keys: req.expected_keys,
@@ -209,21 +212,25 @@ impl WritePath {
         }
     }
 
-    /// A new changeset restoring the stored values as they were at `to_version`.
-    pub async fn rollback(
+    /// What a rollback to `to_version` would change now: the stored values at `to_version`,
+    /// for the keys the current schema still has, validated against it. `expected_version`
+    /// (the version a preview showed) makes a later state a 409 instead of another change.
+    pub async fn plan_rollback(
         &self,
         namespace: &str,
         to_version: u64,
-        meta: ChangeMeta,
-        idempotency_key: Option<String>,
-    ) -> Result<Committed, ApiError> {
+        expected_version: Option<u64>,
+    ) -> Result<RollbackPlan, ApiError> {
         let schema = self.schema(namespace)?.clone();
-        // Before reading anything: the answer must not depend on whether the target exists.
-        if let Err(e) = comment_check(schema.require_comment, &meta.comment) {
-            self.metrics.write(WriteResult::invalid);
-            return Err(e);
-        }
         let current = self.ledger.current(namespace).await.map_err(ledger_error)?;
+        if let Some(expected) = expected_version {
+            if expected != current.state.version {
+                return Err(ledger_error(LedgerError::VersionConflict {
+                    expected,
+                    actual: current.state.version,
+                }));
+            }
+        }
         let target = self
             .ledger
             .state_at(namespace, to_version)
@@ -241,26 +248,87 @@ impl WritePath {
             .into_iter()
             .filter(|(k, _)| schema.key(k).is_some())
             .collect();
+        Ok(RollbackPlan {
+            to_version,
+            current,
+            changes,
+        })
+    }
+
+    /// A new changeset restoring the stored values as they were at `to_version`.
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        to_version: u64,
+        expected_version: Option<u64>,
+        meta: ChangeMeta,
+        idempotency_key: Option<String>,
+    ) -> Result<Committed, ApiError> {
+        let schema = self.schema(namespace)?.clone();
+        // Before reading anything: the answer must not depend on whether the target exists.
+        if let Err(e) = comment_check(schema.require_comment, &meta.comment) {
+            self.metrics.write(WriteResult::invalid);
+            return Err(e);
+        }
+        let plan = self
+            .plan_rollback(namespace, to_version, expected_version)
+            .await?;
         // The fingerprint is what the client asked for (target version, comment), not the
         // changes computed from the current state: a retry after a successful rollback computes
         // other changes, and must still be recognised as the same request (and replayed).
         let asked = WriteRequest {
             meta: meta.clone(),
+            expected_version,
             ..WriteRequest::default()
         };
         let fingerprint = fingerprint(namespace, &[], &asked);
+        let defaults = defaults_of(&schema, plan.changes.iter().map(|(k, _)| k.as_str()));
         self.commit(CommitRequest {
             namespace: namespace.to_owned(),
-            changes,
-            expected_version: Some(current.state.version),
+            changes: plan.changes,
+            expected_version: Some(plan.current.state.version),
             expected_keys: BTreeMap::new(),
             meta,
             idempotency_key,
             fingerprint: format!("rollback:{to_version}:{fingerprint}"),
             always_write: Default::default(),
+            defaults,
         })
         .await
     }
+}
+
+/// What a rollback would do (`WritePath::plan_rollback`): the current state it was computed
+/// from and the changes (`None`: back to the default) that reach `to_version`'s state.
+#[derive(Debug, Clone)]
+pub struct RollbackPlan {
+    pub to_version: u64,
+    pub current: CurrentValues,
+    pub changes: Vec<(String, Option<Value>)>,
+}
+
+impl RollbackPlan {
+    /// The plan as changes from the current stored values (as a commit would record them).
+    pub fn as_changes(&self) -> Vec<Change> {
+        self.changes
+            .iter()
+            .map(|(key, new)| Change {
+                key: key.clone(),
+                old: self.current.values.get(key).and_then(|s| s.value.clone()),
+                new: new.clone(),
+                default: None,
+            })
+            .collect()
+    }
+}
+
+/// The schema's default of each of `keys` (recorded with the changes, see `Change::default`).
+fn defaults_of<'a>(
+    schema: &Schema,
+    keys: impl Iterator<Item = &'a str>,
+) -> BTreeMap<String, Value> {
+    keys.filter_map(|k| schema.key(k).map(|d| (k.to_owned(), d.default.clone())))
+        .collect()
 }
 
 /// A namespace whose schema sets `require_comment = true` takes no changeset without a
@@ -478,17 +546,17 @@ mod tests {
         }
         let key = Some("rb-1".to_owned());
         let first = w
-            .rollback("demo", 1, meta("undo"), key.clone())
+            .rollback("demo", 1, None, meta("undo"), key.clone())
             .await
             .expect("rollback");
         assert_eq!((first.state.version, first.replayed), (3, false));
         let retry = w
-            .rollback("demo", 1, meta("undo"), key.clone())
+            .rollback("demo", 1, None, meta("undo"), key.clone())
             .await
             .expect("retry is replayed, not refused");
         assert_eq!((retry.state.version, retry.replayed), (3, true));
         assert_eq!(retry.changes, first.changes);
-        let other = w.rollback("demo", 2, meta("undo"), key).await;
+        let other = w.rollback("demo", 2, None, meta("undo"), key).await;
         assert_eq!(
             other.expect_err("another target with the same key").code,
             "idempotency_key_reused"

@@ -53,6 +53,8 @@ where
     always_write_keys_are_written_even_when_equal(fresh().await).await;
     idempotency_keys_replay_the_first_outcome(fresh().await).await;
     history_filters_and_pages_newest_first(fresh().await).await;
+    history_filters_by_comment_text_and_time(fresh().await).await;
+    defaults_in_effect_are_recorded_with_changes_from_and_to_the_default(fresh().await).await;
     changesets_and_states_can_be_looked_up_by_version(fresh().await).await;
     the_relay_feed_returns_changesets_in_order(fresh().await).await;
     unknown_namespaces_are_refused(fresh().await).await;
@@ -333,6 +335,167 @@ async fn history_filters_and_pages_newest_first(l: Arc<dyn Ledger>) {
         .expect("by actor");
     let versions: Vec<u64> = by_actor.changesets.iter().map(|c| c.version).collect();
     assert_eq!(versions, [5, 3, 1]);
+}
+
+async fn history_filters_by_comment_text_and_time(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    let comments = [
+        "Launch the shop",
+        "fix typo",
+        "100% off_sale",
+        "LAUNCH day two",
+        "rollback",
+    ];
+    let mut created = Vec::new();
+    for (n, comment) in comments.iter().enumerate() {
+        let mut req = set(&[("A", Some(json!(n)))]);
+        req.meta.comment = (*comment).to_owned();
+        if n == 3 {
+            req.meta.actor = "bob".into();
+        }
+        let v = l.commit(req).await.expect("commit").state.version;
+        let cs = l.changeset(NS, v).await.expect("read").expect("committed");
+        created.push(cs.created_at);
+        // Distinct timestamps, so time bounds fall between changesets.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let versions = |q: HistoryQuery| {
+        let l = l.clone();
+        async move {
+            let page = l.history(NS, &q).await.expect("history");
+            page.changesets
+                .iter()
+                .map(|c| c.version)
+                .collect::<Vec<u64>>()
+        }
+    };
+    let text = |t: &str| HistoryQuery {
+        text: Some(t.to_owned()),
+        limit: 10,
+        ..HistoryQuery::default()
+    };
+    assert_eq!(versions(text("launch")).await, [4, 1], "text ignores case");
+    assert_eq!(
+        versions(text("100%")).await,
+        [3],
+        "% is taken literally, not as a wildcard"
+    );
+    assert_eq!(
+        versions(text("o_f")).await,
+        Vec::<u64>::new(),
+        "_ is literal"
+    );
+    assert_eq!(versions(text("off_sale")).await, [3]);
+    assert_eq!(
+        versions(HistoryQuery {
+            since: Some(created[1]),
+            until: Some(created[3]),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await,
+        [3, 2],
+        "since is inclusive, until exclusive"
+    );
+    assert_eq!(
+        versions(HistoryQuery {
+            text: Some("launch".into()),
+            actor: Some("alice".into()),
+            since: Some(created[0]),
+            key: Some("A".into()),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await,
+        [1],
+        "filters combine"
+    );
+    let page = l
+        .history(
+            NS,
+            &HistoryQuery {
+                since: Some(created[1]),
+                limit: 2,
+                ..HistoryQuery::default()
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(page.next, Some(4), "paging with a time filter");
+    assert_eq!(
+        versions(HistoryQuery {
+            since: Some(created[1]),
+            before: page.next,
+            limit: 2,
+            ..HistoryQuery::default()
+        })
+        .await,
+        [3, 2]
+    );
+}
+
+async fn defaults_in_effect_are_recorded_with_changes_from_and_to_the_default(l: Arc<dyn Ledger>) {
+    l.ensure_namespace(NS).await.expect("ensure");
+    let with_defaults = |changes: &[(&str, Option<Value>)]| {
+        let mut req = set(changes);
+        req.defaults = BTreeMap::from([
+            ("A".to_owned(), json!("Config Manager")),
+            ("B".to_owned(), json!(5)),
+        ]);
+        req
+    };
+    let first = l
+        .commit(with_defaults(&[
+            ("A", Some(json!("Shop"))),
+            ("B", Some(json!(6))),
+        ]))
+        .await
+        .expect("v1");
+    assert_eq!(
+        first.changes[0].default,
+        Some(json!("Config Manager")),
+        "a change from the default records it"
+    );
+    l.commit(with_defaults(&[("A", Some(json!("Store")))]))
+        .await
+        .expect("v2");
+    l.commit(with_defaults(&[("B", None)])).await.expect("v3");
+    let v2 = l.changeset(NS, 2).await.expect("v2").expect("exists");
+    assert_eq!(
+        v2.changes[0].default, None,
+        "value to value: no default to record"
+    );
+    let v3 = l.changeset(NS, 3).await.expect("v3").expect("exists");
+    assert_eq!(
+        (v3.changes[0].new.clone(), v3.changes[0].default.clone()),
+        (None, Some(json!(5))),
+        "a reset records the default it went back to"
+    );
+    let history = l
+        .history(
+            NS,
+            &HistoryQuery {
+                limit: 10,
+                ..HistoryQuery::default()
+            },
+        )
+        .await
+        .expect("history");
+    let v1 = &history.changesets[2];
+    assert_eq!(v1.version, 1);
+    assert!(
+        v1.changes.iter().all(|c| c.default.is_some()),
+        "history carries the defaults too: {v1:?}"
+    );
+    let feed = l.changes_since(NS, 0, 10).await.expect("feed");
+    assert_eq!(feed[2].changes, v3.changes, "and the relay feed");
+    let mut retry = with_defaults(&[("A", None)]);
+    retry.idempotency_key = Some("k".into());
+    retry.fingerprint = "f".into();
+    let once = l.commit(retry.clone()).await.expect("v4");
+    let again = l.commit(retry).await.expect("replayed");
+    assert!(again.replayed);
+    assert_eq!(again.changes, once.changes, "a replay carries the default");
 }
 
 async fn changesets_and_states_can_be_looked_up_by_version(l: Arc<dyn Ledger>) {

@@ -415,17 +415,17 @@ impl Ledger for EmbeddedLedger {
             let mut changesets = Vec::new();
             let mut next = None;
             for cs in state.history[..end].iter().rev() {
-                if let Some(actor) = &query.actor {
-                    if cs.meta.actor != *actor {
+                if !query.matches(cs) {
+                    continue;
+                }
+                if let Some(key) = &query.key {
+                    if !cs.changes.iter().any(|c| c.key == *key) {
                         continue;
                     }
                 }
                 let mut cs = (**cs).clone();
                 if let Some(key) = &query.key {
                     cs.changes.retain(|c| c.key == *key);
-                    if cs.changes.is_empty() {
-                        continue;
-                    }
                 }
                 if changesets.len() == limit {
                     next = changesets.last().map(|c: &Changeset| c.version);

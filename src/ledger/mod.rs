@@ -83,6 +83,12 @@ pub struct Change {
     pub key: String,
     pub old: Option<Value>,
     pub new: Option<Value>,
+    /// The schema's default for the key when the change was committed, recorded when `old` or
+    /// `new` is the default, so history can show the value that was in effect ("Config
+    /// Manager") even after the schema's default changes. `None` in changesets written before
+    /// defaults were recorded and in adopted images: readers fall back to the current schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
 }
 
 /// A committed changeset: the unit of history, replication and rollback.
@@ -114,6 +120,8 @@ pub struct CommitRequest {
     /// Keys written even when the new value equals the stored one (secrets): answering "no
     /// change" would tell the writer that their value *is* the stored secret.
     pub always_write: std::collections::BTreeSet<String>,
+    /// The schema default of the keys this request changes (see [`Change::default`]).
+    pub defaults: BTreeMap<String, Value>,
 }
 
 /// What a commit did.
@@ -140,14 +148,38 @@ impl Committed {
     }
 }
 
-/// Filters and paging for [`Ledger::history`].
+/// Filters and paging for [`Ledger::history`]; every filter given must match.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
+    /// Only changesets that changed this key (and only that key's change is returned).
     pub key: Option<String>,
+    /// Only changesets by exactly this actor.
     pub actor: Option<String>,
+    /// Only changesets whose comment contains this text, ignoring case.
+    pub text: Option<String>,
+    /// Only changesets created at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only changesets created before this instant (exclusive).
+    pub until: Option<DateTime<Utc>>,
     /// Only changesets with a version below this.
     pub before: Option<u64>,
     pub limit: usize,
+}
+
+impl HistoryQuery {
+    /// Whether a changeset's metadata passes the actor, text and time filters (the key filter
+    /// and paging are the caller's). The embedded ledger's filter; PostgreSQL does the same in
+    /// SQL (`ILIKE`, which folds case like `to_lowercase` for the scripts PostgreSQL's locale
+    /// knows).
+    pub fn matches(&self, cs: &Changeset) -> bool {
+        self.actor.as_ref().is_none_or(|a| cs.meta.actor == *a)
+            && self.since.is_none_or(|t| cs.created_at >= t)
+            && self.until.is_none_or(|t| cs.created_at < t)
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| cs.meta.comment.to_lowercase().contains(&t.to_lowercase()))
+    }
 }
 
 /// One page of history, newest first; `next` is the `before` of the next page.
@@ -297,6 +329,7 @@ pub fn adopted_changeset(namespace: &str, image: &CurrentValues, meta: ChangeMet
                 key: key.to_owned(),
                 old: None,
                 new: Some(value.clone()),
+                default: None,
             })
             .collect(),
     }
@@ -362,10 +395,16 @@ pub fn plan_commit(
         if old == *new && !request.always_write.contains(key) {
             continue;
         }
+        let default = if old.is_none() || new.is_none() {
+            request.defaults.get(key).cloned()
+        } else {
+            None
+        };
         changes.push(Change {
             key: key.clone(),
             old,
             new: new.clone(),
+            default,
         });
     }
     Ok(changes)

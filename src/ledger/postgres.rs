@@ -515,7 +515,7 @@ async fn load_changesets<C: GenericClient>(
     let (lo, hi) = (first.version, last.version);
     let changes = prepared_query(
         c,
-        "SELECT version, key, old, new FROM rtconfig_history \
+        "SELECT version, key, old, new, default_value FROM rtconfig_history \
          WHERE namespace = $1 AND version >= $2 AND version <= $3 ORDER BY version, ord",
         &[&namespace, &i(lo), &i(hi)],
     )
@@ -542,7 +542,8 @@ fn changeset_row(namespace: &str, r: &Row) -> Changeset {
     }
 }
 
-/// Distributes history rows `(version, key, old, new)` (ordered) to their changesets.
+/// Distributes history rows `(version, key, old, new, default_value)` (ordered) to their
+/// changesets.
 fn attach_changes(changesets: &mut [Changeset], rows: &[Row]) {
     let index: HashMap<u64, usize> = changesets
         .iter()
@@ -555,6 +556,7 @@ fn attach_changes(changesets: &mut [Changeset], rows: &[Row]) {
                 key: r.get(1),
                 old: r.get::<_, Option<Value>>(2),
                 new: r.get::<_, Option<Value>>(3),
+                default: r.get::<_, Option<Value>>(4),
             });
         }
     }
@@ -688,16 +690,21 @@ async fn commit_tx(
         .collect();
     let olds: Vec<Option<&Value>> = changes.iter().map(|c| c.old.as_ref()).collect();
     let news: Vec<Option<&Value>> = changes.iter().map(|c| c.new.as_ref()).collect();
+    let defaults: Vec<Option<&Value>> = changes.iter().map(|c| c.default.as_ref()).collect();
     let history = tx
         .prepare_cached(
-            "INSERT INTO rtconfig_history (namespace, version, ord, key, op, old, new) \
-             SELECT $1, $2, t.ord, t.key, t.op, t.old, t.new \
-             FROM unnest($3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-             AS t(ord, key, op, old, new)",
+            "INSERT INTO rtconfig_history \
+             (namespace, version, ord, key, op, old, new, default_value) \
+             SELECT $1, $2, t.ord, t.key, t.op, t.old, t.new, t.dflt \
+             FROM unnest($3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], \
+             $8::jsonb[]) AS t(ord, key, op, old, new, dflt)",
         )
         .await?;
-    tx.execute(&history, &[&ns, &v, &ords, &keys, &ops, &olds, &news])
-        .await?;
+    tx.execute(
+        &history,
+        &[&ns, &v, &ords, &keys, &ops, &olds, &news, &defaults],
+    )
+    .await?;
     let values = tx
         .prepare_cached(
             "INSERT INTO rtconfig_values (namespace, key, value, version) \
@@ -734,6 +741,104 @@ async fn commit_tx(
         changes,
         replayed: false,
     })
+}
+
+/// The history page's statement, built for the filters given (so each combination gets a plan
+/// that uses its index: `rtconfig_changesets_actor`, `…_created`, `…_comment_trgm`, and
+/// `rtconfig_history_key` for the key) and its parameters. One more row than `limit` is asked
+/// for, to know whether there is a next page.
+struct HistorySelect {
+    sql: String,
+    namespace: String,
+    before: i64,
+    limit: i64,
+    actor: Option<String>,
+    pattern: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    key: Option<String>,
+}
+
+impl HistorySelect {
+    fn new(namespace: &str, query: &HistoryQuery, limit: usize) -> HistorySelect {
+        let mut sql = String::from(
+            "SELECT c.version, c.epoch, c.actor, c.token_id, c.comment, c.request_id, \
+             c.client_ip, c.user_agent, c.created_at FROM rtconfig_changesets c \
+             WHERE c.namespace = $1 AND c.version < $2",
+        );
+        let mut n = 3;
+        let mut add = |clause: &str| {
+            sql.push_str(&clause.replace('#', &format!("${n}")));
+            n += 1;
+        };
+        if query.actor.is_some() {
+            add(" AND c.actor = #");
+        }
+        if query.text.is_some() {
+            add(" AND c.comment ILIKE # ESCAPE '\\'");
+        }
+        if query.since.is_some() {
+            add(" AND c.created_at >= #");
+        }
+        if query.until.is_some() {
+            add(" AND c.created_at < #");
+        }
+        if query.key.is_some() {
+            add(
+                " AND EXISTS (SELECT 1 FROM rtconfig_history h WHERE h.namespace = c.namespace \
+                 AND h.version = c.version AND h.key = #)",
+            );
+        }
+        add(" ORDER BY c.version DESC LIMIT #");
+        HistorySelect {
+            sql,
+            namespace: namespace.to_owned(),
+            before: query.before.map_or(i64::MAX, i),
+            limit: i(limit as u64 + 1),
+            actor: query.actor.clone(),
+            pattern: query.text.as_deref().map(like_pattern),
+            since: query.since,
+            until: query.until,
+            key: query.key.clone(),
+        }
+    }
+
+    /// The parameters in the order the statement numbers them.
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        let mut p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&self.namespace, &self.before];
+        if let Some(a) = &self.actor {
+            p.push(a);
+        }
+        if let Some(t) = &self.pattern {
+            p.push(t);
+        }
+        if let Some(t) = &self.since {
+            p.push(t);
+        }
+        if let Some(t) = &self.until {
+            p.push(t);
+        }
+        if let Some(k) = &self.key {
+            p.push(k);
+        }
+        p.push(&self.limit);
+        p
+    }
+}
+
+/// `%text%` for `ILIKE … ESCAPE '\'`, with the text's own `%`, `_` and `\` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
 }
 
 #[async_trait]
@@ -865,20 +970,12 @@ impl Ledger for PgLedger {
             Box::pin(async move {
                 ns_row(&*c, &ns).await?;
                 let limit = query.limit.clamp(1, 1000);
-                let before = query.before.map_or(i64::MAX, i);
-                let rows = prepared_query(
-                    &*c,
-                    "SELECT c.version, c.epoch, c.actor, c.token_id, c.comment, c.request_id, \
-                     c.client_ip, c.user_agent, c.created_at FROM rtconfig_changesets c \
-                     WHERE c.namespace = $1 AND c.version < $2 \
-                     AND ($3::text IS NULL OR c.actor = $3) \
-                     AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM rtconfig_history h \
-                          WHERE h.namespace = c.namespace AND h.version = c.version \
-                          AND h.key = $4)) \
-                     ORDER BY c.version DESC LIMIT $5",
-                    &[&ns, &before, &query.actor, &query.key, &i(limit as u64 + 1)],
-                )
-                .await?;
+                let select = HistorySelect::new(&ns, &query, limit);
+                // Not a cached statement: after five runs PostgreSQL may switch a prepared
+                // statement to a generic plan, which cannot use the trigram index for a pattern
+                // it does not know (100k changesets: 45 ms instead of 3 for a text no comment
+                // has). A fresh statement is planned for its values every time.
+                let rows = c.query(select.sql.as_str(), &select.params()).await?;
                 let mut changesets: Vec<Changeset> =
                     rows.iter().map(|r| changeset_row(&ns, r)).collect();
                 let next = if changesets.len() > limit {
@@ -891,7 +988,7 @@ impl Ledger for PgLedger {
                 if !versions.is_empty() {
                     let changes = prepared_query(
                         &*c,
-                        "SELECT version, key, old, new FROM rtconfig_history \
+                        "SELECT version, key, old, new, default_value FROM rtconfig_history \
                          WHERE namespace = $1 AND version = ANY($2) \
                          AND ($3::text IS NULL OR key = $3) ORDER BY version, ord",
                         &[&ns, &versions, &query.key],

@@ -598,11 +598,14 @@ async fn history_filters_by_key_and_actor_and_pages_with_next() {
     }
     assert_eq!(
         first["changes"],
-        json!([{"key": "ITEMS_PER_PAGE", "old": null, "new": 11}])
+        json!([{"key": "ITEMS_PER_PAGE", "old": 5, "new": 11,
+                "old_is_default": true, "new_is_default": false}]),
+        "the old value is the default in effect, marked as the default"
     );
     assert_eq!(
         all["changesets"][5]["changes"],
-        json!([{"key": "ITEMS_PER_PAGE", "old": 11, "new": 12}]),
+        json!([{"key": "ITEMS_PER_PAGE", "old": 11, "new": 12,
+                "old_is_default": false, "new_is_default": false}]),
         "old and new per key"
     );
 
@@ -711,7 +714,8 @@ async fn a_changeset_is_served_by_version_and_unknown_versions_are_404() {
     assert!(cs["created_at"].as_str().is_some_and(|t| t.contains('T')));
     assert_eq!(
         cs["changes"],
-        json!([{"key": "SITE_NAME", "old": "One", "new": "Two"}])
+        json!([{"key": "SITE_NAME", "old": "One", "new": "Two",
+                "old_is_default": false, "new_is_default": false}])
     );
     let history = dev.history("").await;
     assert_eq!(history["changesets"][0], cs, "the same shape as in history");
@@ -760,10 +764,14 @@ async fn rollback_creates_a_new_changeset_restoring_that_state() {
     assert_eq!(
         changes,
         vec![
-            json!({"key": "ITEMS_PER_PAGE", "old": null, "new": 7}),
-            json!({"key": "LOGS_COUNT", "old": 99, "new": null}),
-            json!({"key": "SHOW_LOGS", "old": false, "new": null}),
-            json!({"key": "SITE_NAME", "old": "Two", "new": "One"}),
+            json!({"key": "ITEMS_PER_PAGE", "old": 5, "new": 7,
+                   "old_is_default": true, "new_is_default": false}),
+            json!({"key": "LOGS_COUNT", "old": 99, "new": 10,
+                   "old_is_default": false, "new_is_default": true}),
+            json!({"key": "SHOW_LOGS", "old": false, "new": true,
+                   "old_is_default": false, "new_is_default": true}),
+            json!({"key": "SITE_NAME", "old": "Two", "new": "One",
+                   "old_is_default": false, "new_is_default": false}),
         ]
     );
     assert_eq!(
@@ -1276,10 +1284,11 @@ async fn two_concurrent_writers_get_409s_lose_no_update_and_leave_no_gaps() {
     );
     for (i, cs) in changesets.iter().rev().enumerate() {
         let i = i as u64;
-        let old = if i == 0 { json!(null) } else { json!(10 + i) };
+        // The first change's old value is the default in effect (10).
         assert_eq!(
             cs["changes"],
-            json!([{"key": "LOGS_COUNT", "old": old, "new": 10 + i + 1}]),
+            json!([{"key": "LOGS_COUNT", "old": 10 + i, "new": 10 + i + 1,
+                    "old_is_default": i == 0, "new_is_default": false}]),
             "each changeset builds on the one before"
         );
     }

@@ -28,6 +28,7 @@ mod dev_bootstrap;
 mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
+mod history_api;
 
 mod schema_fields;
 mod security;
@@ -40,6 +41,7 @@ mod stack;
 mod auth_http;
 mod auth_sso;
 mod auth_support;
+mod browser;
 mod rbac;
 
 mod admin_embedded;

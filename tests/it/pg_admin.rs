@@ -49,7 +49,7 @@ async fn two_admins_writing_one_key_concurrently_leave_2000_contiguous_versions(
             writers.push(tokio::spawn(async move {
                 let mut versions = Vec::new();
                 for i in (lane..EACH).step_by(IN_FLIGHT) {
-                    versions.push(api.set_site_name(&format!("{name}-{i}")).await);
+                    versions.push(api.set_site_name_retrying(&format!("{name}-{i}")).await);
                 }
                 versions
             }));

@@ -85,8 +85,8 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     assert!(migrate(&settings).await.expect("again").is_empty());
     assert_eq!(
         sql(pg, &db, "SELECT count(*) FROM rtconfig_schema_history"),
-        "2",
-        "V1 (ledger) and V2 (auth)"
+        "3",
+        "V1 (ledger), V2 (auth) and V3 (history)"
     );
     // The command does the same.
     let (code, out) = run_binary(&["admin", "migrate", "--database-url", &url]);
@@ -96,7 +96,7 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     let (code, out) = run_binary(&["admin", "migrate", "--database-url", &fresh]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("applied 2 migration(s): V1__ledger, V2__auth"),
+        out.contains("applied 3 migration(s): V1__ledger, V2__auth, V3__history"),
         "{out}"
     );
 }

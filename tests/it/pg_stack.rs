@@ -103,6 +103,23 @@ impl Api {
             .expect("PATCH answered")
     }
 
+    /// Sets SITE_NAME as a careful client does: a 503 (`store_unavailable`, e.g. a lock wait past
+    /// the operation timeout on a loaded machine) is retried with the same `Idempotency-Key`, so
+    /// the write is applied exactly once however often it is sent. Returns the version.
+    pub async fn set_site_name_retrying(&self, value: &str) -> u64 {
+        let key = format!("set-{value}");
+        for _ in 0..20 {
+            let (status, body) = self.patch(json!({ "SITE_NAME": value }), Some(&key)).await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            assert_eq!(status, StatusCode::OK, "write {value:?}: {body}");
+            return body["version"].as_u64().expect("version");
+        }
+        panic!("write {value:?}: 503 twenty times");
+    }
+
     /// Sets SITE_NAME and expects success; returns the version.
     pub async fn set_site_name(&self, value: &str) -> u64 {
         let (status, body) = self.patch(json!({ "SITE_NAME": value }), None).await;

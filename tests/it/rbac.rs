@@ -49,6 +49,7 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
         "/api/v1/namespaces/{ns}/changesets/{version}",
         Viewer,
     ),
+    ("GET", "/api/v1/namespaces/{ns}/compare", Viewer),
     ("POST", "/api/v1/namespaces/{ns}/rollback", Editor),
     ("GET", "/api/v1/namespaces/{ns}/sidecars", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/events", Viewer),
@@ -76,7 +77,13 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
     ("GET", "/metrics", Public),
+    // The web UI's pages (`rtconfig::ui::pages`): same guard; see [`page_answer`].
     ("GET", "/", Public),
+    ("GET", "/signin", Public),
+    ("POST", "/signin", Public),
+    ("POST", "/signout", Session),
+    ("GET", "/namespaces", ViewerSomewhere),
+    ("GET", "/assets/{file}", Public),
 ];
 
 /// How the route table's declaration reads as a [`Rule`] (namespaced roles on `demo`).
@@ -145,6 +152,35 @@ fn expected(rule: Rule, who: Who) -> Result<(), (u16, &'static str)> {
     }
 }
 
+/// What a web UI page answers instead of the API's JSON: a denial that would be a 401 is a
+/// 303 to the sign-in page; a 403 is an HTML error page with status 403; a page the principal
+/// may open is neither (and is `no-store` when authenticated). `None` when the answer fits.
+fn page_answer(
+    want: Result<(), (u16, &'static str)>,
+    resp: &crate::support::Resp,
+) -> Option<String> {
+    let location = resp.header("location").unwrap_or_default();
+    match want {
+        Err((401, _)) if resp.status == 303 && location.starts_with("/signin") => None,
+        Err((401, _)) => Some(format!(
+            "expected 303 to /signin, got {} location {location:?}",
+            resp.status
+        )),
+        Err((403, _)) if resp.status == 403 && resp.text().contains("<!doctype html>") => None,
+        Err((status, _)) => Some(format!(
+            "expected an HTML {status} page, got {} {}",
+            resp.status,
+            resp.text()
+        )),
+        Ok(()) if matches!(resp.status, 401 | 403) => Some(format!(
+            "expected to pass the guard, got {} {}",
+            resp.status,
+            resp.text()
+        )),
+        Ok(()) => None,
+    }
+}
+
 /// A concrete path for a pattern.
 fn path_of(pattern: &str) -> String {
     let samples = [
@@ -153,6 +189,7 @@ fn path_of(pattern: &str) -> String {
         ("{version}", "1"),
         ("{name}", "nobody"),
         ("{id}", "tok_none"),
+        ("{file}", "app.css"),
     ];
     let mut path = pattern.to_owned();
     for (param, value) in samples {
@@ -271,6 +308,12 @@ async fn matrix(backend: Backend) {
                     .unwrap_or_default()
             };
             let got_denied = matches!(resp.status, 401 | 403);
+            if rtconfig::ui::is_page(pattern) {
+                if let Some(problem) = page_answer(expected(*rule, who), &resp) {
+                    failures.push(format!("page {method} {pattern} as {who:?}: {problem}"));
+                }
+                continue;
+            }
             match expected(*rule, who) {
                 Ok(()) if got_denied => failures.push(format!(
                     "{method} {pattern} as {who:?}: expected to pass the guard, got {} {}",
@@ -354,6 +397,10 @@ fn the_openapi_document_lists_every_route() {
     let lines: Vec<&str> = doc.lines().collect();
     let mut missing = Vec::new();
     for (pattern, method, _) in rtconfig::admin::route_table() {
+        // HTML pages are not API: README's "Web UI" section documents them.
+        if rtconfig::ui::is_page(pattern) {
+            continue;
+        }
         let head = format!("  {pattern}:");
         let Some(start) = lines.iter().position(|l| *l == head) else {
             missing.push(format!("{method} {pattern} (no path)"));

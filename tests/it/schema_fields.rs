@@ -60,11 +60,6 @@ async fn require_comment_refuses_every_write_without_a_comment_and_writes_nothin
             path("/import"),
             json!({"values": {"SITE_NAME": "x"}}),
         ),
-        (
-            Method::POST,
-            path("/import?dry_run=true"),
-            json!({"values": {"SITE_NAME": "x"}}),
-        ),
     ];
     for (method, url, body) in refused {
         let resp = send(dev.request(method.clone(), &url).json(&body)).await;
@@ -77,6 +72,18 @@ async fn require_comment_refuses_every_write_without_a_comment_and_writes_nothin
         );
     }
     assert_eq!(dev.admin_version().await, 0, "nothing was written");
+    // Previews write nothing and need no comment (it is asked for when applying).
+    for url in [path("/import?dry_run=true"), path("/rollback?dry_run=true")] {
+        let body = json!({"values": {"SITE_NAME": "x"}, "to_version": 0});
+        let body = if url.contains("import") {
+            json!({"values": body["values"]})
+        } else {
+            json!({"to_version": 0})
+        };
+        send(dev.request(Method::POST, &url).json(&body))
+            .await
+            .expect_status(200);
+    }
 
     // With a comment each goes through.
     let ok = |resp: crate::support::Resp| resp.expect_status(200).json();

@@ -130,6 +130,11 @@ impl Dev {
         self.attach(running);
     }
 
+    /// The running instance's access layer (to seed users for the browser tests).
+    pub fn auth(&self) -> std::sync::Arc<rtconfig::auth::Auth> {
+        self.running.as_ref().expect("dev is running").auth.clone()
+    }
+
     pub fn read_url(&self, path: &str) -> String {
         format!("{}{path}", self.read)
     }
