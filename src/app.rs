@@ -31,7 +31,7 @@ use crate::local::LocalPublisher;
 use crate::metrics::{
     AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
 };
-use crate::schema::{SchemaProblem, SchemaSet};
+use crate::schema::{SchemaProblem, SchemaSet, Strictness};
 pub use crate::settings::{
     AdminLedger, AdminSettings, AuthSettings, DevSettings, SettingsError, SidecarSettings,
 };
@@ -251,8 +251,14 @@ fn admin_transport(files: Option<&TlsFiles>) -> Result<Transport, StartError> {
     })
 }
 
-/// Loads the schema dir; a missing one says which flag points at it.
+/// Loads the schema dir strictly (admin, dev); a missing one says which flag points at it.
 fn load_schemas(dir: &Path) -> Result<SchemaSet, StartError> {
+    load_schemas_with(dir, Strictness::Strict)
+}
+
+/// Loads the schema dir as `strictness` says; the warnings it allows are logged (a sidecar
+/// meeting a schema-level field it does not know goes on).
+fn load_schemas_with(dir: &Path, strictness: Strictness) -> Result<SchemaSet, StartError> {
     if !dir.is_dir() {
         return Err(StartError::Settings(SettingsError::one(format!(
             "the schema dir {} does not exist: pass --schema-dir with the directory of your \
@@ -260,7 +266,11 @@ fn load_schemas(dir: &Path) -> Result<SchemaSet, StartError> {
             dir.display()
         ))));
     }
-    SchemaSet::load_dir(dir).map_err(StartError::Schema)
+    let (set, warnings) = SchemaSet::load_dir_with(dir, strictness).map_err(StartError::Schema)?;
+    for w in &warnings {
+        tracing::warn!(file = %w.file.display(), reason = %w.reason, "schema file: ignoring what this version does not know");
+    }
+    Ok(set)
 }
 
 /// Starts `rtconfig dev`.
@@ -405,7 +415,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
 /// defaults until the first sync.
 pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, StartError> {
     SettingsError::check(s.problems())?;
-    let schemas = load_schemas(&s.schema_dir)?;
+    let schemas = load_schemas_with(&s.schema_dir, Strictness::Sidecar)?;
     let schema = schemas.get(&s.namespace).cloned().ok_or_else(|| {
         StartError::Settings(SettingsError::one(format!(
             "--namespace {:?} has no schema file in {}",

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::write::{ledger_error, validate, WriteRequest};
+use super::write::{comment_check, ledger_error, validate, WriteRequest};
 use super::AdminState;
 use crate::auth::guard::{sees, RequestInfo};
 use crate::auth::Principal;
@@ -225,6 +225,7 @@ pub async fn configs(
     Ok(ok(json!({
         "namespace": ns,
         "description": schema.description,
+        "require_comment": schema.require_comment,
         "epoch": current.state.epoch,
         "version": current.state.version,
         "groups": groups,
@@ -472,8 +473,18 @@ pub async fn import(
         .filter(|(_, v)| !is_mask(v))
         .collect();
     let canonical = validate(&schema, &wanted)?;
-    // Checked before the dry run, so a dry run refuses what the real import would.
-    let ctx = ctx.with_comment(Some(body.comment.unwrap_or_else(|| "import".into())))?;
+    // Checked before the dry run, so a dry run refuses what the real import would. Without a
+    // comment an import says "import" — unless the schema wants a real one.
+    let comment = match body.comment {
+        Some(c) => c,
+        None if schema.require_comment => String::new(),
+        None => "import".into(),
+    };
+    if !q.dry_run {
+        // A dry run writes nothing: the comment is asked for when applying.
+        comment_check(schema.require_comment, &comment)?;
+    }
+    let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {
         let current = state
             .write

@@ -261,11 +261,18 @@ pub struct RollbackQuery {
     dry_run: bool,
 }
 
-/// The comment of a rollback: the one given, or `rollback to version N`.
-pub(crate) fn rollback_comment(comment: Option<String>, to_version: u64) -> String {
-    comment
-        .filter(|c| !c.trim().is_empty())
-        .unwrap_or_else(|| format!("rollback to version {to_version}"))
+/// The comment of a rollback: the one given, or `rollback to version N` — none when the schema
+/// sets `require_comment` (the write path then refuses it: the user must say why).
+pub(crate) fn rollback_comment(
+    comment: Option<String>,
+    to_version: u64,
+    require_comment: bool,
+) -> String {
+    match comment.filter(|c| !c.trim().is_empty()) {
+        Some(c) => c,
+        None if require_comment => String::new(),
+        None => format!("rollback to version {to_version}"),
+    }
 }
 
 /// `POST /api/v1/namespaces/{ns}/rollback` (`?dry_run=true`: the changes it would make, nothing
@@ -278,7 +285,7 @@ pub async fn rollback(
     ApiJson(body): ApiJson<RollbackBody>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let comment = rollback_comment(body.comment, body.to_version);
+    let comment = rollback_comment(body.comment, body.to_version, schema.require_comment);
     // Checked before the dry run, so a preview refuses what the rollback would.
     let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {

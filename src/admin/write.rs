@@ -167,6 +167,11 @@ impl WritePath {
     /// Commits an already validated request and distributes it.
     async fn commit(&self, request: CommitRequest) -> Result<Committed, ApiError> {
         let namespace = request.namespace.clone();
+        let requires = self.schema(&namespace)?.require_comment;
+        if let Err(e) = comment_check(requires, &request.meta.comment) {
+            self.metrics.write(WriteResult::invalid);
+            return Err(e);
+        }
         if let Err(e) = self.gate.check(&namespace) {
             self.metrics.write(WriteResult::refused);
             return Err(e);
@@ -260,6 +265,11 @@ impl WritePath {
         idempotency_key: Option<String>,
     ) -> Result<Committed, ApiError> {
         let schema = self.schema(namespace)?.clone();
+        // Before reading anything: the answer must not depend on whether the target exists.
+        if let Err(e) = comment_check(schema.require_comment, &meta.comment) {
+            self.metrics.write(WriteResult::invalid);
+            return Err(e);
+        }
         let plan = self
             .plan_rollback(namespace, to_version, expected_version)
             .await?;
@@ -319,6 +329,19 @@ fn defaults_of<'a>(
 ) -> BTreeMap<String, Value> {
     keys.filter_map(|k| schema.key(k).map(|d| (k.to_owned(), d.default.clone())))
         .collect()
+}
+
+/// A namespace whose schema sets `require_comment = true` takes no changeset without a
+/// comment (blank counts as none): 422 `comment_required`.
+pub fn comment_check(required: bool, comment: &str) -> Result<(), ApiError> {
+    if required && comment.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "comment_required",
+            "this namespace's schema sets require_comment = true: send a non-blank \"comment\" saying why",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks every change; returns them in canonical form or every problem at once.
@@ -481,6 +504,26 @@ mod tests {
             actor: "test".into(),
             comment: comment.into(),
             ..ChangeMeta::default()
+        }
+    }
+
+    #[test]
+    fn comments_required_or_not() {
+        // (schema requires one, comment, accepted)
+        let table = [
+            (false, "", true),
+            (false, "why", true),
+            (true, "why", true),
+            (true, "", false),
+            (true, "  \t\n", false),
+            (true, " x ", true),
+        ];
+        for (required, comment, ok) in table {
+            let got = comment_check(required, comment);
+            assert_eq!(got.is_ok(), ok, "{required} {comment:?}");
+            if let Err(e) = got {
+                assert_eq!((e.status.as_u16(), e.code), (422, "comment_required"));
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use super::memory::{worth_persisting, Record, State};
 use super::store::{
@@ -53,30 +53,41 @@ impl From<JournalError> for AuthStoreError {
     }
 }
 
+/// The writer's side: the journal, behind one mutex that serializes writers. The state is
+/// behind its own lock, taken by a writer only for the in-memory `validate` and `apply` — never
+/// while it waits for an fsync — so readers (every authenticated request looks up its session
+/// or token) never wait for the disk, however busy sign-ins keep the journal.
 struct Inner {
     journal: Journal,
-    state: State,
+    state: Arc<RwLock<State>>,
     /// Records in the journal (live and dead).
     records: usize,
 }
 
 impl Inner {
+    /// The state as it is (only writers change it, and they are serialized by the mutex this
+    /// `Inner` is behind, so it does not change under a writer between two looks).
+    fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
+    }
+
     /// Validates, appends (durably) and applies one record; returns what `apply` returned.
+    /// Readers see the record only once it is durable.
     fn write(&mut self, record: Record) -> Result<u64> {
-        self.state.validate(&record)?;
+        self.state.read().validate(&record)?;
         self.journal.append(&record)?;
         self.records += 1;
-        let n = self.state.apply(record);
+        let n = self.state.write().apply(record);
         self.compact_if_due();
         Ok(n)
     }
 
     fn compact_if_due(&mut self) {
-        let live = self.state.live_records();
+        let live = self.state.read().live_records();
         if self.records < COMPACT_MIN_RECORDS || self.records <= 2 * live {
             return;
         }
-        let snapshot = self.state.snapshot();
+        let snapshot = self.state.read().snapshot();
         match self.journal.replace(&snapshot) {
             Ok(()) => {
                 tracing::info!(
@@ -97,6 +108,8 @@ impl Inner {
 pub struct EmbeddedAuthStore {
     dir: PathBuf,
     inner: Arc<Mutex<Inner>>,
+    /// The same state `inner` writes, for readers.
+    state: Arc<RwLock<State>>,
     _lock: File,
 }
 
@@ -128,15 +141,17 @@ impl EmbeddedAuthStore {
             })?;
             state.apply(record);
         }
+        let state = Arc::new(RwLock::new(state));
         let mut inner = Inner {
             journal,
-            state,
+            state: state.clone(),
             records: count,
         };
         inner.compact_if_due();
         Ok(EmbeddedAuthStore {
             dir: data_dir.to_owned(),
             inner: Arc::new(Mutex::new(inner)),
+            state,
             _lock: lock,
         })
     }
@@ -153,9 +168,9 @@ impl EmbeddedAuthStore {
             .map_err(|e| AuthStoreError::Unavailable(Box::new(e)))?
     }
 
-    /// Reads the in-memory state without touching the file.
+    /// Reads the in-memory state without touching the file (nor waiting for a writer's fsync).
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
-        Ok(f(&self.inner.lock().state))
+        Ok(f(&self.state.read()))
     }
 
     /// The data dir this store lives in.
@@ -212,7 +227,7 @@ impl AuthStore for EmbeddedAuthStore {
                 at: super::memory::now(),
             })?;
             inner
-                .state
+                .state()
                 .user(&id)
                 .cloned()
                 .ok_or(AuthStoreError::NoSuchUser(id))
@@ -227,14 +242,15 @@ impl AuthStore for EmbeddedAuthStore {
     async fn use_totp_step(&self, user_id: &str, step: u64) -> Result<bool> {
         let user_id = user_id.to_owned();
         self.with(move |inner| {
-            let user = inner
-                .state
-                .user(&user_id)
-                .ok_or_else(|| AuthStoreError::NoSuchUser(user_id.clone()))?;
-            let fresh = user
-                .totp
-                .as_ref()
-                .is_some_and(|t| t.last_step.is_none_or(|last| step > last));
+            let fresh = {
+                let state = inner.state();
+                let user = state
+                    .user(&user_id)
+                    .ok_or_else(|| AuthStoreError::NoSuchUser(user_id.clone()))?;
+                user.totp
+                    .as_ref()
+                    .is_some_and(|t| t.last_step.is_none_or(|last| step > last))
+            };
             if !fresh {
                 return Ok(false);
             }
@@ -247,14 +263,15 @@ impl AuthStore for EmbeddedAuthStore {
     async fn use_recovery_code(&self, user_id: &str, digest: &str) -> Result<bool> {
         let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
         self.with(move |inner| {
-            let user = inner
-                .state
-                .user(&user_id)
-                .ok_or_else(|| AuthStoreError::NoSuchUser(user_id.clone()))?;
-            let known = user
-                .totp
-                .as_ref()
-                .is_some_and(|t| t.recovery_codes.contains(&digest));
+            let known = {
+                let state = inner.state();
+                let user = state
+                    .user(&user_id)
+                    .ok_or_else(|| AuthStoreError::NoSuchUser(user_id.clone()))?;
+                user.totp
+                    .as_ref()
+                    .is_some_and(|t| t.recovery_codes.contains(&digest))
+            };
             if !known {
                 return Ok(false);
             }
@@ -276,7 +293,7 @@ impl AuthStore for EmbeddedAuthStore {
                 at,
             })?;
             Ok(inner
-                .state
+                .state()
                 .user(&user_id)
                 .map(|u| u.failures.clone())
                 .unwrap_or_default())
@@ -328,7 +345,7 @@ impl AuthStore for EmbeddedAuthStore {
         self.with(move |inner| {
             // Checked again under the lock: a concurrent touch may have written it.
             let due = inner
-                .state
+                .state()
                 .session(&id_digest)
                 .is_some_and(|s| worth_persisting(Some(s.last_seen_at), at));
             if due {
@@ -345,7 +362,7 @@ impl AuthStore for EmbeddedAuthStore {
         }
         let id_digest = id_digest.to_owned();
         self.with(move |inner| {
-            if inner.state.session(&id_digest).is_none() {
+            if inner.state().session(&id_digest).is_none() {
                 return Ok(false);
             }
             Ok(inner.write(Record::SessionDeleted { id_digest })? > 0)
@@ -357,7 +374,7 @@ impl AuthStore for EmbeddedAuthStore {
         let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
         self.with(move |inner| {
             let ending = inner
-                .state
+                .state()
                 .sessions_of(&user_id)
                 .iter()
                 .filter(|s| keep.as_deref() != Some(s.id_digest.as_str()))
@@ -365,7 +382,7 @@ impl AuthStore for EmbeddedAuthStore {
             if ending == 0 {
                 // Still an error for an unknown user, but no record for nothing.
                 inner
-                    .state
+                    .state()
                     .user(&user_id)
                     .ok_or_else(|| AuthStoreError::NoSuchUser(user_id.clone()))?;
                 return Ok(0);
@@ -381,7 +398,7 @@ impl AuthStore for EmbeddedAuthStore {
 
     async fn purge_sessions(&self, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> Result<u64> {
         self.with(move |inner| {
-            let due = inner.state.sessions_over(now, idle_before);
+            let due = inner.state().sessions_over(now, idle_before);
             if due == 0 {
                 return Ok(0);
             }
@@ -414,7 +431,7 @@ impl AuthStore for EmbeddedAuthStore {
         let id = id.to_owned();
         self.with(move |inner| {
             let live = inner
-                .state
+                .state()
                 .token(&id)
                 .is_some_and(|t| t.revoked_at.is_none());
             if !live {
@@ -436,11 +453,17 @@ impl AuthStore for EmbeddedAuthStore {
         }
         let id = id.to_owned();
         self.with(move |inner| {
-            let Some(token) = inner.state.token(&id) else {
-                return Ok(false);
+            let (first, due) = {
+                let state = inner.state();
+                let Some(token) = state.token(&id) else {
+                    return Ok(false);
+                };
+                (
+                    token.last_used_at.is_none(),
+                    worth_persisting(token.last_used_at, at),
+                )
             };
-            let first = token.last_used_at.is_none();
-            if worth_persisting(token.last_used_at, at) {
+            if due {
                 inner.write(Record::TokenUsed { id, at })?;
                 return Ok(first);
             }
@@ -451,7 +474,7 @@ impl AuthStore for EmbeddedAuthStore {
 
     async fn append_audit(&self, event: NewAuditEvent) -> Result<u64> {
         self.with(move |inner| {
-            let id = inner.state.next_audit_id();
+            let id = inner.state().next_audit_id();
             inner.write(Record::Audit {
                 event: AuditEvent { id, event },
             })?;

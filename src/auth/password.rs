@@ -130,8 +130,16 @@ pub const T_COST: u32 = 2;
 /// argon2id lanes.
 pub const P_COST: u32 = 1;
 
-/// How many hashes run at once by default ([`Hasher::default`]).
+/// At most this many hashes run at once by default ([`Hasher::default`]).
 pub const DEFAULT_MAX_CONCURRENT: usize = 2;
+
+/// How many hashes run at once on a machine with `cores` CPUs: one core always stays free for
+/// the async workers (reads and writes), at most [`DEFAULT_MAX_CONCURRENT`], at least one.
+/// Measured in docs/PERFORMANCE.md "Sign-in": with 2 permits on 2 cores a sign-in flood took
+/// both cores and read p99 rose ~5×.
+pub fn max_concurrent_for(cores: usize) -> usize {
+    cores.saturating_sub(1).clamp(1, DEFAULT_MAX_CONCURRENT)
+}
 
 /// A hash with the parameters above of a random password nobody knows (it was thrown away), for
 /// [`Hasher::verify_dummy`]. A test checks that its parameters stay equal to the real ones.
@@ -163,8 +171,10 @@ pub struct Hasher {
 }
 
 impl Default for Hasher {
+    /// [`max_concurrent_for`] this machine's cores.
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_CONCURRENT)
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(max_concurrent_for(cores))
     }
 }
 
@@ -321,6 +331,14 @@ impl Drop for ProbeGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_core_stays_free_for_the_workers() {
+        // (cores, concurrent hashes)
+        for (cores, want) in [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2), (64, 2)] {
+            assert_eq!(max_concurrent_for(cores), want, "{cores} cores");
+        }
+    }
 
     #[test]
     fn policy_table() {

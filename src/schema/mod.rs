@@ -189,6 +189,9 @@ pub struct Group {
 pub struct Schema {
     pub namespace: String,
     pub description: String,
+    /// `require_comment = true`: the admin refuses a changeset without a comment (422
+    /// `comment_required`), and the UI asks for one.
+    pub require_comment: bool,
     pub groups: Vec<Group>,
     /// Keys in display order (group order, then order within the group).
     keys: Vec<KeyDef>,
@@ -216,9 +219,22 @@ impl Schema {
         self.keys.is_empty()
     }
 
-    /// Parses one schema file's text. `file` names it in problems.
+    /// Parses one schema file's text strictly (`rtconfig check`, the admin, `dev`): every
+    /// unknown field is a problem. `file` names it in problems.
     pub fn parse(file: &Path, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
-        Parser::new(file).parse(text)
+        Schema::parse_with(file, text, Strictness::Strict).map(|(schema, _)| schema)
+    }
+
+    /// Parses one schema file's text: the schema and the warnings `strictness` made of
+    /// problems (unknown top-level fields, for a sidecar), or every problem.
+    pub fn parse_with(
+        file: &Path,
+        text: &str,
+        strictness: Strictness,
+    ) -> Result<(Schema, Vec<SchemaProblem>), Vec<SchemaProblem>> {
+        let mut parser = Parser::new(file, strictness);
+        let schema = parser.parse(text)?;
+        Ok((schema, parser.warnings))
     }
 
     /// Builds a schema in code (tests, benches): `keys` are `(name, type, default)`, one group.
@@ -265,8 +281,17 @@ pub struct SchemaSet {
 }
 
 impl SchemaSet {
-    /// Loads every `*.toml` in `dir`. Reports every problem of every file at once.
+    /// Loads every `*.toml` in `dir` strictly. Reports every problem of every file at once.
     pub fn load_dir(dir: &Path) -> Result<SchemaSet, Vec<SchemaProblem>> {
+        SchemaSet::load_dir_with(dir, Strictness::Strict).map(|(set, _)| set)
+    }
+
+    /// Loads every `*.toml` in `dir`: the set and the warnings (see [`Strictness`]), or every
+    /// problem of every file at once.
+    pub fn load_dir_with(
+        dir: &Path,
+        strictness: Strictness,
+    ) -> Result<(SchemaSet, Vec<SchemaProblem>), Vec<SchemaProblem>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![SchemaProblem::file(
                 dir,
@@ -288,6 +313,7 @@ impl SchemaSet {
             )]);
         }
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         let mut set = SchemaSet::default();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         for path in paths {
@@ -298,8 +324,9 @@ impl SchemaSet {
                     continue;
                 }
             };
-            match Schema::parse(&path, &text) {
-                Ok(schema) => {
+            match Schema::parse_with(&path, &text, strictness) {
+                Ok((schema, mut w)) => {
+                    warnings.append(&mut w);
                     if let Some(first) = seen.get(&schema.namespace) {
                         problems.push(SchemaProblem::file(
                             &path,
@@ -319,7 +346,7 @@ impl SchemaSet {
             }
         }
         if problems.is_empty() {
-            Ok(set)
+            Ok((set, warnings))
         } else {
             Err(problems)
         }
@@ -392,7 +419,25 @@ pub fn valid_namespace_name(name: &str) -> bool {
         .is_match(name)
 }
 
-const TOP_FIELDS: &[&str] = &["namespace", "description", "group", "keys"];
+const TOP_FIELDS: &[&str] = &[
+    "namespace",
+    "description",
+    "require_comment",
+    "group",
+    "keys",
+];
+
+/// How strictly schema files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// `rtconfig check`, the admin and `dev`: every unknown field is a problem.
+    Strict,
+    /// A sidecar: an unknown *top-level* field is only a warning, so a rollout that adds a
+    /// schema-level field (which only the admin acts on) never stops a sidecar that does not
+    /// know it yet. Anything else — unknown fields of a key or a group included — stays a
+    /// problem: those change what the sidecar serves.
+    Sidecar,
+}
 const KEY_FIELDS: &[&str] = &[
     "type",
     "default",
@@ -408,14 +453,18 @@ const KEY_FIELDS: &[&str] = &[
 
 struct Parser {
     file: PathBuf,
+    strictness: Strictness,
     problems: Vec<SchemaProblem>,
+    warnings: Vec<SchemaProblem>,
 }
 
 impl Parser {
-    fn new(file: &Path) -> Parser {
+    fn new(file: &Path, strictness: Strictness) -> Parser {
         Parser {
             file: file.to_path_buf(),
+            strictness,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -427,7 +476,7 @@ impl Parser {
         });
     }
 
-    fn parse(mut self, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
+    fn parse(&mut self, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
         let doc: toml::Table = match text.parse() {
             Ok(t) => t,
             Err(e) => {
@@ -440,12 +489,25 @@ impl Parser {
                     None => reason,
                 };
                 self.problem(None, reason);
-                return Err(self.problems);
+                return Err(std::mem::take(&mut self.problems));
             }
         };
         for field in doc.keys() {
             if !TOP_FIELDS.contains(&field.as_str()) {
-                self.problem(None, format!("unknown top-level field {field:?}"));
+                let known = TOP_FIELDS.join(", ");
+                match self.strictness {
+                    Strictness::Strict => self.problem(
+                        None,
+                        format!("unknown top-level field {field:?} (known: {known})"),
+                    ),
+                    Strictness::Sidecar => self.warnings.push(SchemaProblem {
+                        file: self.file.clone(),
+                        key: None,
+                        reason: format!(
+                            "unknown top-level field {field:?} ignored (a newer schema than this sidecar knows?)"
+                        ),
+                    }),
+                }
             }
         }
         let namespace = match doc.get("namespace") {
@@ -474,6 +536,14 @@ impl Parser {
                 String::new()
             }
             None => String::new(),
+        };
+        let require_comment = match doc.get("require_comment") {
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                self.problem(None, "require_comment must be true or false");
+                false
+            }
+            None => false,
         };
 
         let groups = self.parse_groups(doc.get("group"));
@@ -529,7 +599,7 @@ impl Parser {
         }
 
         if !self.problems.is_empty() {
-            return Err(self.problems);
+            return Err(std::mem::take(&mut self.problems));
         }
         let mut keys = Vec::with_capacity(defs.len());
         for g in &groups {
@@ -547,6 +617,7 @@ impl Parser {
         Ok(Schema {
             namespace,
             description,
+            require_comment,
             groups,
             keys,
             index,

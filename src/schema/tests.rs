@@ -573,3 +573,57 @@ proptest! {
         let _ = Schema::parse(Path::new("p.toml"), &text);
     }
 }
+
+#[test]
+fn require_comment_is_a_boolean_defaulting_to_false() {
+    let body =
+        "[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\ntype = \"bool\"\ndefault = true\n";
+    // (top-level lines, Ok(require_comment) or the problem)
+    let table: [(&str, Result<bool, &str>); 4] = [
+        ("", Ok(false)),
+        ("require_comment = true\n", Ok(true)),
+        ("require_comment = false\n", Ok(false)),
+        (
+            "require_comment = \"yes\"\n",
+            Err("require_comment must be true or false"),
+        ),
+    ];
+    for (top, want) in table {
+        let text = format!("namespace = \"t\"\n{top}{body}");
+        match want {
+            Ok(b) => assert_eq!(schema(&text).require_comment, b, "{top}"),
+            Err(p) => {
+                let got = problems(&text).join("\n");
+                assert!(got.contains(p), "{top}: {got}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_top_level_field_stops_check_but_only_warns_a_sidecar() {
+    let text = "namespace = \"t\"\nrequire_approval = true\n[[group]]\nname = \"G\"\nkeys = [\"K\"]\n[keys.K]\ntype = \"bool\"\ndefault = true\n";
+    let strict = problems(text).join("\n");
+    assert!(
+        strict.contains("t.toml: unknown top-level field \"require_approval\" (known: namespace, description, require_comment, group, keys)"),
+        "{strict}"
+    );
+    let (s, warnings) = Schema::parse_with(Path::new("t.toml"), text, Strictness::Sidecar)
+        .expect("a sidecar goes on");
+    assert_eq!(s.key("K").map(|k| k.ty), Some(ValueType::Bool));
+    let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("unknown top-level field \"require_approval\" ignored"),
+        "{warnings:?}"
+    );
+    // Inside a key definition an unknown field changes what is served: an error for a sidecar too.
+    let in_key = text.replace("default = true\n", "default = true\ncolour = \"red\"\n");
+    let err =
+        Schema::parse_with(Path::new("t.toml"), &in_key, Strictness::Sidecar).expect_err("refused");
+    assert!(
+        err.iter()
+            .any(|p| p.to_string().contains("unknown field \"colour\"")),
+        "{err:?}"
+    );
+}

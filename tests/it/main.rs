@@ -12,6 +12,8 @@
 //! - `admin_events`: the admin's SSE stream of commits and its end on revocation.
 //! - `pg_auth`, `cli_users`, `dev_bootstrap`: the auth stores on PostgreSQL, the `user`/`token`
 //!   commands, `dev`'s first start.
+//! - `schema_fields`: `require_comment` on every write path; unknown schema-level fields (check
+//!   refuses, a sidecar warns).
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
@@ -30,6 +32,7 @@ mod dev_watch;
 mod history_api;
 mod strict_input;
 
+mod schema_fields;
 mod security;
 
 mod disk_faults;
