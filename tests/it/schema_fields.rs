@@ -185,3 +185,114 @@ async fn an_unknown_schema_level_field_stops_check_but_a_sidecar_warns_and_serve
         "{log}"
     );
 }
+
+/// The web UI on a `require_comment` namespace: the review marks Comment required, and a
+/// Commit without one shows the review again with the reason (422), nothing written; with a
+/// comment it commits.
+#[tokio::test]
+async fn require_comment_in_the_web_ui_asks_for_a_comment_and_writes_nothing_without_one() {
+    use crate::auth_support::{Backend, Target};
+    let dir = demo_with("require_comment = true");
+    let schema_dir = dir.path().to_owned();
+    let t = Target::start(Backend::Embedded, |s| s.schema_dir = schema_dir).await;
+    let user = t.user("ed", &["editor:demo"], None).await;
+    let b = t.session(&user).await;
+    let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = vec![("csrf_token".into(), b.csrf.clone())];
+        v.extend(
+            pairs
+                .iter()
+                .map(|(k, val)| (k.to_string(), val.to_string())),
+        );
+        v
+    };
+    let review = t
+        .as_browser(&b, Method::POST, "/namespaces/demo/review")
+        .form(&form(&[("v.SITE_NAME", "Acme")]))
+        .send()
+        .await
+        .expect("review answered");
+    assert_eq!(review.status(), 200);
+    let html = review.text().await.expect("review page");
+    assert!(
+        html.contains("required aria-required=\"true\"")
+            && html.contains("Required in this namespace"),
+        "the Comment field is marked required"
+    );
+    // The review's hidden fields (c.KEY, e.KEY, idempotency_key), sent back as the browser would.
+    let hidden: Vec<(String, String)> = html
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split_once("value=\"")?.1.split_once('"')?.0;
+            Some((name.to_owned(), unescape(value)))
+        })
+        .filter(|(name, _)| name != "csrf_token")
+        .collect();
+    assert!(hidden.iter().any(|(n, _)| n == "c.SITE_NAME"), "{hidden:?}");
+    let commit = |comment: &'static str| {
+        let mut fields = form(&[("comment", comment)]);
+        fields.extend(hidden.iter().cloned());
+        t.as_browser(&b, Method::POST, "/namespaces/demo/commit")
+            .form(&fields)
+            .send()
+    };
+    let refused = commit("  ").await.expect("commit answered");
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.expect("page");
+    assert!(
+        html.contains("role=\"alert\"") && html.contains("Nothing was written"),
+        "the review again, with the reason announced: {html}"
+    );
+    let configs: Value = t
+        .with_token(
+            t.bootstrap(),
+            Method::GET,
+            "/api/v1/namespaces/demo/configs",
+        )
+        .send()
+        .await
+        .expect("configs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(configs["version"], 0, "nothing was written");
+    let done = commit("rename for launch").await.expect("commit answered");
+    assert_eq!(done.status(), 303, "committed, then the configs page");
+    t.stop().await;
+}
+
+/// The text of an HTML attribute value (askama escapes `& < > " '`).
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let entity = &tail[1..end];
+        let ch = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
+            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match ch {
+            Some(c) => out.push(c),
+            None => out.push_str(&tail[..=end]),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -408,6 +408,8 @@ pub struct RollbackPage {
     pub changes: Vec<DiffRow>,
     pub comment: String,
     pub error: Option<String>,
+    /// The schema's `require_comment`: the Comment field is required and not pre-filled.
+    pub require_comment: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -451,7 +453,7 @@ async fn preview(
         undoes,
         version: plan.current.state.version,
         changes: rows(state, &schema, &shown),
-        comment: if comment.is_empty() {
+        comment: if comment.is_empty() && !schema.require_comment {
             match undoes {
                 Some(v) if v == plan.current.state.version => {
                     format!("Roll back version {v}")
@@ -462,6 +464,7 @@ async fn preview(
             comment
         },
         error,
+        require_comment: schema.require_comment,
     })
 }
 
@@ -488,7 +491,7 @@ pub async fn rollback_confirm(
     ctx: WriteContext,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.write.schema(&ns)?;
+    let require_comment = state.write.schema(&ns)?.require_comment;
     let form = Form::parse(&body);
     let field = |name: &str| form.get(name).unwrap_or_default().trim().to_owned();
     let to_text = field("to_version");
@@ -505,7 +508,7 @@ pub async fn rollback_confirm(
         })?)
     };
     let typed = field("comment");
-    let comment = rollback_comment(Some(typed.clone()), to_version);
+    let comment = rollback_comment(Some(typed.clone()), to_version, require_comment);
     let ctx = match ctx.with_comment(Some(comment)) {
         Ok(ctx) => ctx,
         Err(e) => {

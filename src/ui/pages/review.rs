@@ -72,6 +72,8 @@ pub struct ReviewPage {
     pub idempotency_key: String,
     pub error: String,
     pub conflicts: bool,
+    /// The schema's `require_comment`: the Comment field is required.
+    pub require_comment: bool,
 }
 
 fn seal_context(principal: &Principal, ns: &str, key: &str) -> String {
@@ -224,6 +226,7 @@ pub async fn review(
         idempotency_key: new_idempotency_key(),
         error: String::new(),
         conflicts,
+        require_comment: schema.require_comment,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -328,8 +331,45 @@ pub async fn commit(
                 idempotency_key: new_idempotency_key(),
                 error: "Someone else changed some of these keys after you opened the page: their change is shown next to each. Nothing was written. Commit applies your values on top of theirs.".into(),
                 conflicts: true,
+                require_comment: schema.require_comment,
             };
             Ok(render(StatusCode::CONFLICT, &page))
+        }
+        Err(e) if e.code == "comment_required" => {
+            // The namespace's schema sets `require_comment`: the review again, with the reason
+            // above the Comment field (nothing written).
+            let current = state
+                .write
+                .ledger
+                .current(&ns)
+                .await
+                .map_err(ledger_error)?;
+            let pending: Pending = changes
+                .into_iter()
+                .map(|(k, v)| (k, if v.is_null() { None } else { Some(v) }))
+                .collect();
+            let rows =
+                diff_rows(&state, &principal, &schema, &current, &pending, &expected).await?;
+            let conflicts = rows.iter().any(|r| r.conflict.is_some());
+            let page = ReviewPage {
+                layout: Layout::new(
+                    &principal,
+                    &format!("Review changes · {ns}"),
+                    Section::Namespaces,
+                    Some(&ns),
+                ),
+                ns: ns.clone(),
+                rows,
+                comment,
+                idempotency_key: new_idempotency_key(),
+                error: format!(
+                    "{}: say why in the Comment field, then Commit. Nothing was written.",
+                    e.message
+                ),
+                conflicts,
+                require_comment: true,
+            };
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             // Values the schema refuses (the review let them through only if the schema
