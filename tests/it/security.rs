@@ -244,7 +244,6 @@ async fn every_admin_response_carries_the_security_headers() {
             405,
         ),
         ("unknown path", c.get(format!("{}/nope", dev.admin)), 404),
-        ("index", c.get(format!("{}/", dev.admin)), 200),
         ("openapi", c.get(dev.api_url("/openapi.yaml")), 200),
         ("healthz", c.get(format!("{}/healthz", dev.admin)), 200),
         ("readyz", c.get(format!("{}/readyz", dev.admin)), 200),
@@ -261,6 +260,21 @@ async fn every_admin_response_carries_the_security_headers() {
         assert_eq!(resp.status, status, "{what}: {}", resp.text());
         assert_security_headers(&resp, what, false);
     }
+    // The web UI's pages (here the sign-in page at `/`) carry the page CSP (scripts and styles
+    // from this origin, never inline) and `same-origin` referrers, so a form post sends its
+    // `Origin`; the other headers are the API's.
+    let page = send(c.get(format!("{}/", dev.admin))).await;
+    assert_eq!(page.status, 200, "index: {}", page.text());
+    for (name, want) in [
+        ("content-security-policy", rtconfig::ui::PAGE_CSP),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(page.header(name), Some(want), "index: {name}");
+    }
+    assert_eq!(page.header("strict-transport-security"), None);
 }
 
 /// A test CA and a certificate it signed for `localhost` and `127.0.0.1`, written as PEM files.
