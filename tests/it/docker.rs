@@ -337,8 +337,108 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         live["history"][0]["changes"]["SITE_NAME"],
         "Shipped in Docker"
     );
-    // The UI (served by the admin at `/`) gets its own check here once it lands: edit in a
-    // real browser, then the same wait on the demo's stream as above.
+    // 2b. The same through the web UI's forms (the admin serves it at `/`): the first admin
+    //     (made by the one-shot `admin-user` service) signs in on the sign-in form, edits a
+    //     value on the configs page, reviews and commits; the demo page shows it, live.
+    let password = project.run(
+        &[
+            "exec",
+            "-T",
+            "admin",
+            "cat",
+            "/run/secrets/rtconfig/admin_password",
+        ],
+        Duration::from_secs(30),
+    );
+    let browser = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signin = browser
+        .post(format!("{admin}/signin"))
+        .header("origin", &admin)
+        .form(&[("username", "admin"), ("password", password.trim())])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signin.status().as_u16(), 303, "signed in, then redirected");
+    let cookie = signin
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("__Host-rtconfig="))
+        })
+        .expect("the session cookie")
+        .to_owned();
+    let page = |path: &str| {
+        browser
+            .get(format!("{admin}{path}"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let configs = page("/namespaces/demo").await.expect("configs page");
+    assert_eq!(configs.status().as_u16(), 200);
+    let configs = configs.text().await.expect("configs html");
+    assert!(
+        configs.contains("<label for="),
+        "the configs page has labelled inputs"
+    );
+    let csrf = crate::support::hidden_inputs(&configs)
+        .into_iter()
+        .find(|(n, _)| n == "csrf_token")
+        .expect("the page's CSRF token")
+        .1;
+    let post = |path: &str, fields: Vec<(String, String)>| {
+        browser
+            .post(format!("{admin}{path}"))
+            .header("cookie", &cookie)
+            .header("origin", &admin)
+            .form(&fields)
+            .send()
+    };
+    let review = post(
+        "/namespaces/demo/review",
+        vec![
+            ("csrf_token".into(), csrf.clone()),
+            ("v.SITE_NAME".into(), "Edited in the web UI".into()),
+        ],
+    )
+    .await
+    .expect("review");
+    assert_eq!(review.status().as_u16(), 200);
+    let review = review.text().await.expect("review html");
+    assert!(
+        review.contains("Edited in the web UI"),
+        "the diff shows the new value"
+    );
+    let mut fields = crate::support::hidden_inputs(&review);
+    fields.push(("comment".into(), "from the web UI in Docker".into()));
+    let commit = post("/namespaces/demo/commit", fields)
+        .await
+        .expect("commit");
+    assert_eq!(
+        commit.status().as_u16(),
+        303,
+        "committed, then the configs page"
+    );
+    loop {
+        let e = events.expect_event("state").await.json();
+        if e["values"]["SITE_NAME"] == "Edited in the web UI" {
+            break;
+        }
+    }
+    let resp = authed
+        .patch(format!("{admin}/api/v1/namespaces/demo/configs"))
+        .json(&json!({"changes": {"SITE_NAME": "Shipped in Docker"}, "comment": "back"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
 
     // 3. Redis stopped: the sidecar keeps serving its snapshot (stale); a write made meanwhile
     //    arrives once Redis is back.

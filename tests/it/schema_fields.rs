@@ -220,14 +220,8 @@ async fn require_comment_in_the_web_ui_asks_for_a_comment_and_writes_nothing_wit
         "the Comment field is marked required"
     );
     // The review's hidden fields (c.KEY, e.KEY, idempotency_key), sent back as the browser would.
-    let hidden: Vec<(String, String)> = html
-        .split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .filter_map(|rest| {
-            let (name, rest) = rest.split_once('"')?;
-            let value = rest.split_once("value=\"")?.1.split_once('"')?.0;
-            Some((name.to_owned(), unescape(value)))
-        })
+    let hidden: Vec<(String, String)> = crate::support::hidden_inputs(&html)
+        .into_iter()
         .filter(|(name, _)| name != "csrf_token")
         .collect();
     assert!(hidden.iter().any(|(n, _)| n == "c.SITE_NAME"), "{hidden:?}");
@@ -261,38 +255,4 @@ async fn require_comment_in_the_web_ui_asks_for_a_comment_and_writes_nothing_wit
     let done = commit("rename for launch").await.expect("commit answered");
     assert_eq!(done.status(), 303, "committed, then the configs page");
     t.stop().await;
-}
-
-/// The text of an HTML attribute value (askama escapes `& < > " '`).
-fn unescape(v: &str) -> String {
-    let mut out = String::new();
-    let mut rest = v;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let Some(end) = tail.find(';') else {
-            out.push_str(tail);
-            return out;
-        };
-        let entity = &tail[1..end];
-        let ch = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
-                .ok()
-                .and_then(char::from_u32),
-            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match ch {
-            Some(c) => out.push(c),
-            None => out.push_str(&tail[..=end]),
-        }
-        rest = &tail[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
