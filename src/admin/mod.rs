@@ -38,7 +38,7 @@ pub mod fleet;
 pub(crate) mod history;
 pub mod mask;
 mod oidc;
-mod session;
+pub(crate) mod session;
 mod tokens;
 mod users;
 pub mod write;

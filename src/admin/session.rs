@@ -422,8 +422,23 @@ pub async fn change_password(
 /// that may only enrol). Answers the secret and the `otpauth://` URI for the authenticator
 /// app; nothing counts until a code is confirmed.
 pub async fn totp_begin(State(state): State<Arc<AdminState>>, principal: Principal) -> ApiResult {
+    let enrolment = begin_totp(&state, &principal).await?;
+    Ok(Json(json!({
+        "otpauth_uri": enrolment.otpauth_uri(),
+        "secret": enrolment.secret_base32(),
+        "confirm": "/api/v1/session/totp/confirm",
+    }))
+    .into_response())
+}
+
+/// Starts enrolling a TOTP factor for the session's user (a new secret, sealed in the store):
+/// what `POST /api/v1/session/totp` and the web UI's enrolment page do.
+pub(crate) async fn begin_totp(
+    state: &AdminState,
+    principal: &Principal,
+) -> Result<Enrolment, ApiError> {
     let auth = &state.auth;
-    let (user, _) = session_of(&principal)?;
+    let (user, _) = session_of(principal)?;
     if user.totp.as_ref().is_some_and(|t| t.confirmed) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -447,12 +462,20 @@ pub async fn totp_begin(State(state): State<Arc<AdminState>>, principal: Princip
         )
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({
-        "otpauth_uri": enrolment.otpauth_uri(),
-        "secret": enrolment.secret_base32(),
-        "confirm": "/api/v1/session/totp/confirm",
-    }))
-    .into_response())
+    Ok(enrolment)
+}
+
+/// The enrolment the session's user has begun and not confirmed yet, if any (the web UI shows
+/// it again after a wrong code or a reload, instead of a new secret each time).
+pub(crate) fn pending_totp(state: &AdminState, principal: &Principal) -> Option<Enrolment> {
+    let (user, _) = session_of(principal).ok()?;
+    let enrolling = user.totp.as_ref().filter(|t| !t.confirmed)?;
+    let secret = state
+        .auth
+        .secret_box
+        .open(&enrolling.secret_encrypted, &user.id)
+        .ok()?;
+    Enrolment::resume(&secret, &user.username)
 }
 
 #[derive(Deserialize)]
@@ -474,8 +497,27 @@ pub async fn totp_confirm(
     info: RequestInfo,
     ApiJson(body): ApiJson<TotpConfirm>,
 ) -> ApiResult {
+    let (user, codes) = confirm_totp(&state, &principal, &info, &body.code).await?;
+    rotated(
+        &state.auth,
+        &user,
+        &info,
+        json!({ "recovery_codes": codes }),
+    )
+    .await
+}
+
+/// Confirms the session user's TOTP enrolment with its first `code`: the factor counts from now
+/// on, the old session ends (a privilege change). Returns the user and the recovery codes
+/// (shown this once); the caller starts the new session ([`rotated`]).
+pub(crate) async fn confirm_totp(
+    state: &AdminState,
+    principal: &Principal,
+    info: &RequestInfo,
+    code: &str,
+) -> Result<(User, Vec<String>), ApiError> {
     let auth = &state.auth;
-    let (user, session) = session_of(&principal)?;
+    let (user, session) = session_of(principal)?;
     let Some(enrolling) = user.totp.clone().filter(|t| !t.confirmed) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -491,7 +533,7 @@ pub async fn totp_confirm(
         .and_then(|secret| {
             totp::verify(
                 &secret,
-                &body.code,
+                code,
                 u64::try_from(now.timestamp()).unwrap_or(0),
                 None,
             )
@@ -522,7 +564,7 @@ pub async fn totp_confirm(
         .await
         .map_err(store_error)?;
     auth.audit
-        .record(Action::MfaEnrolled, &user.username, None, &info, json!({}))
+        .record(Action::MfaEnrolled, &user.username, None, info, json!({}))
         .await;
-    rotated(auth, &user, &info, json!({ "recovery_codes": codes })).await
+    Ok((user, codes))
 }

@@ -96,6 +96,15 @@ impl Enrolment {
         self
     }
 
+    /// The enrolment of a secret already made (an enrolment begun but not yet confirmed, shown
+    /// again); `None` unless `secret` has [`SECRET_BYTES`] bytes.
+    pub fn resume(secret: &[u8], account_name: &str) -> Option<Enrolment> {
+        Some(Enrolment::from_secret(
+            secret.try_into().ok()?,
+            account_name,
+        ))
+    }
+
     fn from_secret(secret: [u8; SECRET_BYTES], account_name: &str) -> Enrolment {
         Enrolment {
             secret,

@@ -4,6 +4,7 @@
 //! | page | what | needs |
 //! |---|---|---|
 //! | `GET /`, `GET /signin`, `POST /signin` | sign-in (password, TOTP step, SSO button) | public |
+//! | `GET, POST /signin/mfa` | enrol the second factor a role needs (secret, first code, recovery codes) | a session that may enrol |
 //! | `POST /signout` | sign out (form with the CSRF token) | a session |
 //! | `GET /namespaces` | the landing page: namespaces with version and last change | viewer somewhere |
 //! | `GET /namespaces/{ns}` | the configs of a namespace: groups, search, typed editors | viewer of ns |
@@ -73,6 +74,11 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/signin",
             get(pages::signin::form).post(pages::signin::submit),
             n().get(Public).post(Public),
+        )
+        .route(
+            "/signin/mfa",
+            get(pages::mfa::form).post(pages::mfa::confirm),
+            n().get(Enrol).post(Enrol),
         )
         .route("/signout", post(pages::signin::signout), n().post(Enrol))
         .route(

@@ -989,3 +989,98 @@ async fn mfa_enrolment_and_sign_in_embedded() {
 async fn mfa_enrolment_and_sign_in_postgres() {
     mfa_enrolment_and_sign_in(Backend::Postgres).await;
 }
+
+/// The web UI's enrolment: an admin without a second factor signs in on the form, is sent to
+/// `/signin/mfa`, adds the secret shown there, a wrong code shows the same secret again, the
+/// right one shows the recovery codes once and signs in (a full session); the pending session
+/// could not see the namespaces before.
+#[tokio::test]
+async fn mfa_enrolment_through_the_sign_in_pages() {
+    let t = Target::start(Backend::Embedded, |s| s.auth.require_mfa_for_admins = true).await;
+    t.user("root", &["admin"], Some(hash(PASSWORD).await)).await;
+    let signin = t
+        .request(Method::POST, "/signin")
+        .header("origin", t.origin())
+        .form(&[("username", "root"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signin.status(), 303);
+    assert_eq!(signin.headers()["location"], "/signin/mfa");
+    let cookie = signin
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').next()?.strip_prefix("__Host-rtconfig="))
+        .expect("a pending session")
+        .to_owned();
+    let get = |path: &'static str, cookie: String| {
+        t.request(Method::GET, path)
+            .header("cookie", format!("__Host-rtconfig={cookie}"))
+            .send()
+    };
+    let denied = get("/namespaces", cookie.clone())
+        .await
+        .expect("namespaces");
+    assert_ne!(
+        denied.status(),
+        200,
+        "a session that may only enrol sees no namespaces"
+    );
+    let page = get("/signin/mfa", cookie.clone()).await.expect("mfa page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let secret = html
+        .split("id=\"totp-secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the secret on the page")
+        .to_owned();
+    assert!(
+        html.contains("otpauth://totp/rtconfig:root?secret="),
+        "the app link"
+    );
+    let csrf = crate::support::hidden_inputs(&html)
+        .into_iter()
+        .find(|(n, _)| n == "csrf_token")
+        .expect("csrf")
+        .1;
+    let post = |code: String| {
+        t.request(Method::POST, "/signin/mfa")
+            .header("cookie", format!("__Host-rtconfig={cookie}"))
+            .header("origin", t.origin())
+            .form(&[("csrf_token", csrf.clone()), ("code", code)])
+            .send()
+    };
+    let wrong = post("000000".into()).await.expect("wrong code");
+    assert_eq!(wrong.status(), 422);
+    let html = wrong.text().await.expect("html");
+    assert!(html.contains("role=\"alert\""), "the reason is announced");
+    assert!(
+        html.contains(&secret),
+        "the same secret again, not a new one"
+    );
+    let done = post(code(&secret, 0)).await.expect("confirm");
+    assert_eq!(done.status(), 200);
+    let full = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').next()?.strip_prefix("__Host-rtconfig="))
+        .expect("a new, full session")
+        .to_owned();
+    let html = done.text().await.expect("html");
+    let codes = html
+        .split("id=\"recovery-codes\">")
+        .nth(1)
+        .expect("recovery codes")
+        .matches("<li>")
+        .count();
+    assert_eq!(codes, 10, "the recovery codes, shown once");
+    assert_ne!(full, cookie, "the session was renewed");
+    let namespaces = get("/namespaces", full).await.expect("namespaces");
+    assert_eq!(namespaces.status(), 200, "signed in");
+    t.stop().await;
+}

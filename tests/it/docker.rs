@@ -337,18 +337,23 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
         live["history"][0]["changes"]["SITE_NAME"],
         "Shipped in Docker"
     );
-    // 2b. The same through the web UI's forms (the admin serves it at `/`): the first admin
-    //     (made by the one-shot `admin-user` service) signs in on the sign-in form, edits a
-    //     value on the configs page, reviews and commits; the demo page shows it, live.
-    let password = project.run(
+    // 2b. The same through the web UI's forms (the admin serves it at `/`): an editor, made
+    //     with `rtconfig user add` in the admin container (the first admin's role needs a
+    //     second factor before it may sign in), signs in on the sign-in form, edits a value on
+    //     the configs page, reviews and commits; the demo page shows it, live.
+    let password = "a long editor passphrase for docker";
+    project.run(
         &[
             "exec",
             "-T",
             "admin",
-            "cat",
-            "/run/secrets/rtconfig/admin_password",
+            "sh",
+            "-c",
+            &format!(
+                "printf '%s' '{password}' | rtconfig user add ui-editor --role editor:demo --password-stdin"
+            ),
         ],
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     );
     let browser = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -358,11 +363,19 @@ async fn docker_compose_runs_the_demo_through_its_sidecar() {
     let signin = browser
         .post(format!("{admin}/signin"))
         .header("origin", &admin)
-        .form(&[("username", "admin"), ("password", password.trim())])
+        .form(&[("username", "ui-editor"), ("password", password)])
         .send()
         .await
         .expect("sign in");
-    assert_eq!(signin.status().as_u16(), 303, "signed in, then redirected");
+    if signin.status().as_u16() != 303 {
+        let status = signin.status();
+        let body = signin.text().await.unwrap_or_default();
+        let alert = body
+            .split("role=\"alert\"")
+            .nth(1)
+            .map(|s| s.chars().take(300).collect::<String>());
+        panic!("sign-in answered {status}: {alert:?}");
+    }
     let cookie = signin
         .headers()
         .get_all("set-cookie")

@@ -81,6 +81,8 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("GET", "/", Public),
     ("GET", "/signin", Public),
     ("POST", "/signin", Public),
+    ("GET", "/signin/mfa", Session),
+    ("POST", "/signin/mfa", Session),
     ("POST", "/signout", Session),
     ("GET", "/namespaces", ViewerSomewhere),
     ("GET", "/namespaces/{ns}", Viewer),

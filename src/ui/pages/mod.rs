@@ -4,6 +4,7 @@ pub mod configs;
 pub mod fleet;
 pub mod history;
 pub mod key;
+pub mod mfa;
 pub mod namespaces;
 pub mod review;
 pub mod signin;

@@ -182,11 +182,8 @@ pub async fn submit(
     let auth = &state.auth;
     match sign_in(auth, attempt, &info, previous, Utc::now()).await {
         Ok(s) if s.pending == Some(Pending::TotpEnrolment) => {
-            page.error = "Your account has the admin role, which needs a second factor: enrol \
-                one with POST /api/v1/session/totp (see README, Users and roles), then sign in \
-                here."
-                .into();
-            let mut resp = render(StatusCode::UNAUTHORIZED, &page);
+            // The role needs a second factor: the session may only enrol one (`/signin/mfa`).
+            let mut resp = see_other("/signin/mfa");
             resp.headers_mut().insert(
                 header::SET_COOKIE,
                 cookie::set(&s.cookie_id, auth.config.sessions.cookie_max_age(s.pending)),
