@@ -450,6 +450,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         "rtconfig dev is running{}\n  \
          status page      http://{read}/\n  \
          read API         http://{read}/v1/configs\n  \
+         web UI           {admin_scheme}://{admin}/\n  \
          admin API        {admin_scheme}://{admin}/api/v1/namespaces\n  \
          probes, metrics  http://{probe}/readyz  http://{probe}/metrics\n  \
          data dir         {data}\n  \
