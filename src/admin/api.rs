@@ -97,6 +97,11 @@ fn ok(body: Value) -> Response {
 }
 
 impl AdminState {
+    /// The namespace's current values from the ledger (a store error as the API's error).
+    pub(crate) async fn current(&self, ns: &str) -> Result<crate::ledger::CurrentValues, ApiError> {
+        self.write.ledger.current(ns).await.map_err(ledger_error)
+    }
+
     pub(crate) fn mask(&self, schema: &Schema, key: &str, value: Option<&Value>) -> Value {
         match schema.key(key) {
             Some(def) if def.secret => self.masker.mask(&schema.namespace, key, value),
@@ -206,12 +211,7 @@ pub async fn configs(
     Path(ns): Path<String>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let current = state
-        .write
-        .ledger
-        .current(&ns)
-        .await
-        .map_err(ledger_error)?;
+    let current = state.current(&ns).await?;
     let configs: Vec<Value> = schema
         .keys()
         .iter()
@@ -243,12 +243,7 @@ pub async fn config(
     let def = schema
         .key(&key)
         .ok_or_else(|| ApiError::unknown_key(&key))?;
-    let current = state
-        .write
-        .ledger
-        .current(&ns)
-        .await
-        .map_err(ledger_error)?;
+    let current = state.current(&ns).await?;
     let mut v = config_json(&state, &schema, def, current.values.get(&key));
     v["namespace_version"] = json!(current.state.version);
     Ok(ok(v))
@@ -416,12 +411,7 @@ pub async fn export(
     Path(ns): Path<String>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let current = state
-        .write
-        .ledger
-        .current(&ns)
-        .await
-        .map_err(ledger_error)?;
+    let current = state.current(&ns).await?;
     let values: serde_json::Map<String, Value> = current
         .stored()
         .map(|(k, v)| (k.to_owned(), state.mask(&schema, k, Some(v))))
@@ -486,12 +476,7 @@ pub async fn import(
     }
     let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {
-        let current = state
-            .write
-            .ledger
-            .current(&ns)
-            .await
-            .map_err(ledger_error)?;
+        let current = state.current(&ns).await?;
         // A secret that is set is always "replaced", equal or not, and its new value's
         // fingerprint is not shown: either would confirm a guess of the stored secret.
         let diff: Vec<Value> = canonical

@@ -266,7 +266,7 @@ pub async fn build(
     errors: &KeyErrors,
 ) -> Result<ConfigsPage, ApiError> {
     let schema = state.write.schema(ns)?.clone();
-    let current = state.write.ledger.current(ns).await.map_err(ledger_error)?;
+    let current = state.current(ns).await?;
     let authors = authors(state, ns).await?;
     let inputs = Inputs {
         masker: &state.masker,

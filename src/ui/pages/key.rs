@@ -50,12 +50,7 @@ pub async fn page(
     let def = schema
         .key(&key)
         .ok_or_else(|| ApiError::unknown_key(&key))?;
-    let current = state
-        .write
-        .ledger
-        .current(&ns)
-        .await
-        .map_err(ledger_error)?;
+    let current = state.current(&ns).await?;
     let authors = authors(&state, &ns).await?;
     let now = Utc::now();
     let errors = KeyErrors::new();

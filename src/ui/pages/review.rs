@@ -192,12 +192,7 @@ pub async fn review(
 ) -> Result<Response, ApiError> {
     let form = Form::parse(&body);
     let schema = state.write.schema(&ns)?.clone();
-    let current = state
-        .write
-        .ledger
-        .current(&ns)
-        .await
-        .map_err(ledger_error)?;
+    let current = state.current(&ns).await?;
     let changes = match pending_changes(&schema, &current.values, &form) {
         Ok(c) => c,
         Err(errors) => {
@@ -309,67 +304,50 @@ pub async fn commit(
             "/namespaces/{ns}?committed={}",
             committed.state.version
         ))),
-        Err(e) if e.code == "version_conflict" => {
-            // Someone changed one of these keys: show their change, re-apply on top.
-            let current = state
-                .write
-                .ledger
-                .current(&ns)
-                .await
-                .map_err(ledger_error)?;
+        Err(e) if e.code == "version_conflict" || e.code == "comment_required" => {
+            // Nothing was written: the review again, with the reason above it. Either someone
+            // changed one of these keys (their change is shown, Commit re-applies on top), or
+            // the schema's `require_comment` wants a comment.
+            let conflict = e.code == "version_conflict";
+            let current = state.current(&ns).await?;
             let pending: Pending = changes
                 .into_iter()
                 .map(|(k, v)| (k, if v.is_null() { None } else { Some(v) }))
                 .collect();
             let rows =
                 diff_rows(&state, &principal, &schema, &current, &pending, &expected).await?;
-            let page = ReviewPage {
-                layout: Layout::new(&principal, &format!("Conflict · {ns}"), Section::Namespaces, Some(&ns)),
-                ns: ns.clone(),
-                rows,
-                comment,
-                idempotency_key: new_idempotency_key(),
-                error: "Someone else changed some of these keys after you opened the page: their change is shown next to each. Nothing was written. Commit applies your values on top of theirs.".into(),
-                conflicts: true,
-                require_comment: schema.require_comment,
+            let (title, error, status) = if conflict {
+                (
+                    "Conflict",
+                    "Someone else changed some of these keys after you opened the page: their change is shown next to each. Nothing was written. Commit applies your values on top of theirs.".to_owned(),
+                    StatusCode::CONFLICT,
+                )
+            } else {
+                (
+                    "Review changes",
+                    format!(
+                        "{}: say why in the Comment field, then Commit. Nothing was written.",
+                        e.message
+                    ),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
             };
-            Ok(render(StatusCode::CONFLICT, &page))
-        }
-        Err(e) if e.code == "comment_required" => {
-            // The namespace's schema sets `require_comment`: the review again, with the reason
-            // above the Comment field (nothing written).
-            let current = state
-                .write
-                .ledger
-                .current(&ns)
-                .await
-                .map_err(ledger_error)?;
-            let pending: Pending = changes
-                .into_iter()
-                .map(|(k, v)| (k, if v.is_null() { None } else { Some(v) }))
-                .collect();
-            let rows =
-                diff_rows(&state, &principal, &schema, &current, &pending, &expected).await?;
-            let conflicts = rows.iter().any(|r| r.conflict.is_some());
             let page = ReviewPage {
                 layout: Layout::new(
                     &principal,
-                    &format!("Review changes · {ns}"),
+                    &format!("{title} · {ns}"),
                     Section::Namespaces,
                     Some(&ns),
                 ),
                 ns: ns.clone(),
+                conflicts: conflict || rows.iter().any(|r| r.conflict.is_some()),
                 rows,
                 comment,
                 idempotency_key: new_idempotency_key(),
-                error: format!(
-                    "{}: say why in the Comment field, then Commit. Nothing was written.",
-                    e.message
-                ),
-                conflicts,
-                require_comment: true,
+                error,
+                require_comment: schema.require_comment,
             };
-            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+            Ok(render(status, &page))
         }
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             // Values the schema refuses (the review let them through only if the schema
