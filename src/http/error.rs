@@ -348,7 +348,16 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
+    // axum's text starts with "Failed to deserialize query string: "; keep only what names
+    // the parameter and the problem.
+    let text = rejection.body_text();
+    let detail = text
+        .split_once(": ")
+        .map_or(text.as_str(), |(_, rest)| rest);
+    ApiError::bad_request(
+        "invalid_query",
+        format!("the query string is not valid: {detail}"),
+    )
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod dev_persistence;
 mod dev_read_api;
 mod dev_watch;
 mod history_api;
+mod openapi_conformance;
 mod strict_input;
 
 mod schema_fields;
