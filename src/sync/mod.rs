@@ -132,6 +132,8 @@ struct StatusInner {
     rounds: u64,
     full_fetches: u64,
     catchups: u64,
+    /// The content hash of the values served (16 hex digits), once known.
+    content_hash: Option<String>,
     disk: Option<DiskStatus>,
 }
 
@@ -182,6 +184,7 @@ impl SyncReport for SyncStatus {
             "rounds": i.rounds,
             "full_fetches": i.full_fetches,
             "catchups": i.catchups,
+            "content_hash": i.content_hash,
             "disk_snapshot": i.disk,
         })
     }
@@ -437,6 +440,8 @@ impl SyncLoop {
                         self.snapshot = snapshot;
                         self.position = Some(position);
                         self.hash = Some(snap.content_hash());
+                        let hash = snap.content_hash().to_hex();
+                        self.status.update(|s| s.content_hash = Some(hash));
                         loaded = Some(generation);
                     }
                     Err(e) => tracing::warn!(error = %e, "disk snapshot not used"),
@@ -930,6 +935,8 @@ impl SyncLoop {
     fn swap(&mut self, snapshot: Arc<Snapshot>) {
         let position = snapshot.position;
         self.snapshot = snapshot.clone();
+        let hash = self.hash.map(ContentHash::to_hex);
+        self.status.update(|s| s.content_hash = hash);
         match self.store.publish_shared(snapshot.clone()) {
             Ok(true) => {
                 self.snapshot_metrics.swaps.inc();

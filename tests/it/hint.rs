@@ -113,6 +113,20 @@ async fn small_contiguous_changes_reach_a_sidecar_with_no_redis_read() {
         .to_hex(),
         "meta carries the hash of the ledger's image"
     );
+    let status: Value = stack
+        .client
+        .get(format!("http://{}/status", stack.sidecars[0].probe_addr))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        status["sync"]["content_hash"],
+        json!(redis.cmd(&["HGET", "rtconfig:{demo}:meta", "content_hash"])),
+        "/status shows the served values' hash: {status}"
+    );
     stack.stop().await;
 }
 
