@@ -624,11 +624,13 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         let schemas: Vec<_> = schemas.iter().cloned().collect();
         let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
+        let hint_payload_max_bytes = s.hint_payload_max_bytes;
         move |term: u64| {
             let client = crate::redis::command_client(&redis_url, &opts)?;
             let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
             settings.interval = interval;
             settings.anti_entropy_interval = anti_entropy;
+            settings.hint_payload_max_bytes = hint_payload_max_bytes;
             Ok(crate::relay::Relay::new(
                 ledger.clone(),
                 client,

@@ -251,6 +251,11 @@ pub struct AdminArgs {
     /// Seconds between anti-entropy comparisons of Redis with the ledger.
     #[arg(long, env = "RTCONFIG_ANTI_ENTROPY_INTERVAL", default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub anti_entropy_interval: Duration,
+    /// The largest changeset, in bytes of its JSON, the relay inlines in the Pub/Sub hint so
+    /// a sidecar exactly one version behind applies it without reading Redis (0 = never;
+    /// larger changesets are read from the log as before).
+    #[arg(long, env = "RTCONFIG_HINT_PAYLOAD_MAX_BYTES", default_value_t = crate::relay::DEFAULT_HINT_PAYLOAD_MAX_BYTES, value_name = "BYTES")]
+    pub hint_payload_max_bytes: usize,
     /// Seconds any PostgreSQL call may take (waiting for a connection included); PostgreSQL down
     /// or paused → writes answer 503 after at most this long (at least 0.1).
     #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value = "1.5", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]

@@ -1,8 +1,10 @@
 //! The sidecar's disk snapshot: the last state it confirmed, for a cold start while Redis is
 //! unreachable (`--snapshot-path`).
 //!
-//! Format: one header line `rtconfig-snapshot 1 <sha256 of the body, hex>\n`, then a JSON body
-//! with the namespace, cluster id, position, schema hash and the stored (non-default) values.
+//! Format: one header line `rtconfig-snapshot 2 <sha256 of the body, hex>\n`, then a JSON body
+//! with the namespace, cluster id, position, schema hash, the stored (non-default) values and
+//! the image's `content_hash` (`crate::content_hash`). Format-1 files (no `content_hash`) still
+//! load; their hash is computed from the values.
 //! Written with [`crate::private_file::write_keeping`] (tmp + fsync + rename + fsync of the
 //! directory, mode 0600), so the file is always either the old or the new complete snapshot.
 //!
@@ -18,9 +20,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::content_hash::ContentHash;
 use crate::snapshot::Position;
 
-const MAGIC: &str = "rtconfig-snapshot 1";
+/// The header of the current format: the body carries `content_hash`.
+const MAGIC: &str = "rtconfig-snapshot 2";
+/// The header of files written before content hashes: still loaded (the hash is then computed
+/// from the values).
+const MAGIC_V1: &str = "rtconfig-snapshot 1";
 
 /// What the disk snapshot holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +42,10 @@ pub struct DiskSnapshot {
     pub saved_at: String,
     /// The stored values as Redis held them (not schema-defaulted).
     pub values: BTreeMap<String, Value>,
+    /// The content hash (`crate::content_hash`) of the image these values came from, as 16 hex
+    /// digits; absent in format-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 impl DiskSnapshot {
@@ -44,6 +55,14 @@ impl DiskSnapshot {
             version: self.version,
             generation: self.generation,
         }
+    }
+
+    /// The stored content hash, or (format 1, or unreadable) the hash of the values.
+    pub fn content_hash(&self) -> ContentHash {
+        self.content_hash
+            .as_deref()
+            .and_then(ContentHash::parse)
+            .unwrap_or_else(|| ContentHash::of(self.values.iter()))
     }
 }
 
@@ -81,6 +100,7 @@ pub fn load(path: &Path) -> Result<DiskSnapshot, DiskError> {
         .map_err(|_| DiskError::Damaged("the header is not text"))?;
     let digest = header
         .strip_prefix(MAGIC)
+        .or_else(|| header.strip_prefix(MAGIC_V1))
         .map(str::trim)
         .ok_or(DiskError::Damaged("unknown format"))?;
     let body = &bytes[newline + 1..];
@@ -242,7 +262,48 @@ mod tests {
             schema_hash: "abc".into(),
             saved_at: "2026-01-01T00:00:00Z".into(),
             values: BTreeMap::from([("SITE_NAME".into(), json!("x"))]),
+            content_hash: Some("00000000000000ab".into()),
         }
+    }
+
+    #[test]
+    fn the_content_hash_is_stored_and_format_1_files_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snap.json");
+        save(&path, &sample()).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("rtconfig-snapshot 2 "), "{text}");
+        assert!(
+            text.contains(r#""content_hash":"00000000000000ab""#),
+            "{text}"
+        );
+        assert_eq!(load(&path).expect("load").content_hash(), ContentHash(0xab));
+
+        // A file of the previous format: no content_hash, header 1; its hash is the values'.
+        let old = DiskSnapshot {
+            content_hash: None,
+            ..sample()
+        };
+        let body = serde_json::to_vec(&old).expect("body");
+        let mut file = format!(
+            "rtconfig-snapshot 1 {}\n",
+            hex::encode(Sha256::digest(&body))
+        )
+        .into_bytes();
+        file.extend_from_slice(&body);
+        std::fs::write(&path, file).expect("write v1");
+        let loaded = load(&path).expect("a format-1 file loads");
+        assert_eq!(loaded.content_hash, None);
+        assert_eq!(
+            loaded.content_hash(),
+            ContentHash::of([("SITE_NAME", &json!("x"))])
+        );
+        // A future format is refused clearly.
+        std::fs::write(&path, b"rtconfig-snapshot 3 00\n{}").expect("write v3");
+        assert!(matches!(
+            load(&path),
+            Err(DiskError::Damaged("unknown format"))
+        ));
     }
 
     #[test]

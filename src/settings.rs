@@ -703,6 +703,8 @@ pub struct AdminSettings {
     pub drain_timeout: Duration,
     pub relay_interval: Duration,
     pub anti_entropy_interval: Duration,
+    /// `--hint-payload-max-bytes`.
+    pub hint_payload_max_bytes: usize,
     /// `--allowed-host` of the admin listener.
     pub allowed_hosts: Vec<String>,
     /// `--tls-cert`/`--tls-key`.
@@ -729,6 +731,7 @@ impl AdminSettings {
             drain_timeout: Duration::from_secs(2),
             relay_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(30),
+            hint_payload_max_bytes: crate::relay::DEFAULT_HINT_PAYLOAD_MAX_BYTES,
             allowed_hosts: Vec::new(),
             tls: None,
             max_event_streams: crate::admin::events::DEFAULT_MAX_STREAMS,
@@ -802,6 +805,7 @@ impl TryFrom<AdminArgs> for AdminSettings {
             drain_timeout: a.drain.drain_timeout,
             relay_interval: a.relay_interval,
             anti_entropy_interval: a.anti_entropy_interval,
+            hint_payload_max_bytes: a.hint_payload_max_bytes,
             allowed_hosts: a.hosts.allowed_hosts,
             tls,
             max_event_streams: a.admin_api.max_event_streams,

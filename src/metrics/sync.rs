@@ -38,6 +38,10 @@ pub enum MessageResult {
     duplicate,
     invalid,
     lagged,
+    /// The hint's inlined changeset was applied without reading Redis.
+    applied,
+    /// The inlined changeset did not lead to the hint's content hash: resynced from the log.
+    hash_mismatch,
 }
 
 /// A Redis state the sidecar refused (`rtconfig_sync_anomalies_total{kind}`).
@@ -51,6 +55,8 @@ pub enum AnomalyKind {
     bad_item,
     bad_log_entry,
     bad_disk_snapshot,
+    /// Same position as Redis, other content (`meta.content_hash`): the whole image refetched.
+    content_hash_mismatch,
 }
 
 /// Which disk snapshot file a cold start loaded (`rtconfig_snapshot_disk_loaded{generation}`).

@@ -22,8 +22,8 @@ use fred::types::Value as RedisValue;
 
 pub use keys::Keys;
 pub use wire::{
-    ApplyOutcome, Heartbeat, Hint, Image, Item, LogEntry, Meta, SwapOutcome, SyncRead, WireError,
-    META_FIELDS,
+    ApplyOutcome, Heartbeat, Hint, HintPayload, Image, Item, LogEntry, Meta, SwapOutcome, SyncRead,
+    WireError, META_FIELDS,
 };
 
 /// How long any one Redis command may take before it counts as failed.

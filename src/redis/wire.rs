@@ -9,7 +9,8 @@
 //! - [`Item`]: an item's envelope `{"value": …, "version": v}`;
 //! - [`LogEntry`]: a change-log entry, id `<version>-0`, fields `epoch` and `changes`
 //!   (`{"KEY": value | null}`, null = back to the default);
-//! - [`Hint`]: a Pub/Sub message `"<epoch>:<version>"`;
+//! - [`Hint`]: a Pub/Sub message `"<epoch>:<version>:<generation>:<hash>"`, optionally followed
+//!   by a space and a [`HintPayload`] (the changeset inlined);
 //! - [`Heartbeat`]: a sidecar's entry in the fleet hash;
 //! - [`ApplyOutcome`], [`SwapOutcome`]: what the writing scripts answer.
 //!
@@ -25,9 +26,11 @@ use fred::types::Value as RedisValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::content_hash::ContentHash;
+
 /// The fields of `meta` in the order every reader asks for them (`scripts::hmget_meta!` spells
 /// the same list in Lua).
-pub const META_FIELDS: [&str; 10] = [
+pub const META_FIELDS: [&str; 11] = [
     "cluster_id",
     "epoch",
     "version",
@@ -38,6 +41,7 @@ pub const META_FIELDS: [&str; 10] = [
     "schema_hash",
     "relay_interval_ms",
     "term",
+    "content_hash",
 ];
 
 /// A reply that does not have the shape its script or command promises.
@@ -95,6 +99,8 @@ pub struct Meta {
     pub relay_interval_ms: Option<u64>,
     /// The fencing token of the last relay leader that wrote.
     pub term: u64,
+    /// The image's [`ContentHash`] (absent from images a relay before content hashes wrote).
+    pub content_hash: Option<ContentHash>,
 }
 
 impl Meta {
@@ -118,6 +124,13 @@ impl Meta {
             schema_hash: f[7].clone(),
             relay_interval_ms: number(&f[8], "meta.relay_interval_ms")?,
             term: number(&f[9], "meta.term")?.unwrap_or(0),
+            content_hash: match &f[10] {
+                Some(t) => Some(ContentHash::parse(t).ok_or(WireError::Malformed {
+                    what: "meta.content_hash",
+                    why: "not 16 hex digits",
+                })?),
+                None => None,
+            },
         })
     }
 }
@@ -346,21 +359,101 @@ impl Image {
     }
 }
 
-/// A change hint on the namespace's channel: `"<epoch>:<version>"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A change hint on the namespace's channel (DESIGN §4):
+/// `"<epoch>:<version>:<generation>:<hash>"`, optionally followed by one space and a
+/// [`HintPayload`] (JSON). The relay before content hashes sent `"<epoch>:<version>"`; that
+/// form is still read during a rolling upgrade (`generation` and `hash` then unknown).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hint {
     pub epoch: u64,
     pub version: u64,
+    /// `None` in the old two-field form.
+    pub generation: Option<u64>,
+    /// The image's content hash at `version`; `None` in the old two-field form.
+    pub hash: Option<ContentHash>,
+    /// The changeset that made `version`, when the relay inlined it; `None` when absent.
+    pub payload: Option<HintPayload>,
+    /// A payload was present but could not be decoded (the sidecar falls back to the log).
+    pub payload_damaged: bool,
+}
+
+/// The changeset inlined in a hint: `{"cluster_id": …, "changes": {"KEY": value | null}}`
+/// (`changes` as in a log entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HintPayload {
+    pub cluster_id: String,
+    pub changes: serde_json::Map<String, Value>,
 }
 
 impl Hint {
-    /// `None` when the message is not a hint (the sidecar then resyncs).
+    /// `None` when the message is not a hint in a known form (the sidecar then resyncs): a
+    /// future format with more fields is refused, never half-read.
     pub fn parse(text: &str) -> Option<Hint> {
-        let (e, v) = text.split_once(':')?;
+        let (head, payload) = match text.split_once(' ') {
+            Some((head, payload)) => (head, Some(payload)),
+            None => (text, None),
+        };
+        let parts: Vec<&str> = head.split(':').collect();
+        let digits = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let (epoch, version, generation, hash) = match parts.as_slice() {
+            [e, v] if payload.is_none() => (digits(e)?, digits(v)?, None, None),
+            [e, v, g, h] => (
+                digits(e)?,
+                digits(v)?,
+                Some(digits(g)?),
+                Some(ContentHash::parse(h)?),
+            ),
+            _ => return None,
+        };
+        let (payload, payload_damaged) = match payload {
+            None => (None, false),
+            Some(p) => match serde_json::from_str::<HintPayload>(p) {
+                Ok(p) => (Some(p), false),
+                Err(_) => (None, true),
+            },
+        };
         Some(Hint {
-            epoch: e.parse().ok()?,
-            version: v.parse().ok()?,
+            epoch,
+            version,
+            generation,
+            hash,
+            payload,
+            payload_damaged,
         })
+    }
+
+    /// The message text, as the relay's scripts publish it (they concatenate the same fields in
+    /// Lua; a test pins both).
+    pub fn encode(&self) -> String {
+        let mut text = format!("{}:{}", self.epoch, self.version);
+        if let (Some(g), Some(h)) = (self.generation, self.hash) {
+            text = format!("{text}:{g}:{h}");
+        }
+        if let Some(p) = &self.payload {
+            if let Ok(json) = serde_json::to_string(p) {
+                text.push(' ');
+                text.push_str(&json);
+            }
+        }
+        text
+    }
+}
+
+impl HintPayload {
+    /// The payload's JSON, or `None` when it is longer than `max_bytes` (0 = never inline).
+    pub fn encode_within(&self, max_bytes: usize) -> Result<Option<String>, WireError> {
+        if max_bytes == 0 {
+            return Ok(None);
+        }
+        let json = serde_json::to_string(self).map_err(|source| WireError::Json {
+            what: "hint payload",
+            source,
+        })?;
+        Ok((json.len() <= max_bytes).then_some(json))
     }
 }
 
@@ -619,6 +712,7 @@ mod tests {
             ("schema_hash", "abc"),
             ("relay_interval_ms", "500"),
             ("term", "9"),
+            ("content_hash", "00000000000000ab"),
         ]))
         .expect("meta");
         assert_eq!(
@@ -634,6 +728,7 @@ mod tests {
                 schema_hash: Some("abc".into()),
                 relay_interval_ms: Some(500),
                 term: 9,
+                content_hash: Some(ContentHash(0xab)),
             }
         );
         // A flushed Redis: every field nil.
@@ -654,7 +749,11 @@ mod tests {
     fn malformed_meta_is_an_error_that_names_the_field() {
         let cases: Vec<(RedisValue, &str)> = vec![
             (s("OK"), "expected an array"),
-            (arr(vec![s("default")]), "expected 10 elements, got 1"),
+            (arr(vec![s("default")]), "expected 11 elements, got 1"),
+            (
+                meta(&[("content_hash", "xyz")]),
+                "meta.content_hash: malformed",
+            ),
             (meta(&[("epoch", "one")]), "meta.epoch is not a number"),
             (meta(&[("version", "-1")]), "meta.version is not a number"),
             (
@@ -831,17 +930,68 @@ mod tests {
     }
 
     #[test]
-    fn hints_carry_epoch_and_version() {
+    fn hints_carry_position_hash_and_an_optional_payload() {
+        let h = Hint::parse("2:41:3:00000000000000ff").expect("hint");
         assert_eq!(
-            Hint::parse("2:41"),
-            Some(Hint {
-                epoch: 2,
-                version: 41
-            })
+            (h.epoch, h.version, h.generation, h.hash),
+            (2, 41, Some(3), Some(ContentHash(255)))
         );
-        for bad in ["", "41", "a:b", "1:", ":1", "1:2:3", "-1:2"] {
+        assert_eq!((h.payload.clone(), h.payload_damaged), (None, false));
+        assert_eq!(h.encode(), "2:41:3:00000000000000ff");
+
+        let text = r#"2:41:0:00000000000000ff {"cluster_id":"prod","changes":{"S":"C","T":null}}"#;
+        let h = Hint::parse(text).expect("with payload");
+        let p = h.payload.clone().expect("payload");
+        assert_eq!(p.cluster_id, "prod");
+        assert_eq!(p.changes.get("S"), Some(&json!("C")));
+        assert_eq!(p.changes.get("T"), Some(&Value::Null));
+        assert_eq!(h.encode(), text);
+
+        // The old form, during a rolling upgrade.
+        let old = Hint::parse("2:41").expect("old form");
+        assert_eq!((old.generation, old.hash), (None, None));
+
+        // A payload that does not decode keeps the position (the sidecar uses the log).
+        let h = Hint::parse("2:41:0:00000000000000ff {nope").expect("damaged payload");
+        assert!(h.payload.is_none() && h.payload_damaged);
+
+        for bad in [
+            "",
+            "41",
+            "a:b",
+            "1:",
+            ":1",
+            "1:2:3",
+            "-1:2",
+            "+1:2",
+            "1:2 {}",
+            "1:2:3:4",
+            "1:2:x:00000000000000ff",
+            "1:2:3:00000000000000ff:5",
+            "1:2:3:00000000000000ff:5 {}",
+            "v2|1:2:3:00000000000000ff",
+        ] {
             assert_eq!(Hint::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_payload_is_inlined_only_within_the_limit() {
+        let p = HintPayload {
+            cluster_id: "prod".into(),
+            changes: serde_json::from_str(r#"{"S":"C"}"#).expect("json"),
+        };
+        let json = r#"{"cluster_id":"prod","changes":{"S":"C"}}"#;
+        assert_eq!(
+            p.encode_within(8192).expect("encode").as_deref(),
+            Some(json)
+        );
+        assert_eq!(
+            p.encode_within(json.len()).expect("encode").as_deref(),
+            Some(json)
+        );
+        assert_eq!(p.encode_within(json.len() - 1).expect("encode"), None);
+        assert_eq!(p.encode_within(0).expect("encode"), None);
     }
 
     #[test]

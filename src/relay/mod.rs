@@ -37,13 +37,14 @@ use tokio::sync::Notify;
 
 use crate::admin::fleet::{Fleet, FleetError, SidecarInfo};
 use crate::admin::write::{AfterCommit, WriteGate};
+use crate::content_hash::ContentHash;
 use crate::ledger::{
     ChangeMeta, Changeset, CurrentValues, Ledger, LedgerError, NamespaceState, StoredValue,
 };
 use crate::metrics::RelayMetrics;
 use crate::redis::{
-    self, scripts, ApplyOutcome, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
-    SwapOutcome, WireError, LOG_MAXLEN,
+    self, scripts, ApplyOutcome, Heartbeat, HintPayload, Image, Item, Keys, LogEntry, Meta,
+    RedisError, SwapOutcome, WireError, LOG_MAXLEN,
 };
 use crate::schema::Schema;
 use crate::shutdown::Shutdown;
@@ -54,6 +55,8 @@ use plan::{Action, Adoption, AfterApply};
 const REBUILD_BATCH: usize = 500;
 /// Changesets replayed per ledger read.
 const REPLAY_BATCH: usize = 500;
+/// The default of `--hint-payload-max-bytes` (issue 12 item 3: "small" = at most 8 KiB).
+pub const DEFAULT_HINT_PAYLOAD_MAX_BYTES: usize = 8192;
 
 /// Why a relay round (or building a relay) failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,9 @@ pub struct RelaySettings {
     pub term: u64,
     pub interval: Duration,
     pub anti_entropy_interval: Duration,
+    /// The largest changeset (its hint payload's JSON, in bytes) inlined in the PUBLISH hint
+    /// (`--hint-payload-max-bytes`; 0 = never inline).
+    pub hint_payload_max_bytes: usize,
 }
 
 impl RelaySettings {
@@ -95,6 +101,7 @@ impl RelaySettings {
             term,
             interval: Duration::from_secs(1),
             anti_entropy_interval: Duration::from_secs(30),
+            hint_payload_max_bytes: DEFAULT_HINT_PAYLOAD_MAX_BYTES,
         }
     }
 }
@@ -304,9 +311,9 @@ impl Relay {
                 );
                 self.rebuild(schema, false).await?
             }
-            Action::Replay { from } => self.replay(schema, from).await?,
+            Action::Replay { from, hash } => self.replay(schema, from, hash).await?,
             Action::Check { at } => {
-                if self.image_matches(schema).await? {
+                if self.image_matches(schema, &meta).await? {
                     at
                 } else {
                     self.metrics.drift_repairs.inc();
@@ -395,9 +402,14 @@ impl Relay {
         Ok(adopted)
     }
 
-    /// Applies changesets after `from`, in order; falls back to a rebuild on a gap. Returns the
-    /// version Redis is at afterwards.
-    async fn replay(&mut self, schema: &Schema, mut from: u64) -> Result<u64, RelayError> {
+    /// Applies changesets after `from` (where Redis's image has content hash `hash`), in order;
+    /// falls back to a rebuild on a gap. Returns the version Redis is at afterwards.
+    async fn replay(
+        &mut self,
+        schema: &Schema,
+        mut from: u64,
+        mut hash: ContentHash,
+    ) -> Result<u64, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
         loop {
@@ -406,7 +418,8 @@ impl Relay {
                 return Ok(from);
             }
             for cs in &batch {
-                let outcome = self.apply(&keys, schema, cs).await?;
+                let after = hash_after(hash, cs);
+                let outcome = self.apply(&keys, schema, cs, after).await?;
                 match plan::after_apply(outcome) {
                     AfterApply::Applied => {
                         self.metrics.applied.inc();
@@ -427,6 +440,7 @@ impl Relay {
                     }
                 }
                 from = cs.version;
+                hash = after;
             }
         }
     }
@@ -436,16 +450,25 @@ impl Relay {
         keys: &Keys,
         schema: &Schema,
         cs: &Changeset,
+        content_hash: ContentHash,
     ) -> Result<ApplyOutcome, RelayError> {
+        let entry = log_entry(cs);
+        let payload = HintPayload {
+            cluster_id: self.settings.cluster_id.clone(),
+            changes: entry.changes.clone(),
+        }
+        .encode_within(self.settings.hint_payload_max_bytes)?;
         let mut args = vec![
             self.settings.cluster_id.clone(),
             cs.epoch.to_string(),
             self.settings.term.to_string(),
             cs.version.to_string(),
-            log_entry(cs).changes_json()?,
+            entry.changes_json()?,
             LOG_MAXLEN.to_string(),
             keys.changes.clone(),
             schema.hash.clone(),
+            content_hash.to_hex(),
+            payload.unwrap_or_default(),
         ];
         for c in &cs.changes {
             args.push(c.key.clone());
@@ -538,6 +561,7 @@ impl Relay {
                     keys.changes.clone(),
                     schema.hash.clone(),
                     if bump_generation { "1" } else { "0" }.to_owned(),
+                    ContentHash::of(current.stored()).to_hex(),
                 ],
             )
             .await
@@ -556,11 +580,15 @@ impl Relay {
         Ok(version)
     }
 
-    /// Whether every item in Redis equals the ledger's (anti-entropy).
-    async fn image_matches(&self, schema: &Schema) -> Result<bool, RelayError> {
+    /// Whether every item in Redis equals the ledger's, and `meta`'s content hash the ledger
+    /// image's (anti-entropy).
+    async fn image_matches(&self, schema: &Schema, meta: &Meta) -> Result<bool, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
         let current = self.ledger.current(ns).await?;
+        if meta.content_hash != Some(ContentHash::of(current.stored())) {
+            return Ok(false);
+        }
         let in_redis: std::collections::HashMap<String, String> =
             self.client.hgetall(keys.items.as_str()).await?;
         let stored: Vec<(&str, &serde_json::Value)> = current.stored().collect();
@@ -612,6 +640,19 @@ async fn check_eviction_policy(client: Client) {
         },
         Err(e) => tracing::debug!(error = %e, "cannot read maxmemory-policy (CONFIG GET not allowed?)"),
     }
+}
+
+/// The content hash of the image after `cs`, from the hash before it: O(changed keys).
+fn hash_after(mut hash: ContentHash, cs: &Changeset) -> ContentHash {
+    for c in &cs.changes {
+        if let Some(old) = &c.old {
+            hash.remove(&c.key, old);
+        }
+        if let Some(new) = &c.new {
+            hash.add(&c.key, new);
+        }
+    }
+    hash
 }
 
 /// A changeset as a log entry: `changes` is `{"KEY": value | null}`, in the changeset's order.

@@ -17,6 +17,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::content_hash::ContentHash;
 use crate::ledger::NamespaceState;
 use crate::redis::{ApplyOutcome, Heartbeat, Image, Meta};
 
@@ -53,8 +54,9 @@ pub(crate) enum Action {
     LedgerBehind,
     /// Write the ledger's image into temp keys and swap it in.
     Rebuild,
-    /// Apply the ledger's changesets after `from` one by one.
-    Replay { from: u64 },
+    /// Apply the ledger's changesets after `from` one by one; Redis's image has content hash
+    /// `hash` (each changeset moves it by its own keys).
+    Replay { from: u64, hash: ContentHash },
     /// Compare every item with the ledger (anti-entropy); Redis is at `at`.
     Check { at: u64 },
     /// Redis is level with the ledger at `at`.
@@ -95,10 +97,17 @@ pub(crate) fn plan(state: &State<'_>, meta: &Meta) -> Action {
     if redis_ahead(state.cluster_id, meta, ledger) {
         return Action::LedgerBehind;
     }
-    if !ours || epoch != ledger.epoch {
-        Action::Rebuild
-    } else if version < ledger.version {
-        Action::Replay { from: version }
+    // An image written before content hashes is rebuilt once, so `meta` and the hints carry
+    // the hash sidecars compare.
+    let hash = match meta.content_hash {
+        Some(hash) if ours && epoch == ledger.epoch => hash,
+        _ => return Action::Rebuild,
+    };
+    if version < ledger.version {
+        Action::Replay {
+            from: version,
+            hash,
+        }
     } else if state.anti_entropy {
         Action::Check { at: version }
     } else {
@@ -219,9 +228,12 @@ mod tests {
             complete: true,
             count: Some(2),
             term: TERM,
+            content_hash: Some(HASH),
             ..Meta::default()
         }
     }
+
+    const HASH: ContentHash = ContentHash(7);
 
     #[test]
     fn every_namespace_gets_one_action() {
@@ -338,15 +350,39 @@ mod tests {
                 "Redis behind (lost APPLY, failover to a lagging replica)",
                 ledger(1, 9),
                 ours(1, 5),
-                Action::Replay { from: 5 },
+                Action::Replay {
+                    from: 5,
+                    hash: HASH,
+                },
             ),
             (
                 "Redis complete at version 0, ledger ahead",
                 ledger(1, 3),
                 ours(1, 0),
-                Action::Replay { from: 0 },
+                Action::Replay {
+                    from: 0,
+                    hash: HASH,
+                },
             ),
             ("level", ledger(1, 5), ours(1, 5), Action::Nothing { at: 5 }),
+            (
+                "level, but written before content hashes: rebuilt once to carry one",
+                ledger(1, 5),
+                Meta {
+                    content_hash: None,
+                    ..ours(1, 5)
+                },
+                Action::Rebuild,
+            ),
+            (
+                "behind, and written before content hashes",
+                ledger(1, 9),
+                Meta {
+                    content_hash: None,
+                    ..ours(1, 5)
+                },
+                Action::Rebuild,
+            ),
             (
                 "both empty and complete",
                 ledger(1, 0),
@@ -376,12 +412,24 @@ mod tests {
         };
         assert_eq!(plan(&tick, &ours(1, 5)), Action::Check { at: 5 });
         // A round that needs more does that instead of comparing.
-        assert_eq!(plan(&tick, &ours(1, 3)), Action::Replay { from: 3 });
+        assert_eq!(
+            plan(&tick, &ours(1, 3)),
+            Action::Replay {
+                from: 3,
+                hash: HASH
+            }
+        );
         assert_eq!(plan(&tick, &Meta::default()), Action::Rebuild);
         // Only level actions lift the ledger_behind mark.
         for (action, level) in [
             (Action::Rebuild, true),
-            (Action::Replay { from: 1 }, true),
+            (
+                Action::Replay {
+                    from: 1,
+                    hash: HASH,
+                },
+                true,
+            ),
             (Action::Check { at: 1 }, true),
             (Action::Nothing { at: 1 }, true),
             (Action::Adopt, false),

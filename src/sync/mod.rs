@@ -36,6 +36,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::content_hash::ContentHash;
 use crate::disk::{self, DiskSnapshot, Generation};
 use crate::metrics::{
     AnomalyKind, DiskGeneration, MessageResult, ResyncReason, SnapshotMetrics, SyncMetrics,
@@ -131,6 +132,8 @@ struct StatusInner {
     rounds: u64,
     full_fetches: u64,
     catchups: u64,
+    /// The content hash of the values served (16 hex digits), once known.
+    content_hash: Option<String>,
     disk: Option<DiskStatus>,
 }
 
@@ -181,6 +184,7 @@ impl SyncReport for SyncStatus {
             "rounds": i.rounds,
             "full_fetches": i.full_fetches,
             "catchups": i.catchups,
+            "content_hash": i.content_hash,
             "disk_snapshot": i.disk,
         })
     }
@@ -209,8 +213,11 @@ pub struct SyncLoop {
     /// `snapshot`'s position once it holds data from Redis or disk; `None` while it holds
     /// schema defaults.
     position: Option<Position>,
-    /// The disk snapshot writer's latest job.
-    disk: Option<watch::Sender<Option<Arc<Snapshot>>>>,
+    /// The content hash of the values at `position` as Redis held them (`crate::content_hash`);
+    /// `None` with `position`.
+    hash: Option<ContentHash>,
+    /// The disk snapshot writer's latest job: the snapshot and its content hash.
+    disk: Option<watch::Sender<DiskJob>>,
     /// When this process started (RFC 3339), for the heartbeat.
     started_at: String,
     /// The (epoch, version) served and when it was first served (RFC 3339): the heartbeat's
@@ -249,6 +256,7 @@ pub fn start(
         client,
         subscriber,
         position: None,
+        hash: None,
         disk: None,
         started_at: rfc3339(std::time::SystemTime::now()),
         applied: None,
@@ -273,6 +281,9 @@ pub fn start(
     Ok(SyncHandle { status, task })
 }
 
+/// The latest snapshot to write, with its content hash.
+type DiskJob = Option<(Arc<Snapshot>, Option<ContentHash>)>;
+
 /// What the disk snapshot writer needs.
 struct DiskWriter {
     path: PathBuf,
@@ -288,11 +299,7 @@ struct DiskWriter {
 /// it succeeds — always with the latest snapshot — so the file catches up without waiting for
 /// the next change; each failure is counted, the first of a run is logged, and so is the
 /// recovery.
-async fn write_disk_snapshots(
-    w: DiskWriter,
-    mut rx: watch::Receiver<Option<Arc<Snapshot>>>,
-    shutdown: Shutdown,
-) {
+async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, shutdown: Shutdown) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
@@ -303,10 +310,10 @@ async fn write_disk_snapshots(
         let mut retry: Option<Duration> = None;
         let mut failures = 0u64;
         loop {
-            let Some(snapshot) = rx.borrow_and_update().clone() else {
+            let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
                 break;
             };
-            let file = disk_snapshot(&snapshot, &w.cluster_id);
+            let file = disk_snapshot(&snapshot, &w.cluster_id, hash);
             let version = file.version;
             let p = w.path.clone();
             let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
@@ -364,8 +371,9 @@ fn now_rfc3339() -> String {
 }
 
 /// The disk file's form of a snapshot.
-fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str) -> DiskSnapshot {
+fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str, hash: Option<ContentHash>) -> DiskSnapshot {
     DiskSnapshot {
+        content_hash: hash.map(ContentHash::to_hex),
         namespace: snapshot.namespace.to_string(),
         cluster_id: cluster_id.to_owned(),
         epoch: snapshot.position.epoch,
@@ -431,6 +439,9 @@ impl SyncLoop {
                         }
                         self.snapshot = snapshot;
                         self.position = Some(position);
+                        self.hash = Some(snap.content_hash());
+                        let hash = snap.content_hash().to_hex();
+                        self.status.update(|s| s.content_hash = Some(hash));
                         loaded = Some(generation);
                     }
                     Err(e) => tracing::warn!(error = %e, "disk snapshot not used"),
@@ -491,7 +502,16 @@ impl SyncLoop {
                 msg = messages.recv() => match msg {
                     Ok(m) => {
                         let hint = m.value.as_string().and_then(|t| Hint::parse(&t));
-                        match plan::plan_hint(&self.state(), hint) {
+                        match plan::plan_hint(&self.state(), hint.as_ref()) {
+                            HintAction::Apply { to, changes, hash } => {
+                                if self.apply_hint(to, &changes, hash) {
+                                    self.metrics.message(MessageResult::applied);
+                                } else {
+                                    self.metrics.message(MessageResult::hash_mismatch);
+                                    tracing::warn!(version = to.version, "the hint's changeset does not lead to its content hash; catching up from the log");
+                                    self.resync(ResyncReason::message).await;
+                                }
+                            }
                             HintAction::Newer => {
                                 self.metrics.message(MessageResult::newer);
                                 self.resync(ResyncReason::message).await;
@@ -653,6 +673,7 @@ impl SyncLoop {
         plan::State {
             cluster_id: &self.settings.cluster_id,
             position: self.position,
+            hash: self.hash,
         }
     }
 
@@ -726,12 +747,29 @@ impl SyncLoop {
             }
             Action::InSync => Outcome::InSync,
             Action::CatchUp { to, changes } => {
-                self.catch_up(to, &changes);
-                Outcome::InSync
+                let got = self.catch_up(to, &changes);
+                if plan::verify_applied(read.meta.content_hash, got) {
+                    Outcome::InSync
+                } else {
+                    self.metrics.anomaly(AnomalyKind::content_hash_mismatch);
+                    tracing::warn!(version = to.version, expected = ?read.meta.content_hash.map(ContentHash::to_hex), got = %got, "the values caught up from the log do not match redis's content hash; fetching the whole image");
+                    self.full_fetch().await?
+                }
             }
             Action::FullFetch(reason) => {
-                if reason == FetchReason::LogDamaged {
-                    self.metrics.anomaly(AnomalyKind::bad_log_entry);
+                match reason {
+                    FetchReason::LogDamaged => self.metrics.anomaly(AnomalyKind::bad_log_entry),
+                    FetchReason::ContentHash => {
+                        self.metrics.anomaly(AnomalyKind::content_hash_mismatch);
+                        tracing::warn!(
+                            epoch = read.meta.epoch,
+                            version = read.meta.version,
+                            expected = ?read.meta.content_hash.map(ContentHash::to_hex),
+                            served = ?self.hash.map(ContentHash::to_hex),
+                            "same version as redis but other content (content hash); fetching the whole image"
+                        );
+                    }
+                    _ => {}
                 }
                 self.full_fetch().await?
             }
@@ -766,17 +804,72 @@ impl SyncLoop {
         Outcome::Keep(keep)
     }
 
-    /// Applies the log's changes to the served values.
-    fn catch_up(&mut self, to: Position, changes: &std::collections::BTreeMap<String, Value>) {
+    /// Applies the log's changes to the served values; returns the new content hash.
+    fn catch_up(
+        &mut self,
+        to: Position,
+        changes: &std::collections::BTreeMap<String, Value>,
+    ) -> ContentHash {
         self.metrics.catchups.inc();
         self.status.update(|s| s.catchups += 1);
+        let hash = self.changed_hash(changes);
+        self.apply_changes(to, changes, hash);
+        hash
+    }
+
+    /// The content hash once `changes` are applied to the served values.
+    fn changed_hash(&self, changes: &std::collections::BTreeMap<String, Value>) -> ContentHash {
+        let base = self.snapshot.clone();
+        match self.hash {
+            Some(before) => {
+                let old: std::collections::HashMap<&str, &Value> = base
+                    .stored()
+                    .filter(|(k, _)| changes.contains_key(*k))
+                    .collect();
+                plan::hash_after_changes(before, changes, |k| old.get(k).copied())
+            }
+            // Nothing to move from: hash the result whole.
+            None => {
+                let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
+                ContentHash::of(unchanged.chain(changes.iter().map(|(k, v)| (k.as_str(), v))))
+            }
+        }
+    }
+
+    /// Builds and swaps the served values with `changes` applied, at `to`.
+    fn apply_changes(
+        &mut self,
+        to: Position,
+        changes: &std::collections::BTreeMap<String, Value>,
+        hash: ContentHash,
+    ) {
         let base = self.snapshot.clone();
         let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
         let set = changes
             .iter()
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k.as_str(), v));
+        self.hash = Some(hash);
         self.apply(to, unchanged.chain(set));
+    }
+
+    /// Applies a hint's inlined changeset without reading Redis, when it leads to the hint's
+    /// content hash; `false` (nothing changed) when it does not. Not a confirmation: the
+    /// freshness clock and the periodic resync are untouched (DESIGN §4: the hint is only a
+    /// hint).
+    fn apply_hint(
+        &mut self,
+        to: Position,
+        changes: &std::collections::BTreeMap<String, Value>,
+        expected: ContentHash,
+    ) -> bool {
+        let got = self.changed_hash(changes);
+        if !plan::verify_applied(Some(expected), got) {
+            return false;
+        }
+        self.apply_changes(to, changes, got);
+        self.snapshot_metrics.observe_store(&self.store);
+        true
     }
 
     async fn full_fetch(&mut self) -> Result<Outcome, RedisError> {
@@ -807,6 +900,12 @@ impl SyncLoop {
             }
             ImageAction::Behind => self.kept(Keep::NotConfirmed(Cause::RedisBehind)),
             ImageAction::Apply(position) => {
+                self.hash = Some(ContentHash::of(
+                    image
+                        .items
+                        .iter()
+                        .map(|(k, item)| (k.as_str(), &item.value)),
+                ));
                 let stored = image
                     .items
                     .iter()
@@ -836,6 +935,8 @@ impl SyncLoop {
     fn swap(&mut self, snapshot: Arc<Snapshot>) {
         let position = snapshot.position;
         self.snapshot = snapshot.clone();
+        let hash = self.hash.map(ContentHash::to_hex);
+        self.status.update(|s| s.content_hash = hash);
         match self.store.publish_shared(snapshot.clone()) {
             Ok(true) => {
                 self.snapshot_metrics.swaps.inc();
@@ -856,7 +957,7 @@ impl SyncLoop {
             Err(e) => tracing::error!(error = %e, "cannot publish snapshot"),
         }
         if let Some(tx) = &self.disk {
-            tx.send_replace(Some(snapshot));
+            tx.send_replace(Some((snapshot, self.hash)));
         }
     }
 }

@@ -5,7 +5,8 @@
 //!   what is served (not confirmed, or refused: stale at once); and whether the relay is down;
 //! - [`plan_image`]: after a full read (`FULL_READ`) — apply, or refuse an incomplete or older
 //!   image;
-//! - [`plan_hint`]: a Pub/Sub hint — newer (resync), duplicate, or invalid (resync).
+//! - [`plan_hint`]: a Pub/Sub hint — apply its inlined changeset (exactly the next version,
+//!   checked against the hint's content hash), newer (resync), duplicate, or invalid (resync).
 //!
 //! The rules, in order: another `cluster_id` is refused (never applied, stale at once); no
 //! `cluster_id` (empty, flushed) or not `complete` is not confirmed; no data yet or a higher
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::content_hash::ContentHash;
 use crate::redis::{Hint, Image, Meta, SyncRead};
 use crate::snapshot::Position;
 
@@ -34,6 +36,8 @@ pub(crate) struct State<'a> {
     pub cluster_id: &'a str,
     /// The position of the values served; `None` until a snapshot from Redis or disk is loaded.
     pub position: Option<Position>,
+    /// The content hash of the values served (`None` with `position`).
+    pub hash: Option<ContentHash>,
 }
 
 /// Why what Redis holds is not taken (`/status` `cause`).
@@ -93,6 +97,9 @@ pub(crate) enum FetchReason {
     LogGap,
     /// A log entry could not be decoded.
     LogDamaged,
+    /// Same position, other content: `meta.content_hash` is not the served values' hash (a
+    /// snapshot ahead of a ledger restored from a backup, or a catch-up that did not add up).
+    ContentHash,
 }
 
 /// What a round does.
@@ -143,6 +150,8 @@ pub(crate) fn plan(state: &State<'_>, read: &SyncRead) -> Round {
         Some(mine) if version == mine.version => {
             if generation != mine.generation {
                 Action::FullFetch(FetchReason::Generation)
+            } else if hash_differs(read.meta.content_hash, state.hash) {
+                Action::FullFetch(FetchReason::ContentHash)
             } else {
                 Action::InSync
             }
@@ -198,25 +207,101 @@ pub(crate) fn plan_image(state: &State<'_>, image: &Image) -> ImageAction {
 }
 
 /// What a Pub/Sub message means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum HintAction {
-    /// Ahead of what is served (or nothing is): resync.
+    /// Ahead of what is served (or nothing is), or the same position with another content
+    /// hash: resync.
     Newer,
+    /// The next version with its changeset inlined: apply `changes` to the served values, move
+    /// to `to`, and keep the result only if its content hash is `hash` ([`verify_applied`]);
+    /// otherwise resync.
+    Apply {
+        to: Position,
+        changes: BTreeMap<String, Value>,
+        hash: ContentHash,
+    },
     /// Not ahead: nothing to do.
     Duplicate,
     /// Not a hint: resync (`decode_error`).
     Invalid,
 }
 
-pub(crate) fn plan_hint(state: &State<'_>, hint: Option<Hint>) -> HintAction {
-    match (hint, state.position) {
-        (None, _) => HintAction::Invalid,
-        (Some(_), None) => HintAction::Newer,
-        (Some(h), Some(mine)) if (h.epoch, h.version) > (mine.epoch, mine.version) => {
-            HintAction::Newer
-        }
-        (Some(_), Some(_)) => HintAction::Duplicate,
+/// Decides what a Pub/Sub hint leads to. The inlined changeset is used only when the served
+/// values are exactly one version behind in the hint's epoch and generation, the payload is
+/// this cluster's, and the hint carries the resulting content hash; anything else (a gap,
+/// another epoch, no payload, a payload that does not decode, another cluster id) falls back
+/// to the log catch-up of a resync, as before.
+pub(crate) fn plan_hint(state: &State<'_>, hint: Option<&Hint>) -> HintAction {
+    let Some(h) = hint else {
+        return HintAction::Invalid;
+    };
+    let Some(mine) = state.position else {
+        return HintAction::Newer;
+    };
+    let (theirs, ours) = ((h.epoch, h.version), (mine.epoch, mine.version));
+    if theirs < ours {
+        return HintAction::Duplicate;
     }
+    if theirs == ours {
+        let moved =
+            h.generation.is_some_and(|g| g != mine.generation) || hash_differs(h.hash, state.hash);
+        return if moved {
+            HintAction::Newer
+        } else {
+            HintAction::Duplicate
+        };
+    }
+    match (&h.payload, h.hash, h.generation, state.hash) {
+        (Some(p), Some(hash), Some(generation), Some(_))
+            if h.epoch == mine.epoch
+                && h.version == mine.version + 1
+                && generation == mine.generation
+                && p.cluster_id == state.cluster_id =>
+        {
+            HintAction::Apply {
+                to: Position {
+                    epoch: h.epoch,
+                    version: h.version,
+                    generation,
+                },
+                changes: p
+                    .changes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                hash,
+            }
+        }
+        _ => HintAction::Newer,
+    }
+}
+
+/// The content hash after applying `changes` to values whose hash is `before`; `old` gives a
+/// key's stored value before the change (`None`: at its default).
+pub(crate) fn hash_after_changes<'a>(
+    before: ContentHash,
+    changes: &'a BTreeMap<String, Value>,
+    old: impl Fn(&str) -> Option<&'a Value>,
+) -> ContentHash {
+    let mut hash = before;
+    for (key, new) in changes {
+        if let Some(v) = old(key) {
+            hash.remove(key, v);
+        }
+        hash.add(key, new);
+    }
+    hash
+}
+
+/// Whether values whose content hash is `got` may be kept where Redis (or the hint) says
+/// `expected`: equal, or nothing to compare with (an image from before content hashes).
+pub(crate) fn verify_applied(expected: Option<ContentHash>, got: ContentHash) -> bool {
+    expected.is_none_or(|e| e == got)
+}
+
+/// Both hashes known and different.
+fn hash_differs(theirs: Option<ContentHash>, ours: Option<ContentHash>) -> bool {
+    matches!((theirs, ours), (Some(t), Some(o)) if t != o)
 }
 
 /// The `after` argument of `SYNC_READ`: log entries after the served version, or none (`-1`)
@@ -422,6 +507,7 @@ mod tests {
             let state = State {
                 cluster_id: US,
                 position,
+                hash: None,
             };
             let round = plan(&state, &read(meta, vec![]));
             assert_eq!(round.action, Action::Keep(keep), "{name}");
@@ -533,6 +619,7 @@ mod tests {
             let state = State {
                 cluster_id: US,
                 position,
+                hash: None,
             };
             assert_eq!(plan(&state, &read).action, action, "{name}");
         }
@@ -543,6 +630,7 @@ mod tests {
         let state = State {
             cluster_id: US,
             position: at(1, 5),
+            hash: None,
         };
         let mut damaged = read(ours(1, 7), vec![entry(1, 6, json!({"A": 1}))]);
         damaged.log_damaged = true;
@@ -612,6 +700,7 @@ mod tests {
         let state = State {
             cluster_id: US,
             position: at(1, 5),
+            hash: None,
         };
         for (name, relay_at, interval, time, down) in rows {
             let mut r = read(
@@ -751,6 +840,7 @@ mod tests {
             let state = State {
                 cluster_id: US,
                 position,
+                hash: None,
             };
             assert_eq!(plan_image(&state, &image), action, "{name}");
         }
@@ -758,7 +848,7 @@ mod tests {
 
     #[test]
     fn hints_resync_only_when_newer_or_unreadable() {
-        let hint = |epoch, version| Some(Hint { epoch, version });
+        let hint = |epoch, version| Hint::parse(&format!("{epoch}:{version}"));
         let rows: Vec<(&str, Option<Position>, Option<Hint>, HintAction)> = vec![
             ("nothing loaded", None, hint(1, 1), HintAction::Newer),
             ("newer version", at(1, 5), hint(1, 6), HintAction::Newer),
@@ -783,20 +873,165 @@ mod tests {
             let state = State {
                 cluster_id: US,
                 position,
+                hash: None,
             };
-            assert_eq!(plan_hint(&state, hint), action, "{name}");
+            assert_eq!(plan_hint(&state, hint.as_ref()), action, "{name}");
         }
         let loaded = State {
             cluster_id: US,
             position: at(1, 5),
+            hash: None,
         };
         assert_eq!(log_after(&loaded), 5);
         assert_eq!(
             log_after(&State {
                 cluster_id: US,
-                position: None
+                position: None,
+                hash: None,
             }),
             -1
         );
+    }
+
+    /// The fault suite's cases as decisions: only exactly the next version of this cluster,
+    /// epoch and generation, with a content hash, is applied from the hint; the loop then keeps
+    /// the result only if the hash adds up.
+    #[test]
+    fn an_inlined_changeset_is_applied_only_exactly_one_version_behind() {
+        const H: &str = "00000000000000aa";
+        let p = |cluster: &str| format!(r#" {{"cluster_id":"{cluster}","changes":{{"S":"C"}}}}"#);
+        let ours_payload = p(US);
+        let msg = |head: &str, payload: &str| Hint::parse(&format!("{head}{payload}"));
+        let apply = |version| HintAction::Apply {
+            to: Position::new(1, version),
+            changes: changes(json!({"S": "C"})),
+            hash: ContentHash(0xaa),
+        };
+        let mine = Some(ContentHash(0x11));
+        let rows: Vec<(&str, Option<Hint>, HintAction)> = vec![
+            (
+                "the next version",
+                msg(&format!("1:6:0:{H}"), &ours_payload),
+                apply(6),
+            ),
+            (
+                "a lost message before it: a gap, so the log",
+                msg(&format!("1:7:0:{H}"), &ours_payload),
+                HintAction::Newer,
+            ),
+            (
+                "duplicated (already applied)",
+                msg(&format!("1:5:0:{H}"), &ours_payload),
+                HintAction::Newer,
+            ),
+            (
+                "duplicated, same hash",
+                msg("1:5:0:0000000000000011", &ours_payload),
+                HintAction::Duplicate,
+            ),
+            (
+                "out of order: the older one after the newer",
+                msg(&format!("1:4:0:{H}"), &ours_payload),
+                HintAction::Duplicate,
+            ),
+            (
+                "an old epoch",
+                msg(&format!("0:6:0:{H}"), &ours_payload),
+                HintAction::Duplicate,
+            ),
+            (
+                "a newer epoch: never from a hint",
+                msg(&format!("2:6:0:{H}"), &ours_payload),
+                HintAction::Newer,
+            ),
+            (
+                "a foreign cluster id",
+                msg(&format!("1:6:0:{H}"), &p("staging")),
+                HintAction::Newer,
+            ),
+            (
+                "another generation",
+                msg(&format!("1:6:1:{H}"), &ours_payload),
+                HintAction::Newer,
+            ),
+            (
+                "no payload (too big)",
+                msg(&format!("1:6:0:{H}"), ""),
+                HintAction::Newer,
+            ),
+            (
+                "a payload that does not decode",
+                msg(&format!("1:6:0:{H}"), " {\"changes\":1}"),
+                HintAction::Newer,
+            ),
+            ("the old two-field form", msg("1:6", ""), HintAction::Newer),
+            (
+                "a future format",
+                msg(&format!("1:6:0:{H}:x"), &ours_payload),
+                HintAction::Invalid,
+            ),
+        ];
+        for (name, hint, action) in rows {
+            let state = State {
+                cluster_id: US,
+                position: at(1, 5),
+                hash: mine,
+            };
+            assert_eq!(plan_hint(&state, hint.as_ref()), action, "{name}");
+        }
+        // Without a hash of our own (a disk file from before hashes), never from a hint.
+        let unhashed = State {
+            cluster_id: US,
+            position: at(1, 5),
+            hash: None,
+        };
+        assert_eq!(
+            plan_hint(
+                &unhashed,
+                msg(&format!("1:6:0:{H}"), &ours_payload).as_ref()
+            ),
+            HintAction::Newer
+        );
+    }
+
+    #[test]
+    fn an_applied_changeset_is_kept_only_when_the_hash_adds_up() {
+        let (b, c, t) = (json!("B"), json!("C"), json!(5));
+        let before = ContentHash::of([("S", &b), ("T", &t)]);
+        let ch = changes(json!({"S": "C", "T": null, "U": 1}));
+        let old = |k: &str| match k {
+            "S" => Some(&b),
+            "T" => Some(&t),
+            _ => None,
+        };
+        let after = hash_after_changes(before, &ch, old);
+        assert_eq!(after, ContentHash::of([("S", &c), ("U", &json!(1))]));
+        assert!(verify_applied(Some(after), after));
+        assert!(
+            !verify_applied(Some(before), after),
+            "a wrong hash falls back to the log"
+        );
+        assert!(verify_applied(None, after), "an image from before hashes");
+    }
+
+    #[test]
+    fn same_position_other_content_is_fetched_whole() {
+        let meta = Meta {
+            content_hash: Some(ContentHash(0xc)),
+            ..ours(1, 3)
+        };
+        let state = |hash| State {
+            cluster_id: US,
+            position: at(1, 3),
+            hash,
+        };
+        let action = |hash| plan(&state(hash), &read(meta.clone(), vec![])).action;
+        assert_eq!(
+            action(Some(ContentHash(0xb))),
+            Action::FullFetch(FetchReason::ContentHash),
+            "a snapshot ahead of a restored ledger: S=B at v3 where the ledger has S=C"
+        );
+        assert_eq!(action(Some(ContentHash(0xc))), Action::InSync);
+        assert_eq!(action(None), Action::InSync, "nothing to compare with");
     }
 }
