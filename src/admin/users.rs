@@ -187,7 +187,13 @@ pub async fn patch(
     if updated.own_sessions_ended {
         // The change ended this admin's own sessions too: a fresh one (a privilege change
         // rotates the session id).
-        return rotated(&state.auth, &updated.user, &info, json!({ "updated": body })).await;
+        return rotated(
+            &state.auth,
+            &updated.user,
+            &info,
+            json!({ "updated": body }),
+        )
+        .await;
     }
     Ok(Json(body).into_response())
 }

@@ -64,3 +64,4 @@ mod docker;
 mod k8s;
 
 mod oidc;
+mod ui_people;

@@ -413,8 +413,7 @@ pub async fn update(
                 "unknown form action: use the buttons of the user's page",
             ));
         };
-        let unchanged =
-            action == "roles" && Grants::new(parsed(&request)) == before.grants;
+        let unchanged = action == "roles" && Grants::new(parsed(&request)) == before.grants;
         update_user(&state, &name, &principal, &info, request)
             .await
             .map(|u| (if unchanged { "roles_same" } else { done }, u))
@@ -516,7 +515,10 @@ mod tests {
 
     #[test]
     fn role_names_are_the_roles() {
-        let parsed: Vec<Role> = ROLE_NAMES.iter().map(|r| r.parse().expect("role")).collect();
+        let parsed: Vec<Role> = ROLE_NAMES
+            .iter()
+            .map(|r| r.parse().expect("role"))
+            .collect();
         assert_eq!(parsed, Role::ALL);
     }
 
