@@ -148,12 +148,30 @@
     }
   });
 
+  // ---- Copy buttons (the new API token): button[data-copy=ID] copies #ID's value.
+  $$("button[data-copy]").forEach(function (btn) {
+    btn.hidden = false;
+    btn.addEventListener("click", function () {
+      var src = doc.getElementById(btn.getAttribute("data-copy"));
+      if (!src) return;
+      src.select();
+      var done = function () { btn.textContent = "Copied"; };
+      if (navigator.clipboard) navigator.clipboard.writeText(src.value).then(done, function () { doc.execCommand("copy"); done(); });
+      else { doc.execCommand("copy"); done(); }
+    });
+  });
+  // ---- Revoke forms ask once more in a dialog (the page itself is the no-JS confirm step).
+  $$("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) { if (!window.confirm(f.getAttribute("data-confirm"))) e.preventDefault(); });
+  });
+
   // ---- Command palette: jump to a page or a key.
   var palette = null, paletteInput = null, paletteList = null, items = [], selected = 0;
   function paletteItems() {
     var out = [];
     $$(".nav a").forEach(function (a) { out.push({ label: a.textContent.trim(), kind: "page", href: a.getAttribute("href") }); });
     $$("#namespaces [data-namespace] a").forEach(function (a) { out.push({ label: a.textContent.trim(), kind: "namespace", href: a.getAttribute("href") }); });
+    $$("#users [data-user] a").forEach(function (a) { out.push({ label: a.textContent.trim(), kind: "user", href: a.getAttribute("href") }); });
     keys.forEach(function (k) { out.push({ label: k.getAttribute("data-key"), kind: "key", href: "#key-" + k.getAttribute("data-key"), el: k }); });
     return out;
   }

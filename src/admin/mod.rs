@@ -39,8 +39,8 @@ pub(crate) mod history;
 pub mod mask;
 mod oidc;
 pub(crate) mod session;
-mod tokens;
-mod users;
+pub(crate) mod tokens;
+pub(crate) mod users;
 pub mod write;
 
 use std::sync::Arc;

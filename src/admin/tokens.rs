@@ -27,7 +27,7 @@ use crate::http::{ApiError, ApiJson};
 type ApiResult = Result<Response, ApiError>;
 
 /// The longest `expires_in`: ten years.
-const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
+pub(crate) const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
 
 fn timestamp(at: chrono::DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -57,14 +57,14 @@ pub fn valid_token_name(name: &str) -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    name: String,
-    role: String,
+    pub name: String,
+    pub role: String,
     /// The namespaces the role is for; absent: every namespace.
-    namespaces: Option<Vec<String>>,
+    pub namespaces: Option<Vec<String>>,
     /// Seconds until it expires; absent: never.
-    expires_in: Option<u64>,
+    pub expires_in: Option<u64>,
     /// The creator's own password (asked again of a signed-in user).
-    password: Option<String>,
+    pub password: Option<String>,
 }
 
 impl JsonBody for CreateToken {
@@ -102,6 +102,26 @@ pub async fn create(
     info: RequestInfo,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> ApiResult {
+    let (record, token) = create_token(&state, &principal, &info, body).await?;
+    let names = HashMap::from_iter(
+        principal
+            .session_user()
+            .map(|(u, _)| (u.id.clone(), u.username.clone())),
+    );
+    let mut body = token_json(&record, &names);
+    body["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Creates a token (name, scope, expiry; the creator's password again when signed in) and
+/// audits it: `(the record, the token itself)` — the token is returned here and stored
+/// nowhere (only its digest). What `POST /api/v1/tokens` and the web UI's `/tokens` form do.
+pub(crate) async fn create_token(
+    state: &AdminState,
+    principal: &Principal,
+    info: &RequestInfo,
+    body: CreateToken,
+) -> Result<(ApiToken, String), ApiError> {
     let auth = &state.auth;
     if !valid_token_name(&body.name) {
         return Err(ApiError::new(
@@ -124,7 +144,7 @@ pub async fn create(
             ))
         }
     };
-    confirm_password(auth, &principal, body.password, &info).await?;
+    confirm_password(auth, principal, body.password, info).await?;
     let (token, digest) = new_api_token();
     let record = ApiToken {
         id: new_id("tok_"),
@@ -146,18 +166,11 @@ pub async fn create(
             Action::TokenCreated,
             &principal.actor(),
             Some(&record.id),
-            &info,
+            info,
             json!({ "name": record.name, "roles": record.grants, "expires_at": record.expires_at.map(timestamp) }),
         )
         .await;
-    let names = HashMap::from_iter(
-        principal
-            .session_user()
-            .map(|(u, _)| (u.id.clone(), u.username.clone())),
-    );
-    let mut body = token_json(&record, &names);
-    body["token"] = json!(token);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((record, token))
 }
 
 /// `GET /api/v1/tokens`: every token, newest first, without the token itself.
@@ -182,16 +195,28 @@ pub async fn revoke(
     principal: Principal,
     info: RequestInfo,
 ) -> ApiResult {
+    revoke_token(&state, &id, &principal, &info).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes token `id` from the next request on (again: nothing to do; unknown: 404), audited:
+/// what `DELETE /api/v1/tokens/{id}` and the web UI's revoke form do.
+pub(crate) async fn revoke_token(
+    state: &AdminState,
+    id: &str,
+    principal: &Principal,
+    info: &RequestInfo,
+) -> Result<(), ApiError> {
     let auth = &state.auth;
     let revoked = auth
         .store
-        .revoke_token(&id, Utc::now())
+        .revoke_token(id, Utc::now())
         .await
         .map_err(store_error)?;
     if !revoked {
-        let known = auth.store.token(&id).await.map_err(store_error)?;
+        let known = auth.store.token(id).await.map_err(store_error)?;
         return match known {
-            Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+            Some(_) => Ok(()),
             None => Err(ApiError::not_found(format!("no token with id {id:?}"))),
         };
     }
@@ -199,12 +224,12 @@ pub async fn revoke(
         .record(
             Action::TokenRevoked,
             &principal.actor(),
-            Some(&id),
-            &info,
+            Some(id),
+            info,
             json!({}),
         )
         .await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
-fn user_json(u: &User) -> Value {
+pub(crate) fn user_json(u: &User) -> Value {
     let lock = decide(
         &u.failures,
         chrono::Utc::now(),
@@ -76,7 +76,7 @@ fn parse_roles(roles: &[String]) -> Result<Grants, ApiError> {
     Ok(Grants::new(out))
 }
 
-async fn find(auth: &Auth, name: &str) -> Result<User, ApiError> {
+pub(crate) async fn find(auth: &Auth, name: &str) -> Result<User, ApiError> {
     auth.store
         .user_by_name(name)
         .await
@@ -94,10 +94,10 @@ pub async fn list(State(state): State<Arc<AdminState>>, _: NoQuery) -> ApiResult
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
     #[serde(default)]
-    roles: Vec<String>,
+    pub roles: Vec<String>,
 }
 
 impl JsonBody for CreateUser {
@@ -111,6 +111,18 @@ pub async fn create(
     info: RequestInfo,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult {
+    let user = create_user(&state, &principal, &info, body).await?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+/// Creates a user (name, policy-checked password, roles) and audits it: what
+/// `POST /api/v1/users` and the web UI's `/users` form do.
+pub(crate) async fn create_user(
+    state: &AdminState,
+    principal: &Principal,
+    info: &RequestInfo,
+    body: CreateUser,
+) -> Result<User, ApiError> {
     let auth = &state.auth;
     if !valid_username(&body.username) {
         return Err(ApiError::new(
@@ -137,24 +149,25 @@ pub async fn create(
             Action::UserCreated,
             &principal.actor(),
             Some(&user.username),
-            &info,
+            info,
             json!({ "roles": user.grants }),
         )
         .await;
-    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+    Ok(user)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct PatchUser {
-    roles: Option<Vec<String>>,
-    disabled: Option<bool>,
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
     #[serde(default)]
-    unlock: bool,
+    pub unlock: bool,
     #[serde(default)]
-    reset_mfa: bool,
+    pub reset_mfa: bool,
     /// The acting admin's own password (needed for `roles` and `reset_mfa`).
-    password: Option<String>,
+    pub password: Option<String>,
 }
 
 impl JsonBody for PatchUser {
@@ -169,14 +182,48 @@ pub async fn patch(
     info: RequestInfo,
     ApiJson(body): ApiJson<PatchUser>,
 ) -> ApiResult {
+    let updated = update_user(&state, &name, &principal, &info, body).await?;
+    let body = user_json(&updated.user);
+    if updated.own_sessions_ended {
+        // The change ended this admin's own sessions too: a fresh one (a privilege change
+        // rotates the session id).
+        return rotated(
+            &state.auth,
+            &updated.user,
+            &info,
+            json!({ "updated": body }),
+        )
+        .await;
+    }
+    Ok(Json(body).into_response())
+}
+
+/// What [`update_user`] did.
+pub(crate) struct Updated {
+    pub user: User,
+    /// The change was to the acting admin's own account and ended its sessions: the caller
+    /// starts a fresh one ([`rotated`]).
+    pub own_sessions_ended: bool,
+}
+
+/// Applies a [`PatchUser`] (roles, disable/enable, unlock, reset MFA; the acting admin's
+/// password for roles and MFA; never disabling oneself) and audits each change: what
+/// `PATCH /api/v1/users/{name}` and the web UI's `/users/{name}` forms do.
+pub(crate) async fn update_user(
+    state: &AdminState,
+    name: &str,
+    principal: &Principal,
+    info: &RequestInfo,
+    body: PatchUser,
+) -> Result<Updated, ApiError> {
     let auth = &state.auth;
-    let mut user = find(auth, &name).await?;
+    let mut user = find(auth, name).await?;
     let actor = principal.actor();
     let is_self =
         principal.user_id() == Some(user.id.as_str()) && principal.session_user().is_some();
     let grants = body.roles.as_deref().map(parse_roles).transpose()?;
     if grants.is_some() || body.reset_mfa {
-        confirm_password(auth, &principal, body.password, &info).await?;
+        confirm_password(auth, principal, body.password, info).await?;
     }
     if body.disabled == Some(true) && is_self {
         return Err(ApiError::new(
@@ -200,7 +247,7 @@ pub async fn patch(
                     Action::RolesChanged,
                     &actor,
                     Some(&user.username),
-                    &info,
+                    info,
                     json!({ "before": before, "after": user.grants }),
                 )
                 .await;
@@ -220,7 +267,7 @@ pub async fn patch(
                 Action::UserEnabled
             };
             auth.audit
-                .record(action, &actor, Some(&user.username), &info, json!({}))
+                .record(action, &actor, Some(&user.username), info, json!({}))
                 .await;
         }
     }
@@ -234,11 +281,11 @@ pub async fn patch(
                 Action::UserUnlocked,
                 &actor,
                 Some(&user.username),
-                &info,
+                info,
                 json!({}),
             )
             .await;
-        user = find(auth, &name).await?;
+        user = find(auth, name).await?;
     }
     if body.reset_mfa {
         user = auth
@@ -252,18 +299,15 @@ pub async fn patch(
                 Action::MfaReset,
                 &actor,
                 Some(&user.username),
-                &info,
+                info,
                 json!({}),
             )
             .await;
     }
-    let body = user_json(&user);
-    if is_self && sessions_ended {
-        // The change ended this admin's own sessions too: a fresh one (a privilege change
-        // rotates the session id).
-        return rotated(auth, &user, &info, json!({ "updated": body })).await;
-    }
-    Ok(Json(body).into_response())
+    Ok(Updated {
+        user,
+        own_sessions_ended: is_self && sessions_ended,
+    })
 }
 
 #[derive(Deserialize)]
@@ -286,8 +330,25 @@ pub async fn reset_password(
     info: RequestInfo,
     ApiJson(body): ApiJson<ResetPassword>,
 ) -> ApiResult {
+    let updated = set_password(&state, &name, &principal, &info, &body.password).await?;
+    if updated.own_sessions_ended {
+        return rotated(&state.auth, &updated.user, &info, json!({})).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An admin sets `name`'s password (policy-checked; not for an SSO user), ending the user's
+/// sessions and clearing the lock, audited: what `POST /api/v1/users/{name}/password` and
+/// the web UI's `/users/{name}` form do.
+pub(crate) async fn set_password(
+    state: &AdminState,
+    name: &str,
+    principal: &Principal,
+    info: &RequestInfo,
+    password: &str,
+) -> Result<Updated, ApiError> {
     let auth = &state.auth;
-    let user = find(auth, &name).await?;
+    let user = find(auth, name).await?;
     if user.oidc.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -295,8 +356,8 @@ pub async fn reset_password(
             "this user signs in with SSO and has no password",
         ));
     }
-    check_password_policy(&body.password, &user.username)?;
-    let hash = hash_password(auth, &body.password).await?;
+    check_password_policy(password, &user.username)?;
+    let hash = hash_password(auth, password).await?;
     let user = auth
         .store
         .update_user(&user.id, UserUpdate::Password(hash))
@@ -307,14 +368,16 @@ pub async fn reset_password(
             Action::PasswordReset,
             &principal.actor(),
             Some(&user.username),
-            &info,
+            info,
             json!({}),
         )
         .await;
-    if principal.user_id() == Some(user.id.as_str()) && principal.session_user().is_some() {
-        return rotated(auth, &user, &info, json!({})).await;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let own_sessions_ended =
+        principal.user_id() == Some(user.id.as_str()) && principal.session_user().is_some();
+    Ok(Updated {
+        user,
+        own_sessions_ended,
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //! | `GET /namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions | viewer of ns |
 //! | `GET, POST /namespaces/{ns}/rollback` | the rollback preview (`?to_version=`); "Confirm roll back" | editor of ns |
 //! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
+//! | `GET, POST /users`, `GET, POST /users/{name}` | users: list, create, roles per namespace, disable/enable, unlock, reset MFA, new password ([`pages::users`]) | admin (global) |
+//! | `GET, POST /tokens`, `GET, POST /tokens/{id}/revoke` | API tokens: list, create (the token shown once), revoke after a confirm ([`pages::tokens`]) | admin (global) |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
 //! Pages are routes of the admin's ONE route table (`admin::routes`), declared with their
@@ -65,8 +67,8 @@ pub const PAGE_REFERRER_POLICY: &str = "same-origin";
 
 /// The web UI's routes with what each needs (merged into the admin's route table).
 pub fn pages() -> Routes<Arc<AdminState>, Needs> {
-    use Access::{Enrol, Namespace, Public, Somewhere};
-    use Role::{Editor, Viewer};
+    use Access::{Enrol, Global, Namespace, Public, Somewhere};
+    use Role::{Admin, Editor, Viewer};
     let n = Needs::new;
     Routes::new()
         .route("/", get(pages::signin::index), n().get(Public))
@@ -135,6 +137,26 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             "/namespaces/{ns}/fleet",
             get(pages::fleet::page),
             n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/users",
+            get(pages::users::list).post(pages::users::create),
+            n().get(Global(Admin)).post(Global(Admin)),
+        )
+        .route(
+            "/users/{name}",
+            get(pages::users::page).post(pages::users::update),
+            n().get(Global(Admin)).post(Global(Admin)),
+        )
+        .route(
+            "/tokens",
+            get(pages::tokens::list).post(pages::tokens::create),
+            n().get(Global(Admin)).post(Global(Admin)),
+        )
+        .route(
+            "/tokens/{id}/revoke",
+            get(pages::tokens::revoke_confirm).post(pages::tokens::revoke),
+            n().get(Global(Admin)).post(Global(Admin)),
         )
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }

@@ -120,3 +120,11 @@ async fn browser_configs_walk_through_on_admin_postgres_redis_and_a_sidecar() {
     sidecar.stop().await;
     admin.stop().await;
 }
+
+/// The users and API tokens pages (`tests/browser/people.mjs`), as a global admin on dev.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_people_users_and_tokens_pages() {
+    let dev = Dev::start().await;
+    seed_user(&dev.auth(), "root", &["admin"]).await;
+    run_script("people.mjs", &dev.admin, "root", &[]).await;
+}

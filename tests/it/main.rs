@@ -66,3 +66,4 @@ mod docker;
 mod k8s;
 
 mod oidc;
+mod ui_people;

@@ -96,6 +96,14 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/namespaces/{ns}/rollback", Editor),
     ("GET", "/fleet", ViewerSomewhere),
     ("GET", "/namespaces/{ns}/fleet", Viewer),
+    ("GET", "/users", Admin),
+    ("POST", "/users", Admin),
+    ("GET", "/users/{name}", Admin),
+    ("POST", "/users/{name}", Admin),
+    ("GET", "/tokens", Admin),
+    ("POST", "/tokens", Admin),
+    ("GET", "/tokens/{id}/revoke", Admin),
+    ("POST", "/tokens/{id}/revoke", Admin),
     ("GET", "/assets/{file}", Public),
 ];
 

@@ -8,3 +8,5 @@ pub mod mfa;
 pub mod namespaces;
 pub mod review;
 pub mod signin;
+pub mod tokens;
+pub mod users;
