@@ -16,6 +16,9 @@
 //! | `GET /namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions | viewer of ns |
 //! | `GET, POST /namespaces/{ns}/rollback` | the rollback preview (`?to_version=`); "Confirm roll back" | editor of ns |
 //! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
+//! | `GET /namespaces/{ns}/export` | the API's export as a download (`ns-vN.json`) ([`pages::data`]) | viewer of ns |
+//! | `GET, POST /namespaces/{ns}/import` | upload an export, its dry-run diff, "Apply import" ([`pages::data`]) | editor of ns |
+//! | `GET /audit` | the audit log newest first, filters (a GET form), paging ([`pages::audit`]) | global admin |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
 //! Pages are routes of the admin's ONE route table (`admin::routes`), declared with their
@@ -65,8 +68,8 @@ pub const PAGE_REFERRER_POLICY: &str = "same-origin";
 
 /// The web UI's routes with what each needs (merged into the admin's route table).
 pub fn pages() -> Routes<Arc<AdminState>, Needs> {
-    use Access::{Enrol, Namespace, Public, Somewhere};
-    use Role::{Editor, Viewer};
+    use Access::{Enrol, Global, Namespace, Public, Somewhere};
+    use Role::{Admin, Editor, Viewer};
     let n = Needs::new;
     Routes::new()
         .route("/", get(pages::signin::index), n().get(Public))
@@ -136,6 +139,17 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             get(pages::fleet::page),
             n().get(Namespace(Viewer)),
         )
+        .route(
+            "/namespaces/{ns}/export",
+            get(pages::data::export),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/import",
+            get(pages::data::import_form).post(pages::data::import_submit),
+            n().get(Namespace(Editor)).post(Namespace(Editor)),
+        )
+        .route("/audit", get(pages::audit::page), n().get(Global(Admin)))
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }
 

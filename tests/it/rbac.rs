@@ -96,6 +96,10 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/namespaces/{ns}/rollback", Editor),
     ("GET", "/fleet", ViewerSomewhere),
     ("GET", "/namespaces/{ns}/fleet", Viewer),
+    ("GET", "/namespaces/{ns}/export", Viewer),
+    ("GET", "/namespaces/{ns}/import", Editor),
+    ("POST", "/namespaces/{ns}/import", Editor),
+    ("GET", "/audit", Admin),
     ("GET", "/assets/{file}", Public),
 ];
 
