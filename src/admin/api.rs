@@ -579,10 +579,7 @@ pub(crate) async fn apply_import(
         .filter(|(_, v)| !is_mask(v))
         .collect();
     validate(schema, &wanted)?;
-    comment_check(
-        schema.require_comment,
-        &ctx.meta.comment,
-    )?;
+    comment_check(schema.require_comment, &ctx.meta.comment)?;
     if wanted.is_empty() {
         let current = state
             .write

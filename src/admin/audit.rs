@@ -102,7 +102,12 @@ pub fn audit_query(q: &AuditParams) -> Result<AuditQuery, ApiError> {
             ));
         }
     }
-    let filter = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let filter = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     Ok(AuditQuery {
         action: filter(&q.action),
         actor: filter(&q.actor),
@@ -120,12 +125,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<AuditParams>,
 ) -> Result<Response, ApiError> {
     let query = audit_query(&q)?;
-    let page = state
-        .auth
-        .store
-        .audit(&query)
-        .await
-        .map_err(store_error)?;
+    let page = state.auth.store.audit(&query).await.map_err(store_error)?;
     let events: Vec<Value> = page.events.iter().map(event_json).collect();
     let mut body = json!({ "events": events });
     if let Some(next) = page.next {

@@ -214,7 +214,10 @@ mod tests {
         for (details, want) in [
             (json!(null), ""),
             (json!({}), ""),
-            (json!({"route": "/api/v1/audit", "n": 3}), "n=3 route=/api/v1/audit"),
+            (
+                json!({"route": "/api/v1/audit", "n": 3}),
+                "n=3 route=/api/v1/audit",
+            ),
             (json!("x"), "\"x\""),
         ] {
             assert_eq!(details_text(&details), want, "{details}");

@@ -54,10 +54,7 @@ pub async fn export(
     let doc = export_document(&state, &ns).await?;
     let version = doc["version"].as_u64().unwrap_or_default();
     let mut resp = Json(doc).into_response();
-    let disposition = format!(
-        "attachment; filename=\"{}\"",
-        export_filename(&ns, version)
-    );
+    let disposition = format!("attachment; filename=\"{}\"", export_filename(&ns, version));
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
@@ -156,7 +153,11 @@ pub async fn import_submit(
     let mut page = ImportPage::new(
         &principal,
         &ns,
-        if apply { "Apply import" } else { "Import preview" },
+        if apply {
+            "Apply import"
+        } else {
+            "Import preview"
+        },
         schema.require_comment,
     );
     let document = if apply {
@@ -177,7 +178,11 @@ pub async fn import_submit(
     } else {
         form.get("document").unwrap_or_default().to_owned()
     };
-    page.document = if apply { String::new() } else { document.clone() };
+    page.document = if apply {
+        String::new()
+    } else {
+        document.clone()
+    };
     let parsed: Result<ImportBody, _> = serde_json::from_str(&document);
     let body = match parsed {
         Ok(b) => b,
@@ -255,7 +260,8 @@ pub async fn import_submit(
             if errors.is_empty() {
                 page.error = e.message;
             } else {
-                page.error = format!(
+                page.error =
+                    format!(
                     "{} {} refused: nothing was written. Fix the document and preview it again.",
                     errors.len(),
                     if errors.len() == 1 { "value is" } else { "values are" }
