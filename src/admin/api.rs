@@ -410,24 +410,34 @@ pub async fn export(
     _: NoQuery,
     Path(ns): Path<String>,
 ) -> ApiResult {
-    let schema = state.write.schema(&ns)?.clone();
-    let current = state.current(&ns).await?;
+    Ok(ok(export_document(&state, &ns).await?))
+}
+
+/// The export document of `ns` (secrets masked): what `GET …/export` answers and the UI's
+/// "Download export" serves.
+pub(crate) async fn export_document(state: &AdminState, ns: &str) -> Result<Value, ApiError> {
+    let schema = state.write.schema(ns)?.clone();
+    let current = state.current(ns).await?;
     let values: serde_json::Map<String, Value> = current
         .stored()
         .map(|(k, v)| (k.to_owned(), state.mask(&schema, k, Some(v))))
         .collect();
-    Ok(ok(json!({
+    Ok(json!({
         "namespace": ns,
         "epoch": current.state.epoch,
         "version": current.state.version,
         "values": values,
-    })))
+    }))
 }
 
 #[derive(Deserialize)]
 pub struct ImportBody {
-    values: indexmap::IndexMap<String, Sent>,
-    comment: Option<String>,
+    pub(crate) values: indexmap::IndexMap<String, Sent>,
+    pub(crate) comment: Option<String>,
+    /// Apply only if the namespace is still at this version (the one the dry run showed);
+    /// otherwise `409 version_conflict` and nothing is written.
+    #[serde(default)]
+    pub(crate) expected_version: Option<u64>,
     /// Export documents carry these; they are accepted and ignored.
     #[serde(default, rename = "namespace")]
     _namespace: Option<Value>,
@@ -458,11 +468,6 @@ pub async fn import(
     ApiJson(body): ApiJson<ImportBody>,
 ) -> ApiResult {
     let schema = state.write.schema(&ns)?.clone();
-    let wanted: Vec<(String, Value)> = exact(&schema, body.values)
-        .into_iter()
-        .filter(|(_, v)| !is_mask(v))
-        .collect();
-    let canonical = validate(&schema, &wanted)?;
     // Checked before the dry run, so a dry run refuses what the real import would. Without a
     // comment an import says "import" — unless the schema wants a real one.
     let comment = match body.comment {
@@ -470,47 +475,111 @@ pub async fn import(
         None if schema.require_comment => String::new(),
         None => "import".into(),
     };
-    if !q.dry_run {
-        // A dry run writes nothing: the comment is asked for when applying.
-        comment_check(schema.require_comment, &comment)?;
-    }
-    let ctx = ctx.with_comment(Some(comment))?;
     if q.dry_run {
-        let current = state.current(&ns).await?;
+        let plan = plan_import(&state, &schema, body.values).await?;
+        // The comment's own checks (length) apply to a dry run too.
+        ctx.with_comment(Some(comment))?;
         // A secret that is set is always "replaced", equal or not, and its new value's
         // fingerprint is not shown: either would confirm a guess of the stored secret.
-        let diff: Vec<Value> = canonical
-            .into_iter()
-            .filter_map(|(key, new)| {
-                let old = current.values.get(&key).and_then(|s| s.value.clone());
-                let secret = schema.key(&key).is_some_and(|d| d.secret);
-                if secret && new.is_some() {
-                    return Some(json!({
-                        "key": key,
+        let diff: Vec<Value> = plan
+            .changes
+            .iter()
+            .map(|c| {
+                if c.secret_replace {
+                    json!({
+                        "key": c.change.key,
                         "secret": true,
                         "action": "replace",
-                        "old": state.mask(&schema, &key, old.as_ref()),
-                    }));
+                        "old": state.mask(&schema, &c.change.key, c.change.old.as_ref()),
+                    })
+                } else {
+                    state.change_json(&schema, &c.change)
                 }
-                (old != new).then(|| {
-                    state.change_json(
-                        &schema,
-                        &Change {
-                            key,
-                            old,
-                            new,
-                            default: None,
-                        },
-                    )
-                })
             })
             .collect();
         return Ok(ok(json!({
             "dry_run": true,
-            "version": current.state.version,
+            "version": plan.version,
             "changes": diff,
         })));
     }
+    let committed = apply_import(
+        &state,
+        &schema,
+        body.values,
+        body.expected_version,
+        ctx.with_comment(Some(comment))?,
+    )
+    .await?;
+    Ok(ok(committed))
+}
+
+/// One key an import changes.
+pub(crate) struct ImportChange {
+    pub change: Change,
+    /// A secret that is set: always "replaced" (equal or not), its new value never shown.
+    pub secret_replace: bool,
+}
+
+/// What an import of `values` would do now: the keys it changes and the version it was
+/// computed at. Invalid values are refused as the write would (`422 invalid_value` with
+/// every key's error); masked secrets (an export's) are left as they are.
+pub(crate) struct ImportPlan {
+    pub changes: Vec<ImportChange>,
+    pub version: u64,
+}
+
+pub(crate) async fn plan_import(
+    state: &AdminState,
+    schema: &Schema,
+    values: indexmap::IndexMap<String, Sent>,
+) -> Result<ImportPlan, ApiError> {
+    let wanted: Vec<(String, Value)> = exact(schema, values)
+        .into_iter()
+        .filter(|(_, v)| !is_mask(v))
+        .collect();
+    let canonical = validate(schema, &wanted)?;
+    let current = state.current(&schema.namespace).await?;
+    let changes = canonical
+        .into_iter()
+        .filter_map(|(key, new)| {
+            let old = current.values.get(&key).and_then(|s| s.value.clone());
+            let secret = schema.key(&key).is_some_and(|d| d.secret);
+            let secret_replace = secret && new.is_some();
+            (secret_replace || old != new).then_some(ImportChange {
+                change: Change {
+                    key,
+                    old,
+                    new,
+                    default: None,
+                },
+                secret_replace,
+            })
+        })
+        .collect();
+    Ok(ImportPlan {
+        changes,
+        version: current.state.version,
+    })
+}
+
+/// Writes an import of `values` as one changeset through the write path (the comment in
+/// `ctx` is checked against `require_comment`); `expected_version`: only if the namespace is
+/// still there. Answers what `POST …/import` does.
+pub(crate) async fn apply_import(
+    state: &AdminState,
+    schema: &Schema,
+    values: indexmap::IndexMap<String, Sent>,
+    expected_version: Option<u64>,
+    ctx: WriteContext,
+) -> Result<Value, ApiError> {
+    let ns = schema.namespace.clone();
+    let wanted: Vec<(String, Value)> = exact(schema, values)
+        .into_iter()
+        .filter(|(_, v)| !is_mask(v))
+        .collect();
+    validate(schema, &wanted)?;
+    comment_check(schema.require_comment, &ctx.meta.comment)?;
     if wanted.is_empty() {
         let current = state
             .write
@@ -518,9 +587,16 @@ pub async fn import(
             .namespace_state(&ns)
             .await
             .map_err(ledger_error)?;
-        return Ok(ok(
+        if let Some(v) = expected_version.filter(|v| *v != current.version) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("the namespace is at version {}, not {v}", current.version),
+            ));
+        }
+        return Ok(
             json!({"version": current.version, "epoch": current.epoch, "changes": [], "replayed": false}),
-        ));
+        );
     }
     let committed = state
         .write
@@ -528,13 +604,14 @@ pub async fn import(
             &ns,
             WriteRequest {
                 changes: wanted,
+                expected_version,
                 meta: ctx.meta,
                 idempotency_key: ctx.idempotency_key,
                 ..WriteRequest::default()
             },
         )
         .await?;
-    Ok(ok(state.committed_json(&schema, &committed)))
+    Ok(state.committed_json(schema, &committed))
 }
 
 /// `GET /readyz`: the ledger answers.

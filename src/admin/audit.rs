@@ -17,16 +17,17 @@ use crate::auth::guard::store_error;
 use crate::auth::store::{AuditEvent, AuditQuery};
 use crate::http::{ApiError, ApiQuery};
 
-#[derive(Deserialize, Default)]
+/// The filters and paging of the audit log, as the API and the `/audit` page take them.
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
-    action: Option<String>,
-    actor: Option<String>,
-    target: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    before: Option<u64>,
-    limit: Option<usize>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub before: Option<u64>,
+    pub limit: Option<usize>,
 }
 
 /// Which end of a time window a parameter is.
@@ -74,11 +75,9 @@ fn event_json(e: &AuditEvent) -> Value {
     })
 }
 
-/// `GET /api/v1/audit`
-pub async fn list(
-    State(state): State<Arc<AdminState>>,
-    ApiQuery(q): ApiQuery<AuditParams>,
-) -> Result<Response, ApiError> {
+/// The store query of `q` (empty filters are no filters), or why `q` is refused
+/// (`invalid_query`); one reading for the API and the page.
+pub fn audit_query(q: &AuditParams) -> Result<AuditQuery, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -103,20 +102,30 @@ pub async fn list(
             ));
         }
     }
-    let page = state
-        .auth
-        .store
-        .audit(&AuditQuery {
-            action: q.action.filter(|a| !a.is_empty()),
-            actor: q.actor.filter(|a| !a.is_empty()),
-            target: q.target.filter(|t| !t.is_empty()),
-            since,
-            until,
-            before: q.before,
-            limit,
-        })
-        .await
-        .map_err(store_error)?;
+    let filter = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Ok(AuditQuery {
+        action: filter(&q.action),
+        actor: filter(&q.actor),
+        target: filter(&q.target),
+        since,
+        until,
+        before: q.before,
+        limit,
+    })
+}
+
+/// `GET /api/v1/audit`
+pub async fn list(
+    State(state): State<Arc<AdminState>>,
+    ApiQuery(q): ApiQuery<AuditParams>,
+) -> Result<Response, ApiError> {
+    let query = audit_query(&q)?;
+    let page = state.auth.store.audit(&query).await.map_err(store_error)?;
     let events: Vec<Value> = page.events.iter().map(event_json).collect();
     let mut body = json!({ "events": events });
     if let Some(next) = page.next {

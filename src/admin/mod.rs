@@ -31,7 +31,7 @@
 //! the listener does not serve gets 421.
 
 pub(crate) mod api;
-mod audit;
+pub(crate) mod audit;
 pub mod diff;
 pub mod events;
 pub mod fleet;

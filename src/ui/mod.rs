@@ -18,6 +18,9 @@
 //! | `GET /namespaces/{ns}/fleet`, `GET /fleet` | the fleet: sidecars by version, stale and why, drift, lag; live ([`pages::fleet`]) | viewer of ns |
 //! | `GET, POST /users`, `GET, POST /users/{name}` | users: list, create, roles per namespace, disable/enable, unlock, reset MFA, new password ([`pages::users`]) | admin (global) |
 //! | `GET, POST /tokens`, `GET, POST /tokens/{id}/revoke` | API tokens: list, create (the token shown once), revoke after a confirm ([`pages::tokens`]) | admin (global) |
+//! | `GET /namespaces/{ns}/export` | the API's export as a download (`ns-vN.json`) ([`pages::data`]) | viewer of ns |
+//! | `GET, POST /namespaces/{ns}/import` | upload an export, its dry-run diff, "Apply import" ([`pages::data`]) | editor of ns |
+//! | `GET /audit` | the audit log newest first, filters (a GET form), paging ([`pages::audit`]) | global admin |
 //! | `GET /assets/{file}` | embedded CSS/JS ([`assets`]) | public |
 //!
 //! Pages are routes of the admin's ONE route table (`admin::routes`), declared with their
@@ -158,6 +161,17 @@ pub fn pages() -> Routes<Arc<AdminState>, Needs> {
             get(pages::tokens::revoke_confirm).post(pages::tokens::revoke),
             n().get(Global(Admin)).post(Global(Admin)),
         )
+        .route(
+            "/namespaces/{ns}/export",
+            get(pages::data::export),
+            n().get(Namespace(Viewer)),
+        )
+        .route(
+            "/namespaces/{ns}/import",
+            get(pages::data::import_form).post(pages::data::import_submit),
+            n().get(Namespace(Editor)).post(Namespace(Editor)),
+        )
+        .route("/audit", get(pages::audit::page), n().get(Global(Admin)))
         .route("/assets/{file}", get(assets::serve), n().get(Public))
 }
 

@@ -61,6 +61,7 @@ mod pg_faults;
 mod pg_ledger;
 mod pg_stack;
 mod pg_tls;
+mod ui_data;
 
 mod docker;
 mod k8s;

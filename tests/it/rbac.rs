@@ -104,6 +104,10 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("POST", "/tokens", Admin),
     ("GET", "/tokens/{id}/revoke", Admin),
     ("POST", "/tokens/{id}/revoke", Admin),
+    ("GET", "/namespaces/{ns}/export", Viewer),
+    ("GET", "/namespaces/{ns}/import", Editor),
+    ("POST", "/namespaces/{ns}/import", Editor),
+    ("GET", "/audit", Admin),
     ("GET", "/assets/{file}", Public),
 ];
 

@@ -61,7 +61,7 @@ pub fn value_text(value: &Value) -> String {
     }
 }
 
-fn cell(state: &AdminState, schema: &Schema, key: &str, side: &Side) -> Cell {
+pub fn cell(state: &AdminState, schema: &Schema, key: &str, side: &Side) -> Cell {
     let secret = schema.key(key).is_some_and(|d| d.secret);
     let text = match &side.value {
         None => "(unknown default)".to_owned(),
@@ -74,7 +74,7 @@ fn cell(state: &AdminState, schema: &Schema, key: &str, side: &Side) -> Cell {
     }
 }
 
-fn rows(state: &AdminState, schema: &Schema, shown: &[Shown]) -> Vec<DiffRow> {
+pub fn rows(state: &AdminState, schema: &Schema, shown: &[Shown]) -> Vec<DiffRow> {
     shown
         .iter()
         .map(|s| DiffRow {

@@ -1,6 +1,8 @@
 //! One module per page (see the table in [`crate::ui`]).
 
+pub mod audit;
 pub mod configs;
+pub mod data;
 pub mod fleet;
 pub mod history;
 pub mod key;
