@@ -38,10 +38,10 @@ mod security;
 mod disk_faults;
 mod fleet;
 mod redis_faults;
-mod staleness;
 mod redis_sync;
 mod redis_tls;
 mod stack;
+mod staleness;
 
 mod auth_http;
 mod auth_sso;

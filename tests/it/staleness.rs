@@ -26,7 +26,10 @@ struct TimedReader {
 }
 
 impl TimedReader {
-    fn start(client: reqwest::Client, sidecar: &rtconfig::app::Running<rtconfig::app::SidecarParts>) -> Self {
+    fn start(
+        client: reqwest::Client,
+        sidecar: &rtconfig::app::Running<rtconfig::app::SidecarParts>,
+    ) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = sidecar.read_addr;
         let l = log.clone();
@@ -110,7 +113,10 @@ async fn st01_a_dead_relay_never_leaves_fresh_reads_more_than_b_behind_the_ledge
     let v = stack.write_n(1).await;
     stack.converge(v, CONVERGE).await;
     let b = bound(&stack.sidecars[0]);
-    assert!(b < Duration::from_secs(5), "fault-test intervals give a small B: {b:?}");
+    assert!(
+        b < Duration::from_secs(5),
+        "fault-test intervals give a small B: {b:?}"
+    );
     let reader = TimedReader::start(stack.client.clone(), &stack.sidecars[0]);
     stack.admin.take().expect("admin").stop().await;
     let rtconfig::app::AdminLedger::Embedded { data_dir } = &stack.admin_settings.ledger else {
@@ -143,9 +149,7 @@ async fn st01_a_dead_relay_never_leaves_fresh_reads_more_than_b_behind_the_ledge
         .await
         .expect("admin restarts");
     stack.admin = Some(admin);
-    stack
-        .converge(committed.state.version, CONVERGE)
-        .await;
+    stack.converge(committed.state.version, CONVERGE).await;
     let docs = reader.finish();
     let mut fresh_behind = 0;
     for (at, d) in &docs {
@@ -174,7 +178,9 @@ async fn st02_a_blackholed_link_reports_disconnected_then_connected_after_heal()
     let stack = Stack::start(&redis.url(), &[proxy.url_for_redis()]).await;
     let v = stack.write_n(1).await;
     stack.converge(v, CONVERGE).await;
-    assert!(probe(&stack, 0, "/metrics").await.contains("rtconfig_redis_connected 1"));
+    assert!(probe(&stack, 0, "/metrics")
+        .await
+        .contains("rtconfig_redis_connected 1"));
     let reader = TimedReader::start(stack.client.clone(), &stack.sidecars[0]);
     proxy.blackhole();
     eventually(Duration::from_secs(10), "redis_connected false", || async {
@@ -185,7 +191,9 @@ async fn st02_a_blackholed_link_reports_disconnected_then_connected_after_heal()
         .then_some(())
     })
     .await;
-    let d = read_doc(&stack.client, &stack.sidecars[0]).await.expect("read");
+    let d = read_doc(&stack.client, &stack.sidecars[0])
+        .await
+        .expect("read");
     assert!(d.stale, "a sidecar that cannot reach Redis says stale");
     proxy.heal();
     proxy.reset_connections();
@@ -200,7 +208,10 @@ async fn st02_a_blackholed_link_reports_disconnected_then_connected_after_heal()
     let v = stack.write_n(2).await;
     stack.converge(v, CONVERGE).await;
     let docs = reader.finish();
-    println!("ST02 {} reads through blackhole and heal, 0 failed", docs.len());
+    println!(
+        "ST02 {} reads through blackhole and heal, 0 failed",
+        docs.len()
+    );
     stack.stop().await;
 }
 
@@ -241,5 +252,60 @@ async fn st03_redis_back_empty_is_rebuilt_and_verified_without_waiting_for_the_t
         accepting.elapsed().min(converge),
         docs.len()
     );
+    stack.stop().await;
+}
+
+/// The delay-vs-latency table of docs/PERFORMANCE.md (not a pass/fail test; run with
+/// `cargo test --test it st90 -- --ignored --nocapture`): for each added round trip (half each
+/// way through the proxy, on the sidecar's links only), 8 writes; the change delay (write
+/// acknowledged → visible on the sidecar, polled every 20 ms) and the share of reads flagged
+/// stale meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints the delay-vs-latency table"]
+async fn st90_bench_change_delay_and_stale_share_by_added_latency() {
+    let redis = RedisServer::start();
+    let proxy = TcpProxy::start(redis.addr());
+    let mut stack = Stack::start(&redis.url(), &[]).await;
+    let s = SidecarSettings {
+        resync_interval: Duration::from_secs(5),
+        ..SidecarSettings::for_tests(schema_dir(), &proxy.url_for_redis())
+    };
+    stack.add_sidecar(s).await;
+    let v = stack.write_n(1).await;
+    stack.converge(v, CONVERGE).await;
+    println!(
+        "| added round trip | median change delay | worst change delay | reads flagged stale |"
+    );
+    println!("|---|---|---|---|");
+    let mut i = 1;
+    for rtt_ms in [0u64, 100, 500, 1000] {
+        proxy.set_latency(Duration::from_millis(rtt_ms / 2));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let reader = TimedReader::start(stack.client.clone(), &stack.sidecars[0]);
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            i += 1;
+            let v = stack.write_n(i).await;
+            let acked = Instant::now();
+            eventually(Duration::from_secs(20), "visible", || async {
+                let d = read_doc(&stack.client, &stack.sidecars[0]).await.ok()?;
+                (d.version >= v).then_some(())
+            })
+            .await;
+            delays.push(acked.elapsed());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let docs = reader.finish();
+        delays.sort();
+        let stale = docs.iter().filter(|(_, d)| d.stale).count();
+        println!(
+            "| {rtt_ms} ms | {:.0} ms | {:.0} ms | {:.1} % ({stale} of {}) |",
+            delays[delays.len() / 2].as_secs_f64() * 1e3,
+            delays[delays.len() - 1].as_secs_f64() * 1e3,
+            100.0 * stale as f64 / docs.len().max(1) as f64,
+            docs.len()
+        );
+    }
+    proxy.heal();
     stack.stop().await;
 }
