@@ -236,20 +236,42 @@ async fn st03_redis_back_empty_is_rebuilt_and_verified_without_waiting_for_the_t
     }
     stack.converge(last, CONVERGE).await;
     let reader = TimedReader::start(stack.client.clone(), &stack.sidecars[0]);
+    let rounds = |i: usize| {
+        stack.sidecars[i].sync.status()["rounds"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = (0..SIDECARS).map(rounds).collect();
     redis.kill();
     redis.restart();
     let accepting = Instant::now();
-    let converge = stack.converge(last, Duration::from_secs(10)).await;
+    // With B far above the outage (30 s resync), "not stale" proves nothing here: wait for
+    // every sidecar to have verified against the rebuilt image — a round after the restart,
+    // in sync — and for the rebuild itself. The timer cannot be what did it (≥ 24 s away).
+    eventually(
+        Duration::from_secs(10),
+        "every sidecar verified the rebuilt image",
+        || async {
+            let rebuilt = redis.cmd(&["HGET", "rtconfig:{demo}:meta", "complete"]) == "1";
+            let verified = (0..SIDECARS).all(|i| {
+                let st = stack.sidecars[i].sync.status();
+                rounds(i) > before[i] && st["in_sync"] == json!(true)
+            });
+            (rebuilt && verified).then_some(())
+        },
+    )
+    .await;
+    let recovered = accepting.elapsed();
     assert!(
-        converge < Duration::from_secs(10),
-        "fresh well before the 30 s resync interval"
+        recovered < Duration::from_secs(10),
+        "verified well before the 30 s resync interval"
     );
+    stack.converge(last, CONVERGE).await;
     let v = stack.write_n(6).await;
     stack.converge(v, CONVERGE).await;
     let docs = reader.finish();
     println!(
-        "ST03 last of {SIDECARS} sidecars fresh {:?} after redis accepted again; {} reads, 0 failed",
-        accepting.elapsed().min(converge),
+        "ST03 last of {SIDECARS} sidecars verified {recovered:?} after redis accepted again; {} reads, 0 failed",
         docs.len()
     );
     stack.stop().await;
