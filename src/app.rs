@@ -431,7 +431,17 @@ pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, 
     let metrics = Arc::new(Exposition::new(registry));
     let store = Arc::new(SnapshotStore::new(
         Snapshot::defaults(&schema),
-        Some(s.resync_interval * 2),
+        // The staleness bound B (docs/OPERATIONS.md); the sync loop refines it with the
+        // relay interval Redis reports.
+        Some(
+            crate::sync::SyncSettings::new(
+                &s.namespace,
+                &s.cluster_id,
+                &s.redis_url,
+                s.resync_interval,
+            )
+            .staleness_bound(crate::sync::DEFAULT_RELAY_INTERVAL),
+        ),
         s.require_snapshot,
     ));
     let shutdown = Shutdown::new();

@@ -497,8 +497,9 @@ struct Freshness {
     origin: Instant,
     /// Milliseconds since `origin` at the last confirmation; `u64::MAX` = never.
     confirmed_ms: AtomicU64,
-    /// Beyond this age the state is stale (2× the resync interval); `None` = never stale.
-    stale_after: Option<Duration>,
+    /// Beyond this age (milliseconds) the state is stale: the staleness bound `B`
+    /// (`sync::freshness`), which the sync loop may refine; `u64::MAX` = never stale (`dev`).
+    stale_after_ms: AtomicU64,
     /// The subscriber's liveness check failed, or the relay stopped moving.
     cut_off: AtomicBool,
 }
@@ -513,7 +514,10 @@ impl SnapshotStore {
             freshness: Freshness {
                 origin: Instant::now(),
                 confirmed_ms: AtomicU64::new(u64::MAX),
-                stale_after,
+                stale_after_ms: AtomicU64::new(
+                    stale_after
+                        .map_or(u64::MAX, |d| d.as_millis().min(u64::MAX as u128 - 1) as u64),
+                ),
                 cut_off: AtomicBool::new(false),
             },
             ready: AtomicBool::new(false),
@@ -618,9 +622,36 @@ impl SnapshotStore {
 
     /// Records that the served state was just confirmed in sync with its source.
     pub fn confirm(&self) {
-        let ms = self.freshness.origin.elapsed().as_millis() as u64;
-        self.freshness.confirmed_ms.store(ms, Ordering::Release);
+        self.confirm_at(Instant::now());
+    }
+
+    /// Records that the served state was provably in sync with the ledger at `at` (the relay's
+    /// heartbeat, carried to our clock). The age never moves back to an earlier proof.
+    pub fn confirm_at(&self, at: Instant) {
+        let ms = at
+            .checked_duration_since(self.freshness.origin)
+            .map_or(0, |d| d.as_millis() as u64);
+        let prev = self.freshness.confirmed_ms.load(Ordering::Acquire);
+        if prev == u64::MAX || ms > prev {
+            self.freshness.confirmed_ms.store(ms, Ordering::Release);
+        }
         self.freshness.cut_off.store(false, Ordering::Release);
+    }
+
+    /// Sets the age beyond which reads are stale (the sync loop: the staleness bound `B`).
+    pub fn set_stale_after(&self, limit: Duration) {
+        if self.freshness.stale_after_ms.load(Ordering::Acquire) != u64::MAX {
+            let ms = limit.as_millis().min(u64::MAX as u128 - 1) as u64;
+            self.freshness.stale_after_ms.store(ms, Ordering::Release);
+        }
+    }
+
+    /// The age beyond which reads are stale; `None` = never (`dev`).
+    pub fn stale_after(&self) -> Option<Duration> {
+        match self.freshness.stale_after_ms.load(Ordering::Acquire) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// Marks the state as cut off (liveness failed, relay stalled) until the next `confirm`.
@@ -630,7 +661,7 @@ impl SnapshotStore {
 
     /// Seconds since the state was last confirmed (`None` = never confirmed).
     pub fn age(&self) -> Option<Duration> {
-        if self.freshness.stale_after.is_none() {
+        if self.stale_after().is_none() {
             return Some(Duration::ZERO);
         }
         let confirmed = self.freshness.confirmed_ms.load(Ordering::Acquire);
@@ -643,7 +674,7 @@ impl SnapshotStore {
 
     /// Whether readers should be told the state may be out of date.
     pub fn is_stale(&self) -> bool {
-        let Some(limit) = self.freshness.stale_after else {
+        let Some(limit) = self.stale_after() else {
             return false;
         };
         if self.freshness.cut_off.load(Ordering::Acquire) {

@@ -28,7 +28,9 @@
 //! | `rtconfig_admin_event_streams` | gauge | open admin event streams | [`AdminMetrics`] |
 //! | `rtconfig_admin_event_streams_rejected_total` | counter | refused over `--max-event-streams` | [`AdminMetrics`] |
 //! | `rtconfig_admin_event_stream_ends_total` | counter | `reason`: [`StreamEnd`] | [`AdminMetrics`] |
-//! | `rtconfig_redis_connected` | gauge | 1 while the Redis connection is up | [`SyncMetrics`] |
+//! | `rtconfig_redis_connected` | gauge | 1 while both Redis connections are up and a command succeeded recently | [`SyncMetrics`] |
+//! | `rtconfig_sync_liveness_timeout_seconds` | gauge | the adaptive subscriber PING timeout | [`SyncMetrics`] |
+//! | `rtconfig_sync_staleness_bound_seconds` | gauge | the staleness bound `B` (docs/OPERATIONS.md) | [`SyncMetrics`] |
 //! | `rtconfig_sync_resyncs_total` | counter | `reason`: [`ResyncReason`] | [`SyncMetrics`] |
 //! | `rtconfig_sync_messages_total` | counter | `result`: [`MessageResult`] | [`SyncMetrics`] |
 //! | `rtconfig_sync_full_fetches_total` | counter | | [`SyncMetrics`] |

@@ -102,6 +102,10 @@ pub struct SyncMetrics {
     /// The version of the snapshot file on disk (loaded at start, then each one written).
     pub snapshot_disk_version: Gauge,
     disk_loaded: Family<GenerationLabel, Gauge>,
+    /// The subscriber liveness timeout in force (adapts to measured round trips).
+    pub liveness_timeout: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The staleness bound `B` in force (docs/OPERATIONS.md).
+    pub staleness_bound: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl SyncMetrics {
@@ -116,10 +120,22 @@ impl SyncMetrics {
             snapshot_write_failures: Counter::default(),
             snapshot_disk_version: Gauge::default(),
             disk_loaded: Family::default(),
+            liveness_timeout: Gauge::default(),
+            staleness_bound: Gauge::default(),
         };
         registry.register(
+            "sync_liveness_timeout_seconds",
+            "Subscriber PING timeout in force: 4x the p90 round trip, between the floor and the cap",
+            m.liveness_timeout.clone(),
+        );
+        registry.register(
+            "sync_staleness_bound_seconds",
+            "Staleness bound B: a read marked fresh is never further behind the ledger",
+            m.staleness_bound.clone(),
+        );
+        registry.register(
             "redis_connected",
-            "1 while the Redis connection is up",
+            "1 while both Redis connections are up and a command succeeded within a ping interval + the liveness timeout",
             m.redis_connected.clone(),
         );
         registry.register(

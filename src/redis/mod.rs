@@ -55,7 +55,8 @@ impl Default for ConnectOptions {
         ConnectOptions {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             unresponsive_after: Duration::from_secs(3),
-            max_reconnect_delay: Duration::from_secs(2),
+            // Short: the relay rebuilds and sidecars verify as soon as Redis accepts again.
+            max_reconnect_delay: Duration::from_millis(500),
         }
     }
 }

@@ -58,15 +58,25 @@ redis.call('PUBLISH', ARGV[7], hint)
 return 'OK'
 "#;
 
-/// `KEYS`: meta. `ARGV`: cluster_id, term, relay interval in ms. Returns the meta fields (as
-/// `SYNC_READ`) as they were before this tick; refreshes `relay_at` (Redis `TIME`),
-/// `relay_interval_ms` (so sidecars know when the relay is late) and `term` when the image is
-/// ours, complete, and not fenced.
+/// `KEYS`: meta. `ARGV`: cluster_id, term, relay interval in ms, the ledger's epoch and
+/// version as just read, and the milliseconds since that read began. Returns the meta fields
+/// (as `SYNC_READ`) as they were before this tick; refreshes `relay_at`, `relay_interval_ms`
+/// (so sidecars know when the relay is late) and `term` when the image is ours, complete, not
+/// fenced, and *covers the ledger* (same epoch, version ≥ the ledger's). `relay_at` is then
+/// Redis `TIME` minus the time since the ledger read began: the moment as of which Redis
+/// provably held every acknowledged write — what a sidecar's `X-Config-Age` counts from.
 pub const RELAY_TICK_LUA: &str = concat!(
     hmget_meta!(),
-    r#"if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[10] or '0') <= tonumber(ARGV[2]) then
+    r#"if m[1] == ARGV[1] and m[4] == '1' and tonumber(m[10] or '0') <= tonumber(ARGV[2])
+  and tonumber(m[2] or '-1') == tonumber(ARGV[4]) and tonumber(m[3] or '-1') >= tonumber(ARGV[5]) then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
+  local us = tonumber(t[2]) - 1000 * tonumber(ARGV[6])
+  local s = tonumber(t[1])
+  while us < 0 do
+    us = us + 1000000
+    s = s - 1
+  end
+  redis.call('HSET', KEYS[1], 'relay_at', s .. '.' .. string.format('%06d', us),
     'term', ARGV[2], 'relay_interval_ms', ARGV[3])
 end
 return m

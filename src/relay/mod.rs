@@ -175,9 +175,16 @@ impl Relay {
         entropy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         entropy.reset();
         let kick = self.kick.clone();
+        // Redis accepting connections again (restarted, possibly empty): a round at once, so a
+        // rebuild does not wait for the next tick.
+        let mut reconnects = fred::interfaces::EventInterface::reconnect_rx(&self.client);
         loop {
             let anti_entropy = tokio::select! {
                 () = kick.notified() => false,
+                ev = reconnects.recv() => match ev {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => false,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 _ = tick.tick() => false,
                 _ = entropy.tick() => true,
                 () = &mut stop => break,
@@ -228,6 +235,7 @@ impl Relay {
     ) -> Result<(Health, i64), RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let read_at = std::time::Instant::now();
         let mut ledger = self.ledger.namespace_state(ns).await?;
         let reply: RedisValue = scripts::RELAY_TICK
             .evalsha_with_reload(
@@ -237,6 +245,9 @@ impl Relay {
                     self.settings.cluster_id.clone(),
                     self.settings.term.to_string(),
                     self.settings.interval.as_millis().to_string(),
+                    ledger.epoch.to_string(),
+                    ledger.version.to_string(),
+                    read_at.elapsed().as_millis().to_string(),
                 ],
             )
             .await

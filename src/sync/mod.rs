@@ -20,8 +20,10 @@
 //! Redis accepts TCP but never answers); a failed ping marks the state stale at once. The read
 //! path never waits on any of this.
 
+pub mod freshness;
 mod plan;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +35,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::content_hash::ContentHash;
@@ -77,7 +79,9 @@ pub struct SyncSettings {
     /// own proxy); `None` = `redis_url`.
     pub subscriber_redis_url: Option<String>,
     pub resync_interval: Duration,
-    /// How often the subscriber connection is pinged, and how long an answer may take.
+    /// How often the subscriber connection is pinged, and the shortest time an answer may
+    /// take before the link counts as failed (the timeout adapts to measured round trips, up
+    /// to [`SyncSettings::liveness_cap`]).
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     pub snapshot_path: Option<PathBuf>,
@@ -102,6 +106,21 @@ impl SyncSettings {
         }
     }
 }
+
+impl SyncSettings {
+    /// The longest the adaptive liveness timeout may grow to.
+    pub fn liveness_cap(&self) -> Duration {
+        freshness::liveness_cap(self.resync_interval, self.ping_timeout)
+    }
+
+    /// The staleness bound `B` for a relay beating every `relay` (docs/OPERATIONS.md).
+    pub fn staleness_bound(&self, relay: Duration) -> Duration {
+        freshness::staleness_bound(self.resync_interval, relay, self.liveness_cap())
+    }
+}
+
+/// The relay's interval when `meta` does not say (the admin's `--relay-interval` default).
+pub const DEFAULT_RELAY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RFC 3339 with milliseconds, UTC.
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -128,6 +147,12 @@ struct StatusInner {
     last_sync_at: Option<String>,
     last_error: Option<String>,
     disconnected_since: Option<Instant>,
+    /// When `connected` last changed (for the logged durations).
+    link_since: Option<Instant>,
+    /// The current liveness timeout (adapts to measured round trips).
+    liveness_timeout: Option<Duration>,
+    /// The staleness bound `B` in force.
+    staleness_bound: Option<Duration>,
     relay_down: bool,
     rounds: u64,
     full_fetches: u64,
@@ -181,6 +206,8 @@ impl SyncReport for SyncStatus {
             "last_sync_at": i.last_sync_at,
             "last_error": i.last_error,
             "disconnected_seconds": i.disconnected_since.map(|t| t.elapsed().as_secs_f64()),
+            "liveness_timeout_seconds": i.liveness_timeout.map(|d| d.as_secs_f64()),
+            "staleness_bound_seconds": i.staleness_bound.map(|d| d.as_secs_f64()),
             "rounds": i.rounds,
             "full_fetches": i.full_fetches,
             "catchups": i.catchups,
@@ -220,11 +247,14 @@ pub struct SyncLoop {
     disk: Option<watch::Sender<DiskJob>>,
     /// When this process started (RFC 3339), for the heartbeat.
     started_at: String,
-    /// The (epoch, version) served and when it was first served (RFC 3339): the heartbeat's
-    /// `applied_at`, from which the fleet view measures propagation lag.
-    applied: Option<((u64, u64), String)>,
     /// The (epoch, version) of the last heartbeat written: a new one is reported at once.
     reported: Option<(u64, u64)>,
+    /// Wakes the heartbeat task at once (a round moved the served version).
+    beat_now: Arc<Notify>,
+    /// The latest subscriber `PING` round trips (the adaptive liveness timeout).
+    rtts: VecDeque<Duration>,
+    /// When a Redis command last succeeded (round or ping).
+    last_ok: Option<Instant>,
 }
 
 /// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
@@ -259,8 +289,10 @@ pub fn start(
         hash: None,
         disk: None,
         started_at: rfc3339(std::time::SystemTime::now()),
-        applied: None,
         reported: None,
+        beat_now: Arc::new(Notify::new()),
+        rtts: VecDeque::with_capacity(freshness::RTT_SAMPLES),
+        last_ok: None,
     };
     lp.load_disk_snapshot();
     if let Some(path) = lp.settings.snapshot_path.clone() {
@@ -492,11 +524,27 @@ impl SyncLoop {
         let mut ping = tokio::time::interval(self.settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first beat after one interval, when there is something to report.
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.settings.resync_interval,
-            self.settings.resync_interval,
+        // The heartbeat runs in its own task: a hung Pub/Sub link or a slow round never stops
+        // it.
+        tokio::spawn(
+            Heartbeater {
+                client: self.client.clone(),
+                store: self.store.clone(),
+                status: self.status.clone(),
+                field: self.keys.sidecars.clone(),
+                instance_id: self.settings.instance_id.clone(),
+                interval: self.settings.resync_interval,
+                timeout: self.settings.connect.command_timeout,
+                started_at: self.started_at.clone(),
+                applied: None,
+                wake: self.beat_now.clone(),
+            }
+            .run(shutdown.clone()),
         );
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.status.update(|s| {
+            s.liveness_timeout = Some(self.liveness_timeout());
+            s.staleness_bound = Some(self.settings.staleness_bound(DEFAULT_RELAY_INTERVAL));
+        });
         loop {
             tokio::select! {
                 msg = messages.recv() => match msg {
@@ -516,7 +564,14 @@ impl SyncLoop {
                                 self.metrics.message(MessageResult::newer);
                                 self.resync(ResyncReason::message).await;
                             }
-                            HintAction::Duplicate => self.metrics.message(MessageResult::duplicate),
+                            HintAction::Duplicate => {
+                                self.metrics.message(MessageResult::duplicate);
+                                // Not in sync (e.g. Redis came back empty): the relay's rebuild
+                                // publishes the same version, and that is the moment to verify.
+                                if self.status.cause().is_some() {
+                                    self.resync(ResyncReason::message).await;
+                                }
+                            }
                             HintAction::Invalid => {
                                 self.metrics.message(MessageResult::invalid);
                                 self.resync(ResyncReason::decode_error).await;
@@ -541,7 +596,6 @@ impl SyncLoop {
                     timer.as_mut().reset(tokio::time::Instant::now() + self.jittered());
                 }
                 _ = ping.tick() => self.ping().await,
-                _ = heartbeat.tick() => self.heartbeat().await,
                 () = &mut stop => break,
             }
         }
@@ -551,60 +605,112 @@ impl SyncLoop {
     }
 
     async fn on_reconnect(&mut self) {
-        let was_down = {
-            let mut since = None;
-            self.status.update(|s| {
-                since = s.disconnected_since.take();
-                s.connected = true;
-            });
-            since
-        };
-        self.metrics.redis_connected.set(1);
-        match was_down {
-            Some(t) => tracing::info!(
-                after_seconds = (t.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-                "redis reconnected after {:.1} s",
-                t.elapsed().as_secs_f64()
-            ),
-            None => tracing::info!("redis connected"),
-        }
+        tracing::debug!("redis connection (re)established; resubscribing");
         // Subscribe (again) and wait for the confirmation before reading, so no change can
-        // slip between the read and the subscription.
-        match self.subscriber.subscribe(self.keys.changes.as_str()).await {
-            Ok(()) => {}
-            Err(e) => {
+        // slip between the read and the subscription. Bounded: a hung link must not stall the
+        // loop (the liveness ping reports it).
+        let subscribe = self.subscriber.subscribe(self.keys.changes.as_str());
+        match tokio::time::timeout(self.liveness_timeout(), subscribe).await {
+            Ok(Ok(())) => self.command_ok(),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
+            }
+            Err(_) => {
+                tracing::warn!("subscribe timed out; the resync timer keeps the snapshot fresh");
             }
         }
         self.resync(ResyncReason::reconnect).await;
     }
 
-    fn on_error(&self, e: &fred::error::Error) {
-        let mut first = false;
+    fn on_error(&mut self, e: &fred::error::Error) {
+        self.status.update(|s| s.last_error = Some(e.to_string()));
+        tracing::debug!(error = %e, "redis error");
+        self.update_link();
+    }
+
+    /// A Redis command just succeeded.
+    fn command_ok(&mut self) {
+        self.last_ok = Some(Instant::now());
+        self.update_link();
+    }
+
+    /// Re-derives `redis_connected` from the clients' real state and the last successful
+    /// command (`freshness::link_up`); logs each change once, with the time spent in the state
+    /// it leaves.
+    fn update_link(&mut self) {
+        let clients = self.client.is_connected() && self.subscriber.is_connected();
+        let window = self.settings.ping_interval + self.liveness_timeout();
+        let up = freshness::link_up(clients, self.last_ok.map(|t| t.elapsed()), window);
+        let mut changed = None;
         self.status.update(|s| {
-            if s.disconnected_since.is_none() {
-                s.disconnected_since = Some(Instant::now());
-                first = true;
+            if s.connected != up || s.link_since.is_none() {
+                changed = Some((s.link_since.map(|t| t.elapsed()), s.connected));
+                s.connected = up;
+                s.link_since = Some(Instant::now());
+                s.disconnected_since = if up { None } else { Some(Instant::now()) };
             }
-            s.connected = false;
-            s.last_error = Some(e.to_string());
         });
-        self.metrics.redis_connected.set(0);
-        if first {
-            tracing::warn!(error = %e, "redis disconnected; serving the last snapshot");
+        self.metrics.redis_connected.set(i64::from(up));
+        let Some((held, was_up)) = changed else {
+            return;
+        };
+        let secs = held.map_or(0.0, |d| (d.as_secs_f64() * 10.0).round() / 10.0);
+        match (up, was_up, held) {
+            (true, _, None) => tracing::info!("redis connected"),
+            (true, _, Some(_)) => {
+                tracing::info!(after_seconds = secs, "redis reconnected after {secs:.1} s")
+            }
+            (false, true, Some(_)) => tracing::warn!(
+                connected_seconds = secs,
+                "redis disconnected after {secs:.1} s connected; serving the last snapshot"
+            ),
+            (false, _, _) => {
+                tracing::warn!("redis not reachable yet; serving the last snapshot")
+            }
         }
+    }
+
+    /// The current liveness timeout: [`freshness::liveness_timeout`] over the latest round
+    /// trips, between `ping_timeout` and the cap.
+    fn liveness_timeout(&self) -> Duration {
+        let rtts: Vec<Duration> = self.rtts.iter().copied().collect();
+        freshness::liveness_timeout(
+            &rtts,
+            self.settings.ping_timeout,
+            self.settings.liveness_cap(),
+        )
     }
 
     async fn ping(&mut self) {
+        let timeout = self.liveness_timeout();
+        let started = Instant::now();
         let ping = self.subscriber.ping::<RedisValue>(None);
-        match tokio::time::timeout(self.settings.ping_timeout, ping).await {
-            Ok(Ok(_)) => {}
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(_)) => {
+                if self.rtts.len() == freshness::RTT_SAMPLES {
+                    self.rtts.pop_front();
+                }
+                self.rtts.push_back(started.elapsed());
+                let next = self.liveness_timeout();
+                if next != timeout {
+                    self.metrics.liveness_timeout.set(next.as_secs_f64());
+                    self.status.update(|s| s.liveness_timeout = Some(next));
+                }
+                self.command_ok();
+                // A live link again after a failed check: verify now rather than on the timer.
+                if self.status.cause() == Some("liveness_failed") {
+                    self.resync(ResyncReason::reconnect).await;
+                }
+            }
             Ok(Err(e)) => self.liveness_failed(&e.to_string()),
-            Err(_) => self.liveness_failed("PING timed out"),
+            Err(_) => self.liveness_failed(&format!(
+                "PING timed out after {:.1} s",
+                timeout.as_secs_f64()
+            )),
         }
     }
 
-    fn liveness_failed(&self, why: &str) {
+    fn liveness_failed(&mut self, why: &str) {
         let mut first = false;
         self.status.update(|s| {
             first = s.cause != Some("liveness_failed");
@@ -612,59 +718,12 @@ impl SyncLoop {
             s.last_error = Some(why.to_owned());
         });
         self.store.mark_cut_off();
+        self.update_link();
         if first {
             tracing::warn!(
                 error = why,
                 "redis subscriber liveness check failed; reads are marked stale"
             );
-        }
-    }
-
-    /// Writes this sidecar's entry in the fleet hash: every interval, and at once after a
-    /// round that moved the served version (so the fleet view sees a change arrive without
-    /// waiting up to an interval; one extra `HSET` per change).
-    async fn heartbeat(&mut self) {
-        let snap = self.store.load();
-        let at = (snap.position.epoch, snap.position.version);
-        let applied_at = match &self.applied {
-            Some((p, t)) if *p == at => t.clone(),
-            // The first snapshot at a version is built when that version is applied.
-            _ => {
-                let t = rfc3339(snap.built_at);
-                self.applied = Some((at, t.clone()));
-                t
-            }
-        };
-        let (connected, cause) = {
-            let i = self.status.inner.lock();
-            (i.connected, i.cause)
-        };
-        let beat = Heartbeat {
-            version: snap.position.version,
-            epoch: snap.position.epoch,
-            schema_hash: snap.schema_hash.to_string(),
-            status: if self.store.is_stale() { "stale" } else { "ok" }.to_owned(),
-            seen_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            interval_ms: Some(self.settings.resync_interval.as_millis() as u64),
-            applied_at: Some(applied_at),
-            started_at: Some(self.started_at.clone()),
-            cause: cause.map(str::to_owned),
-            redis_connected: Some(connected),
-        };
-        self.reported = Some(at);
-        let beat = match beat.encode() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(error = %Chain(&e), "heartbeat not encoded");
-                return;
-            }
-        };
-        let write = self.client.hset::<(), _, _>(
-            self.keys.sidecars.as_str(),
-            (self.settings.instance_id.as_str(), beat),
-        );
-        if let Err(e) = write.await {
-            tracing::debug!(error = %e, "heartbeat not written");
         }
     }
 
@@ -715,13 +774,15 @@ impl SyncLoop {
         self.snapshot_metrics.observe_store(&self.store);
         let served = self.store.load().position;
         if self.position.is_some() && self.reported != Some((served.epoch, served.version)) {
-            self.heartbeat().await;
+            self.reported = Some((served.epoch, served.version));
+            self.beat_now.notify_one();
         }
     }
 
     /// Gathers `SYNC_READ`, asks the plan, performs its answer.
     async fn round(&mut self) -> Result<Outcome, RedisError> {
         let after = plan::log_after(&self.state());
+        let sent = Instant::now();
         let reply = redis::eval_ro(
             &self.client,
             &scripts::SYNC_READ,
@@ -730,6 +791,15 @@ impl SyncLoop {
         )
         .await?;
         let read = SyncRead::decode(&reply)?;
+        self.command_ok();
+        let relay = read
+            .meta
+            .relay_interval_ms
+            .map_or(DEFAULT_RELAY_INTERVAL, Duration::from_millis);
+        let bound = self.settings.staleness_bound(relay);
+        self.store.set_stale_after(bound);
+        self.metrics.staleness_bound.set(bound.as_secs_f64());
+        self.status.update(|s| s.staleness_bound = Some(bound));
         let round = plan::plan(&self.state(), &read);
         if let Some(down) = round.relay_down {
             self.status.update(|s| s.relay_down = down);
@@ -785,7 +855,12 @@ impl SyncLoop {
                 );
                 self.swap(Arc::new(confirmed));
             }
-            self.store.confirm();
+            // In sync with Redis; with the ledger as of the relay's last beat (which the relay
+            // moves only while Redis covers the ledger): that is what the age counts from.
+            match freshness::proven_at(sent, read.time, read.meta.relay_at) {
+                Some(at) => self.store.confirm_at(at),
+                None => self.store.mark_cut_off(),
+            }
             if round.relay_down == Some(true) {
                 self.store.mark_cut_off();
             }
@@ -958,6 +1033,90 @@ impl SyncLoop {
         }
         if let Some(tx) = &self.disk {
             tx.send_replace(Some((snapshot, self.hash)));
+        }
+    }
+}
+
+/// Writes this sidecar's entry in the fleet hash every interval, and at once when the loop
+/// says the served version moved (so the fleet view sees a change arrive without waiting up to
+/// an interval; one extra `HSET` per change). Its own task with its own timeout: a hung
+/// Pub/Sub link or a slow round never stops the heartbeat.
+struct Heartbeater {
+    client: Client,
+    store: Arc<SnapshotStore>,
+    status: Arc<SyncStatus>,
+    field: String,
+    instance_id: String,
+    interval: Duration,
+    timeout: Duration,
+    started_at: String,
+    /// The (epoch, version) served and when it was first served (RFC 3339): the heartbeat's
+    /// `applied_at`, from which the fleet view measures propagation lag.
+    applied: Option<((u64, u64), String)>,
+    wake: Arc<Notify>,
+}
+
+impl Heartbeater {
+    async fn run(mut self, shutdown: Shutdown) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        // The first beat after one interval, when there is something to report.
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.wake.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = wake.notified() => {}
+                () = &mut stop => return,
+            }
+            self.beat().await;
+        }
+    }
+
+    async fn beat(&mut self) {
+        let snap = self.store.load();
+        let at = (snap.position.epoch, snap.position.version);
+        let applied_at = match &self.applied {
+            Some((p, t)) if *p == at => t.clone(),
+            // The first snapshot at a version is built when that version is applied.
+            _ => {
+                let t = rfc3339(snap.built_at);
+                self.applied = Some((at, t.clone()));
+                t
+            }
+        };
+        let (connected, cause) = {
+            let i = self.status.inner.lock();
+            (i.connected, i.cause)
+        };
+        let beat = Heartbeat {
+            version: snap.position.version,
+            epoch: snap.position.epoch,
+            schema_hash: snap.schema_hash.to_string(),
+            status: if self.store.is_stale() { "stale" } else { "ok" }.to_owned(),
+            seen_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            interval_ms: Some(self.interval.as_millis() as u64),
+            applied_at: Some(applied_at),
+            started_at: Some(self.started_at.clone()),
+            cause: cause.map(str::to_owned),
+            redis_connected: Some(connected),
+        };
+        let beat = match beat.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %Chain(&e), "heartbeat not encoded");
+                return;
+            }
+        };
+        let write = self
+            .client
+            .hset::<(), _, _>(self.field.as_str(), (self.instance_id.as_str(), beat));
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not written"),
+            Err(_) => tracing::debug!("heartbeat timed out"),
         }
     }
 }

@@ -43,6 +43,7 @@ mod redis_faults;
 mod redis_sync;
 mod redis_tls;
 mod stack;
+mod staleness;
 
 mod auth_http;
 mod auth_sso;
