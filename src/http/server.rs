@@ -180,7 +180,8 @@ pub async fn serve_with(
                 });
             }
             Transport::Tls(acceptor) => {
-                let (acceptor, builder, app) = (acceptor.clone(), connection(&builder), app.clone());
+                let (acceptor, builder, app) =
+                    (acceptor.clone(), connection(&builder), app.clone());
                 // Counted by the drain from now on, handshake included.
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -208,7 +209,9 @@ pub async fn serve_with(
 
 /// The builder of one connection: `builder` with a timer of the connection's own, which keeps
 /// the header-read timeout off the timer wheel per request (`http::timer`).
-fn connection(builder: &hyper::server::conn::http1::Builder) -> hyper::server::conn::http1::Builder {
+fn connection(
+    builder: &hyper::server::conn::http1::Builder,
+) -> hyper::server::conn::http1::Builder {
     let mut builder = builder.clone();
     builder.timer(ConnTimer::new());
     builder

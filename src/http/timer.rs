@@ -116,7 +116,10 @@ mod tests {
         // An earlier deadline than the one the shared `Sleep` holds is honoured too.
         let waker = futures_util::task::noop_waker();
         let mut long = timer.sleep(10_000 * MS);
-        assert!(long.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        assert!(long
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
         drop(long);
         let short = Instant::now();
         timer.sleep(50 * MS).await;
