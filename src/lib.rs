@@ -52,6 +52,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod constance;
 pub mod disk;
 pub mod http;
 pub mod journal;
