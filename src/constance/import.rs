@@ -242,6 +242,19 @@ fn map_key(name: &str, raw: &Value, additional: &Map<String, Value>) -> Result<K
     map_default(ty, &entry.default)
 }
 
+/// A bare TOML key when the name allows it (`SITE_NAME`), else a quoted one (`"a.b"`).
+fn toml_key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_owned()
+    } else {
+        toml::Value::String(name.to_owned()).to_string()
+    }
+}
+
 fn toml_lit(v: &Value) -> String {
     match v {
         Value::String(s) => toml::Value::String(s.clone()).to_string(),
@@ -346,10 +359,7 @@ pub fn map_export(export: &Export, namespace: &str) -> Mapped {
         out.push_str(&format!("keys = [{}]\n", list.join(", ")));
     }
     for (name, k, help) in &mapped {
-        out.push_str(&format!(
-            "\n[keys.{}]\n",
-            toml::Value::String(name.clone())
-        ));
+        out.push_str(&format!("\n[keys.{}]\n", toml_key(name)));
         out.push_str(&format!("type = \"{}\"\n", k.ty));
         out.push_str(&format!("default = {}\n", toml_lit(&k.default)));
         if !help.is_empty() {

@@ -64,3 +64,5 @@ mod docker;
 mod k8s;
 
 mod oidc;
+
+mod python_client;
