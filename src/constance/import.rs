@@ -93,7 +93,11 @@ pub fn type_of_form_field(class: &str) -> Result<&'static str, String> {
     let short = class.rsplit('.').next().unwrap_or(class);
     Ok(match short {
         "ChoiceField" | "TypedChoiceField" => "enum",
-        "CharField" | "EmailField" | "URLField" | "SlugField" | "RegexField"
+        "CharField"
+        | "EmailField"
+        | "URLField"
+        | "SlugField"
+        | "RegexField"
         | "GenericIPAddressField" => "string",
         "IntegerField" => "int",
         "FloatField" => "float",
@@ -110,9 +114,15 @@ pub fn type_of_form_field(class: &str) -> Result<&'static str, String> {
             ))
         }
         "MultipleChoiceField" | "TypedMultipleChoiceField" => {
-            return Err(format!("{short} holds several choices (no rtconfig type: use json)"))
+            return Err(format!(
+                "{short} holds several choices (no rtconfig type: use json)"
+            ))
         }
-        _ => return Err(format!("custom form field {class} (no known rtconfig type)")),
+        _ => {
+            return Err(format!(
+                "custom form field {class} (no known rtconfig type)"
+            ))
+        }
     })
 }
 
@@ -134,7 +144,11 @@ fn seconds_to_duration(secs: f64) -> Option<String> {
 
 /// Does an ISO 8601 datetime text carry an offset (`Z`, `+01:00`)?
 fn has_offset(s: &str) -> bool {
-    let Some(time) = s.split_once('T').or_else(|| s.split_once(' ')).map(|(_, t)| t) else {
+    let Some(time) = s
+        .split_once('T')
+        .or_else(|| s.split_once(' '))
+        .map(|(_, t)| t)
+    else {
         return false;
     };
     time.ends_with('Z') || time.contains('+') || time.contains('-')
@@ -152,7 +166,9 @@ pub fn map_default(ty: &'static str, default: &Value) -> Result<KeyOut, String> 
         (_, Value::Null) => Err("the default is None (rtconfig keys always have a value)".into()),
         (_, Value::Object(o)) if o.contains_key("__unsupported__") => Err(format!(
             "the default is a {} (no rtconfig type)",
-            o.get("__unsupported__").and_then(Value::as_str).unwrap_or("custom object")
+            o.get("__unsupported__")
+                .and_then(Value::as_str)
+                .unwrap_or("custom object")
         )),
         ("bool", Value::Bool(_)) | ("string", Value::String(_)) => Ok(out(default.clone())),
         ("int", Value::Number(n)) if n.is_i64() => Ok(out(default.clone())),
@@ -185,7 +201,11 @@ pub fn map_choices(default: &Value, choices: &[Value]) -> Result<KeyOut, String>
         let value = c.as_array().and_then(|pair| pair.first()).unwrap_or(c);
         match value.as_str() {
             Some(s) => out.push(s.to_owned()),
-            None => return Err(format!("choice {value} is not a string (rtconfig enums are)")),
+            None => {
+                return Err(format!(
+                    "choice {value} is not a string (rtconfig enums are)"
+                ))
+            }
         }
     }
     if out.is_empty() {
@@ -265,7 +285,10 @@ fn toml_lit(v: &Value) -> String {
         }
         Value::Number(n) => n.to_string(),
         // JSON defaults are written as inline TOML tables/arrays.
-        Value::Array(a) => format!("[{}]", a.iter().map(toml_lit).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(toml_lit).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(o) => {
             let parts: Vec<String> = o
                 .iter()
@@ -321,7 +344,10 @@ pub fn map_export(export: &Export, namespace: &str) -> Mapped {
             }
         }
         if keys.is_empty() {
-            notes.push(format!("fieldset {:?} has no importable key: left out", fs.title));
+            notes.push(format!(
+                "fieldset {:?} has no importable key: left out",
+                fs.title
+            ));
         } else {
             groups.push((fs.title.clone(), keys, fs.collapse));
         }
@@ -332,7 +358,12 @@ pub fn map_export(export: &Export, namespace: &str) -> Mapped {
         .map(|k| (*k).to_owned())
         .collect();
     if !rest.is_empty() {
-        let mut title = if export.fieldsets.is_empty() { "General" } else { "Other" }.to_owned();
+        let mut title = if export.fieldsets.is_empty() {
+            "General"
+        } else {
+            "Other"
+        }
+        .to_owned();
         while groups.iter().any(|(t, _, _)| *t == title) {
             title.push('_');
         }
@@ -509,17 +540,36 @@ mod tests {
             m.unsupported,
             vec![Unsupported {
                 key: "LOGO".into(),
-                reason: "ImageField is a file upload (stored under MEDIA_ROOT, not in the config store)".into()
+                reason:
+                    "ImageField is a file upload (stored under MEDIA_ROOT, not in the config store)"
+                        .into()
             }]
         );
-        assert!(m.toml.contains("name = \"Advanced\"\ncollapse = true\nkeys = [\"SIZE\"]"), "{}", m.toml);
-        assert!(m.toml.contains("name = \"Other\"\nkeys = [\"TTL\"]"), "{}", m.toml);
+        assert!(
+            m.toml
+                .contains("name = \"Advanced\"\ncollapse = true\nkeys = [\"SIZE\"]"),
+            "{}",
+            m.toml
+        );
+        assert!(
+            m.toml.contains("name = \"Other\"\nkeys = [\"TTL\"]"),
+            "{}",
+            m.toml
+        );
         assert!(m.toml.contains("type = \"enum\"\ndefault = \"s\"\ndescription = \"Size\"\nchoices = [\"s\", \"l\"]"), "{}", m.toml);
-        assert!(m.toml.contains("type = \"duration\"\ndefault = \"30s\""), "{}", m.toml);
+        assert!(
+            m.toml.contains("type = \"duration\"\ndefault = \"30s\""),
+            "{}",
+            m.toml
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("shop.toml"), &m.toml).expect("write");
-        let set = crate::schema::SchemaSet::load_dir(dir.path()).expect("rtconfig check accepts it");
+        let set =
+            crate::schema::SchemaSet::load_dir(dir.path()).expect("rtconfig check accepts it");
         let schema = set.get("shop").expect("namespace shop");
-        assert!(schema.groups.iter().any(|g| g.name == "Advanced" && g.collapse));
+        assert!(schema
+            .groups
+            .iter()
+            .any(|g| g.name == "Advanced" && g.collapse));
     }
 }

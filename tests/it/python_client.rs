@@ -31,5 +31,8 @@ fn python_client_pytest_suite_passes_against_the_real_sidecar() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(" passed"), "{stdout}");
-    assert!(!stdout.contains("skipped"), "no test may be skipped: {stdout}");
+    assert!(
+        !stdout.contains("skipped"),
+        "no test may be skipped: {stdout}"
+    );
 }
