@@ -56,6 +56,10 @@ pub enum Command {
     Admin(AdminArgs),
     /// Validate schema files; prints every problem and exits 64, or 0 when all is well.
     Check(CheckArgs),
+    /// Turn a Django project's CONSTANCE_CONFIG / CONSTANCE_CONFIG_FIELDSETS into a schema file.
+    /// Exit 0: all imported; 2: written, some fields unsupported (listed on stderr); 64: input
+    /// unreadable; 73: output unwritable.
+    ImportConstance(ImportConstanceArgs),
     /// Probe a URL (for images without curl): exit 0 on a 2xx answer, 1 otherwise.
     Health(HealthArgs),
     /// Manage admin users in the store (--data-dir with the admin stopped, or --database-url).
@@ -270,6 +274,28 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportConstanceArgs {
+    /// Python interpreter of the Django project (its virtualenv's `python`).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// The Django project directory (holds manage.py); put on PYTHONPATH and used as cwd.
+    #[arg(long, default_value = ".")]
+    pub project_dir: PathBuf,
+    /// The Django settings module (DJANGO_SETTINGS_MODULE), e.g. `mysite.settings`.
+    #[arg(long, env = "DJANGO_SETTINGS_MODULE")]
+    pub settings: Option<String>,
+    /// Read a saved `python -m rtconfig_client.export_constance` output instead of running Python.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["settings"])]
+    pub from_json: Option<PathBuf>,
+    /// Namespace name of the schema written.
+    #[arg(long, default_value = "constance")]
+    pub namespace: String,
+    /// Schema file to write (`-` = stdout), e.g. config/constance.toml.
+    #[arg(long, default_value = "-", value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct HealthArgs {
     /// URL to probe, e.g. http://127.0.0.1:7071/readyz or https://admin.example:8080/healthz
     pub url: String,
@@ -295,6 +321,7 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Check(args) => check(&args),
+        Command::ImportConstance(args) => import_constance(&args),
         Command::Health(args) => runtime().block_on(health(&args)),
         Command::Dev(args) => runtime().block_on(dev(args)),
         Command::Sidecar(args) => runtime().block_on(sidecar(args)),
@@ -315,6 +342,26 @@ fn runtime() -> tokio::runtime::Runtime {
             std::process::exit(1);
         }
     }
+}
+
+fn import_constance(args: &ImportConstanceArgs) -> ExitCode {
+    use crate::constance::run::{import_constance, Source};
+    let source = match (&args.from_json, &args.settings) {
+        (Some(path), _) => Source::Json(path),
+        (None, Some(settings)) => Source::Django {
+            python: &args.python,
+            project_dir: &args.project_dir,
+            settings,
+        },
+        (None, None) => {
+            eprintln!(
+                "rtconfig import-constance: {}",
+                crate::constance::run::ImportError::NoInput
+            );
+            return ExitCode::from(64);
+        }
+    };
+    import_constance(&source, &args.namespace, &args.out)
 }
 
 fn check(args: &CheckArgs) -> ExitCode {

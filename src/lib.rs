@@ -53,6 +53,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod content_hash;
+pub mod constance;
 pub mod disk;
 pub mod http;
 pub mod journal;

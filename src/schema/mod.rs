@@ -182,6 +182,8 @@ impl KeyDef {
 pub struct Group {
     pub name: String,
     pub keys: Vec<String>,
+    /// `collapse = true`: a hint to show the group collapsed (django-constance fieldsets).
+    pub collapse: bool,
 }
 
 /// One namespace's schema, as loaded from its file.
@@ -643,7 +645,7 @@ impl Parser {
                 continue;
             };
             for field in t.keys() {
-                if field != "name" && field != "keys" {
+                if field != "name" && field != "keys" && field != "collapse" {
                     self.problem(None, format!("group #{}: unknown field {field:?}", i + 1));
                 }
             }
@@ -672,7 +674,22 @@ impl Parser {
                 }
                 None => self.problem(None, format!("group {name:?} needs keys = [\"KEY\", …]")),
             }
-            groups.push(Group { name, keys });
+            let collapse = match t.get("collapse") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(other) => {
+                    self.problem(
+                        None,
+                        format!("group {name:?}: collapse must be true or false, got {other}"),
+                    );
+                    false
+                }
+            };
+            groups.push(Group {
+                name,
+                keys,
+                collapse,
+            });
         }
         groups
     }

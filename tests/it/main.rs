@@ -69,3 +69,5 @@ mod k8s;
 
 mod oidc;
 mod ui_people;
+
+mod python_client;
