@@ -207,14 +207,14 @@ count() {
     data=$(mktemp -d "${TMPDIR:-/tmp}/rtconfig-icount.XXXXXX")
     TMP_DIRS+=("$data")
     admin=$(free_port); probe=$(free_port)
-    cmd=(env RUST_LOG=warn TOKIO_WORKER_THREADS="$THREADS" "$RT_BIN" dev --schema-dir "$REPO/config"
+    cmd=("$RT_BIN" dev --schema-dir "$REPO/config"
       --data-dir "$data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin"
       --probe-listen "127.0.0.1:$probe")
   else
     cmd=("$FLOOR_BIN" "$port" "$THREADS")
   fi
-  # `env` execs the server, so valgrind's pid is the server's.
-  valgrind --tool=callgrind --callgrind-out-file="$RES/callgrind.$NAME.%p" \
+  # The environment is set outside valgrind (callgrind does not follow an exec by default).
+  env RUST_LOG=warn TOKIO_WORKER_THREADS="$THREADS" valgrind --tool=callgrind --callgrind-out-file="$RES/callgrind.$NAME.%p" \
     "${cmd[@]}" > "$RES/$NAME.log" 2>&1 &
   pid=$!
   STARTED+=("$pid")

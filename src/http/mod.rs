@@ -9,7 +9,6 @@ pub mod host;
 pub mod query;
 pub mod routes;
 pub mod server;
-pub mod timer;
 pub mod tls;
 
 pub use error::{ApiError, ApiJson, ApiQuery};

@@ -32,13 +32,12 @@ use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::Service;
 
 use super::error::ApiError;
-use super::timer::ConnTimer;
 use crate::shutdown::Shutdown;
 
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -145,8 +144,8 @@ pub async fn serve_with(
     let app: App = app.into();
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // The timer is set per connection (`connection`): each gets its own `ConnTimer`.
     builder
+        .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
@@ -170,7 +169,7 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         match &transport {
             Transport::Plain => {
-                let conn = connection(&builder)
+                let conn = builder
                     .serve_connection(TokioIo::new(stream), service(app.clone(), peer, false));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -180,8 +179,7 @@ pub async fn serve_with(
                 });
             }
             Transport::Tls(acceptor) => {
-                let (acceptor, builder, app) =
-                    (acceptor.clone(), connection(&builder), app.clone());
+                let (acceptor, builder, app) = (acceptor.clone(), builder.clone(), app.clone());
                 // Counted by the drain from now on, handshake included.
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -205,16 +203,6 @@ pub async fn serve_with(
     {
         tracing::warn!(addr = ?local, drain_seconds = drain.as_secs_f64(), "drain deadline passed; closing remaining connections");
     }
-}
-
-/// The builder of one connection: `builder` with a timer of the connection's own, which keeps
-/// the header-read timeout off the timer wheel per request (`http::timer`).
-fn connection(
-    builder: &hyper::server::conn::http1::Builder,
-) -> hyper::server::conn::http1::Builder {
-    let mut builder = builder.clone();
-    builder.timer(ConnTimer::new());
-    builder
 }
 
 /// One connection's service: the fast path, else the router with the peer address (and the
