@@ -135,7 +135,7 @@ fn seconds_to_duration(secs: f64) -> Option<String> {
         return None;
     }
     let ms = ms as u64;
-    Some(if ms % 1000 == 0 {
+    Some(if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
