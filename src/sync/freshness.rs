@@ -107,7 +107,8 @@ mod tests {
     fn a_round_proves_sync_as_of_the_relays_beat_on_our_clock() {
         let sent = Instant::now() + Duration::from_secs(100);
         // (name, Redis TIME, relay_at, proven = sent − …)
-        let rows: [(&str, Option<f64>, Option<f64>, Option<Duration>); 6] = [
+        type Row = (&'static str, Option<f64>, Option<f64>, Option<Duration>);
+        let rows: [Row; 6] = [
             ("beat just now", Some(1000.0), Some(1000.0), Some(ms(0))),
             ("beat 0.75 s old", Some(1000.0), Some(999.25), Some(ms(750))),
             (

@@ -19,9 +19,12 @@ use crate::stack::{read_doc, schema_dir, Doc, Stack};
 
 const CONVERGE: Duration = Duration::from_secs(15);
 
+/// Each read: when it started, and what it returned.
+type ReadLog = Arc<Mutex<Vec<(Instant, Result<Doc, String>)>>>;
+
 /// Reads one sidecar every 20 ms, keeping when each read started.
 struct TimedReader {
-    log: Arc<Mutex<Vec<(Instant, Result<Doc, String>)>>>,
+    log: ReadLog,
     task: tokio::task::JoinHandle<()>,
 }
 
