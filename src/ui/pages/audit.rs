@@ -216,7 +216,7 @@ mod tests {
             (json!({}), ""),
             (
                 json!({"route": "/api/v1/audit", "n": 3}),
-                "n=3 route=/api/v1/audit",
+                "route=/api/v1/audit n=3",
             ),
             (json!("x"), "\"x\""),
         ] {
