@@ -31,7 +31,10 @@ fn rtconfig(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         .expect("spawn rtconfig");
     let mut input = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
+        // A command that fails early (a bad flag, a locked data dir) exits without reading.
+        if let Err(e) = input.write_all(text.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
     }
     drop(input);
     let out = child.wait_with_output().expect("wait");

@@ -389,7 +389,8 @@ async fn s10_latency_on_the_redis_link_only_delays_propagation() {
 async fn s11_hints_without_data_are_never_applied() {
     let redis = RedisServer::start();
     let cmd_proxy = TcpProxy::start(redis.addr());
-    let mut stack = Stack::start(&redis.url(), &[]).await;
+    // Hints without their changeset (an inlined one is applied without a read: tests/it/hint.rs).
+    let mut stack = Stack::start_with(&redis.url(), &[], |a| a.hint_payload_max_bytes = 0).await;
     let settings = SidecarSettings {
         resync_interval: RESYNC,
         subscriber_redis_url: Some(redis.url()),
