@@ -9,10 +9,12 @@
 //! the sync loop treats as "resync now". The first connection may fail: the sidecar must start
 //! (from its disk snapshot) while Redis is down, so `fail_fast` is off.
 
+pub mod cluster;
 pub mod keys;
 pub mod scripts;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
@@ -76,7 +78,12 @@ pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> 
             SCHEMES.join(", ")
         )));
     }
-    let mut config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+    let config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+    Ok(builder_from_config(config, opts))
+}
+
+/// A builder for `config` with this module's tuning (see the module doc).
+pub fn builder_from_config(mut config: Config, opts: &ConnectOptions) -> Builder {
     config.fail_fast = false;
     let mut builder = Builder::from_config(config);
     let command_timeout = opts.command_timeout;
@@ -103,7 +110,107 @@ pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> 
             opts.max_reconnect_delay.as_millis().min(u32::MAX as u128) as u32,
             2,
         ));
-    Ok(builder)
+    builder
+}
+
+fn check_scheme(url: &str) -> Result<(), RedisError> {
+    builder(url, &ConnectOptions::default()).map(|_| ())
+}
+
+/// The clients of one process to one Redis deployment: a single client (one server, or
+/// Sentinel), or for Redis Cluster one connection per primary routed by slot
+/// ([`cluster::ClusterClients`]: one node's failure only stalls its own slots).
+#[derive(Clone)]
+pub enum Redis {
+    Single(Client),
+    Cluster(Arc<cluster::ClusterClients>),
+}
+
+impl Redis {
+    /// Builds the clients for `url`; nothing connects before [`start`](Self::start).
+    pub fn new(url: &str, opts: &ConnectOptions) -> Result<Redis, RedisError> {
+        check_scheme(url)?;
+        let config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+        if config.server.is_clustered() {
+            Ok(Redis::Cluster(Arc::new(cluster::ClusterClients::new(
+                config,
+                opts.clone(),
+            ))))
+        } else {
+            Ok(Redis::Single(builder_from_config(config, opts).build()?))
+        }
+    }
+
+    /// Starts connecting in the background (and, on a cluster, keeping the slot table fresh).
+    pub fn start(&self) {
+        match self {
+            Redis::Single(c) => start(c),
+            Redis::Cluster(c) => {
+                tokio::spawn(cluster::ClusterClients::keep_fresh(Arc::downgrade(c)));
+            }
+        }
+    }
+
+    /// The client that serves `key` (any key of a namespace: they share its slot).
+    pub fn client_for(&self, key: &str) -> Result<Client, RedisError> {
+        match self {
+            Redis::Single(c) => Ok(c.clone()),
+            Redis::Cluster(c) => c.client_for(key),
+        }
+    }
+
+    /// Says a command failed: on a cluster the slot table is read again at once.
+    pub fn command_failed(&self) {
+        if let Redis::Cluster(c) = self {
+            c.refresh_soon();
+        }
+    }
+
+    /// A Pub/Sub client for `key`'s channel (not started): on a cluster, a plain connection to
+    /// the node that owns the slot, and that node; otherwise one from `url` (the sidecar's
+    /// subscriber URL may differ from its command URL).
+    pub fn subscriber_for(
+        &self,
+        key: &str,
+        url: &str,
+        opts: &ConnectOptions,
+    ) -> Result<(Option<fred::types::config::Server>, SubscriberClient), RedisError> {
+        match self {
+            Redis::Single(_) => Ok((None, subscriber_client(url, opts)?)),
+            Redis::Cluster(c) => {
+                let (server, client) = c.subscriber_for(key)?;
+                Ok((Some(server), client))
+            }
+        }
+    }
+
+    /// On a cluster, the slot table's changes (a subscriber follows its slot's owner).
+    pub fn watch_ranges(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Vec<(u16, u16, fred::types::config::Server)>>> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => Some(c.watch_ranges()),
+        }
+    }
+
+    /// On a cluster, the node that owns `key`'s slot as last seen.
+    pub fn owner_of(&self, key: &str) -> Option<fred::types::config::Server> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => c.owner_of(key),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn quit(&self) {
+        match self {
+            Redis::Single(c) => {
+                let _ = c.quit().await;
+            }
+            Redis::Cluster(c) => c.quit().await,
+        }
+    }
 }
 
 /// A command client, connecting in the background (never waits for Redis).

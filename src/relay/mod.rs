@@ -42,7 +42,7 @@ use crate::ledger::{
 };
 use crate::metrics::RelayMetrics;
 use crate::redis::{
-    self, scripts, ApplyOutcome, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
+    self, scripts, ApplyOutcome, Redis, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
     SwapOutcome, WireError, LOG_MAXLEN,
 };
 use crate::schema::Schema;
@@ -121,7 +121,8 @@ enum Health {
 
 pub struct Relay {
     ledger: Arc<dyn Ledger>,
-    client: Client,
+    /// One client, or on Redis Cluster one per primary (`client_for` a namespace's key).
+    redis: Redis,
     schemas: Vec<Arc<Schema>>,
     settings: RelaySettings,
     /// Wakes the relay after a commit (shared by the relays of successive leadership terms).
@@ -137,7 +138,7 @@ impl Relay {
     /// `kick` after every commit and checks `gate` before every write.
     pub fn new(
         ledger: Arc<dyn Ledger>,
-        client: Client,
+        redis: Redis,
         schemas: Vec<Arc<Schema>>,
         settings: RelaySettings,
         metrics: RelayMetrics,
@@ -146,7 +147,7 @@ impl Relay {
     ) -> Relay {
         Relay {
             ledger,
-            client,
+            redis,
             schemas,
             settings,
             kick,
@@ -158,8 +159,12 @@ impl Relay {
 
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
-        redis::start(&self.client);
-        tokio::spawn(check_eviction_policy(self.client.clone()));
+        self.redis.start();
+        if let Some(first) = self.schemas.first() {
+            if let Ok(client) = self.redis.client_for(&Keys::new(&first.namespace).meta) {
+                tokio::spawn(check_eviction_policy(client));
+            }
+        }
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.settings.interval);
@@ -177,7 +182,7 @@ impl Relay {
             };
             self.round(anti_entropy).await;
         }
-        let _ = self.client.quit().await;
+        self.redis.quit().await;
     }
 
     /// One pass over every namespace.
@@ -192,6 +197,7 @@ impl Relay {
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
+                    self.redis.command_failed();
                     if self.health.get(ns) != Some(&Health::Failing) {
                         tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
@@ -221,10 +227,11 @@ impl Relay {
     ) -> Result<(Health, i64), RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let mut ledger = self.ledger.namespace_state(ns).await?;
         let reply: RedisValue = scripts::RELAY_TICK
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str()],
                 vec![
                     self.settings.cluster_id.clone(),
@@ -329,9 +336,10 @@ impl Relay {
     /// Reads the complete Redis image of `ns` in one step and offers it to the (empty) ledger.
     async fn adopt(&self, ns: &str) -> Result<bool, RelayError> {
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let reply: RedisValue = scripts::FULL_READ
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str(), keys.items.as_str()],
                 Vec::<String>::new(),
             )
@@ -437,6 +445,7 @@ impl Relay {
         schema: &Schema,
         cs: &Changeset,
     ) -> Result<ApplyOutcome, RelayError> {
+        let client = self.redis.client_for(&keys.meta)?;
         let mut args = vec![
             self.settings.cluster_id.clone(),
             cs.epoch.to_string(),
@@ -456,7 +465,7 @@ impl Relay {
         }
         let reply: RedisValue = scripts::APPLY
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str(), keys.items.as_str(), keys.log.as_str()],
                 args,
             )
@@ -474,10 +483,10 @@ impl Relay {
     ) -> Result<u64, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let current = self.ledger.current(ns).await?;
         let version = current.state.version;
-        let _: i64 = self
-            .client
+        let _: i64 = client
             .del(vec![keys.items_tmp.as_str(), keys.log_tmp.as_str()])
             .await?;
         let items: Vec<(String, String)> = current
@@ -487,8 +496,7 @@ impl Relay {
             .map(|(k, item)| item.map(|item| (k.clone(), item)))
             .collect::<Result<_, _>>()?;
         for chunk in items.chunks(REBUILD_BATCH) {
-            let _: i64 = self
-                .client
+            let _: i64 = client
                 .hset(keys.items_tmp.as_str(), chunk.to_vec())
                 .await?;
         }
@@ -502,7 +510,7 @@ impl Relay {
             let mut pending = Vec::with_capacity(batch.len());
             for cs in batch.iter().filter(|cs| cs.version <= version) {
                 let entry = log_entry(cs);
-                pending.push(self.client.xadd::<RedisValue, _, _, _, _>(
+                pending.push(client.xadd::<RedisValue, _, _, _, _>(
                     keys.log_tmp.as_str(),
                     false,
                     None,
@@ -521,7 +529,7 @@ impl Relay {
         }
         let reply: RedisValue = scripts::SWAP
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![
                     keys.meta.as_str(),
                     keys.items.as_str(),
@@ -560,9 +568,10 @@ impl Relay {
     async fn image_matches(&self, schema: &Schema) -> Result<bool, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let current = self.ledger.current(ns).await?;
         let in_redis: std::collections::HashMap<String, String> =
-            self.client.hgetall(keys.items.as_str()).await?;
+            client.hgetall(keys.items.as_str()).await?;
         let stored: Vec<(&str, &serde_json::Value)> = current.stored().collect();
         if stored.len() != in_redis.len() {
             return Ok(false);
@@ -578,8 +587,9 @@ impl Relay {
     /// Removes heartbeats silent for more than 10 of their intervals.
     async fn prune_sidecars(&self, ns: &str) -> Result<(), RelayError> {
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let all: std::collections::HashMap<String, String> =
-            self.client.hgetall(keys.sidecars.as_str()).await?;
+            client.hgetall(keys.sidecars.as_str()).await?;
         let now = chrono::Utc::now();
         let silent: Vec<String> = all
             .into_iter()
@@ -587,7 +597,7 @@ impl Relay {
             .map(|(id, _)| id)
             .collect();
         if !silent.is_empty() {
-            let _: i64 = self.client.hdel(keys.sidecars.as_str(), silent).await?;
+            let _: i64 = client.hdel(keys.sidecars.as_str(), silent).await?;
         }
         Ok(())
     }
@@ -632,18 +642,24 @@ fn log_entry(cs: &Changeset) -> LogEntry {
 
 /// The fleet view from the sidecars' heartbeats in Redis.
 pub struct RedisFleet {
-    pub client: Client,
+    pub redis: Redis,
 }
 
 #[async_trait]
 impl Fleet for RedisFleet {
     async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, FleetError> {
         let keys = Keys::new(namespace);
-        let all: std::collections::HashMap<String, String> = self
-            .client
+        let client = self
+            .redis
+            .client_for(&keys.meta)
+            .map_err(|e| FleetError::Unavailable(Box::new(e)))?;
+        let all: std::collections::HashMap<String, String> = client
             .hgetall(keys.sidecars.as_str())
             .await
-            .map_err(|e| FleetError::Unavailable(Box::new(RedisError::Command(e))))?;
+            .map_err(|e| {
+                self.redis.command_failed();
+                FleetError::Unavailable(Box::new(RedisError::Command(e)))
+            })?;
         // A field that is not a heartbeat is not a sidecar (the relay prunes it).
         let mut out: Vec<SidecarInfo> = all
             .into_iter()
@@ -676,15 +692,17 @@ impl Fleet for RedisFleet {
 /// `timeout` is left to the relay.
 pub async fn mark_if_redis_ahead(
     ledger: &dyn Ledger,
-    client: &Client,
+    redis: &Redis,
     cluster_id: &str,
     namespaces: &[String],
     timeout: Duration,
 ) {
     let check = async {
-        client.wait_for_connect().await?;
         for ns in namespaces {
-            let meta = match redis::read_meta(client, &Keys::new(ns)).await {
+            let keys = Keys::new(ns);
+            let client = redis.client_for(&keys.meta)?;
+            client.wait_for_connect().await?;
+            let meta = match redis::read_meta(&client, &keys).await {
                 Ok(meta) => meta,
                 Err(RedisError::Reply(e)) => {
                     tracing::warn!(namespace = %ns, error = %Chain(&e), "unreadable meta in redis; the relay decides");
