@@ -263,7 +263,12 @@ mod tests {
     #[test]
     fn owners_are_found_by_range() {
         let ranges = vec![(0, 5460, s(1)), (5461, 10922, s(2)), (10923, 16383, s(3))];
-        for (slot, want) in [(0, Some(1)), (5460, Some(1)), (5461, Some(2)), (16383, Some(3))] {
+        for (slot, want) in [
+            (0, Some(1)),
+            (5460, Some(1)),
+            (5461, Some(2)),
+            (16383, Some(3)),
+        ] {
             assert_eq!(owner_in(&ranges, slot).map(|s| s.port), want, "{slot}");
         }
         assert_eq!(owner_in(&[], 7), None);

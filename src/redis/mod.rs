@@ -39,6 +39,8 @@ pub enum RedisError {
     Url(String),
     #[error("redis: {0}")]
     Command(#[from] fred::error::Error),
+    #[error("the Redis Cluster node {0} that serves this namespace's slot is not connected")]
+    NodeDown(String),
     #[error("unexpected reply from Redis: {0}")]
     Reply(#[from] WireError),
 }
@@ -156,6 +158,22 @@ impl Redis {
         match self {
             Redis::Single(c) => Ok(c.clone()),
             Redis::Cluster(c) => c.client_for(key),
+        }
+    }
+
+    /// On a cluster, the node serving `key`'s slot when its connection is down (a killed node;
+    /// a frozen one once the unresponsive check closed it); `None` otherwise and off a cluster.
+    pub fn node_down(&self, key: &str) -> Option<String> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => {
+                let client = c.client_for(key).ok()?;
+                (!client.is_connected()).then(|| {
+                    c.owner_of(key)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into())
+                })
+            }
         }
     }
 

@@ -42,7 +42,7 @@ use crate::ledger::{
 };
 use crate::metrics::RelayMetrics;
 use crate::redis::{
-    self, scripts, ApplyOutcome, Redis, Heartbeat, Image, Item, Keys, LogEntry, Meta, RedisError,
+    self, scripts, ApplyOutcome, Heartbeat, Image, Item, Keys, LogEntry, Meta, Redis, RedisError,
     SwapOutcome, WireError, LOG_MAXLEN,
 };
 use crate::schema::Schema;
@@ -190,7 +190,13 @@ impl Relay {
         let mut max_lag = 0i64;
         for schema in self.schemas.clone() {
             let ns = schema.namespace.as_str();
-            let health = match self.sync_namespace(&schema, anti_entropy).await {
+            // On a cluster, a namespace whose node is down is skipped at once instead of
+            // holding every other namespace's round for a command timeout.
+            let result = match self.redis.node_down(&Keys::new(ns).meta) {
+                Some(node) => Err(RelayError::Redis(RedisError::NodeDown(node))),
+                None => self.sync_namespace(&schema, anti_entropy).await,
+            };
+            let health = match result {
                 Ok((health, lag)) => {
                     max_lag = max_lag.max(lag);
                     health
@@ -208,7 +214,7 @@ impl Relay {
             if before == Some(Health::Failing) && health == Health::Ok {
                 tracing::info!(namespace = ns, "relay recovered");
             }
-            if anti_entropy {
+            if anti_entropy && health != Health::Failing {
                 if let Err(e) = self.prune_sidecars(ns).await {
                     tracing::debug!(namespace = ns, error = %Chain(&e), "cannot prune silent sidecars");
                 }
@@ -496,9 +502,7 @@ impl Relay {
             .map(|(k, item)| item.map(|item| (k.clone(), item)))
             .collect::<Result<_, _>>()?;
         for chunk in items.chunks(REBUILD_BATCH) {
-            let _: i64 = client
-                .hset(keys.items_tmp.as_str(), chunk.to_vec())
-                .await?;
+            let _: i64 = client.hset(keys.items_tmp.as_str(), chunk.to_vec()).await?;
         }
         let from = version.saturating_sub(LOG_MAXLEN);
         let mut after = from;
@@ -653,10 +657,8 @@ impl Fleet for RedisFleet {
             .redis
             .client_for(&keys.meta)
             .map_err(|e| FleetError::Unavailable(Box::new(e)))?;
-        let all: std::collections::HashMap<String, String> = client
-            .hgetall(keys.sidecars.as_str())
-            .await
-            .map_err(|e| {
+        let all: std::collections::HashMap<String, String> =
+            client.hgetall(keys.sidecars.as_str()).await.map_err(|e| {
                 self.redis.command_failed();
                 FleetError::Unavailable(Box::new(RedisError::Command(e)))
             })?;

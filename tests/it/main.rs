@@ -37,8 +37,8 @@ mod security;
 
 mod disk_faults;
 mod fleet;
-mod redis_faults;
 mod redis_cluster;
+mod redis_faults;
 mod redis_sync;
 mod redis_tls;
 mod stack;

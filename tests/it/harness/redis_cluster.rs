@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::redis::{redis_server_binary, RedisServer};
 
 /// `cluster-node-timeout` of the harness's clusters.
-pub const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// One line of `CLUSTER NODES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,9 @@ impl RedisCluster {
             "--cluster-replica-validity-factor",
             "0",
         ];
-        let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::start_with_args(&args)).collect();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::start_with_args(&args))
+            .collect();
         let mut cmd = Command::new(redis_cli());
         cmd.arg("--cluster").arg("create");
         for n in &nodes {
@@ -113,7 +115,11 @@ impl RedisCluster {
 
     /// `CLUSTER NODES` as seen by a live, unpaused node.
     pub fn topology(&self) -> Vec<NodeLine> {
-        for n in self.nodes.iter().filter(|n| n.is_running() && !n.is_paused()) {
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running() && !n.is_paused())
+        {
             if let Ok(text) = n.try_cmd(&["CLUSTER", "NODES"]) {
                 return parse_nodes(&text);
             }
@@ -138,7 +144,9 @@ impl RedisCluster {
         let port = self
             .topology()
             .into_iter()
-            .find(|l| l.primary && !l.failed && l.slots.iter().any(|(a, b)| *a <= slot && slot <= *b))
+            .find(|l| {
+                l.primary && !l.failed && l.slots.iter().any(|(a, b)| *a <= slot && slot <= *b)
+            })
             .map(|l| l.port)
             .unwrap_or_else(|| panic!("no primary serves slot {slot}"));
         self.by_port(port)
@@ -171,10 +179,12 @@ impl RedisCluster {
         let started = Instant::now();
         loop {
             let slot = self.keyslot(key);
-            let moved = self
-                .topology()
-                .iter()
-                .any(|l| l.primary && !l.failed && l.port != not && l.slots.iter().any(|(a, b)| *a <= slot && slot <= *b));
+            let moved = self.topology().iter().any(|l| {
+                l.primary
+                    && !l.failed
+                    && l.port != not
+                    && l.slots.iter().any(|(a, b)| *a <= slot && slot <= *b)
+            });
             if moved && self.all_ok() {
                 return started.elapsed();
             }
@@ -216,7 +226,15 @@ fn cluster_nodes_lines_are_parsed() {
                 e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 7000\n";
     let nodes = parse_nodes(text);
     assert_eq!(nodes.len(), 4);
-    assert_eq!(nodes[0], NodeLine { port: 30004, primary: false, failed: false, slots: vec![] });
+    assert_eq!(
+        nodes[0],
+        NodeLine {
+            port: 30004,
+            primary: false,
+            failed: false,
+            slots: vec![]
+        }
+    );
     assert_eq!(nodes[1].slots, vec![(5461, 10922)]);
     assert!(nodes[2].failed && nodes[2].primary);
     assert_eq!(nodes[3].slots, vec![(0, 5460), (7000, 7000)]);
