@@ -32,6 +32,9 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one node may take to answer `CLUSTER SLOTS` before the next is asked.
 const SLOTS_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// A slot table: `(start, end, primary)` per slot range.
+pub type SlotRanges = Vec<(u16, u16, Server)>;
+
 /// The hash slot of a key (`{tag}` aware).
 pub fn slot_of(key: &str) -> u16 {
     fred::util::redis_keyslot(key.as_bytes())
@@ -64,7 +67,7 @@ pub struct ClusterClients {
     seeds: Vec<Server>,
     nodes: Mutex<HashMap<Server, Client>>,
     /// `(start, end, primary)` per slot range, from the last `CLUSTER SLOTS` that answered.
-    ranges: watch::Sender<Vec<(u16, u16, Server)>>,
+    ranges: watch::Sender<SlotRanges>,
     refresh_now: Arc<Notify>,
 }
 
@@ -100,7 +103,7 @@ impl ClusterClients {
     }
 
     /// Changes of the slot table (for a subscriber that must follow its slot's owner).
-    pub fn watch_ranges(&self) -> watch::Receiver<Vec<(u16, u16, Server)>> {
+    pub fn watch_ranges(&self) -> watch::Receiver<SlotRanges> {
         self.ranges.subscribe()
     }
 

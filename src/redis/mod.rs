@@ -203,9 +203,7 @@ impl Redis {
     }
 
     /// On a cluster, the slot table's changes (a subscriber follows its slot's owner).
-    pub fn watch_ranges(
-        &self,
-    ) -> Option<tokio::sync::watch::Receiver<Vec<(u16, u16, fred::types::config::Server)>>> {
+    pub fn watch_ranges(&self) -> Option<tokio::sync::watch::Receiver<cluster::SlotRanges>> {
         match self {
             Redis::Single(_) => None,
             Redis::Cluster(c) => Some(c.watch_ranges()),

@@ -103,9 +103,7 @@ impl SyncSettings {
 }
 
 /// Resolves when a cluster's slot table changed; never without a cluster.
-async fn slot_table_changed(
-    ranges: &mut Option<watch::Receiver<Vec<(u16, u16, fred::types::config::Server)>>>,
-) {
+async fn slot_table_changed(ranges: &mut Option<watch::Receiver<redis::cluster::SlotRanges>>) {
     match ranges {
         Some(rx) => {
             if rx.changed().await.is_err() {

@@ -181,10 +181,13 @@ async fn read(
     ))
 }
 
+/// What a reader saw: reads, failures, every distinct (namespace, version, SITE_NAME).
+type ReadLog = (u64, Vec<String>, Vec<(String, u64, String)>);
+
 /// Reads every sidecar in a loop; fails on any failed read or version going back.
 struct Reader {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(u64, Vec<String>, Vec<(String, u64, String)>)>,
+    task: tokio::task::JoinHandle<ReadLog>,
 }
 
 impl Reader {
