@@ -577,7 +577,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let transport = admin_transport(s.tls.as_ref())?;
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
-    let fleet_client = crate::redis::command_client(&s.redis_url, &opts)
+    let fleet_redis = crate::redis::Redis::new(&s.redis_url, &opts)
         .map_err(|e| StartError::Settings(SettingsError::one(Chain(&e).to_string())))?;
     let Opened {
         ledger,
@@ -611,12 +611,12 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let admin_metrics = AdminMetrics::register(&mut registry);
     let relay_metrics = RelayMetrics::register(&mut registry);
     let metrics = Arc::new(Exposition::new(registry));
-    crate::redis::start(&fleet_client);
+    fleet_redis.start();
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
     let namespaces_for_events = namespaces.clone();
     crate::relay::mark_if_redis_ahead(
         &*ledger,
-        &fleet_client,
+        &fleet_redis,
         &s.cluster_id,
         &namespaces,
         Duration::from_secs(2),
@@ -636,14 +636,14 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
         let hint_payload_max_bytes = s.hint_payload_max_bytes;
         move |term: u64| {
-            let client = crate::redis::command_client(&redis_url, &opts)?;
+            let redis = crate::redis::Redis::new(&redis_url, &opts)?;
             let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
             settings.interval = interval;
             settings.anti_entropy_interval = anti_entropy;
             settings.hint_payload_max_bytes = hint_payload_max_bytes;
             Ok(crate::relay::Relay::new(
                 ledger.clone(),
-                client,
+                redis,
                 schemas.clone(),
                 settings,
                 metrics.clone(),
@@ -671,9 +671,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             gate: gate.clone(),
         },
         masker,
-        Arc::new(crate::relay::RedisFleet {
-            client: fleet_client,
-        }),
+        Arc::new(crate::relay::RedisFleet { redis: fleet_redis }),
         metrics.clone(),
         http_metrics,
         auth.clone(),

@@ -9,10 +9,12 @@
 //! the sync loop treats as "resync now". The first connection may fail: the sidecar must start
 //! (from its disk snapshot) while Redis is down, so `fail_fast` is off.
 
+pub mod cluster;
 pub mod keys;
 pub mod scripts;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
@@ -37,6 +39,8 @@ pub enum RedisError {
     Url(String),
     #[error("redis: {0}")]
     Command(#[from] fred::error::Error),
+    #[error("the Redis Cluster node {0} that serves this namespace's slot is not connected")]
+    NodeDown(String),
     #[error("unexpected reply from Redis: {0}")]
     Reply(#[from] WireError),
 }
@@ -77,7 +81,12 @@ pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> 
             SCHEMES.join(", ")
         )));
     }
-    let mut config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+    let config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+    Ok(builder_from_config(config, opts))
+}
+
+/// A builder for `config` with this module's tuning (see the module doc).
+pub fn builder_from_config(mut config: Config, opts: &ConnectOptions) -> Builder {
     config.fail_fast = false;
     let mut builder = Builder::from_config(config);
     let command_timeout = opts.command_timeout;
@@ -104,7 +113,132 @@ pub fn builder(url: &str, opts: &ConnectOptions) -> Result<Builder, RedisError> 
             opts.max_reconnect_delay.as_millis().min(u32::MAX as u128) as u32,
             2,
         ));
-    Ok(builder)
+    builder
+}
+
+fn check_scheme(url: &str) -> Result<(), RedisError> {
+    builder(url, &ConnectOptions::default()).map(|_| ())
+}
+
+/// The clients of one process to one Redis deployment: a single client (one server, or
+/// Sentinel), or for Redis Cluster one connection per primary routed by slot
+/// ([`cluster::ClusterClients`]: one node's failure only stalls its own slots).
+#[derive(Clone)]
+pub enum Redis {
+    Single(Client),
+    Cluster(Arc<cluster::ClusterClients>),
+}
+
+impl Redis {
+    /// Builds the clients for `url`; nothing connects before [`start`](Self::start).
+    pub fn new(url: &str, opts: &ConnectOptions) -> Result<Redis, RedisError> {
+        check_scheme(url)?;
+        let config = Config::from_url(url).map_err(|e| RedisError::Url(e.details().to_string()))?;
+        if config.server.is_clustered() {
+            Ok(Redis::Cluster(Arc::new(cluster::ClusterClients::new(
+                config,
+                opts.clone(),
+            ))))
+        } else {
+            Ok(Redis::Single(builder_from_config(config, opts).build()?))
+        }
+    }
+
+    /// Starts connecting in the background (and, on a cluster, keeping the slot table fresh).
+    pub fn start(&self) {
+        match self {
+            Redis::Single(c) => start(c),
+            Redis::Cluster(c) => {
+                tokio::spawn(cluster::ClusterClients::keep_fresh(Arc::downgrade(c)));
+            }
+        }
+    }
+
+    /// The client that serves `key` (any key of a namespace: they share its slot).
+    pub fn client_for(&self, key: &str) -> Result<Client, RedisError> {
+        match self {
+            Redis::Single(c) => Ok(c.clone()),
+            Redis::Cluster(c) => c.client_for(key),
+        }
+    }
+
+    /// On a cluster, the node serving `key`'s slot when its connection is down (a killed node;
+    /// a frozen one once the unresponsive check closed it); `None` otherwise and off a cluster.
+    pub fn node_down(&self, key: &str) -> Option<String> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => {
+                let client = c.client_for(key).ok()?;
+                (!client.is_connected()).then(|| {
+                    c.owner_of(key)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into())
+                })
+            }
+        }
+    }
+
+    /// Says a command failed: on a cluster the slot table is read again at once.
+    pub fn command_failed(&self) {
+        if let Redis::Cluster(c) = self {
+            c.refresh_soon();
+        }
+    }
+
+    /// A Pub/Sub client for `key`'s channel (not started): on a cluster, a plain connection to
+    /// the node that owns the slot, and that node; otherwise one from `url` (the sidecar's
+    /// subscriber URL may differ from its command URL).
+    pub fn subscriber_for(
+        &self,
+        key: &str,
+        url: &str,
+        opts: &ConnectOptions,
+    ) -> Result<(Option<fred::types::config::Server>, SubscriberClient), RedisError> {
+        match self {
+            Redis::Single(_) => Ok((None, subscriber_client(url, opts)?)),
+            Redis::Cluster(c) => {
+                let (server, client) = c.subscriber_for(key)?;
+                Ok((Some(server), client))
+            }
+        }
+    }
+
+    /// On a cluster, the slot table's changes (a subscriber follows its slot's owner).
+    /// The single client's reconnections (Redis accepting connections again); `None` on a
+    /// cluster, whose clients re-read the slot table every second and after a failed command.
+    pub fn reconnect_rx(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<fred::types::config::Server>> {
+        match self {
+            Redis::Single(c) => Some(fred::interfaces::EventInterface::reconnect_rx(c)),
+            Redis::Cluster(_) => None,
+        }
+    }
+
+    pub fn watch_ranges(&self) -> Option<tokio::sync::watch::Receiver<cluster::SlotRanges>> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => Some(c.watch_ranges()),
+        }
+    }
+
+    /// On a cluster, the node that owns `key`'s slot as last seen.
+    pub fn owner_of(&self, key: &str) -> Option<fred::types::config::Server> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(c) => c.owner_of(key),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn quit(&self) {
+        match self {
+            Redis::Single(c) => {
+                let _ = c.quit().await;
+            }
+            Redis::Cluster(c) => c.quit().await,
+        }
+    }
 }
 
 /// A command client, connecting in the background (never waits for Redis).

@@ -43,7 +43,7 @@ use crate::ledger::{
 };
 use crate::metrics::RelayMetrics;
 use crate::redis::{
-    self, scripts, ApplyOutcome, Heartbeat, HintPayload, Image, Item, Keys, LogEntry, Meta,
+    self, scripts, ApplyOutcome, Heartbeat, HintPayload, Image, Item, Keys, LogEntry, Meta, Redis,
     RedisError, SwapOutcome, WireError, LOG_MAXLEN,
 };
 use crate::schema::Schema;
@@ -128,7 +128,8 @@ enum Health {
 
 pub struct Relay {
     ledger: Arc<dyn Ledger>,
-    client: Client,
+    /// One client, or on Redis Cluster one per primary (`client_for` a namespace's key).
+    redis: Redis,
     schemas: Vec<Arc<Schema>>,
     settings: RelaySettings,
     /// Wakes the relay after a commit (shared by the relays of successive leadership terms).
@@ -144,7 +145,7 @@ impl Relay {
     /// `kick` after every commit and checks `gate` before every write.
     pub fn new(
         ledger: Arc<dyn Ledger>,
-        client: Client,
+        redis: Redis,
         schemas: Vec<Arc<Schema>>,
         settings: RelaySettings,
         metrics: RelayMetrics,
@@ -153,7 +154,7 @@ impl Relay {
     ) -> Relay {
         Relay {
             ledger,
-            client,
+            redis,
             schemas,
             settings,
             kick,
@@ -165,8 +166,12 @@ impl Relay {
 
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
-        redis::start(&self.client);
-        tokio::spawn(check_eviction_policy(self.client.clone()));
+        self.redis.start();
+        if let Some(first) = self.schemas.first() {
+            if let Ok(client) = self.redis.client_for(&Keys::new(&first.namespace).meta) {
+                tokio::spawn(check_eviction_policy(client));
+            }
+        }
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.settings.interval);
@@ -177,11 +182,11 @@ impl Relay {
         let kick = self.kick.clone();
         // Redis accepting connections again (restarted, possibly empty): a round at once, so a
         // rebuild does not wait for the next tick.
-        let mut reconnects = fred::interfaces::EventInterface::reconnect_rx(&self.client);
+        let mut reconnects = self.redis.reconnect_rx();
         loop {
             let anti_entropy = tokio::select! {
                 () = kick.notified() => false,
-                ev = reconnects.recv() => match ev {
+                ev = reconnected(&mut reconnects) => match ev {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => false,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
@@ -191,7 +196,7 @@ impl Relay {
             };
             self.round(anti_entropy).await;
         }
-        let _ = self.client.quit().await;
+        self.redis.quit().await;
     }
 
     /// One pass over every namespace.
@@ -199,13 +204,20 @@ impl Relay {
         let mut max_lag = 0i64;
         for schema in self.schemas.clone() {
             let ns = schema.namespace.as_str();
-            let health = match self.sync_namespace(&schema, anti_entropy).await {
+            // On a cluster, a namespace whose node is down is skipped at once instead of
+            // holding every other namespace's round for a command timeout.
+            let result = match self.redis.node_down(&Keys::new(ns).meta) {
+                Some(node) => Err(RelayError::Redis(RedisError::NodeDown(node))),
+                None => self.sync_namespace(&schema, anti_entropy).await,
+            };
+            let health = match result {
                 Ok((health, lag)) => {
                     max_lag = max_lag.max(lag);
                     health
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
+                    self.redis.command_failed();
                     if self.health.get(ns) != Some(&Health::Failing) {
                         tracing::warn!(namespace = ns, error = %Chain(&e), "relay round failed; retrying every second");
                     }
@@ -216,7 +228,7 @@ impl Relay {
             if before == Some(Health::Failing) && health == Health::Ok {
                 tracing::info!(namespace = ns, "relay recovered");
             }
-            if anti_entropy {
+            if anti_entropy && health != Health::Failing {
                 if let Err(e) = self.prune_sidecars(ns).await {
                     tracing::debug!(namespace = ns, error = %Chain(&e), "cannot prune silent sidecars");
                 }
@@ -236,10 +248,11 @@ impl Relay {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
         let read_at = std::time::Instant::now();
+        let client = self.redis.client_for(&keys.meta)?;
         let mut ledger = self.ledger.namespace_state(ns).await?;
         let reply: RedisValue = scripts::RELAY_TICK
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str()],
                 vec![
                     self.settings.cluster_id.clone(),
@@ -347,9 +360,10 @@ impl Relay {
     /// Reads the complete Redis image of `ns` in one step and offers it to the (empty) ledger.
     async fn adopt(&self, ns: &str) -> Result<bool, RelayError> {
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let reply: RedisValue = scripts::FULL_READ
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str(), keys.items.as_str()],
                 Vec::<String>::new(),
             )
@@ -469,6 +483,7 @@ impl Relay {
             changes: entry.changes.clone(),
         }
         .encode_within(self.settings.hint_payload_max_bytes)?;
+        let client = self.redis.client_for(&keys.meta)?;
         let mut args = vec![
             self.settings.cluster_id.clone(),
             cs.epoch.to_string(),
@@ -490,7 +505,7 @@ impl Relay {
         }
         let reply: RedisValue = scripts::APPLY
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![keys.meta.as_str(), keys.items.as_str(), keys.log.as_str()],
                 args,
             )
@@ -508,10 +523,10 @@ impl Relay {
     ) -> Result<u64, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let current = self.ledger.current(ns).await?;
         let version = current.state.version;
-        let _: i64 = self
-            .client
+        let _: i64 = client
             .del(vec![keys.items_tmp.as_str(), keys.log_tmp.as_str()])
             .await?;
         let items: Vec<(String, String)> = current
@@ -521,10 +536,7 @@ impl Relay {
             .map(|(k, item)| item.map(|item| (k.clone(), item)))
             .collect::<Result<_, _>>()?;
         for chunk in items.chunks(REBUILD_BATCH) {
-            let _: i64 = self
-                .client
-                .hset(keys.items_tmp.as_str(), chunk.to_vec())
-                .await?;
+            let _: i64 = client.hset(keys.items_tmp.as_str(), chunk.to_vec()).await?;
         }
         let from = version.saturating_sub(LOG_MAXLEN);
         let mut after = from;
@@ -536,7 +548,7 @@ impl Relay {
             let mut pending = Vec::with_capacity(batch.len());
             for cs in batch.iter().filter(|cs| cs.version <= version) {
                 let entry = log_entry(cs);
-                pending.push(self.client.xadd::<RedisValue, _, _, _, _>(
+                pending.push(client.xadd::<RedisValue, _, _, _, _>(
                     keys.log_tmp.as_str(),
                     false,
                     None,
@@ -555,7 +567,7 @@ impl Relay {
         }
         let reply: RedisValue = scripts::SWAP
             .evalsha_with_reload(
-                &self.client,
+                &client,
                 vec![
                     keys.meta.as_str(),
                     keys.items.as_str(),
@@ -596,12 +608,13 @@ impl Relay {
     async fn image_matches(&self, schema: &Schema, meta: &Meta) -> Result<bool, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let current = self.ledger.current(ns).await?;
         if meta.content_hash != Some(ContentHash::of(current.stored())) {
             return Ok(false);
         }
         let in_redis: std::collections::HashMap<String, String> =
-            self.client.hgetall(keys.items.as_str()).await?;
+            client.hgetall(keys.items.as_str()).await?;
         let stored: Vec<(&str, &serde_json::Value)> = current.stored().collect();
         if stored.len() != in_redis.len() {
             return Ok(false);
@@ -617,8 +630,9 @@ impl Relay {
     /// Removes heartbeats silent for more than 10 of their intervals.
     async fn prune_sidecars(&self, ns: &str) -> Result<(), RelayError> {
         let keys = Keys::new(ns);
+        let client = self.redis.client_for(&keys.meta)?;
         let all: std::collections::HashMap<String, String> =
-            self.client.hgetall(keys.sidecars.as_str()).await?;
+            client.hgetall(keys.sidecars.as_str()).await?;
         let now = chrono::Utc::now();
         let silent: Vec<String> = all
             .into_iter()
@@ -626,7 +640,7 @@ impl Relay {
             .map(|(id, _)| id)
             .collect();
         if !silent.is_empty() {
-            let _: i64 = self.client.hdel(keys.sidecars.as_str(), silent).await?;
+            let _: i64 = client.hdel(keys.sidecars.as_str(), silent).await?;
         }
         Ok(())
     }
@@ -684,18 +698,22 @@ fn log_entry(cs: &Changeset) -> LogEntry {
 
 /// The fleet view from the sidecars' heartbeats in Redis.
 pub struct RedisFleet {
-    pub client: Client,
+    pub redis: Redis,
 }
 
 #[async_trait]
 impl Fleet for RedisFleet {
     async fn sidecars(&self, namespace: &str) -> Result<Vec<SidecarInfo>, FleetError> {
         let keys = Keys::new(namespace);
-        let all: std::collections::HashMap<String, String> = self
-            .client
-            .hgetall(keys.sidecars.as_str())
-            .await
-            .map_err(|e| FleetError::Unavailable(Box::new(RedisError::Command(e))))?;
+        let client = self
+            .redis
+            .client_for(&keys.meta)
+            .map_err(|e| FleetError::Unavailable(Box::new(e)))?;
+        let all: std::collections::HashMap<String, String> =
+            client.hgetall(keys.sidecars.as_str()).await.map_err(|e| {
+                self.redis.command_failed();
+                FleetError::Unavailable(Box::new(RedisError::Command(e)))
+            })?;
         // A field that is not a heartbeat is not a sidecar (the relay prunes it).
         let mut out: Vec<SidecarInfo> = all
             .into_iter()
@@ -728,15 +746,17 @@ impl Fleet for RedisFleet {
 /// `timeout` is left to the relay.
 pub async fn mark_if_redis_ahead(
     ledger: &dyn Ledger,
-    client: &Client,
+    redis: &Redis,
     cluster_id: &str,
     namespaces: &[String],
     timeout: Duration,
 ) {
     let check = async {
-        client.wait_for_connect().await?;
         for ns in namespaces {
-            let meta = match redis::read_meta(client, &Keys::new(ns)).await {
+            let keys = Keys::new(ns);
+            let client = redis.client_for(&keys.meta)?;
+            client.wait_for_connect().await?;
+            let meta = match redis::read_meta(&client, &keys).await {
                 Ok(meta) => meta,
                 Err(RedisError::Reply(e)) => {
                     tracing::warn!(namespace = %ns, error = %Chain(&e), "unreadable meta in redis; the relay decides");
@@ -760,5 +780,15 @@ pub async fn mark_if_redis_ahead(
         Err(_) => {
             tracing::warn!("redis did not answer at start; the relay compares it with the ledger")
         }
+    }
+}
+
+/// The next reconnection of a single Redis client; never on a cluster.
+async fn reconnected(
+    rx: &mut Option<tokio::sync::broadcast::Receiver<fred::types::config::Server>>,
+) -> Result<fred::types::config::Server, tokio::sync::broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -122,6 +122,18 @@ impl SyncSettings {
 /// The relay's interval when `meta` does not say (the admin's `--relay-interval` default).
 pub const DEFAULT_RELAY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Resolves when a cluster's slot table changed; never without a cluster.
+async fn slot_table_changed(ranges: &mut Option<watch::Receiver<redis::cluster::SlotRanges>>) {
+    match ranges {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *ranges = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// RFC 3339 with milliseconds, UTC.
 fn rfc3339(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -232,8 +244,11 @@ pub struct SyncLoop {
     metrics: SyncMetrics,
     snapshot_metrics: SnapshotMetrics,
     status: Arc<SyncStatus>,
-    client: Client,
+    /// One client, or on Redis Cluster one per primary: `client()` is the slot owner's.
+    redis: redis::Redis,
     subscriber: SubscriberClient,
+    /// On a cluster, the node the subscriber is connected to (it follows the slot's owner).
+    subscriber_node: Option<fred::types::config::Server>,
     /// The last snapshot this loop built or loaded: its stored values are what log catch-up
     /// applies changes to.
     snapshot: Arc<Snapshot>,
@@ -267,15 +282,17 @@ pub fn start(
     snapshot_metrics: SnapshotMetrics,
     shutdown: Shutdown,
 ) -> Result<SyncHandle, RedisError> {
-    let client = redis::command_client(&settings.redis_url, &settings.connect)?;
+    let redis = redis::Redis::new(&settings.redis_url, &settings.connect)?;
     let subscriber_url = settings
         .subscriber_redis_url
         .as_deref()
         .unwrap_or(&settings.redis_url);
-    let subscriber = redis::subscriber_client(subscriber_url, &settings.connect)?;
+    let keys = Keys::new(&settings.namespace);
+    let (subscriber_node, subscriber) =
+        redis.subscriber_for(&keys.changes, subscriber_url, &settings.connect)?;
     let status = Arc::new(SyncStatus::default());
     let mut lp = SyncLoop {
-        keys: Keys::new(&settings.namespace),
+        keys,
         snapshot: store.load(),
         settings,
         schema,
@@ -283,8 +300,9 @@ pub fn start(
         metrics,
         snapshot_metrics,
         status: status.clone(),
-        client,
+        redis,
         subscriber,
+        subscriber_node,
         position: None,
         hash: None,
         disk: None,
@@ -514,8 +532,13 @@ impl SyncLoop {
         let mut messages = self.subscriber.message_rx();
         let mut sub_reconnects = self.subscriber.reconnect_rx();
         let mut sub_errors = self.subscriber.error_rx();
-        let mut cmd_errors = self.client.error_rx();
-        redis::start(&self.client);
+        let Ok(first_client) = self.client() else {
+            tracing::error!("no redis node to connect to; the sync loop stops");
+            return;
+        };
+        let mut cmd_errors = first_client.error_rx();
+        let mut ranges = self.redis.watch_ranges();
+        self.redis.start();
         redis::start(&self.subscriber);
         let stop = shutdown.wait();
         tokio::pin!(stop);
@@ -528,7 +551,7 @@ impl SyncLoop {
         // it.
         tokio::spawn(
             Heartbeater {
-                client: self.client.clone(),
+                redis: self.redis.clone(),
                 store: self.store.clone(),
                 status: self.status.clone(),
                 field: self.keys.sidecars.clone(),
@@ -591,6 +614,14 @@ impl SyncLoop {
                 },
                 ev = sub_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
                 ev = cmd_errors.recv() => if let Ok((e, _)) = ev { self.on_error(&e) },
+                () = slot_table_changed(&mut ranges) => {
+                    if self.follow_slot_owner().await {
+                        messages = self.subscriber.message_rx();
+                        sub_reconnects = self.subscriber.reconnect_rx();
+                        sub_errors = self.subscriber.error_rx();
+                        redis::start(&self.subscriber);
+                    }
+                }
                 () = &mut timer => {
                     self.resync(ResyncReason::timer).await;
                     timer.as_mut().reset(tokio::time::Instant::now() + self.jittered());
@@ -600,8 +631,50 @@ impl SyncLoop {
             }
         }
         let _ = self.subscriber.quit().await;
-        let _ = self.client.quit().await;
+        self.redis.quit().await;
         tracing::debug!("sync loop stopped");
+    }
+
+    /// The client for this namespace's slot.
+    fn client(&self) -> Result<Client, RedisError> {
+        self.redis.client_for(&self.keys.meta)
+    }
+
+    /// On a cluster whose slot table moved this namespace's slot to another node: a new
+    /// subscriber on that node (the old one is closed). Returns whether it was replaced; the
+    /// new one's connection then resubscribes and resyncs like any reconnect.
+    async fn follow_slot_owner(&mut self) -> bool {
+        let owner = self.redis.owner_of(&self.keys.changes);
+        if owner.is_none() || owner == self.subscriber_node {
+            return false;
+        }
+        let url = self
+            .settings
+            .subscriber_redis_url
+            .clone()
+            .unwrap_or_else(|| self.settings.redis_url.clone());
+        match self
+            .redis
+            .subscriber_for(&self.keys.changes, &url, &self.settings.connect)
+        {
+            Ok((node, subscriber)) => {
+                tracing::info!(
+                    from = ?self.subscriber_node.as_ref().map(ToString::to_string),
+                    to = ?node.as_ref().map(ToString::to_string),
+                    "the namespace's slot moved; subscribing on its new owner"
+                );
+                let old = std::mem::replace(&mut self.subscriber, subscriber);
+                self.subscriber_node = node;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), old.quit()).await;
+                });
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "cannot build a subscriber for the slot's new owner");
+                false
+            }
+        }
     }
 
     async fn on_reconnect(&mut self) {
@@ -638,7 +711,8 @@ impl SyncLoop {
     /// command (`freshness::link_up`); logs each change once, with the time spent in the state
     /// it leaves.
     fn update_link(&mut self) {
-        let clients = self.client.is_connected() && self.subscriber.is_connected();
+        let clients =
+            self.client().is_ok_and(|c| c.is_connected()) && self.subscriber.is_connected();
         let window = self.settings.ping_interval + self.liveness_timeout();
         let up = freshness::link_up(clients, self.last_ok.map(|t| t.elapsed()), window);
         let mut changed = None;
@@ -763,6 +837,7 @@ impl SyncLoop {
                 });
             }
             Err(e) => {
+                self.redis.command_failed();
                 self.status.update(|s| {
                     s.rounds += 1;
                     s.cause = Some("redis_unavailable");
@@ -783,8 +858,9 @@ impl SyncLoop {
     async fn round(&mut self) -> Result<Outcome, RedisError> {
         let after = plan::log_after(&self.state());
         let sent = Instant::now();
+        let client = self.client()?;
         let reply = redis::eval_ro(
-            &self.client,
+            &client,
             &scripts::SYNC_READ,
             &[self.keys.meta.as_str(), self.keys.log.as_str()],
             &[after.to_string(), CATCH_UP_MAX.to_string()],
@@ -950,8 +1026,9 @@ impl SyncLoop {
     async fn full_fetch(&mut self) -> Result<Outcome, RedisError> {
         self.metrics.full_fetches.inc();
         self.status.update(|s| s.full_fetches += 1);
+        let client = self.client()?;
         let reply = redis::eval_ro(
-            &self.client,
+            &client,
             &scripts::FULL_READ,
             &[self.keys.meta.as_str(), self.keys.items.as_str()],
             &[],
@@ -1042,7 +1119,8 @@ impl SyncLoop {
 /// an interval; one extra `HSET` per change). Its own task with its own timeout: a hung
 /// Pub/Sub link or a slow round never stops the heartbeat.
 struct Heartbeater {
-    client: Client,
+    /// The fleet hash's node is asked for at each beat (on a cluster it may move).
+    redis: redis::Redis,
     store: Arc<SnapshotStore>,
     status: Arc<SyncStatus>,
     field: String,
@@ -1110,9 +1188,14 @@ impl Heartbeater {
                 return;
             }
         };
-        let write = self
-            .client
-            .hset::<(), _, _>(self.field.as_str(), (self.instance_id.as_str(), beat));
+        let client = match self.redis.client_for(&self.field) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %Chain(&e), "heartbeat not written: no node for the fleet hash");
+                return;
+            }
+        };
+        let write = client.hset::<(), _, _>(self.field.as_str(), (self.instance_id.as_str(), beat));
         match tokio::time::timeout(self.timeout, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not written"),

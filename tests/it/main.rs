@@ -39,6 +39,7 @@ mod security;
 mod disk_faults;
 mod fleet;
 mod hint;
+mod redis_cluster;
 mod redis_faults;
 mod redis_sync;
 mod redis_tls;

@@ -17,6 +17,7 @@ pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 use std::io::Read;
