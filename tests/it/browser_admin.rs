@@ -10,3 +10,11 @@ async fn browser_fleet_page_and_namespace_fleet_columns() {
     seed_user(&dev.auth(), "alice", &["editor:demo"]).await;
     run_script("fleet.mjs", &dev.admin, "alice", &[]).await;
 }
+
+/// The export / import pages and the audit log (`tests/browser/data.mjs`), as a global admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_data_export_import_and_audit() {
+    let dev = Dev::start().await;
+    seed_user(&dev.auth(), "root", &["admin"]).await;
+    run_script("data.mjs", &dev.admin, "root", &[]).await;
+}
