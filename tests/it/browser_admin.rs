@@ -18,3 +18,11 @@ async fn browser_data_export_import_and_audit() {
     seed_user(&dev.auth(), "root", &["admin"]).await;
     run_script("data.mjs", &dev.admin, "root", &[]).await;
 }
+
+/// Second-factor enrolment at sign-in (`tests/browser/mfa.mjs`): an admin who must enrol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_mfa_enrolment_at_sign_in() {
+    let dev = Dev::start_with(None, |s| s.auth.require_mfa_for_admins = true).await;
+    seed_user(&dev.auth(), "root", &["admin"]).await;
+    run_script("mfa.mjs", &dev.admin, "root", &[]).await;
+}
