@@ -1,5 +1,6 @@
 //! The admin pages of the web UI in a real browser (`tests/browser/*.mjs`, see
-//! [`crate::browser`]): the fleet page and the namespaces list's fleet columns.
+//! [`crate::browser`]): the fleet page and the namespaces list's fleet columns; export, import
+//! and the audit log (`data.mjs`); second-factor enrolment at sign-in (`mfa.mjs`).
 
 use crate::browser::{run_script, seed_user};
 use crate::support::Dev;
