@@ -480,24 +480,9 @@ async fn s14_a_commit_the_relay_never_saw_is_published_after_the_admin_restarts(
     let v = stack.write_n(1).await;
     stack.converge(v, CONVERGE).await;
     // The admin dies right after a commit: the changeset is durable, Redis never heard of it.
-    stack.admin.take().expect("admin").stop().await;
-    let rtconfig::app::AdminLedger::Embedded { data_dir } = &stack.admin_settings.ledger else {
-        panic!("the stack runs the embedded ledger");
-    };
-    let ledger =
-        rtconfig::ledger::embedded::EmbeddedLedger::open(data_dir, "default").expect("ledger");
-    let committed = rtconfig::ledger::Ledger::commit(
-        &ledger,
-        rtconfig::ledger::CommitRequest {
-            namespace: "demo".into(),
-            changes: vec![("SITE_NAME".into(), Some(json!("committed, not relayed")))],
-            meta: rtconfig::ledger::conformance::meta("crash-test", ""),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("commit");
-    drop(ledger);
+    let committed = stack
+        .stop_admin_then_commit_unrelayed("committed, not relayed", "crash-test")
+        .await;
     // No relay: sidecars notice relay_at stops moving and report stale.
     eventually(
         Duration::from_secs(8),
@@ -513,7 +498,7 @@ async fn s14_a_commit_the_relay_never_saw_is_published_after_the_admin_restarts(
         .await
         .expect("admin restarts");
     stack.admin = Some(admin);
-    stack.converge(committed.state.version, CONVERGE).await;
+    stack.converge(committed, CONVERGE).await;
     let d = read_doc(&stack.client, &stack.sidecars[1])
         .await
         .expect("read");

@@ -141,6 +141,28 @@ impl Stack {
         body["version"].as_u64().expect("version")
     }
 
+    /// The admin dies right after a commit: stops it, then commits `SITE_NAME = value` straight
+    /// to its embedded ledger (durable, never relayed). Returns the committed version.
+    pub async fn stop_admin_then_commit_unrelayed(&mut self, value: &str, actor: &str) -> u64 {
+        self.admin.take().expect("admin").stop().await;
+        let app::AdminLedger::Embedded { data_dir } = &self.admin_settings.ledger else {
+            panic!("the stack runs the embedded ledger");
+        };
+        let ledger =
+            rtconfig::ledger::embedded::EmbeddedLedger::open(data_dir, "default").expect("ledger");
+        ledger
+            .commit(rtconfig::ledger::CommitRequest {
+                namespace: "demo".into(),
+                changes: vec![("SITE_NAME".into(), Some(json!(value)))],
+                meta: rtconfig::ledger::conformance::meta(actor, ""),
+                ..Default::default()
+            })
+            .await
+            .expect("commit")
+            .state
+            .version
+    }
+
     /// Write number `i`: always changes SITE_NAME, sometimes more keys.
     pub async fn write_n(&self, i: u64) -> u64 {
         let mut changes = json!({ "SITE_NAME": format!("write {i}") });

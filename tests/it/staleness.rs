@@ -121,25 +121,10 @@ async fn st01_a_dead_relay_never_leaves_fresh_reads_more_than_b_behind_the_ledge
         "fault-test intervals give a small B: {b:?}"
     );
     let reader = TimedReader::start(stack.client.clone(), &stack.sidecars[0]);
-    stack.admin.take().expect("admin").stop().await;
-    let rtconfig::app::AdminLedger::Embedded { data_dir } = &stack.admin_settings.ledger else {
-        panic!("the stack runs the embedded ledger");
-    };
-    let ledger =
-        rtconfig::ledger::embedded::EmbeddedLedger::open(data_dir, "default").expect("ledger");
-    let committed = rtconfig::ledger::Ledger::commit(
-        &ledger,
-        rtconfig::ledger::CommitRequest {
-            namespace: "demo".into(),
-            changes: vec![("SITE_NAME".into(), Some(json!("acknowledged, not relayed")))],
-            meta: rtconfig::ledger::conformance::meta("staleness-test", ""),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("commit");
+    let committed = stack
+        .stop_admin_then_commit_unrelayed("acknowledged, not relayed", "staleness-test")
+        .await;
     let acked = Instant::now();
-    drop(ledger);
     eventually(b + Duration::from_secs(3), "reads turn stale", || async {
         let d = read_doc(&stack.client, &stack.sidecars[0]).await.ok()?;
         d.stale.then_some(())
@@ -152,11 +137,11 @@ async fn st01_a_dead_relay_never_leaves_fresh_reads_more_than_b_behind_the_ledge
         .await
         .expect("admin restarts");
     stack.admin = Some(admin);
-    stack.converge(committed.state.version, CONVERGE).await;
+    stack.converge(committed, CONVERGE).await;
     let docs = reader.finish();
     let mut fresh_behind = 0;
     for (at, d) in &docs {
-        if !d.stale && *at > acked + b && d.version < committed.state.version {
+        if !d.stale && *at > acked + b && d.version < committed {
             fresh_behind += 1;
         }
     }

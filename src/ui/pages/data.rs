@@ -70,7 +70,7 @@ pub struct ImportPage {
     pub document: String,
     /// Set on the preview: the diff rows and the sealed document to apply.
     pub preview: bool,
-    pub rows: Vec<DiffRow>,
+    pub changes: Vec<DiffRow>,
     pub sealed: String,
     /// The version the preview was computed at (`expected_version` of the apply).
     pub version: u64,
@@ -103,7 +103,7 @@ impl ImportPage {
             ns: ns.to_owned(),
             document: String::new(),
             preview: false,
-            rows: Vec::new(),
+            changes: Vec::new(),
             sealed: String::new(),
             version: 0,
             comment: String::new(),
@@ -240,7 +240,7 @@ pub async fn import_submit(
                 }
             }
             page.preview = true;
-            page.rows = diff_rows;
+            page.changes = diff_rows;
             page.version = plan.version;
             page.sealed = state
                 .auth
