@@ -4,6 +4,7 @@
 //! ([`headers`]).
 
 pub mod error;
+pub mod head_timer;
 pub mod headers;
 pub mod host;
 pub mod query;
