@@ -34,10 +34,10 @@ use futures_util::future::{ready, Either, Ready};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::Service;
 
+use super::drain::Drain;
 use super::error::ApiError;
 use super::head_timer::{Deadlined, HeadClock, Tracked};
 use crate::shutdown::Shutdown;
@@ -144,7 +144,7 @@ pub async fn serve_with(
     drain: Duration,
 ) {
     let app: App = app.into();
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     // No `header_read_timeout` (one timer per request; `head_timer` keeps one per connection)
     // and no `max_headers` (hyper then fills a header array of that size for every request;
@@ -174,7 +174,7 @@ pub async fn serve_with(
                     TokioIo::new(Deadlined::new(stream, clock.clone())),
                     service(app.clone(), peer, false, clock),
                 );
-                let conn = graceful.watch(conn);
+                let conn = graceful.watcher().watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
