@@ -136,6 +136,9 @@ pub struct Delta {
     pub changes: Vec<(Box<str>, Value)>,
 }
 
+/// Keys whose value changed, with their new value.
+type Changes = Vec<(Box<str>, Value)>;
+
 /// Key → position in display order; one per schema, shared by every snapshot built from it.
 type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
 
@@ -172,7 +175,7 @@ pub struct Snapshot {
     pub schema_hash: Arc<str>,
     /// What [`Snapshot::apply`] changed: the id of the snapshot it started from, and the keys
     /// whose value changed.
-    applied: Option<(u64, Vec<(Box<str>, Value)>)>,
+    applied: Option<(u64, Changes)>,
     /// Filled in by [`SnapshotStore::publish`].
     delta: OnceLock<Delta>,
     pub built_at: SystemTime,
@@ -247,7 +250,7 @@ struct Parts {
     rejected: imbl::OrdMap<Box<str>, Rejected>,
     unknown: imbl::OrdMap<Box<str>, (Value, u64)>,
     schema_hash: Arc<str>,
-    applied: Option<(u64, Vec<(Box<str>, Value)>)>,
+    applied: Option<(u64, Changes)>,
 }
 
 impl Parts {
@@ -1104,8 +1107,16 @@ mod tests {
         assert_eq!(store.load().source, Source::Defaults);
     }
 
+    /// The document, the stored values with versions, the rejected values, the unknown count.
+    type Seen = (
+        Bytes,
+        Vec<(String, Option<Value>, u64)>,
+        Vec<Rejected>,
+        usize,
+    );
+
     /// Everything a reader or the sync loop can see of a snapshot, to compare two.
-    fn seen(s: &Snapshot) -> (Bytes, Vec<(String, Option<Value>, u64)>, Vec<Rejected>, usize) {
+    fn seen(s: &Snapshot) -> Seen {
         let mut stored: Vec<(String, Option<Value>, u64)> = s
             .stored_versioned()
             .map(|(k, v, ver)| (k.to_owned(), v.cloned(), ver))
@@ -1152,7 +1163,10 @@ mod tests {
             vec![("ITEMS_PER_PAGE", Some(json!(9))), ("GONE", None)],
             vec![("SITE_NAME", None), ("NEW_UNKNOWN", Some(json!([1])))],
             vec![("MAINTENANCE_MODE", Some(json!("not a bool")))],
-            vec![("MAINTENANCE_MODE", Some(Value::Null)), ("ITEMS_PER_PAGE", Some(json!(9)))],
+            vec![
+                ("MAINTENANCE_MODE", Some(Value::Null)),
+                ("ITEMS_PER_PAGE", Some(json!(9))),
+            ],
             vec![],
         ];
         let mut applied = base;
@@ -1182,7 +1196,12 @@ mod tests {
             assert_eq!(seen(&next), seen(&rebuilt), "step {i}: {step:?}");
             for e in next.entries() {
                 let r = rebuilt.get(&e.key).expect("same keys");
-                assert_eq!((e.version, e.is_default), (r.version, r.is_default), "{}", e.key);
+                assert_eq!(
+                    (e.version, e.is_default),
+                    (r.version, r.is_default),
+                    "{}",
+                    e.key
+                );
             }
             applied = next;
         }
@@ -1193,7 +1212,10 @@ mod tests {
 
     #[test]
     fn an_applied_snapshot_publishes_only_what_changed_and_keeps_the_rest_shared() {
-        let first = build(1, vec![("SITE_NAME", json!("A")), ("ITEMS_PER_PAGE", json!(6))]);
+        let first = build(
+            1,
+            vec![("SITE_NAME", json!("A")), ("ITEMS_PER_PAGE", json!(6))],
+        );
         let store = SnapshotStore::new(first, None, false);
         let current = store.load();
         let next = current.apply(
@@ -1242,7 +1264,12 @@ mod tests {
                 ("EXTRA", ValueType::Int, json!(1)),
             ],
         );
-        let next = old.apply(&wider, Position::new(1, 2), Source::Local, [("EXTRA", Some(&json!(2)), 2)]);
+        let next = old.apply(
+            &wider,
+            Position::new(1, 2),
+            Source::Local,
+            [("EXTRA", Some(&json!(2)), 2)],
+        );
         assert_eq!(next.len(), 2);
         assert_eq!(next.get("SITE_NAME").expect("entry").value, json!("A"));
         assert_eq!(next.get("EXTRA").expect("entry").value, json!(2));

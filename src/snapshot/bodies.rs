@@ -10,6 +10,9 @@ use super::{Position, Source};
 /// Slots per lazily allocated chunk of [`KeyBodies`].
 const CHUNK: usize = 64;
 
+/// One chunk: [`CHUNK`] bodies, each built on first read.
+type Chunk = Box<[OnceLock<Bytes>]>;
+
 /// The fresh `GET /v1/configs/{key}` body of every key of one snapshot, built on first read.
 ///
 /// Two lazy levels keep a new snapshot O(1) to create whatever its size: the table of chunks
@@ -18,7 +21,7 @@ const CHUNK: usize = 64;
 /// body already built is three atomic loads and a `Bytes` clone.
 pub(super) struct KeyBodies {
     len: usize,
-    chunks: OnceLock<Box<[OnceLock<Box<[OnceLock<Bytes>]>>]>>,
+    chunks: OnceLock<Box<[OnceLock<Chunk>]>>,
 }
 
 impl KeyBodies {
@@ -120,7 +123,10 @@ pub(super) fn document_body(
 pub(super) fn raw_body(value: &serde_json::Value, json: &Bytes) -> Bytes {
     match value {
         serde_json::Value::String(s) => {
-            let inner = json.len().checked_sub(1).map(|end| json.slice(1.min(end)..end));
+            let inner = json
+                .len()
+                .checked_sub(1)
+                .map(|end| json.slice(1.min(end)..end));
             match inner {
                 Some(inner) if inner == s.as_bytes() => inner,
                 _ => Bytes::from(s.clone()),
@@ -149,10 +155,16 @@ mod tests {
             assert_eq!(&b[..], b"last");
         }
         assert_eq!(calls, 1);
-        assert_eq!(&bodies.get_or_build(0, || Bytes::from_static(b"first"))[..], b"first");
+        assert_eq!(
+            &bodies.get_or_build(0, || Bytes::from_static(b"first"))[..],
+            b"first"
+        );
         assert_eq!(bodies.built(), 2);
         // Out of range: built, never cached.
-        assert_eq!(&bodies.get_or_build(500, || Bytes::from_static(b"x"))[..], b"x");
+        assert_eq!(
+            &bodies.get_or_build(500, || Bytes::from_static(b"x"))[..],
+            b"x"
+        );
         assert_eq!(bodies.built(), 2);
     }
 

@@ -1037,7 +1037,7 @@ impl SyncLoop {
                 (k.as_str(), Some(v), version)
             }),
         );
-        for (key, _) in changes {
+        for key in changes.keys() {
             if let Some(r) = snapshot.rejected().find(|r| r.key == *key) {
                 tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
             }
@@ -1278,7 +1278,12 @@ mod disk_writer_tests {
         let versions: Vec<(&str, u64)> = s.entries().map(|e| (&*e.key, e.version)).collect();
         assert_eq!(
             versions,
-            [("SET", 9), ("STILL_DEFAULT", 4), ("RESET", 10), ("NEVER", 0)]
+            [
+                ("SET", 9),
+                ("STILL_DEFAULT", 4),
+                ("RESET", 10),
+                ("NEVER", 0)
+            ]
         );
         assert_eq!(s.get("SET").map(|e| e.value.clone()), Some(json!(7)));
     }

@@ -69,17 +69,29 @@ async fn in_dev_each_flag_carries_the_version_that_last_changed_it() {
     let base = base.trim_end_matches('/');
     assert_eq!(
         flag_versions(&dev.client, base).await,
-        expect(&[("SITE_NAME", 0), ("ITEMS_PER_PAGE", 0), ("MAINTENANCE_MODE", 0)]),
+        expect(&[
+            ("SITE_NAME", 0),
+            ("ITEMS_PER_PAGE", 0),
+            ("MAINTENANCE_MODE", 0)
+        ]),
         "never set: 0"
     );
     let a = dev.write(json!({"SITE_NAME": "A"})).await;
     let b = dev.write(json!({"ITEMS_PER_PAGE": 9})).await;
-    let want = expect(&[("SITE_NAME", a), ("ITEMS_PER_PAGE", b), ("MAINTENANCE_MODE", 0)]);
+    let want = expect(&[
+        ("SITE_NAME", a),
+        ("ITEMS_PER_PAGE", b),
+        ("MAINTENANCE_MODE", 0),
+    ]);
     assert_eq!(flag_versions(&dev.client, base).await, want);
     // A change of A leaves B's version alone; a reset to the default is a change too.
     let a2 = dev.write(json!({"SITE_NAME": null})).await;
     assert!(a2 > b);
-    let want = expect(&[("SITE_NAME", a2), ("ITEMS_PER_PAGE", b), ("MAINTENANCE_MODE", 0)]);
+    let want = expect(&[
+        ("SITE_NAME", a2),
+        ("ITEMS_PER_PAGE", b),
+        ("MAINTENANCE_MODE", 0),
+    ]);
     assert_eq!(flag_versions(&dev.client, base).await, want);
     // The bulk answer's own metadata stays the namespace's version.
     let bulk = send(
@@ -133,12 +145,20 @@ async fn a_sidecar_keeps_each_flags_version_through_catch_up_full_load_and_disk(
 
     let a = stack.write(json!({"SITE_NAME": "A"})).await;
     let b = stack.write(json!({"ITEMS_PER_PAGE": 9})).await;
-    let want = expect(&[("SITE_NAME", a), ("ITEMS_PER_PAGE", b), ("MAINTENANCE_MODE", 0)]);
+    let want = expect(&[
+        ("SITE_NAME", a),
+        ("ITEMS_PER_PAGE", b),
+        ("MAINTENANCE_MODE", 0),
+    ]);
     sidecar_versions(&stack, 0, b, &want, "changes applied one by one").await;
 
     // Change A (and reset it): B's version does not move.
     let a2 = stack.write(json!({"SITE_NAME": "A2"})).await;
-    let want = expect(&[("SITE_NAME", a2), ("ITEMS_PER_PAGE", b), ("MAINTENANCE_MODE", 0)]);
+    let want = expect(&[
+        ("SITE_NAME", a2),
+        ("ITEMS_PER_PAGE", b),
+        ("MAINTENANCE_MODE", 0),
+    ]);
     sidecar_versions(&stack, 0, a2, &want, "A changed, B untouched").await;
     let reset = stack.write(json!({"MAINTENANCE_MODE": true})).await;
     let a3 = stack.write(json!({"SITE_NAME": null})).await;
