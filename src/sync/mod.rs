@@ -587,10 +587,15 @@ impl SyncLoop {
                                 self.metrics.message(MessageResult::newer);
                                 self.resync(ResyncReason::message).await;
                             }
+                            HintAction::Same => {
+                                // The relay's rebuild publishes the version it rebuilt at
+                                // (Redis came back empty, or was flushed): verify now, not on
+                                // the timer.
+                                self.metrics.message(MessageResult::same);
+                                self.resync(ResyncReason::message).await;
+                            }
                             HintAction::Duplicate => {
                                 self.metrics.message(MessageResult::duplicate);
-                                // Not in sync (e.g. Redis came back empty): the relay's rebuild
-                                // publishes the same version, and that is the moment to verify.
                                 if self.status.cause().is_some() {
                                     self.resync(ResyncReason::message).await;
                                 }
