@@ -172,6 +172,8 @@ struct StatusInner {
     /// The content hash of the values served (16 hex digits), once known.
     content_hash: Option<String>,
     disk: Option<DiskStatus>,
+    /// How the last subscription listens for hints (`plain` or `sharded`).
+    pubsub: Option<redis::PubSub>,
 }
 
 /// The disk snapshot's part of `/status`.
@@ -225,6 +227,10 @@ impl SyncReport for SyncStatus {
             "catchups": i.catchups,
             "content_hash": i.content_hash,
             "disk_snapshot": i.disk,
+            "pubsub": i.pubsub.map(|m| match m {
+                redis::PubSub::Plain => "plain",
+                redis::PubSub::Sharded => "sharded",
+            }),
         })
     }
 }
@@ -687,9 +693,27 @@ impl SyncLoop {
         // Subscribe (again) and wait for the confirmation before reading, so no change can
         // slip between the read and the subscription. Bounded: a hung link must not stall the
         // loop (the liveness ping reports it).
-        let subscribe = self.subscriber.subscribe(self.keys.changes.as_str());
+        // On a cluster node of Redis ≥ 7 the relay publishes with `SPUBLISH` (the hint stays on
+        // the slot's own shard): subscribe with `SSUBSCRIBE` as well. The plain subscription is
+        // kept, so a relay that still publishes plainly (a rolling upgrade) is heard too.
+        let mode = redis::PubSub::choose(
+            self.subscriber_node.is_some(),
+            self.subscriber.server_version().map(|v| v.major),
+        );
+        let channel = self.keys.changes.clone();
+        let subscriber = self.subscriber.clone();
+        let subscribe = async move {
+            subscriber.subscribe(channel.as_str()).await?;
+            if mode == redis::PubSub::Sharded {
+                subscriber.ssubscribe(channel.as_str()).await?;
+            }
+            Ok::<(), fred::error::Error>(())
+        };
         match tokio::time::timeout(self.liveness_timeout(), subscribe).await {
-            Ok(Ok(())) => self.command_ok(),
+            Ok(Ok(())) => {
+                self.status.update(|s| s.pubsub = Some(mode));
+                self.command_ok();
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
             }

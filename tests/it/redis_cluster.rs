@@ -7,7 +7,8 @@
 //! cluster needs seconds to fail over. (b) Killing the owner of namespace A leaves B flowing the
 //! same way; A catches up with every write acknowledged meanwhile once its replica is promoted.
 //! Both assert 0 failed reads, no version regression, and that each value served at version V is
-//! the one written at V.
+//! the one written at V. Hints travel by sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE` on the slot's
+//! own node), asserted before the kill.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -298,6 +299,37 @@ async fn write_through(
     worst
 }
 
+/// Sharded Pub/Sub (Redis ≥ 7, which the harness runs): each sidecar listens with
+/// `SSUBSCRIBE` on its slot's owner, and the relay's scripts published every hint with
+/// `SPUBLISH` on that node — never a plain `PUBLISH`, which the cluster bus would copy to every
+/// node.
+fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
+    for (ns, sidecar) in &d.sidecars {
+        assert_eq!(
+            sidecar.sync.status()["pubsub"],
+            json!("sharded"),
+            "{ns}'s sidecar subscribes with SSUBSCRIBE"
+        );
+        let channel = format!("rtconfig:{{{ns}}}:changes");
+        let owner = cluster.owner_of(&format!("{{{ns}}}"));
+        let listeners = owner.cmd(&["PUBSUB", "SHARDNUMSUB", &channel]);
+        assert_eq!(
+            listeners.lines().nth(1),
+            Some("1"),
+            "one shard subscriber of {channel} on its owner: {listeners:?}"
+        );
+        let stats = owner.cmd(&["INFO", "commandstats"]);
+        assert!(
+            stats.contains("cmdstat_spublish:"),
+            "the relay published {ns}'s hints with SPUBLISH on its owner"
+        );
+        assert!(
+            !stats.contains("cmdstat_publish:"),
+            "no plain PUBLISH on {ns}'s owner"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
     let cluster = RedisCluster::start();
@@ -314,6 +346,7 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
         "warm",
     )
     .await;
+    assert_hints_are_sharded(&cluster, &d);
     let reader = Reader::start(&d);
     let victim = cluster.by_port(third);
     victim.kill();
