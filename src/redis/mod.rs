@@ -210,18 +210,12 @@ impl Redis {
     }
 
     /// How hints on `key`'s channel are published ([`PubSub::choose`]): sharded on a cluster
-    /// whose node for that slot runs Redis ≥ 7 (its version as read at connect).
+    /// whose node for that slot runs Redis ≥ 7 (its version as read at connect; while that
+    /// node's connection is new, another node's).
     pub fn pubsub_for(&self, key: &str) -> PubSub {
         match self {
             Redis::Single(_) => PubSub::Plain,
-            Redis::Cluster(c) => {
-                let major = c
-                    .client_for(key)
-                    .ok()
-                    .and_then(|client| client.server_version())
-                    .map(|v| v.major);
-                PubSub::choose(true, major)
-            }
+            Redis::Cluster(c) => PubSub::choose(true, c.server_major(key)),
         }
     }
 
@@ -361,7 +355,11 @@ mod tests {
             (false, None, PubSub::Plain),
         ];
         for (clustered, major, want) in rows {
-            assert_eq!(PubSub::choose(clustered, major), want, "{clustered} {major:?}");
+            assert_eq!(
+                PubSub::choose(clustered, major),
+                want,
+                "{clustered} {major:?}"
+            );
         }
         assert_eq!(PubSub::Sharded.command(), "SPUBLISH");
         assert_eq!(PubSub::Plain.command(), "PUBLISH");

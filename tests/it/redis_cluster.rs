@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarParts, SidecarSettings};
 use rtconfig::redis::cluster::slot_of;
+use rtconfig::sidecar::SyncReport;
 use serde_json::{json, Value};
 
 use crate::harness::eventually;
@@ -303,7 +304,7 @@ async fn write_through(
 /// `SSUBSCRIBE` on its slot's owner, and the relay's scripts published every hint with
 /// `SPUBLISH` on that node — never a plain `PUBLISH`, which the cluster bus would copy to every
 /// node.
-fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
+async fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
     for (ns, sidecar) in &d.sidecars {
         assert_eq!(
             sidecar.sync.status()["pubsub"],
@@ -312,12 +313,15 @@ fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
         );
         let channel = format!("rtconfig:{{{ns}}}:changes");
         let owner = cluster.owner_of(&format!("{{{ns}}}"));
-        let listeners = owner.cmd(&["PUBSUB", "SHARDNUMSUB", &channel]);
-        assert_eq!(
-            listeners.lines().nth(1),
-            Some("1"),
-            "one shard subscriber of {channel} on its owner: {listeners:?}"
-        );
+        eventually(
+            Duration::from_secs(5),
+            &format!("one shard subscriber of {channel} on its owner"),
+            || async {
+                let listeners = owner.cmd(&["PUBSUB", "SHARDNUMSUB", &channel]);
+                (listeners.lines().nth(1) == Some("1")).then_some(())
+            },
+        )
+        .await;
         let stats = owner.cmd(&["INFO", "commandstats"]);
         assert!(
             stats.contains("cmdstat_spublish:"),
@@ -346,7 +350,7 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
         "warm",
     )
     .await;
-    assert_hints_are_sharded(&cluster, &d);
+    assert_hints_are_sharded(&cluster, &d).await;
     let reader = Reader::start(&d);
     let victim = cluster.by_port(third);
     victim.kill();
@@ -420,6 +424,8 @@ async fn cluster_owner_of_one_namespace_killed_the_other_flows_and_it_recovers()
         &site, &written[&a][&last_a],
         "{a} serves its last acknowledged write"
     );
+    // The recovered namespace listens sharded on its new owner, which got its hints sharded.
+    assert_hints_are_sharded(&cluster, &d).await;
     println!(
         "killed {a}'s primary {owner}: {b} worst delay {worst_b:?}; failover after {failed_over:?}; \
          {a} caught up {caught_up:?} later"
