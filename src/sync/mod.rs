@@ -276,6 +276,8 @@ pub struct SyncLoop {
     rtts: VecDeque<Duration>,
     /// When a Redis command last succeeded (round or ping).
     last_ok: Option<Instant>,
+    /// The liveness warning of the current outage was logged (reset by a successful ping).
+    liveness_warned: bool,
 }
 
 /// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
@@ -317,6 +319,7 @@ pub fn start(
         beat_now: Arc::new(Notify::new()),
         rtts: VecDeque::with_capacity(freshness::RTT_SAMPLES),
         last_ok: None,
+        liveness_warned: false,
     };
     lp.load_disk_snapshot();
     if let Some(path) = lp.settings.snapshot_path.clone() {
@@ -800,6 +803,7 @@ impl SyncLoop {
                     self.status.update(|s| s.liveness_timeout = Some(next));
                 }
                 self.command_ok();
+                self.liveness_warned = false;
                 // A live link again after a failed check: verify now rather than on the timer.
                 if self.status.cause() == Some("liveness_failed") {
                     self.resync(ResyncReason::reconnect).await;
@@ -813,16 +817,16 @@ impl SyncLoop {
         }
     }
 
+    /// A failed liveness check: stale at once. Warned once per outage — until a ping succeeds
+    /// again — although rounds in between set the cause to `redis_unavailable`.
     fn liveness_failed(&mut self, why: &str) {
-        let mut first = false;
         self.status.update(|s| {
-            first = s.cause != Some("liveness_failed");
             s.cause = Some("liveness_failed");
             s.last_error = Some(why.to_owned());
         });
         self.store.mark_cut_off();
         self.update_link();
-        if first {
+        if !std::mem::replace(&mut self.liveness_warned, true) {
             tracing::warn!(
                 error = why,
                 "redis subscriber liveness check failed; reads are marked stale"
