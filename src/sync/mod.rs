@@ -708,12 +708,16 @@ impl SyncLoop {
         let subscribe = async move {
             subscriber.subscribe(channel.as_str()).await?;
             if mode == redis::PubSub::Sharded {
-                subscriber.ssubscribe(channel.as_str()).await?;
+                // Refused (an ACL without `+ssubscribe`): plain only, and said so.
+                if let Err(e) = subscriber.ssubscribe(channel.as_str()).await {
+                    tracing::warn!(error = %e, "SSUBSCRIBE refused: only plain Pub/Sub hints arrive (a sharded relay's reach this sidecar by its resync timer)");
+                    return Ok(redis::PubSub::Plain);
+                }
             }
-            Ok::<(), fred::error::Error>(())
+            Ok::<_, fred::error::Error>(mode)
         };
         match tokio::time::timeout(self.liveness_timeout(), subscribe).await {
-            Ok(Ok(())) => {
+            Ok(Ok(mode)) => {
                 self.status.update(|s| s.pubsub = Some(mode));
                 self.command_ok();
             }
