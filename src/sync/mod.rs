@@ -322,10 +322,11 @@ pub fn start(
         liveness_warned: false,
     };
     lp.load_disk_snapshot();
+    let mut writer = None;
     if let Some(path) = lp.settings.snapshot_path.clone() {
         let (tx, rx) = watch::channel(None);
         lp.disk = Some(tx);
-        tokio::spawn(write_disk_snapshots(
+        writer = Some(tokio::spawn(write_disk_snapshots(
             DiskWriter {
                 path,
                 cluster_id: lp.settings.cluster_id.clone(),
@@ -334,9 +335,15 @@ pub fn start(
             },
             rx,
             shutdown.clone(),
-        ));
+        )));
     }
-    let task = tokio::spawn(lp.run(shutdown));
+    // The task ends once the loop stopped and the disk writer wrote what was pending.
+    let task = tokio::spawn(async move {
+        lp.run(shutdown).await;
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    });
     Ok(SyncHandle { status, task })
 }
 
@@ -357,14 +364,16 @@ struct DiskWriter {
 /// read-only, a directory in the way) is retried with back-off ([`write_retry_delay`]) until
 /// it succeeds — always with the latest snapshot — so the file catches up without waiting for
 /// the next change; each failure is counted, the first of a run is logged, and so is the
-/// recovery.
+/// recovery. On shutdown, a snapshot not written yet (inside the debounce) is written once
+/// more before the task ends — the sync task waits for it — so a graceful restart never comes
+/// back on an older version than it served.
 async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, shutdown: Shutdown) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            res = rx.changed() => if res.is_err() { return },
-            () = &mut stop => return,
+            res = rx.changed() => if res.is_err() { return write_pending(&w, &mut rx).await },
+            () = &mut stop => return write_pending(&w, &mut rx).await,
         }
         let mut retry: Option<Duration> = None;
         let mut failures = 0u64;
@@ -372,25 +381,8 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
             let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
                 break;
             };
-            let file = disk_snapshot(&snapshot, &w.cluster_id, hash);
-            let version = file.version;
-            let p = w.path.clone();
-            let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
-                Ok(r) => r.map_err(|e| Chain(&e).to_string()),
-                Err(e) => Err(format!("the write task failed: {e}")),
-            };
-            match result {
-                Ok(()) => {
-                    w.metrics
-                        .snapshot_disk_version
-                        .set(i64::try_from(version).unwrap_or(i64::MAX));
-                    w.status.update(|s| {
-                        let d = s.disk.get_or_insert_with(DiskStatus::default);
-                        d.file_version = Some(version);
-                        d.write_failures = 0;
-                        d.last_write_error = None;
-                        d.last_written_at = Some(now_rfc3339());
-                    });
+            match write_one(&w, &snapshot, hash).await {
+                Ok(version) => {
                     if failures > 0 {
                         tracing::info!(path = %w.path.display(), version, failures, "disk snapshot written again");
                     } else {
@@ -400,7 +392,6 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
                 }
                 Err(error) => {
                     failures += 1;
-                    w.metrics.snapshot_write_failures.inc();
                     let delay = write_retry_delay(retry);
                     retry = Some(delay);
                     if failures == 1 {
@@ -409,20 +400,75 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
                     w.status.update(|s| {
                         let d = s.disk.get_or_insert_with(DiskStatus::default);
                         d.write_failures = failures;
-                        d.last_write_error = Some(error);
                     });
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = &mut stop => return,
+                        () = &mut stop => return write_pending(&w, &mut rx).await,
                     }
                 }
             }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = &mut stop => return,
+            () = &mut stop => return write_pending(&w, &mut rx).await,
         }
     }
+}
+
+/// At shutdown: the latest snapshot, if one arrived since the last write (one attempt).
+async fn write_pending(w: &DiskWriter, rx: &mut watch::Receiver<DiskJob>) {
+    if !rx.has_changed().unwrap_or(true) {
+        return;
+    }
+    let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
+        return;
+    };
+    match write_one(w, &snapshot, hash).await {
+        Ok(version) => {
+            tracing::debug!(path = %w.path.display(), version, "disk snapshot written at shutdown")
+        }
+        Err(error) => {
+            tracing::warn!(path = %w.path.display(), %error, "cannot write the disk snapshot at shutdown")
+        }
+    }
+}
+
+/// One atomic write of `snapshot`; its version, or the error as text. Updates the metrics and
+/// `/status` either way.
+async fn write_one(
+    w: &DiskWriter,
+    snapshot: &Snapshot,
+    hash: Option<ContentHash>,
+) -> Result<u64, String> {
+    let file = disk_snapshot(snapshot, &w.cluster_id, hash);
+    let version = file.version;
+    let p = w.path.clone();
+    let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
+        Ok(r) => r.map_err(|e| Chain(&e).to_string()),
+        Err(e) => Err(format!("the write task failed: {e}")),
+    };
+    match &result {
+        Ok(()) => {
+            w.metrics
+                .snapshot_disk_version
+                .set(i64::try_from(version).unwrap_or(i64::MAX));
+            w.status.update(|s| {
+                let d = s.disk.get_or_insert_with(DiskStatus::default);
+                d.file_version = Some(version);
+                d.write_failures = 0;
+                d.last_write_error = None;
+                d.last_written_at = Some(now_rfc3339());
+            });
+        }
+        Err(error) => {
+            w.metrics.snapshot_write_failures.inc();
+            w.status.update(|s| {
+                let d = s.disk.get_or_insert_with(DiskStatus::default);
+                d.last_write_error = Some(error.clone());
+            });
+        }
+    }
+    result.map(|()| version)
 }
 
 fn now_rfc3339() -> String {
