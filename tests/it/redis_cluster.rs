@@ -2,7 +2,7 @@
 //! cluster, two namespaces whose slots are owned by different primaries, the real admin (embedded
 //! ledger + relay) and one sidecar per namespace, all on the `redis-cluster://` URL.
 //!
-//! (a) Killing the primary that owns neither namespace stalls neither: every acknowledged write
+//! (a) Killing — or freezing (SIGSTOP) — the primary that owns neither namespace stalls neither: every acknowledged write
 //! reaches its sidecar within one resync interval plus a relay round (with margin), although the
 //! cluster needs seconds to fail over. (b) Killing the owner of namespace A leaves B flowing the
 //! same way; A catches up with every write acknowledged meanwhile once its replica is promoted.
@@ -22,6 +22,7 @@ use rtconfig::sidecar::SyncReport;
 use serde_json::{json, Value};
 
 use crate::harness::eventually;
+use crate::harness::redis::RedisServer;
 use crate::harness::redis_cluster::RedisCluster;
 use crate::stack::{http, schema_dir, RESYNC, TOKEN};
 
@@ -336,6 +337,17 @@ async fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
+    a_fault_on_the_primary_owning_neither_stalls_neither(RedisServer::kill, "killed").await;
+}
+
+/// The same with the primary SIGSTOPped: its TCP connections stay open and nothing answers
+/// until the unresponsive check (3 s) closes them and the cluster fails it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_primary_owning_neither_namespace_frozen_stalls_neither() {
+    a_fault_on_the_primary_owning_neither_stalls_neither(RedisServer::pause, "frozen").await;
+}
+
+async fn a_fault_on_the_primary_owning_neither_stalls_neither(fault: fn(&RedisServer), what: &str) {
     let cluster = RedisCluster::start();
     let (a, b, third) = pick_namespaces(&cluster);
     let names = [a.as_str(), b.as_str()];
@@ -353,8 +365,8 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
     assert_hints_are_sharded(&cluster, &d).await;
     let reader = Reader::start(&d);
     let victim = cluster.by_port(third);
-    victim.kill();
-    let killed = Instant::now();
+    fault(victim);
+    let faulted = Instant::now();
     // Write through the whole failover window and a little after.
     let worst = write_through(
         &d,
@@ -367,13 +379,13 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
     .await;
     let failover = cluster.wait_failover(&format!("{{{a}}}"), third, Duration::from_secs(30));
     println!(
-        "killed primary {third} (owns neither {a} nor {b}); worst write→served delay {worst:?}; \
-         cluster healthy again {:?} after the kill",
-        killed.elapsed().saturating_sub(failover).max(failover)
+        "{what} primary {third} (owns neither {a} nor {b}); worst write→served delay {worst:?}; \
+         cluster healthy again {:?} after the fault",
+        faulted.elapsed().saturating_sub(failover).max(failover)
     );
     assert!(
         worst < NO_STALL,
-        "a write took {worst:?} to reach its sidecar while an unrelated primary was down"
+        "a write took {worst:?} to reach its sidecar while an unrelated primary was {what}"
     );
     reader.check(&written).await;
     d.stop().await;
