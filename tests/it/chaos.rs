@@ -269,7 +269,9 @@ fn bound(s: &Running<SidecarParts>) -> Duration {
 /// the ledger's last version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c01_sentinel_failover_and_a_killed_master_lose_no_read_and_no_write() {
+    let setup = Instant::now();
     let group = SentinelGroup::start();
+    println!("C01 sentinel group ready in {:?}", setup.elapsed());
     let url = group.url();
     let stack = Stack::start(&url, &[url.clone(), url.clone()]).await;
     let v = stack.write_n(1).await;
@@ -284,8 +286,11 @@ async fn c01_sentinel_failover_and_a_killed_master_lose_no_read_and_no_write() {
     group.failover();
     let graceful = group.wait_master_other_than(first, Duration::from_secs(20));
     let demoted = group.by_port(first);
+    let started = Instant::now();
+    // Sentinel reconfigures the old master when it next reads its INFO (every 10 s for an
+    // instance it watches), then it resyncs: up to ~12 s.
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(40),
         "the old master replicates the new one",
         || async {
             let info = demoted.try_cmd(&["INFO", "replication"]).ok()?;
@@ -293,6 +298,7 @@ async fn c01_sentinel_failover_and_a_killed_master_lose_no_read_and_no_write() {
         },
     )
     .await;
+    let rejoined = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 2. The new master killed: the sentinels promote the old one back.
@@ -315,7 +321,7 @@ async fn c01_sentinel_failover_and_a_killed_master_lose_no_read_and_no_write() {
         "the master after both failovers holds the ledger's last version"
     );
     println!(
-        "C01 sentinel: graceful failover {graceful:?}, killed master replaced after {promoted:?}, \
+        "C01 sentinel: graceful failover {graceful:?} (the old master replicating again {rejoined:?} later), killed master replaced after {promoted:?}, \
          every sidecar fresh at v{last} {recovered:?} after the kill (last wait {caught_up:?}); \
          {} writes acknowledged, {} reads ({} fresh, {} stale), 0 failed, B = {b:?}",
         acks.len(),

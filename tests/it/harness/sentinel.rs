@@ -112,9 +112,17 @@ impl SentinelGroup {
     /// Starts the master, a replica in sync with it, and three sentinels that see both (and
     /// each other), so a failover can start at once.
     pub fn start() -> SentinelGroup {
-        let master = RedisServer::start();
+        // No diskless-sync delay (5 s by default): a replica (re)syncs at once.
+        const SYNC_NOW: [&str; 2] = ["--repl-diskless-sync-delay", "0"];
+        let master = RedisServer::start_with_args(&SYNC_NOW);
         let master_port = master.port().to_string();
-        let replica = RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master_port]);
+        let replica = RedisServer::start_with_args(&[
+            SYNC_NOW[0],
+            SYNC_NOW[1],
+            "--replicaof",
+            "127.0.0.1",
+            &master_port,
+        ]);
         super::eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
             let info = replica.try_cmd(&["INFO", "replication"]).ok()?;
             info.contains("master_link_status:up").then_some(())
