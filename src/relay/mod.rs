@@ -495,6 +495,7 @@ impl Relay {
             schema.hash.clone(),
             content_hash.to_hex(),
             payload.unwrap_or_default(),
+            self.redis.pubsub_for(&keys.changes).command().to_owned(),
         ];
         for c in &cs.changes {
             args.push(c.key.clone());
@@ -585,6 +586,7 @@ impl Relay {
                     schema.hash.clone(),
                     if bump_generation { "1" } else { "0" }.to_owned(),
                     ContentHash::of(current.stored()).to_hex(),
+                    self.redis.pubsub_for(&keys.changes).command().to_owned(),
                 ],
             )
             .await

@@ -6,7 +6,8 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
 //!   the fleet view on such a deployment; `ofrep_versions`: OFREP's per-flag versions, in `dev`
-//!   and on a sidecar.
+//!   and on a sidecar; `chaos`: issue 11's scenarios (Sentinel failovers, 50-sidecar rebuilds
+//!   and restart storms) under a writer and a reader.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -37,6 +38,7 @@ mod strict_input;
 mod schema_fields;
 mod security;
 
+mod chaos;
 mod disk_faults;
 mod fleet;
 mod hint;
