@@ -36,6 +36,7 @@ mod strict_input;
 mod schema_fields;
 mod security;
 
+mod constance_mirror;
 mod disk_faults;
 mod fleet;
 mod hint;
