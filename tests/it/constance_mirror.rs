@@ -424,3 +424,40 @@ async fn read_until(stream: &mut tokio::net::TcpStream, needles: &[&str]) -> Str
     }
     seen
 }
+
+#[test]
+fn the_compare_and_set_writes_only_over_the_bytes_it_expects() {
+    use rtconfig::redis::scripts::CONSTANCE_CAS_LUA;
+    let redis = RedisServer::start();
+    let record = "rtconfig:{demo}:constance";
+    let cas = |expect: &str, new: &str| {
+        redis.cmd(&[
+            "EVAL",
+            CONSTANCE_CAS_LUA,
+            "2",
+            "constance:K",
+            record,
+            "K",
+            expect,
+            new,
+            "",
+            "K",
+        ])
+    };
+    // Missing, expected missing: written and recorded.
+    assert_eq!(cas("-", "=one"), "1");
+    assert_eq!(redis.cmd(&["GET", "constance:K"]), "one");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "=one");
+    // Django wrote in between: refused, nothing changed.
+    redis.cmd(&["SET", "constance:K", "django"]);
+    assert_eq!(cas("=one", "=two"), "0");
+    assert_eq!(redis.cmd(&["GET", "constance:K"]), "django");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "=one");
+    // Over what it expects: a reset deletes the key and records it missing.
+    assert_eq!(cas("=django", "-"), "1");
+    assert_eq!(redis.cmd(&["EXISTS", "constance:K"]), "0");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "-");
+    // Expecting a value where the key is missing: refused.
+    assert_eq!(cas("=django", "=three"), "0");
+    assert_eq!(redis.cmd(&["EXISTS", "constance:K"]), "0");
+}
