@@ -307,6 +307,23 @@ async fn a_constance_value_failing_the_schema_is_reported_and_left_alone() {
         "{m}"
     );
     assert!(m.contains("rtconfig_constance_invalid_keys 2"), "{m}");
+    // The fleet page shows them too.
+    let page = stack
+        .client
+        .get(format!(
+            "http://{}/namespaces/demo/fleet",
+            stack.admin().addr
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("fleet page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("django-constance mirror") && html.contains("ITEMS_PER_PAGE"),
+        "{html}"
+    );
     // Not adopted, not overwritten.
     assert!(history(&stack).await.is_empty());
     assert_eq!(get(&redis, "ITEMS_PER_PAGE"), py_int(1000));
