@@ -744,7 +744,7 @@ impl ConstanceSettings {
                 Ok(None)
             } else {
                 Err(vec![format!(
-                    "{} only mean something with --constance-mirror PREFIX",
+                    "{} mean nothing without --constance-mirror PREFIX",
                     stray.join(", ")
                 )])
             };
@@ -1577,7 +1577,7 @@ mod tests {
         let cases: &[(ConstanceArgs, &str)] = &[
             (
                 constance_args(None, Some("demo"), None, 1.0),
-                "--constance-namespace only mean something with --constance-mirror",
+                "--constance-namespace mean nothing without --constance-mirror",
             ),
             (constance_args(Some(""), None, None, 1.0), "key prefix"),
             (
