@@ -580,3 +580,53 @@ async fn on_postgres_only_the_relay_leader_mirrors() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Alternating writes on both sides, each waited for on the other side: the history holds
+/// every change in order, each by its side, and nothing else (no echo, nothing lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_writes_on_both_sides_keep_every_change_in_order() {
+    const STEPS: i64 = 40;
+    let redis = RedisServer::start_with_args(&["--notify-keyspace-events", "KA"]);
+    let stack = start(&redis).await;
+    for i in 1..=STEPS {
+        if i % 2 == 1 {
+            stack.write(json!({"ITEMS_PER_PAGE": i})).await;
+            eventually(WAIT, "constance holds rtconfig's write", || async {
+                (get(&redis, "ITEMS_PER_PAGE") == py_int(i)).then_some(())
+            })
+            .await;
+        } else {
+            set(&redis, "ITEMS_PER_PAGE", &py_int(i));
+            eventually(WAIT, "the sidecar serves Django's write", || async {
+                (sidecar_value(&stack, "ITEMS_PER_PAGE").await == Some(json!(i))).then_some(())
+            })
+            .await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let h = api(&stack, "history?limit=100").await;
+    let mut seen: Vec<(String, i64)> = h["changesets"]
+        .as_array()
+        .expect("changesets")
+        .iter()
+        .map(|cs| {
+            (
+                cs["actor"].as_str().unwrap_or_default().to_owned(),
+                cs["changes"][0]["new"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    seen.reverse();
+    let want: Vec<(String, i64)> = (1..=STEPS)
+        .map(|i| {
+            let actor = if i % 2 == 1 {
+                "admin-token"
+            } else {
+                "django-constance"
+            };
+            (actor.to_owned(), i)
+        })
+        .collect();
+    assert_eq!(seen, want);
+    stack.stop().await;
+}
