@@ -39,6 +39,7 @@ mod schema_fields;
 mod security;
 
 mod chaos;
+mod constance_mirror;
 mod disk_faults;
 mod fleet;
 mod hint;
