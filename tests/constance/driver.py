@@ -9,9 +9,11 @@
                                    constance then writes the default back, as it always does)
     driver.py peek [KEY..]         the same read without that write-back (constance's get_values)
     driver.py raw KEY              the exact bytes constance's Redis key holds (hex), or null
+    driver.py dumps EXPR           the text constance's codec writes for EXPR (constance.codecs.dumps)
     driver.py serve                JSON lines on stdin → one JSON line each on stdout:
                                    {"op": "set", "key", "expr"} | {"op": "cli_set", "key", "args"} |
-                                   {"op": "get", "keys"?} | {"op": "peek", "keys"?} | {"op": "raw", "key"}
+                                   {"op": "get", "keys"?} | {"op": "peek", "keys"?} | {"op": "raw", "key"} |
+                                   {"op": "dumps", "expr"}
                                    → {"ok": true, "result": ...} or {"ok": false, "error": "..."}
 
 A typed value is {"type": "Decimal", "repr": "Decimal('1.10')", "json": "1.10", "aware": bool?}:
@@ -117,6 +119,12 @@ def op_raw(key: str) -> Optional[str]:
     return None if raw is None else raw.hex()
 
 
+def op_dumps(expr: str) -> str:
+    from constance.codecs import dumps
+
+    return dumps(evaluate(expr))
+
+
 def dispatch(request: Dict[str, Any]) -> Any:
     op = request.get("op")
     if op == "set":
@@ -129,6 +137,8 @@ def dispatch(request: Dict[str, Any]) -> Any:
         return op_peek(request.get("keys"))
     if op == "raw":
         return op_raw(request["key"])
+    if op == "dumps":
+        return op_dumps(request["expr"])
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -165,6 +175,8 @@ def main(argv: List[str]) -> int:
             result = op_peek(rest)
         elif command == "raw" and len(rest) == 1:
             result = op_raw(rest[0])
+        elif command == "dumps" and len(rest) == 1:
+            result = op_dumps(rest[0])
         else:
             print(__doc__, file=sys.stderr)
             return 64
