@@ -9,11 +9,12 @@
                                    constance then writes the default back, as it always does)
     driver.py peek [KEY..]         the same read without that write-back (constance's get_values)
     driver.py raw KEY              the exact bytes constance's Redis key holds (hex), or null
+    driver.py eval EXPR            EXPR as a typed value (what a test expects constance to read)
     driver.py dumps EXPR           the text constance's codec writes for EXPR (constance.codecs.dumps)
     driver.py serve                JSON lines on stdin → one JSON line each on stdout:
                                    {"op": "set", "key", "expr"} | {"op": "cli_set", "key", "args"} |
                                    {"op": "get", "keys"?} | {"op": "peek", "keys"?} | {"op": "raw", "key"} |
-                                   {"op": "dumps", "expr"}
+                                   {"op": "dumps", "expr"} | {"op": "eval", "expr"}
                                    → {"ok": true, "result": ...} or {"ok": false, "error": "..."}
 
 A typed value is {"type": "Decimal", "repr": "Decimal('1.10')", "json": "1.10", "aware": bool?}:
@@ -25,6 +26,7 @@ CONSTANCE_REDIS_PREFIX (see constsite/settings.py). Exit 1 with the error on std
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from datetime import date, datetime, time, timedelta, timezone
@@ -58,6 +60,8 @@ def evaluate(expr: str) -> Any:
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # strict JSON has no NaN/Infinity
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, timedelta):
@@ -139,6 +143,8 @@ def dispatch(request: Dict[str, Any]) -> Any:
         return op_raw(request["key"])
     if op == "dumps":
         return op_dumps(request["expr"])
+    if op == "eval":
+        return typed(evaluate(request["expr"]))
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -177,6 +183,8 @@ def main(argv: List[str]) -> int:
             result = op_raw(rest[0])
         elif command == "dumps" and len(rest) == 1:
             result = op_dumps(rest[0])
+        elif command == "eval" and len(rest) == 1:
+            result = typed(evaluate(rest[0]))
         else:
             print(__doc__, file=sys.stderr)
             return 64
