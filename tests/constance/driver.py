@@ -8,19 +8,21 @@
                                    constance.config (a missing key reads as its default, and
                                    constance then writes the default back, as it always does)
     driver.py peek [KEY..]         the same read without that write-back (constance's get_values)
+    driver.py client [KEY..]       the same keys through rtconfig_client.django.config (the sidecar at
+                                   RTCONFIG_URL): what code reads after the one-line import switch
     driver.py raw KEY              the exact bytes constance's Redis key holds (hex), or null
     driver.py eval EXPR            EXPR as a typed value (what a test expects constance to read)
     driver.py dumps EXPR           the text constance's codec writes for EXPR (constance.codecs.dumps)
     driver.py serve                JSON lines on stdin → one JSON line each on stdout:
                                    {"op": "set", "key", "expr"} | {"op": "cli_set", "key", "args"} |
-                                   {"op": "get", "keys"?} | {"op": "peek", "keys"?} | {"op": "raw", "key"} |
-                                   {"op": "dumps", "expr"} | {"op": "eval", "expr"}
+                                   {"op": "get" | "peek" | "client", "keys"?} | {"op": "raw", "key"} |
+                                   {"op": "dumps" | "eval", "expr"}
                                    → {"ok": true, "result": ...} or {"ok": false, "error": "..."}
 
 A typed value is {"type": "Decimal", "repr": "Decimal('1.10')", "json": "1.10", "aware": bool?}:
 ``type`` is the Python class name, ``repr`` its repr, ``json`` a JSON form (Decimal and dates as
 text, timedelta as seconds), ``aware`` only for datetimes. Environment: CONSTANCE_REDIS_URL,
-CONSTANCE_REDIS_PREFIX (see constsite/settings.py). Exit 1 with the error on stderr.
+CONSTANCE_REDIS_PREFIX (see constsite/settings.py), RTCONFIG_URL for ``client``. Exit 1 with the error on stderr.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ def op_peek(keys: Optional[List[str]]) -> Dict[str, Any]:
     return {key: typed(value) for key, value in values.items()}
 
 
+def op_client(keys: Optional[List[str]]) -> Dict[str, Any]:
+    from rtconfig_client.django import config
+
+    return {key: typed(getattr(config, key)) for key in _keys(keys)}
+
+
 def op_raw(key: str) -> Optional[str]:
     from constance import config
 
@@ -139,6 +147,8 @@ def dispatch(request: Dict[str, Any]) -> Any:
         return op_get(request.get("keys"))
     if op == "peek":
         return op_peek(request.get("keys"))
+    if op == "client":
+        return op_client(request.get("keys"))
     if op == "raw":
         return op_raw(request["key"])
     if op == "dumps":
@@ -179,6 +189,8 @@ def main(argv: List[str]) -> int:
             result = op_get(rest)
         elif command == "peek":
             result = op_peek(rest)
+        elif command == "client":
+            result = op_client(rest)
         elif command == "raw" and len(rest) == 1:
             result = op_raw(rest[0])
         elif command == "dumps" and len(rest) == 1:
