@@ -627,12 +627,46 @@ async fn values_written_through_rtconfig_are_read_by_constance_with_their_python
     let price = dj.peek(&["PRICE"]);
     assert_eq!(price["PRICE"]["repr"], json!("Decimal('1.10')"));
 
-    // What rtconfig mirrored is never adopted back: only the two changesets above.
-    let history = m.history().await;
-    assert_eq!(history.len(), 2, "no echo: {history:#?}");
+    // A Django read of the reset key writes the default back (constance's own behaviour). That
+    // is not a change: the ledger's value in effect is that default. A save made after it is the
+    // sync point — once it is adopted, the write-back before it has been seen too.
+    assert_eq!(
+        dj.get(&["PRICE"])["PRICE"]["repr"],
+        json!("Decimal('1.10')")
+    );
     assert!(
-        history.iter().all(|c| c["actor"] != json!(DJANGO_ACTOR)),
+        dj.raw("PRICE").is_some(),
+        "constance wrote the default back"
+    );
+    dj.set("ITEMS_PER_PAGE", "8");
+    eventually(
+        SETTLE,
+        "the save after the write-back is adopted",
+        || async {
+            let v = m.sidecar_values().await?;
+            (v["ITEMS_PER_PAGE"] == json!(8)).then_some(())
+        },
+    )
+    .await;
+
+    // What rtconfig mirrored is never adopted back, nor is the default constance wrote back:
+    // the two changesets above and the one save.
+    let history = m.history().await;
+    assert_eq!(
+        history.len(),
+        3,
+        "no echo, no adopted default: {history:#?}"
+    );
+    assert!(
+        history[..2]
+            .iter()
+            .all(|c| c["actor"] != json!(DJANGO_ACTOR)),
         "{history:#?}"
+    );
+    assert_eq!(history[2]["actor"], json!(DJANGO_ACTOR));
+    assert_eq!(
+        changes_of(&history[2]),
+        vec![("ITEMS_PER_PAGE".to_owned(), json!(8))]
     );
 }
 
