@@ -138,6 +138,27 @@ pub const FULL_READ_LUA: &str = concat!(
 "#
 );
 
+/// The django-constance mirror's compare-and-set. `KEYS`: constance's key, the record hash
+/// (`keys::constance_record`). `ARGV`: record field (the key name), expected and new state as
+/// records (`-` missing, `=` + bytes), channel (`""`: none), message. Writes (or deletes) the
+/// key only if it still holds the expected state, records the new state, publishes the key's
+/// name. Returns 1, or 0 when the key changed in between (nothing written).
+pub const CONSTANCE_CAS_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local seen = '-'
+if cur then seen = '=' .. cur end
+if seen ~= ARGV[2] then return 0 end
+if ARGV[3] == '-' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.sub(ARGV[3], 2))
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"#;
+
+pub static CONSTANCE_CAS: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CONSTANCE_CAS_LUA));
 pub static APPLY: LazyLock<Script> = LazyLock::new(|| Script::from_lua(APPLY_LUA));
 pub static RELAY_TICK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RELAY_TICK_LUA));
 pub static SWAP: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SWAP_LUA));
