@@ -275,16 +275,20 @@ impl Migration {
             ("the admin", format!("{}/readyz", m.admin_base)),
             ("the sidecar", format!("http://{probe_listen}/readyz")),
         ] {
-            let http = m.http.clone();
-            eventually(SETTLE, &format!("{what} answers /readyz"), || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    let r = http.get(url).send().await.ok()?;
-                    r.status().is_success().then_some(())
+            let started = Instant::now();
+            loop {
+                if let Ok(r) = m.http.get(&url).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
                 }
-            })
-            .await;
+                assert!(
+                    started.elapsed() < SETTLE,
+                    "{what} did not answer {url} within {SETTLE:?}\n{}",
+                    m.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         m
     }
