@@ -275,6 +275,7 @@ pub struct ConstanceArgs {
     /// e.g. `constance:`) in constance's own format, and adopt values saved through constance as
     /// changesets (actor django-constance). At start, constance's values are adopted first.
     #[arg(
+        id = "constance_mirror",
         long = "constance-mirror",
         env = "RTCONFIG_CONSTANCE_MIRROR",
         value_name = "PREFIX"
@@ -283,6 +284,7 @@ pub struct ConstanceArgs {
     /// The rtconfig namespace that maps to constance's flat keys (optional when the schema dir
     /// has one namespace).
     #[arg(
+        id = "constance_namespace",
         long = "constance-namespace",
         env = "RTCONFIG_CONSTANCE_NAMESPACE",
         value_name = "NS"
@@ -290,6 +292,7 @@ pub struct ConstanceArgs {
     pub namespace: Option<String>,
     /// constance's Redis when it is not --redis-url (one server: redis:// or rediss://).
     #[arg(
+        id = "constance_redis_url",
         long = "constance-redis-url",
         env = "RTCONFIG_CONSTANCE_REDIS_URL",
         hide_env_values = true,
@@ -299,6 +302,7 @@ pub struct ConstanceArgs {
     /// Publish the name of every key the mirror writes on this Pub/Sub channel (for workers that
     /// cache constance's values locally).
     #[arg(
+        id = "constance_channel",
         long = "constance-channel",
         env = "RTCONFIG_CONSTANCE_CHANNEL",
         value_name = "NAME"
@@ -306,7 +310,7 @@ pub struct ConstanceArgs {
     pub channel: Option<String>,
     /// Seconds between the mirror's full compares of constance's keys with the ledger (the
     /// safety net beside keyspace notifications; fractions allowed).
-    #[arg(long = "constance-poll-interval", env = "RTCONFIG_CONSTANCE_POLL_INTERVAL", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    #[arg(id = "constance_poll_interval", long = "constance-poll-interval", env = "RTCONFIG_CONSTANCE_POLL_INTERVAL", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub poll_interval: Duration,
 }
 

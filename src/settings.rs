@@ -1547,4 +1547,87 @@ mod tests {
             "sidecar",
         );
     }
+
+    fn constance_args(
+        prefix: Option<&str>,
+        namespace: Option<&str>,
+        url: Option<&str>,
+        poll: f64,
+    ) -> ConstanceArgs {
+        ConstanceArgs {
+            prefix: prefix.map(str::to_owned),
+            namespace: namespace.map(str::to_owned),
+            redis_url: url.map(str::to_owned),
+            channel: None,
+            poll_interval: Duration::from_secs_f64(poll),
+        }
+    }
+
+    #[test]
+    fn constance_flags_are_checked_together() {
+        let ok = ConstanceSettings::from_args(constance_args(Some("constance:"), None, None, 1.0));
+        assert!(
+            matches!(ok, Ok(Some(ref c)) if c.prefix == "constance:"),
+            "{ok:?}"
+        );
+        assert_eq!(
+            ConstanceSettings::from_args(constance_args(None, None, None, 1.0)),
+            Ok(None)
+        );
+        let cases: &[(ConstanceArgs, &str)] = &[
+            (
+                constance_args(None, Some("demo"), None, 1.0),
+                "--constance-namespace only mean something with --constance-mirror",
+            ),
+            (constance_args(Some(""), None, None, 1.0), "key prefix"),
+            (
+                constance_args(Some("c:"), None, Some("http://x"), 1.0),
+                "--constance-redis-url",
+            ),
+            (
+                constance_args(
+                    Some("c:"),
+                    None,
+                    Some("redis-cluster://127.0.0.1:7000"),
+                    1.0,
+                ),
+                "one Redis server",
+            ),
+            (
+                constance_args(Some("c:"), None, None, 0.0),
+                "--constance-poll-interval must be above zero",
+            ),
+        ];
+        for (args, want) in cases {
+            let got = ConstanceSettings::from_args(args.clone());
+            assert!(
+                matches!(&got, Err(p) if p.iter().any(|p| p.contains(want))),
+                "{want}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_constance_namespace_is_the_only_one_or_named() {
+        let c = |ns: Option<&str>| ConstanceSettings {
+            prefix: "constance:".into(),
+            namespace: ns.map(str::to_owned),
+            redis_url: None,
+            channel: None,
+            poll_interval: Duration::from_secs(1),
+        };
+        assert_eq!(c(None).resolve_namespace(&["demo"]), Ok("demo".into()));
+        assert_eq!(c(Some("b")).resolve_namespace(&["a", "b"]), Ok("b".into()));
+        let several = c(None).resolve_namespace(&["a", "b"]);
+        assert!(
+            matches!(&several, Err(e) if e.contains("--constance-namespace NS")),
+            "{several:?}"
+        );
+        let unknown = c(Some("z")).resolve_namespace(&["a"]);
+        assert!(
+            matches!(&unknown, Err(e) if e.contains("\"z\"")),
+            "{unknown:?}"
+        );
+        assert_eq!(c(None).redis_url_or("redis://r"), "redis://r");
+    }
 }

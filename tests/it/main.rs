@@ -38,6 +38,7 @@ mod strict_input;
 mod schema_fields;
 mod security;
 
+mod constance_mirror;
 mod disk_faults;
 mod fleet;
 mod hint;
