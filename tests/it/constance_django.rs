@@ -207,36 +207,40 @@ struct Migration {
 
 impl Migration {
     async fn start(redis: &RedisServer) -> Migration {
+        Migration::start_with(redis, &[]).await
+    }
+
+    /// As `start`, with `extra` flags for the admin.
+    async fn start_with(redis: &RedisServer, extra: &[&str]) -> Migration {
         let dir = tempfile::tempdir().expect("tempdir");
         let schema = project().join("schema");
         let schema = schema.to_str().expect("utf-8 path");
         let redis_url = redis.url();
         let data = dir.path().join("ledger");
         let admin_listen = format!("127.0.0.1:{}", free_port());
-        let admin = ChildProcess::spawn(
-            &[
-                "admin",
-                "--data-dir",
-                data.to_str().expect("utf-8 path"),
-                "--redis-url",
-                &redis_url,
-                "--admin-token",
-                TOKEN,
-                "--listen",
-                &admin_listen,
-                "--relay-interval",
-                "0.2",
-                "--schema-dir",
-                schema,
-                "--constance-mirror",
-                PREFIX,
-                "--constance-namespace",
-                NS,
-                "--constance-channel",
-                CHANNEL,
-            ],
-            &[],
-        );
+        let mut admin_args = vec![
+            "admin",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--redis-url",
+            &redis_url,
+            "--admin-token",
+            TOKEN,
+            "--listen",
+            &admin_listen,
+            "--relay-interval",
+            "0.2",
+            "--schema-dir",
+            schema,
+            "--constance-mirror",
+            PREFIX,
+            "--constance-namespace",
+            NS,
+            "--constance-channel",
+            CHANNEL,
+        ];
+        admin_args.extend_from_slice(extra);
+        let admin = ChildProcess::spawn(&admin_args, &[]);
         let read_listen = format!("127.0.0.1:{}", free_port());
         let probe_listen = format!("127.0.0.1:{}", free_port());
         let snapshot = dir.path().join("snapshot.json");
@@ -855,18 +859,21 @@ async fn a_redis_restart_during_the_migration_loses_neither_sides_values() {
 
 #[tokio::test]
 async fn a_thousand_alternating_writes_lose_and_reorder_nothing() {
-    // Keyspace notifications on (the mirror's fast path; the periodic compare stays the net).
+    // Keyspace notifications on (the mirror's fast path) and a short compare interval (the
+    // safety net), so a thousand round trips fit the test budget either way.
     let redis = RedisServer::start_with_args(&["--notify-keyspace-events", "KA"]);
-    let m = Migration::start(&redis).await;
+    let m = Migration::start_with(&redis, &["--constance-poll-interval", "0.05"]).await;
     let mut dj = Driver::start(&redis.url());
-    const N: i64 = 1000;
+    let n: i64 = 1000;
+    let mut to_constance = Vec::new();
+    let mut to_sidecar = Vec::new();
     let started = Instant::now();
-    for i in 1..=N {
+    for i in 1..=n {
         if i % 2 == 1 {
             // rtconfig writes i; the next Django write comes after constance has read it.
+            let t = Instant::now();
             m.patch(json!({ "ITEMS_PER_PAGE": i })).await;
             let want = format!("{{\"__type__\": \"default\", \"__value__\": {i}}}");
-            let t = Instant::now();
             while dj.raw("ITEMS_PER_PAGE").as_deref() != Some(want.as_bytes()) {
                 assert!(
                     t.elapsed() < SETTLE,
@@ -875,10 +882,11 @@ async fn a_thousand_alternating_writes_lose_and_reorder_nothing() {
                 );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            to_constance.push(t.elapsed());
         } else {
             // Django writes i; the next rtconfig write comes after the sidecar serves it.
-            dj.set("ITEMS_PER_PAGE", &i.to_string());
             let t = Instant::now();
+            dj.set("ITEMS_PER_PAGE", &i.to_string());
             loop {
                 if let Some(v) = m.sidecar_values().await {
                     if v["ITEMS_PER_PAGE"] == json!(i) {
@@ -892,19 +900,28 @@ async fn a_thousand_alternating_writes_lose_and_reorder_nothing() {
                 );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            to_sidecar.push(t.elapsed());
         }
     }
     let elapsed = started.elapsed();
-    println!("{N} alternating writes in {elapsed:?}");
-
-    let final_read = dj.peek(&["ITEMS_PER_PAGE"]);
-    assert_eq!(final_read["ITEMS_PER_PAGE"]["json"], json!(N));
-    assert_eq!(
-        m.sidecar_values().await.expect("sidecar")["ITEMS_PER_PAGE"],
-        json!(N)
+    println!("{n} alternating writes in {elapsed:?}");
+    println!(
+        "rtconfig → constance: {}",
+        crate::stack::percentiles(to_constance)
+    );
+    println!(
+        "constance → sidecar: {}",
+        crate::stack::percentiles(to_sidecar)
     );
 
-    // History: exactly 1..=N in order, rtconfig and Django alternating.
+    let final_read = dj.peek(&["ITEMS_PER_PAGE"]);
+    assert_eq!(final_read["ITEMS_PER_PAGE"]["json"], json!(n));
+    assert_eq!(
+        m.sidecar_values().await.expect("sidecar")["ITEMS_PER_PAGE"],
+        json!(n)
+    );
+
+    // History: exactly 1..=n in order, rtconfig and Django alternating.
     let history = m.history().await;
     let seen: Vec<(i64, bool)> = history
         .iter()
@@ -918,7 +935,7 @@ async fn a_thousand_alternating_writes_lose_and_reorder_nothing() {
             )
         })
         .collect();
-    let want: Vec<(i64, bool)> = (1..=N).map(|i| (i, i % 2 == 0)).collect();
+    let want: Vec<(i64, bool)> = (1..=n).map(|i| (i, i % 2 == 0)).collect();
     assert_eq!(seen.len(), want.len(), "one changeset per write");
     let first_bad = seen.iter().zip(&want).position(|(a, b)| a != b);
     assert_eq!(first_bad, None, "history out of order at {first_bad:?}");
