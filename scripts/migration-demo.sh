@@ -189,4 +189,12 @@ ok "constance's keys are left as they were (no longer written)"
 sidecar_is PRICE '"13.00"' && sidecar_is ITEMS_PER_PAGE 40 || fail "values lost at the cut"
 ok "every value made on either side during the migration is in rtconfig"
 
+step "Rollback drill: turn the mirror back on (step 6's rollback)"
+stop_admin
+start_admin --constance-mirror constance: --constance-namespace site --constance-channel configs:invalidate
+until_true constance_is SITE_NAME '"Acme (mirror off)"' ||
+    fail "constance was not brought up to date: SITE_NAME $(constance_value SITE_NAME)"
+sidecar_is SITE_NAME '"Acme (mirror off)"' || fail "a stale constance value was adopted: $(sidecar_value SITE_NAME)"
+ok "constance catches up with the change made while the mirror was off; nothing stale is adopted"
+
 printf '\nmigration-demo: %d checks passed, %d failed\n' "$checks" 0
