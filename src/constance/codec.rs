@@ -573,9 +573,9 @@ fn duration_from_seconds(secs: f64) -> Result<String, DecodeError> {
         )));
     }
     let micros = micros as u64;
-    Ok(if micros % 1_000_000 == 0 {
+    Ok(if micros.is_multiple_of(1_000_000) {
         format!("{}s", micros / 1_000_000)
-    } else if micros % 1000 == 0 {
+    } else if micros.is_multiple_of(1000) {
         format!("{}ms", micros / 1000)
     } else {
         format!("{micros}us")

@@ -307,6 +307,23 @@ async fn a_constance_value_failing_the_schema_is_reported_and_left_alone() {
         "{m}"
     );
     assert!(m.contains("rtconfig_constance_invalid_keys 2"), "{m}");
+    // The fleet page shows them too.
+    let page = stack
+        .client
+        .get(format!(
+            "http://{}/namespaces/demo/fleet",
+            stack.admin().addr
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("fleet page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("django-constance mirror") && html.contains("ITEMS_PER_PAGE"),
+        "{html}"
+    );
     // Not adopted, not overwritten.
     assert!(history(&stack).await.is_empty());
     assert_eq!(get(&redis, "ITEMS_PER_PAGE"), py_int(1000));
@@ -423,4 +440,143 @@ async fn read_until(stream: &mut tokio::net::TcpStream, needles: &[&str]) -> Str
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     seen
+}
+
+#[test]
+fn the_compare_and_set_writes_only_over_the_bytes_it_expects() {
+    use rtconfig::redis::scripts::CONSTANCE_CAS_LUA;
+    let redis = RedisServer::start();
+    let record = "rtconfig:{demo}:constance";
+    let cas = |expect: &str, new: &str| {
+        redis.cmd(&[
+            "EVAL",
+            CONSTANCE_CAS_LUA,
+            "2",
+            "constance:K",
+            record,
+            "K",
+            expect,
+            new,
+            "",
+            "K",
+        ])
+    };
+    // Missing, expected missing: written and recorded.
+    assert_eq!(cas("-", "=one"), "1");
+    assert_eq!(redis.cmd(&["GET", "constance:K"]), "one");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "=one");
+    // Django wrote in between: refused, nothing changed.
+    redis.cmd(&["SET", "constance:K", "django"]);
+    assert_eq!(cas("=one", "=two"), "0");
+    assert_eq!(redis.cmd(&["GET", "constance:K"]), "django");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "=one");
+    // Over what it expects: a reset deletes the key and records it missing.
+    assert_eq!(cas("=django", "-"), "1");
+    assert_eq!(redis.cmd(&["EXISTS", "constance:K"]), "0");
+    assert_eq!(redis.cmd(&["HGET", record, "K"]), "-");
+    // Expecting a value where the key is missing: refused.
+    assert_eq!(cas("=django", "=three"), "0");
+    assert_eq!(redis.cmd(&["EXISTS", "constance:K"]), "0");
+}
+
+/// Two admins on one PostgreSQL, both with `--constance-mirror`: only the relay leader mirrors,
+/// so a Django-side save is adopted once, and a write on the other replica reaches constance
+/// (through the poll, as that replica's commit does not wake the leader's mirror).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_only_the_relay_leader_mirrors() {
+    let pg = crate::harness::postgres::shared_cluster();
+    let (_db, url) = crate::pg_stack::fresh_db(pg);
+    let redis = RedisServer::start();
+    let settings = || {
+        let mut s = crate::pg_stack::admin_settings(&url, &redis.url());
+        s.constance = Some(mirror());
+        s
+    };
+    let a = rtconfig::app::start_admin(settings())
+        .await
+        .expect("admin a");
+    let b = rtconfig::app::start_admin(settings())
+        .await
+        .expect("admin b");
+    let leader = eventually(WAIT, "one admin leads", || async {
+        match (a.relay_metrics.leader.get(), b.relay_metrics.leader.get()) {
+            (1, 0) => Some(0),
+            (0, 1) => Some(1),
+            _ => None,
+        }
+    })
+    .await;
+    let follower = if leader == 0 { &b } else { &a };
+    let client = crate::stack::http();
+    let status = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let v: Value = client
+                .get(format!("http://{addr}/api/v1/namespaces/demo/constance"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            v
+        }
+    };
+    eventually(WAIT, "the leader's mirror runs", || async {
+        let (ls, fs) = if leader == 0 {
+            (status(a.addr).await, status(b.addr).await)
+        } else {
+            (status(b.addr).await, status(a.addr).await)
+        };
+        (ls["running"] == json!(true) && fs["running"] == json!(false)).then_some(())
+    })
+    .await;
+
+    set(&redis, "ITEMS_PER_PAGE", &py_int(42));
+    let history = || async {
+        let v: Value = client
+            .get(format!(
+                "http://{}/api/v1/namespaces/demo/history",
+                follower.addr
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("history")
+            .json()
+            .await
+            .expect("json");
+        v["changesets"].as_array().cloned().unwrap_or_default()
+    };
+    eventually(WAIT, "the save is adopted", || async {
+        history()
+            .await
+            .iter()
+            .any(|cs| cs["actor"] == json!("django-constance"))
+            .then_some(())
+    })
+    .await;
+
+    let resp = client
+        .patch(format!(
+            "http://{}/api/v1/namespaces/demo/configs",
+            follower.addr
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"changes": {"SITE_NAME": "via the follower"}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(resp.status(), 200);
+    eventually(WAIT, "the follower's write reaches constance", || async {
+        (get(&redis, "SITE_NAME") == py_str("via the follower")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let h = history().await;
+    let actors: Vec<&str> = h.iter().filter_map(|cs| cs["actor"].as_str()).collect();
+    assert_eq!(actors, vec!["admin-token", "django-constance"], "{h:?}");
+    a.stop().await;
+    b.stop().await;
 }

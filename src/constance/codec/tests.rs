@@ -60,8 +60,8 @@ fn encodes_what_constance_4_writes_for_every_type() {
         ),
         (
             ValueType::Float,
-            json!(3.14),
-            r#"{"__type__": "default", "__value__": 3.14}"#,
+            json!(2.75),
+            r#"{"__type__": "default", "__value__": 2.75}"#,
         ),
         (
             ValueType::Float,
