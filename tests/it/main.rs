@@ -19,6 +19,8 @@
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
+//! - `python_client`: the Python client's pytest suite; `constance_django`: real Django +
+//!   django-constance (tests/constance) next to the admin's constance mirror.
 
 mod boundaries;
 mod harness;
@@ -76,4 +78,5 @@ mod k8s;
 mod oidc;
 mod ui_people;
 
+mod constance_django;
 mod python_client;
