@@ -854,7 +854,12 @@ async fn a_redis_restart_during_the_migration_loses_neither_sides_values() {
     assert_eq!(last.get("PRICE"), Some(&json!("7.25")), "{history:#?}");
     assert_eq!(last.get("SITE_NAME"), Some(&json!("set in rtconfig")));
     assert_eq!(last.get("ITEMS_PER_PAGE"), Some(&json!(33)));
-    let _ = m.mirror_status().await;
+    let status = m.mirror_status().await.expect("mirror status");
+    assert_eq!(status["running"], json!(true), "{status}");
+    assert!(
+        status["last_error"].is_null(),
+        "the mirror recovered from the restart: {status}"
+    );
 }
 
 #[tokio::test]
