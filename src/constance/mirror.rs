@@ -551,7 +551,9 @@ async fn watch_keyspace(
         match subscriber {
             Some(sub) => {
                 redis::start(&sub);
-                let mut messages = sub.message_rx();
+                // fred hands `__keyspace@…` messages to its keyspace-event channel, never to
+                // `message_rx` (fred 10 `router::responses`): listening there is what wakes us.
+                let mut messages = sub.keyspace_event_rx();
                 let _ = sub.wait_for_connect().await;
                 if let Err(e) = sub.psubscribe(pattern.clone()).await {
                     tracing::warn!(error = %e, "keyspace psubscribe failed; polling only");
