@@ -1,7 +1,15 @@
 //! Criterion benches of the read path and of snapshot rebuilds (`cargo bench --bench snapshot`).
 //!
+//! - `memory/100k` (printed, not timed): the RSS one 100k-key snapshot takes.
 //! - `lookup/*`: one read against the demo schema's snapshot — `guard()` (the arc-swap load) +
-//!   the hash lookup + `Bytes::clone` of the pre-encoded body, for a hit and for a miss.
+//!   the hash lookup + `Bytes::clone` of the pre-encoded body, for a hit and for a miss; and
+//!   `lookup/hit_100k`, a hit in a 100k-key snapshot (a deeper persistent vector), its body
+//!   already built.
+//! - `apply/{10k,100k}`: `Snapshot::apply` of a one-key change to a snapshot of that size (what
+//!   the sync loop does for a one-key changeset; the old snapshot stays alive, as it does while
+//!   the store serves it), and `apply/100k_publish`: the same followed by
+//!   `SnapshotStore::publish` (delta taken from the apply, the swap, the wake-up, the drop of the
+//!   replaced snapshot), then the first read of the changed key (its body built lazily).
 //! - `build/{100,1k,10k,100k}`: `Snapshot::build` of a generated schema (mixed types), half of
 //!   whose keys have a stored value (validated and encoded), the other half serving defaults.
 //! - `publish/10k`: `SnapshotStore::publish` of a 10k-key snapshot with one changed value (the
@@ -268,5 +276,140 @@ fn host(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, build, publish, router, host);
+/// Resident memory of this process in bytes (`/proc/self/statm`), for the memory figure.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("rss")
+        .parse()
+        .expect("number");
+    pages * 4096
+}
+
+/// A 100k-key snapshot (half the keys stored) and its schema.
+fn snapshot_100k(schema: &Schema) -> Snapshot {
+    let stored = stored_values(schema, 0);
+    Snapshot::build(
+        schema,
+        Position::new(1, 2),
+        Source::Local,
+        stored.iter().map(|(k, v)| (k.as_str(), v)),
+    )
+}
+
+/// `memory/100k` (printed, not timed): the RSS one 100k-key snapshot takes. Five are built and
+/// kept; the first two may reuse memory the allocator already holds (freed while the schema was
+/// generated), so the figure is the median growth of the last three.
+fn memory(_: &mut Criterion) {
+    let schema = generated_schema(100_000);
+    let stored = stored_values(&schema, 0);
+    let mut kept = Vec::new();
+    let mut growth = Vec::new();
+    for _ in 0..5 {
+        let before = black_box(rss_bytes());
+        kept.push(black_box(Snapshot::build(
+            &schema,
+            Position::new(1, 2),
+            Source::Local,
+            stored.iter().map(|(k, v)| (k.as_str(), v)),
+        )));
+        growth.push(black_box(rss_bytes()).saturating_sub(before));
+    }
+    let mut last3 = growth[2..].to_vec();
+    last3.sort_unstable();
+    eprintln!(
+        "memory/100k: one snapshot of 100k keys takes {:.1} MB of RSS (growth per build: {:?} MB)",
+        last3[1] as f64 / 1e6,
+        growth
+            .iter()
+            .map(|g| (*g as f64 / 1e5).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    black_box(&kept);
+}
+
+fn lookup_100k(c: &mut Criterion) {
+    let schema = generated_schema(100_000);
+    let store = SnapshotStore::new(snapshot_100k(&schema), None, false);
+    let key = "KEY_054321";
+    {
+        let snap = store.guard();
+        let e = snap.get(key).expect("key");
+        snap.key_body(e, false);
+    }
+    let mut g = c.benchmark_group("lookup");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("hit_100k", |b| {
+        b.iter(|| {
+            let snap = store.guard();
+            let entry = snap.get(black_box(key));
+            entry.map(|e| snap.key_body(e, false))
+        })
+    });
+    g.finish();
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (label, n) in [("10k", 10_000), ("100k", 100_000)] {
+        let schema = generated_schema(n);
+        let stored = stored_values(&schema, 0);
+        let base = Snapshot::build(
+            &schema,
+            Position::new(1, 2),
+            Source::Local,
+            stored.iter().map(|(k, v)| (k.as_str(), v)),
+        );
+        let mut version = 2;
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                version += 1;
+                let value = json!(format!("changed at {version}"));
+                base.apply(
+                    &schema,
+                    Position::new(1, version),
+                    Source::Local,
+                    [("KEY_000000", Some(&value), version)],
+                )
+            })
+        });
+    }
+    let schema = generated_schema(100_000);
+    let store = SnapshotStore::new(snapshot_100k(&schema), None, false);
+    let mut version = 2;
+    g.bench_function("100k_publish", |b| {
+        b.iter(|| {
+            version += 1;
+            let value = json!(format!("changed at {version}"));
+            let next = store.load().apply(
+                &schema,
+                Position::new(1, version),
+                Source::Local,
+                [("KEY_050000", Some(&value), version)],
+            );
+            store.publish(next).expect("newer");
+            let snap = store.guard();
+            let e = snap.get("KEY_050000").expect("key");
+            snap.key_body(e, false)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    memory,
+    lookup,
+    lookup_100k,
+    apply,
+    build,
+    publish,
+    router,
+    host
+);
 criterion_main!(benches);

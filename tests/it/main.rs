@@ -5,8 +5,9 @@
 //!   and an SSE reader.
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
-//!   the fleet view on such a deployment; `chaos`: issue 11's scenarios (Sentinel failovers,
-//!   50-sidecar rebuilds and restart storms) under a writer and a reader.
+//!   the fleet view on such a deployment; `ofrep_versions`: OFREP's per-flag versions, in `dev`
+//!   and on a sidecar; `chaos`: issue 11's scenarios (Sentinel failovers, 50-sidecar rebuilds
+//!   and restart storms) under a writer and a reader.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -41,6 +42,7 @@ mod chaos;
 mod disk_faults;
 mod fleet;
 mod hint;
+mod ofrep_versions;
 mod redis_cluster;
 mod redis_faults;
 mod redis_sync;
