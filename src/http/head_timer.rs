@@ -367,7 +367,10 @@ mod tests {
     async fn a_partial_head_gets_408_at_the_deadline() {
         let (mut server, mut client, _clock) = pair();
         let started = Instant::now();
-        client.write_all(b"GET /v1/configs HTTP/1.1\r\n").await.expect("write");
+        client
+            .write_all(b"GET /v1/configs HTTP/1.1\r\n")
+            .await
+            .expect("write");
         let mut buf = [0u8; 256];
         assert!(server.read(&mut buf).await.expect("read") > 0);
         let err = server.read(&mut buf).await.expect_err("times out");
@@ -375,7 +378,10 @@ mod tests {
         assert!(started.elapsed() >= HEADER_READ_TIMEOUT);
         drop(server);
         let mut answer = Vec::new();
-        client.read_to_end(&mut answer).await.expect("read the answer");
+        client
+            .read_to_end(&mut answer)
+            .await
+            .expect("read the answer");
         assert_eq!(answer, REQUEST_TIMEOUT_RESPONSE);
     }
 
@@ -432,8 +438,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_408_over_an_unflushed_response() {
         let (mut server, mut client, _clock) = pair();
-        server.write_all(b"HTTP/1.1 200 OK\r\n").await.expect("write");
-        client.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\n")
+            .await
+            .expect("write");
+        client
+            .write_all(b"GET / HTTP/1.1\r\n")
+            .await
+            .expect("write");
         let mut buf = [0u8; 64];
         assert!(server.read(&mut buf).await.expect("read") > 0);
         let err = server.read(&mut buf).await.expect_err("times out");
@@ -441,6 +453,9 @@ mod tests {
         drop(server);
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.expect("read");
-        assert_eq!(answer, b"HTTP/1.1 200 OK\r\n", "nothing spliced after the unflushed bytes");
+        assert_eq!(
+            answer, b"HTTP/1.1 200 OK\r\n",
+            "nothing spliced after the unflushed bytes"
+        );
     }
 }

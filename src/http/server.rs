@@ -223,8 +223,7 @@ fn service(
     Request<Incoming>,
     Response = Response<Tracked<ServedBody>>,
     Error = Infallible,
-    Future = impl std::future::Future<Output = Result<Response<Tracked<ServedBody>>, Infallible>>
-                 + Send,
+    Future = impl std::future::Future<Output = Result<Response<Tracked<ServedBody>>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
         clock.request_started();
