@@ -25,7 +25,11 @@ macro_rules! hmget_meta {
 /// `KEYS`: meta, items, log. `ARGV`: cluster_id, epoch, term, version, changes JSON (log entry),
 /// log maxlen, channel, schema_hash, content_hash (the image's after this change), hint payload
 /// (`""`: none), the publish command (`SPUBLISH` for sharded Pub/Sub, anything else `PUBLISH`;
-/// [`super::PubSub`]), then pairs `key, envelope` (`""` deletes the item). Publishes the hint
+/// [`super::PubSub`]), the milliseconds since the relay read the ledger at a version ≤ this one
+/// (`""`: this version is older than the ledger as last read), then pairs `key, envelope`
+/// (`""` deletes the item). `relay_at` is stamped (Redis `TIME` minus those milliseconds) only
+/// when given: a replay of a backlog must not claim Redis covers the ledger (issue 11: a
+/// Sentinel failover's replay made reads fresh while behind by more than `B`). Publishes the hint
 /// `<epoch>:<version>:<generation>:<content_hash>[ <payload>]` (`wire::Hint`). Returns `OK`,
 /// `DUP` (already applied), `GAP`, `NOT_READY` (no complete image), `EPOCH`, `FOREIGN` or
 /// `FENCED`.
@@ -43,17 +47,25 @@ if v ~= cur + 1 then return 'GAP' end
 -- The log first: it is the step that can fail (an id not above the last), and nothing is
 -- changed yet if it does.
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], ARGV[4] .. '-0', 'epoch', ARGV[2], 'changes', ARGV[5])
-for i = 12, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
 end
-local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'count', redis.call('HLEN', KEYS[2]),
-  'term', ARGV[3], 'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
-  'schema_hash', ARGV[8], 'content_hash', ARGV[9])
+  'term', ARGV[3], 'schema_hash', ARGV[8], 'content_hash', ARGV[9])
+if ARGV[12] ~= '' then
+  local t = redis.call('TIME')
+  local us = tonumber(t[2]) - 1000 * tonumber(ARGV[12])
+  local sec = tonumber(t[1])
+  while us < 0 do
+    us = us + 1000000
+    sec = sec - 1
+  end
+  redis.call('HSET', KEYS[1], 'relay_at', sec .. '.' .. string.format('%06d', us))
+end
 local hint = ARGV[2] .. ':' .. ARGV[4] .. ':' .. (m[6] or '0') .. ':' .. ARGV[9]
 if ARGV[10] ~= '' then hint = hint .. ' ' .. ARGV[10] end
 redis.call(ARGV[11] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[7], hint)
@@ -87,7 +99,8 @@ return m
 
 /// `KEYS`: meta, items, log, items_tmp, log_tmp. `ARGV`: cluster_id, epoch, version, term,
 /// count, channel, schema_hash, bump_generation (`1`/`0`), content_hash, the publish command (as
-/// [`APPLY`]'s). Renames the temp keys over the live
+/// [`APPLY`]'s), the milliseconds since the ledger image was read (`relay_at` is stamped as of
+/// that read). Renames the temp keys over the live
 /// ones (or deletes the live ones when a temp key is absent: an empty namespace), then marks
 /// the image complete and publishes. Returns `OK`, `FOREIGN`, `FENCED` or `COUNT` (the temp
 /// image does not have `count` items; nothing was changed).
@@ -111,9 +124,15 @@ if ARGV[8] == '1' then
   generation = tostring(redis.call('HINCRBY', KEYS[1], 'generation', 1))
 end
 local t = redis.call('TIME')
+local us = tonumber(t[2]) - 1000 * tonumber(ARGV[11])
+local sec = tonumber(t[1])
+while us < 0 do
+  us = us + 1000000
+  sec = sec - 1
+end
 redis.call('HSET', KEYS[1], 'cluster_id', ARGV[1], 'epoch', ARGV[2], 'version', ARGV[3],
   'complete', '1', 'count', ARGV[5], 'term', ARGV[4],
-  'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])), 'schema_hash', ARGV[7], 'content_hash', ARGV[9])
+  'relay_at', sec .. '.' .. string.format('%06d', us), 'schema_hash', ARGV[7], 'content_hash', ARGV[9])
 redis.call(ARGV[10] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[6],
   ARGV[2] .. ':' .. ARGV[3] .. ':' .. generation .. ':' .. ARGV[9])
 return 'OK'

@@ -356,7 +356,10 @@ impl Relay {
                 );
                 self.rebuild(schema, false).await?
             }
-            Action::Replay { from, hash } => self.replay(schema, from, hash).await?,
+            Action::Replay { from, hash } => {
+                self.replay(schema, from, hash, (read_at, ledger.version))
+                    .await?
+            }
             Action::Check { at } => {
                 if self.image_matches(schema, &meta).await? {
                     at
@@ -455,6 +458,7 @@ impl Relay {
         schema: &Schema,
         mut from: u64,
         mut hash: ContentHash,
+        read: (std::time::Instant, u64),
     ) -> Result<u64, RelayError> {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
@@ -465,7 +469,10 @@ impl Relay {
             }
             for cs in &batch {
                 let after = hash_after(hash, cs);
-                let outcome = self.apply(&keys, schema, cs, after).await?;
+                // Only a changeset at or past the ledger version as read proves Redis covers
+                // the ledger (as of that read).
+                let covers = (cs.version >= read.1).then_some(read.0);
+                let outcome = self.apply(&keys, schema, cs, after, covers).await?;
                 match plan::after_apply(outcome) {
                     AfterApply::Applied => {
                         self.metrics.applied.inc();
@@ -497,6 +504,7 @@ impl Relay {
         schema: &Schema,
         cs: &Changeset,
         content_hash: ContentHash,
+        covers_ledger_read_at: Option<std::time::Instant>,
     ) -> Result<ApplyOutcome, RelayError> {
         let entry = log_entry(cs);
         let payload = HintPayload {
@@ -517,6 +525,7 @@ impl Relay {
             content_hash.to_hex(),
             payload.unwrap_or_default(),
             self.redis.pubsub_for(&keys.changes).command().to_owned(),
+            covers_ledger_read_at.map_or(String::new(), |t| t.elapsed().as_millis().to_string()),
         ];
         for c in &cs.changes {
             args.push(c.key.clone());
@@ -546,6 +555,7 @@ impl Relay {
         let ns = schema.namespace.as_str();
         let keys = Keys::new(ns);
         let client = self.redis.client_for(&keys.meta)?;
+        let read_at = std::time::Instant::now();
         let current = self.ledger.current(ns).await?;
         let version = current.state.version;
         let _: i64 = client
@@ -608,6 +618,7 @@ impl Relay {
                     if bump_generation { "1" } else { "0" }.to_owned(),
                     ContentHash::of(current.stored()).to_hex(),
                     self.redis.pubsub_for(&keys.changes).command().to_owned(),
+                    read_at.elapsed().as_millis().to_string(),
                 ],
             )
             .await

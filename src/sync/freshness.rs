@@ -8,7 +8,8 @@
 //! - [`liveness_timeout`]: the subscriber `PING` timeout adapting to measured round trips,
 //!   bounded by a floor and a cap (the cap enters `B`);
 //! - [`link_up`]: whether Redis is connected, from the clients' real state and the last
-//!   successful command.
+//!   successful command; [`link_change`]: how a change of it is logged (a first connection is
+//!   not a reconnect).
 
 use std::time::{Duration, Instant};
 
@@ -63,9 +64,51 @@ pub fn link_up(clients_connected: bool, since_last_ok: Option<Duration>, window:
     clients_connected && since_last_ok.is_some_and(|d| d <= window)
 }
 
+/// What a change of `redis_connected` is logged as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinkChange {
+    /// The first connection since start (after the `NotReachableYet` wait, if any).
+    Connected,
+    /// Up again after having been up before; the time it was down.
+    Reconnected(Duration),
+    /// Down after having been up; the time it was up.
+    Disconnected(Duration),
+    /// Down before the first connection.
+    NotReachableYet,
+}
+
+/// The log entry of a link that is now `up`, was up at some point before (`ever_up`), and
+/// spent `held` in the state it leaves (`None`: no state yet). A first connection is never
+/// called a reconnect (it once logged "reconnected after 0.0 s" at start).
+pub fn link_change(up: bool, ever_up: bool, held: Option<Duration>) -> LinkChange {
+    match (up, ever_up, held) {
+        (true, true, Some(d)) => LinkChange::Reconnected(d),
+        (true, _, _) => LinkChange::Connected,
+        (false, true, Some(d)) => LinkChange::Disconnected(d),
+        (false, _, _) => LinkChange::NotReachableYet,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_change_is_named_by_what_came_before() {
+        let s = Duration::from_secs;
+        // (up now, up ever before, time in the state left, logged as)
+        let rows = [
+            (true, false, None, LinkChange::Connected),
+            (true, false, Some(s(1)), LinkChange::Connected),
+            (true, true, Some(s(3)), LinkChange::Reconnected(s(3))),
+            (false, true, Some(s(60)), LinkChange::Disconnected(s(60))),
+            (false, false, None, LinkChange::NotReachableYet),
+            (false, false, Some(s(1)), LinkChange::NotReachableYet),
+        ];
+        for (up, ever, held, want) in rows {
+            assert_eq!(link_change(up, ever, held), want, "{up} {ever} {held:?}");
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -161,6 +161,8 @@ struct StatusInner {
     disconnected_since: Option<Instant>,
     /// When `connected` last changed (for the logged durations).
     link_since: Option<Instant>,
+    /// `connected` was true at some point (a later `true` is a reconnect).
+    ever_connected: bool,
     /// The current liveness timeout (adapts to measured round trips).
     liveness_timeout: Option<Duration>,
     /// The staleness bound `B` in force.
@@ -835,27 +837,31 @@ impl SyncLoop {
         let mut changed = None;
         self.status.update(|s| {
             if s.connected != up || s.link_since.is_none() {
-                changed = Some((s.link_since.map(|t| t.elapsed()), s.connected));
+                let held = s.link_since.map(|t| t.elapsed());
+                changed = Some(freshness::link_change(up, s.ever_connected, held));
+                s.ever_connected |= up;
                 s.connected = up;
                 s.link_since = Some(Instant::now());
                 s.disconnected_since = if up { None } else { Some(Instant::now()) };
             }
         });
         self.metrics.redis_connected.set(i64::from(up));
-        let Some((held, was_up)) = changed else {
-            return;
-        };
-        let secs = held.map_or(0.0, |d| (d.as_secs_f64() * 10.0).round() / 10.0);
-        match (up, was_up, held) {
-            (true, _, None) => tracing::info!("redis connected"),
-            (true, _, Some(_)) => {
+        let tenths = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        match changed {
+            None => {}
+            Some(freshness::LinkChange::Connected) => tracing::info!("redis connected"),
+            Some(freshness::LinkChange::Reconnected(d)) => {
+                let secs = tenths(d);
                 tracing::info!(after_seconds = secs, "redis reconnected after {secs:.1} s")
             }
-            (false, true, Some(_)) => tracing::warn!(
-                connected_seconds = secs,
-                "redis disconnected after {secs:.1} s connected; serving the last snapshot"
-            ),
-            (false, _, _) => {
+            Some(freshness::LinkChange::Disconnected(d)) => {
+                let secs = tenths(d);
+                tracing::warn!(
+                    connected_seconds = secs,
+                    "redis disconnected after {secs:.1} s connected; serving the last snapshot"
+                )
+            }
+            Some(freshness::LinkChange::NotReachableYet) => {
                 tracing::warn!("redis not reachable yet; serving the last snapshot")
             }
         }
