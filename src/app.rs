@@ -574,6 +574,22 @@ impl AdminLedger {
 pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartError> {
     SettingsError::check(s.problems())?;
     let schemas = load_schemas(&s.schema_dir)?;
+    let mirror_settings = match &s.constance {
+        Some(c) => {
+            let names: Vec<&str> = schemas.iter().map(|n| n.namespace.as_str()).collect();
+            let namespace = c
+                .resolve_namespace(&names)
+                .map_err(|p| StartError::Settings(SettingsError::one(p)))?;
+            Some(crate::constance::mirror::MirrorSettings {
+                prefix: c.prefix.clone(),
+                namespace,
+                redis_url: c.redis_url_or(&s.redis_url).to_owned(),
+                channel: c.channel.clone(),
+                poll_interval: c.poll_interval,
+            })
+        }
+        None => None,
+    };
     let transport = admin_transport(s.tls.as_ref())?;
     let opts = crate::redis::ConnectOptions::default();
     // Checks the Redis URL before anything is opened.
@@ -610,6 +626,9 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     let http_metrics = HttpMetrics::register(&mut registry);
     let admin_metrics = AdminMetrics::register(&mut registry);
     let relay_metrics = RelayMetrics::register(&mut registry);
+    let constance_metrics = mirror_settings
+        .as_ref()
+        .map(|_| crate::metrics::ConstanceMetrics::register(&mut registry));
     let metrics = Arc::new(Exposition::new(registry));
     fleet_redis.start();
     let namespaces: Vec<String> = schemas.iter().map(|n| n.namespace.clone()).collect();
@@ -624,34 +643,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
     .await;
     let kick = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(crate::admin::write::WriteGate::default());
-    let make_relay = {
-        let (ledger, metrics, kick, gate) = (
-            ledger.clone(),
-            relay_metrics.clone(),
-            kick.clone(),
-            gate.clone(),
-        );
-        let schemas: Vec<_> = schemas.iter().cloned().collect();
-        let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
-        let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
-        let hint_payload_max_bytes = s.hint_payload_max_bytes;
-        move |term: u64| {
-            let redis = crate::redis::Redis::new(&redis_url, &opts)?;
-            let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
-            settings.interval = interval;
-            settings.anti_entropy_interval = anti_entropy;
-            settings.hint_payload_max_bytes = hint_payload_max_bytes;
-            Ok(crate::relay::Relay::new(
-                ledger.clone(),
-                redis,
-                schemas.clone(),
-                settings,
-                metrics.clone(),
-                kick.clone(),
-                gate.clone(),
-            ))
-        }
-    };
+    let mirror_kick = Arc::new(tokio::sync::Notify::new());
     let shutdown = Shutdown::new();
     let events = CommitEvents::new(
         ledger.clone(),
@@ -665,6 +657,7 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
             ledger: ledger.clone(),
             after_commit: Arc::new(AfterCommits(vec![
                 Arc::new(crate::relay::RelayKick(kick.clone())),
+                Arc::new(crate::constance::mirror::MirrorKick(mirror_kick.clone())),
                 events.feed(),
             ])),
             metrics: admin_metrics,
@@ -677,6 +670,62 @@ pub async fn start_admin(s: AdminSettings) -> Result<Running<AdminParts>, StartE
         auth.clone(),
         events.clone(),
     );
+    if let Some(m) = &mirror_settings {
+        let mut status = admin_state.constance.write();
+        status.enabled = true;
+        status.namespace = Some(m.namespace.clone());
+        status.prefix = Some(m.prefix.clone());
+        status.channel = m.channel.clone();
+    }
+    let make_relay = {
+        let (ledger, metrics, kick, gate) = (
+            ledger.clone(),
+            relay_metrics.clone(),
+            kick.clone(),
+            gate.clone(),
+        );
+        let schemas: Vec<_> = admin_state.write.schemas.iter().cloned().collect();
+        let mirror = mirror_settings.clone().zip(constance_metrics);
+        let (mirror_state, mirror_kick) = (admin_state.clone(), mirror_kick.clone());
+        let (redis_url, cluster_id) = (s.redis_url.clone(), s.cluster_id.clone());
+        let (interval, anti_entropy) = (s.relay_interval, s.anti_entropy_interval);
+        let hint_payload_max_bytes = s.hint_payload_max_bytes;
+        move |term: u64| {
+            let redis = crate::redis::Redis::new(&redis_url, &opts)?;
+            let mut settings = crate::relay::RelaySettings::new(&cluster_id, term);
+            settings.interval = interval;
+            settings.anti_entropy_interval = anti_entropy;
+            settings.hint_payload_max_bytes = hint_payload_max_bytes;
+            let mirror = match &mirror {
+                Some((settings, metrics)) => schemas
+                    .iter()
+                    .find(|n| n.namespace == settings.namespace)
+                    .map(|schema| {
+                        crate::constance::mirror::Mirror::new(
+                            settings.clone(),
+                            schema.clone(),
+                            ledger.clone(),
+                            mirror_state.clone(),
+                            mirror_kick.clone(),
+                            metrics.clone(),
+                            mirror_state.constance.clone(),
+                        )
+                    })
+                    .transpose()?,
+                None => None,
+            };
+            Ok(crate::relay::Relay::new(
+                ledger.clone(),
+                redis,
+                schemas.clone(),
+                settings,
+                metrics.clone(),
+                kick.clone(),
+                gate.clone(),
+            )
+            .with_mirror(mirror))
+        }
+    };
     let listener = bind_flag(s.listen, "--listen").await?;
     let addr = listener.local_addr()?;
     let mut handles = vec![

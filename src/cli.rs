@@ -264,6 +264,54 @@ pub struct AdminArgs {
     /// or paused → writes answer 503 after at most this long (at least 0.1).
     #[arg(long, env = "RTCONFIG_DATABASE_TIMEOUT", default_value = "1.5", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
     pub database_timeout: Duration,
+    #[command(flatten)]
+    pub constance: ConstanceArgs,
+}
+
+/// The live mirror between rtconfig and django-constance's Redis keys (docs/MIGRATING_FROM_CONSTANCE.md).
+#[derive(Debug, Clone, Args)]
+pub struct ConstanceArgs {
+    /// Mirror the namespace to django-constance's Redis keys PREFIX+KEY (CONSTANCE_REDIS_PREFIX,
+    /// e.g. `constance:`) in constance's own format, and adopt values saved through constance as
+    /// changesets (actor django-constance). At start, constance's values are adopted first.
+    #[arg(
+        id = "constance_mirror",
+        long = "constance-mirror",
+        env = "RTCONFIG_CONSTANCE_MIRROR",
+        value_name = "PREFIX"
+    )]
+    pub prefix: Option<String>,
+    /// The rtconfig namespace that maps to constance's flat keys (optional when the schema dir
+    /// has one namespace).
+    #[arg(
+        id = "constance_namespace",
+        long = "constance-namespace",
+        env = "RTCONFIG_CONSTANCE_NAMESPACE",
+        value_name = "NS"
+    )]
+    pub namespace: Option<String>,
+    /// constance's Redis when it is not --redis-url (one server: redis:// or rediss://).
+    #[arg(
+        id = "constance_redis_url",
+        long = "constance-redis-url",
+        env = "RTCONFIG_CONSTANCE_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// Publish the name of every key the mirror writes on this Pub/Sub channel (for workers that
+    /// cache constance's values locally).
+    #[arg(
+        id = "constance_channel",
+        long = "constance-channel",
+        env = "RTCONFIG_CONSTANCE_CHANNEL",
+        value_name = "NAME"
+    )]
+    pub channel: Option<String>,
+    /// Seconds between the mirror's full compares of constance's keys with the ledger (the
+    /// safety net beside keyspace notifications; fractions allowed).
+    #[arg(id = "constance_poll_interval", long = "constance-poll-interval", env = "RTCONFIG_CONSTANCE_POLL_INTERVAL", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::{AdminArgs, DevArgs, LedgerArgs, MigrateArgs, ReconcileArgs, SidecarArgs};
+use crate::cli::{
+    AdminArgs, ConstanceArgs, DevArgs, LedgerArgs, MigrateArgs, ReconcileArgs, SidecarArgs,
+};
 pub use crate::http::host::allowed_host_problem;
 pub use crate::http::tls::TlsFiles;
 use crate::ledger::postgres::PgSettings;
@@ -711,6 +713,114 @@ pub struct AdminSettings {
     pub tls: Option<TlsFiles>,
     /// `--max-event-streams`.
     pub max_event_streams: usize,
+    /// `--constance-mirror` and its companions; `None`: no mirror.
+    pub constance: Option<ConstanceSettings>,
+}
+
+/// `--constance-*` as given (the namespace is resolved against the schema dir at start:
+/// [`ConstanceSettings::resolve_namespace`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConstanceSettings {
+    pub prefix: String,
+    pub namespace: Option<String>,
+    pub redis_url: Option<String>,
+    pub channel: Option<String>,
+    pub poll_interval: Duration,
+}
+
+impl ConstanceSettings {
+    /// From the flags: `Ok(None)` without `--constance-mirror`; every problem otherwise.
+    pub fn from_args(a: ConstanceArgs) -> Result<Option<ConstanceSettings>, Vec<String>> {
+        let Some(prefix) = a.prefix else {
+            let stray: Vec<&str> = [
+                a.namespace.as_ref().map(|_| "--constance-namespace"),
+                a.redis_url.as_ref().map(|_| "--constance-redis-url"),
+                a.channel.as_ref().map(|_| "--constance-channel"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            return if stray.is_empty() {
+                Ok(None)
+            } else {
+                Err(vec![format!(
+                    "{} mean nothing without --constance-mirror PREFIX",
+                    stray.join(", ")
+                )])
+            };
+        };
+        let s = ConstanceSettings {
+            prefix,
+            namespace: a.namespace,
+            redis_url: a.redis_url,
+            channel: a.channel,
+            poll_interval: a.poll_interval,
+        };
+        let problems = s.problems();
+        if problems.is_empty() {
+            Ok(Some(s))
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.prefix.is_empty() {
+            out.push(
+                "--constance-mirror needs constance's key prefix (CONSTANCE_REDIS_PREFIX, e.g. \
+                 constance:)"
+                    .to_owned(),
+            );
+        }
+        if self.prefix.chars().any(char::is_whitespace) {
+            out.push("--constance-mirror: the prefix must not contain spaces".to_owned());
+        }
+        if let Some(url) = &self.redis_url {
+            if let Some(p) = redis_url_problem(url) {
+                out.push(p.replace("--redis-url", "--constance-redis-url"));
+            }
+        }
+        if let Some(url) = self.redis_url.as_deref() {
+            if url.contains("-cluster://") {
+                out.push(
+                    "--constance-redis-url must be one Redis server (redis:// or rediss://), as \
+                     constance's Redis backend is"
+                        .to_owned(),
+                );
+            }
+        }
+        if self.channel.as_deref() == Some("") {
+            out.push("--constance-channel must not be empty".to_owned());
+        }
+        if self.poll_interval.is_zero() {
+            out.push("--constance-poll-interval must be above zero".to_owned());
+        }
+        out
+    }
+
+    /// The namespace to mirror: `--constance-namespace`, or the schema dir's only one.
+    pub fn resolve_namespace(&self, namespaces: &[&str]) -> Result<String, String> {
+        match (&self.namespace, namespaces) {
+            (Some(ns), all) if all.contains(&ns.as_str()) => Ok(ns.clone()),
+            (Some(ns), all) => Err(format!(
+                "--constance-namespace {ns:?} is not a namespace of the schema dir (it has: {})",
+                all.join(", ")
+            )),
+            (None, [one]) => Ok((*one).to_owned()),
+            (None, all) => Err(format!(
+                "the schema dir has {} namespaces ({}): name the one constance's keys map to with \
+                 --constance-namespace NS",
+                all.len(),
+                all.join(", ")
+            )),
+        }
+    }
+
+    /// The URL of constance's Redis: `--constance-redis-url`, else the admin's `--redis-url`.
+    pub fn redis_url_or<'a>(&'a self, admin_redis_url: &'a str) -> &'a str {
+        self.redis_url.as_deref().unwrap_or(admin_redis_url)
+    }
 }
 
 /// The shortest `--admin-token`.
@@ -735,6 +845,7 @@ impl AdminSettings {
             allowed_hosts: Vec::new(),
             tls: None,
             max_event_streams: crate::admin::events::DEFAULT_MAX_STREAMS,
+            constance: None,
         }
     }
 
@@ -762,6 +873,16 @@ impl AdminSettings {
         }
         out.extend(allowed_hosts_problems(&self.allowed_hosts));
         out.extend(max_event_streams_problem(self.max_event_streams));
+        if let Some(c) = &self.constance {
+            out.extend(c.problems());
+            if c.redis_url.is_none() && self.redis_url.contains("-cluster://") {
+                out.push(
+                    "--constance-mirror on a Redis Cluster --redis-url: give constance's own \
+                     Redis with --constance-redis-url (one server, as constance's backend is)"
+                        .to_owned(),
+                );
+            }
+        }
         out
     }
 }
@@ -791,6 +912,10 @@ impl TryFrom<AdminArgs> for AdminSettings {
             problems.push(p);
             None
         });
+        let constance = ConstanceSettings::from_args(a.constance).unwrap_or_else(|p| {
+            problems.extend(p);
+            None
+        });
         let s = AdminSettings {
             schema_dir: a.common.schema_dir,
             // Placeholder while collecting problems; never returned.
@@ -809,6 +934,7 @@ impl TryFrom<AdminArgs> for AdminSettings {
             allowed_hosts: a.hosts.allowed_hosts,
             tls,
             max_event_streams: a.admin_api.max_event_streams,
+            constance,
         };
         // Report the missing flag once, not also as an "empty" value.
         let missing_redis = s.redis_url.is_empty();
@@ -1420,5 +1546,88 @@ mod tests {
             &["--allowed-host"],
             "sidecar",
         );
+    }
+
+    fn constance_args(
+        prefix: Option<&str>,
+        namespace: Option<&str>,
+        url: Option<&str>,
+        poll: f64,
+    ) -> ConstanceArgs {
+        ConstanceArgs {
+            prefix: prefix.map(str::to_owned),
+            namespace: namespace.map(str::to_owned),
+            redis_url: url.map(str::to_owned),
+            channel: None,
+            poll_interval: Duration::from_secs_f64(poll),
+        }
+    }
+
+    #[test]
+    fn constance_flags_are_checked_together() {
+        let ok = ConstanceSettings::from_args(constance_args(Some("constance:"), None, None, 1.0));
+        assert!(
+            matches!(ok, Ok(Some(ref c)) if c.prefix == "constance:"),
+            "{ok:?}"
+        );
+        assert_eq!(
+            ConstanceSettings::from_args(constance_args(None, None, None, 1.0)),
+            Ok(None)
+        );
+        let cases: &[(ConstanceArgs, &str)] = &[
+            (
+                constance_args(None, Some("demo"), None, 1.0),
+                "--constance-namespace mean nothing without --constance-mirror",
+            ),
+            (constance_args(Some(""), None, None, 1.0), "key prefix"),
+            (
+                constance_args(Some("c:"), None, Some("http://x"), 1.0),
+                "--constance-redis-url",
+            ),
+            (
+                constance_args(
+                    Some("c:"),
+                    None,
+                    Some("redis-cluster://127.0.0.1:7000"),
+                    1.0,
+                ),
+                "one Redis server",
+            ),
+            (
+                constance_args(Some("c:"), None, None, 0.0),
+                "--constance-poll-interval must be above zero",
+            ),
+        ];
+        for (args, want) in cases {
+            let got = ConstanceSettings::from_args(args.clone());
+            assert!(
+                matches!(&got, Err(p) if p.iter().any(|p| p.contains(want))),
+                "{want}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_constance_namespace_is_the_only_one_or_named() {
+        let c = |ns: Option<&str>| ConstanceSettings {
+            prefix: "constance:".into(),
+            namespace: ns.map(str::to_owned),
+            redis_url: None,
+            channel: None,
+            poll_interval: Duration::from_secs(1),
+        };
+        assert_eq!(c(None).resolve_namespace(&["demo"]), Ok("demo".into()));
+        assert_eq!(c(Some("b")).resolve_namespace(&["a", "b"]), Ok("b".into()));
+        let several = c(None).resolve_namespace(&["a", "b"]);
+        assert!(
+            matches!(&several, Err(e) if e.contains("--constance-namespace NS")),
+            "{several:?}"
+        );
+        let unknown = c(Some("z")).resolve_namespace(&["a"]);
+        assert!(
+            matches!(&unknown, Err(e) if e.contains("\"z\"")),
+            "{unknown:?}"
+        );
+        assert_eq!(c(None).redis_url_or("redis://r"), "redis://r");
     }
 }

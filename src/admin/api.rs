@@ -404,6 +404,23 @@ pub async fn sidecars(
     Ok(Json(view).into_response())
 }
 
+/// `GET /api/v1/namespaces/{ns}/constance`: the django-constance mirror's status for `ns`
+/// (`enabled: false` when the mirror is off or maps another namespace).
+pub async fn constance(
+    State(state): State<Arc<AdminState>>,
+    _: NoQuery,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    state.write.schema(&ns)?;
+    let status = state.constance.read().clone();
+    let status = if status.enabled && status.namespace.as_deref() == Some(ns.as_str()) {
+        status
+    } else {
+        crate::constance::mirror::MirrorStatus::default()
+    };
+    Ok(Json(status).into_response())
+}
+
 /// `GET /api/v1/namespaces/{ns}/export`: the stored (non-default) values; secrets masked.
 pub async fn export(
     State(state): State<Arc<AdminState>>,

@@ -10,6 +10,7 @@
 //! | `GET /api/v1/namespaces/{ns}/compare?from=&to=` | the keys that differ between two versions |
 //! | `POST /api/v1/namespaces/{ns}/rollback` | a new changeset restoring a version (`?dry_run=true`: the preview) |
 //! | `GET /api/v1/namespaces/{ns}/sidecars` | the fleet: which sidecar serves which version |
+//! | `GET /api/v1/namespaces/{ns}/constance` | the django-constance mirror: enabled, prefix, per-key state |
 //! | `GET /api/v1/namespaces/{ns}/events` | Server-Sent Events: commits; closed on revocation ([`events`]) |
 //! | `GET /api/v1/namespaces/{ns}/export`, `POST …/import?dry_run=true` | values out and in (with diff) |
 //! | `POST, GET, DELETE /api/v1/session` | sign in, whoami, sign out ([`session`]) |
@@ -84,6 +85,8 @@ pub struct AdminState {
     pub auth: Arc<Auth>,
     /// Commit events for the open SSE streams ([`events`]).
     pub events: Arc<CommitEvents>,
+    /// The django-constance mirror's status (`enabled: false` without `--constance-mirror`).
+    pub constance: crate::constance::mirror::StatusHandle,
 }
 
 impl AdminState {
@@ -104,6 +107,7 @@ impl AdminState {
             http_metrics,
             auth,
             events,
+            constance: Default::default(),
         })
     }
 }
@@ -154,6 +158,11 @@ fn api_routes() -> Routes<Arc<AdminState>, Needs> {
             "/api/v1/namespaces/{ns}/rollback",
             post(history::rollback),
             n().post(Namespace(Editor)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/constance",
+            get(api::constance),
+            n().get(Namespace(Viewer)),
         )
         .route(
             "/api/v1/namespaces/{ns}/sidecars",

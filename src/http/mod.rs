@@ -3,7 +3,9 @@
 //! the JSON error shape and extractors ([`error`]), and the headers every config read carries
 //! ([`headers`]).
 
+pub mod drain;
 pub mod error;
+pub mod head_timer;
 pub mod headers;
 pub mod host;
 pub mod query;

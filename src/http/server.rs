@@ -1,8 +1,9 @@
 //! The accept loop shared by every listener: HTTP/1.1 on hyper with limits and graceful drain.
 //!
-//! Limits: request head (line + headers) ≤ 16 KiB and ≤ 64 headers (larger → 431 by hyper),
-//! URI ≤ 8 KiB (→ 414 with our JSON error), a header-read timeout against slow clients, and the
-//! peer address in every request's extensions (`ConnectInfo`). On shutdown the listener closes
+//! Limits: request head (line + headers) ≤ 16 KiB (larger → 431 by hyper) and ≤ 64 headers
+//! (more → 431, [`too_many_headers`]), URI ≤ 8 KiB (→ 414 with our JSON error), 10 s to send a
+//! request head (→ 408 and close, [`super::head_timer`]), and the peer address in every
+//! request's extensions (`ConnectInfo`). On shutdown the listener closes
 //! at once, idle keep-alive connections are closed, and in-flight requests get until the drain
 //! deadline; streams (SSE, long-poll) end themselves on the same shutdown signal.
 //!
@@ -32,12 +33,13 @@ use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::Service;
 
+use super::drain::Drain;
 use super::error::ApiError;
+use super::head_timer::{Deadlined, HeadClock, Tracked};
 use crate::shutdown::Shutdown;
 
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -142,14 +144,12 @@ pub async fn serve_with(
     drain: Duration,
 ) {
     let app: App = app.into();
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS)
-        .keep_alive(true);
+    // No `header_read_timeout` (one timer per request; `head_timer` keeps one per connection)
+    // and no `max_headers` (hyper then fills a header array of that size for every request;
+    // its default bound is 100, and `service` answers more than `MAX_HEADERS` with 431).
+    builder.max_buf_size(MAX_HEAD_BYTES).keep_alive(true);
     let local = listener.local_addr().ok();
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -169,9 +169,12 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         match &transport {
             Transport::Plain => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service(app.clone(), peer, false));
-                let conn = graceful.watch(conn);
+                let clock = HeadClock::new();
+                let conn = builder.serve_connection(
+                    TokioIo::new(Deadlined::new(stream, clock.clone())),
+                    service(app.clone(), peer, false, clock),
+                );
+                let conn = graceful.watcher().watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -186,8 +189,11 @@ pub async fn serve_with(
                     let Some(tls) = handshake(&acceptor, stream, peer).await else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection(TokioIo::new(tls), service(app, peer, true));
+                    let clock = HeadClock::new();
+                    let conn = builder.serve_connection(
+                        TokioIo::new(Deadlined::new(tls, clock.clone())),
+                        service(app, peer, true, clock),
+                    );
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
@@ -206,20 +212,30 @@ pub async fn serve_with(
 }
 
 /// One connection's service: the fast path, else the router with the peer address (and the
-/// TLS mark) in the request's extensions.
+/// TLS mark) in the request's extensions. It tells the connection's [`HeadClock`] when a
+/// request arrives and, through the response body, when its answer is done.
 fn service(
     app: App,
     peer: SocketAddr,
     tls: bool,
+    clock: Arc<HeadClock>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<ServedBody>,
+    Response = Response<Tracked<ServedBody>>,
     Error = Infallible,
-    Future = impl std::future::Future<Output = Result<Response<ServedBody>, Infallible>> + Send,
+    Future = impl std::future::Future<Output = Result<Response<Tracked<ServedBody>>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        clock.request_started();
+        let track = {
+            let clock = clock.clone();
+            move |resp: Response<ServedBody>| resp.map(|body| Tracked::new(body, clock))
+        };
+        if req.headers().len() > MAX_HEADERS {
+            return Either::Left(ready(Ok::<_, Infallible>(track(too_many_headers()))));
+        }
         if let Some(resp) = app.fast_answer(&req) {
-            return Either::Left(ready(Ok::<_, Infallible>(resp.map(ServedBody::Left))));
+            return Either::Left(ready(Ok(track(resp.map(ServedBody::Left)))));
         }
         req.extensions_mut().insert(ConnectInfo(peer));
         if tls {
@@ -228,9 +244,21 @@ fn service(
         let mut router = app.router.clone();
         Either::Right(async move {
             let resp = router.call(req.map(Body::new)).await?;
-            Ok(resp.map(ServedBody::Right))
+            Ok(track(resp.map(ServedBody::Right)))
         })
     })
+}
+
+/// The answer to a head with more than [`MAX_HEADERS`] headers: 431 with an empty body, as
+/// hyper answers one over [`MAX_HEAD_BYTES`], and the connection closed.
+fn too_many_headers() -> Response<ServedBody> {
+    let mut resp = Response::new(ServedBody::Left(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// The first byte of every TLS connection: a handshake record.

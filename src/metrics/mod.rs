@@ -49,12 +49,14 @@
 //! | `rtconfig_relay_term` | gauge | the fencing term of this admin's current (or last) leadership | [`RelayMetrics`] |
 
 mod admin;
+mod constance;
 mod http;
 mod relay;
 mod snapshot;
 mod sync;
 
 pub use admin::{AdminMetrics, StreamEnd, WriteResult};
+pub use constance::{ConstanceMetrics, KeyLabel};
 pub use http::{HttpMetrics, RouteLabel, RouteMetrics, RouteStatus};
 pub use relay::RelayMetrics;
 pub use snapshot::SnapshotMetrics;

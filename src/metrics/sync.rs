@@ -35,6 +35,8 @@ impl ResyncReason {
 #[allow(non_camel_case_types)]
 pub enum MessageResult {
     newer,
+    /// Exactly the position served (a rebuild's `PUBLISH`): verified with a round.
+    same,
     duplicate,
     invalid,
     lagged,

@@ -125,6 +125,23 @@ impl ClusterClients {
         Ok((server, client))
     }
 
+    /// The major Redis version of the node serving `key`'s slot, as read when it connected;
+    /// while that connection is new, any other node's (a cluster runs one version outside an
+    /// upgrade).
+    pub fn server_major(&self, key: &str) -> Option<u64> {
+        let own = self
+            .client_for(key)
+            .ok()
+            .and_then(|c| c.server_version())
+            .map(|v| v.major);
+        own.or_else(|| {
+            self.nodes
+                .lock()
+                .values()
+                .find_map(|c| c.server_version().map(|v| v.major))
+        })
+    }
+
     fn node(&self, server: &Server) -> Result<Client, RedisError> {
         let mut nodes = self.nodes.lock();
         if let Some(c) = nodes.get(server) {

@@ -42,6 +42,12 @@ impl Keys {
     }
 }
 
+/// hash: constance key → what the django-constance mirror last wrote to or saw in it
+/// (`constance::adopt::Seen`), kept in constance's Redis beside its keys.
+pub fn constance_record(namespace: &str) -> String {
+    format!("rtconfig:{{{namespace}}}:constance")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +61,6 @@ mod tests {
         assert_eq!(k.changes, "rtconfig:{demo}:changes");
         assert_eq!(k.sidecars, "rtconfig:{demo}:sidecars");
         assert_eq!(Keys::pattern("demo"), "rtconfig:{demo}:*");
+        assert_eq!(constance_record("demo"), "rtconfig:{demo}:constance");
     }
 }

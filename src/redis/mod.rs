@@ -45,6 +45,37 @@ pub enum RedisError {
     Reply(#[from] WireError),
 }
 
+/// How change hints travel on a namespace's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubSub {
+    /// `PUBLISH` / `SUBSCRIBE` (one server, Sentinel, a cluster before Redis 7: the cluster
+    /// bus copies each message to every node).
+    Plain,
+    /// `SPUBLISH` / `SSUBSCRIBE` (Redis Cluster, Redis ≥ 7): the hint stays on the shard that
+    /// owns the channel's slot — the namespace's own node.
+    Sharded,
+}
+
+impl PubSub {
+    /// Sharded on a cluster node that runs Redis 7 or later; plain otherwise (and while the
+    /// node's version is not known yet: a sidecar keeps its plain subscription too, so a plain
+    /// hint still arrives).
+    pub fn choose(clustered: bool, server_major: Option<u64>) -> PubSub {
+        match (clustered, server_major) {
+            (true, Some(major)) if major >= 7 => PubSub::Sharded,
+            _ => PubSub::Plain,
+        }
+    }
+
+    /// The command the relay's scripts publish with.
+    pub fn command(self) -> &'static str {
+        match self {
+            PubSub::Plain => "PUBLISH",
+            PubSub::Sharded => "SPUBLISH",
+        }
+    }
+}
+
 /// Connection tuning shared by every client.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -178,6 +209,16 @@ impl Redis {
         }
     }
 
+    /// How hints on `key`'s channel are published ([`PubSub::choose`]): sharded on a cluster
+    /// whose node for that slot runs Redis ≥ 7 (its version as read at connect; while that
+    /// node's connection is new, another node's).
+    pub fn pubsub_for(&self, key: &str) -> PubSub {
+        match self {
+            Redis::Single(_) => PubSub::Plain,
+            Redis::Cluster(c) => PubSub::choose(true, c.server_major(key)),
+        }
+    }
+
     /// Says a command failed: on a cluster the slot table is read again at once.
     pub fn command_failed(&self) {
         if let Redis::Cluster(c) = self {
@@ -301,6 +342,28 @@ pub async fn read_meta(client: &Client, keys: &Keys) -> Result<Meta, RedisError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_are_sharded_only_on_a_cluster_node_of_redis_7_or_later() {
+        // (clustered, the node's major version, mode)
+        let rows = [
+            (true, Some(7), PubSub::Sharded),
+            (true, Some(8), PubSub::Sharded),
+            (true, Some(6), PubSub::Plain),
+            (true, None, PubSub::Plain),
+            (false, Some(7), PubSub::Plain),
+            (false, None, PubSub::Plain),
+        ];
+        for (clustered, major, want) in rows {
+            assert_eq!(
+                PubSub::choose(clustered, major),
+                want,
+                "{clustered} {major:?}"
+            );
+        }
+        assert_eq!(PubSub::Sharded.command(), "SPUBLISH");
+        assert_eq!(PubSub::Plain.command(), "PUBLISH");
+    }
 
     #[test]
     fn only_redis_schemes_are_accepted() {

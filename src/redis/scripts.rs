@@ -24,9 +24,11 @@ macro_rules! hmget_meta {
 
 /// `KEYS`: meta, items, log. `ARGV`: cluster_id, epoch, term, version, changes JSON (log entry),
 /// log maxlen, channel, schema_hash, content_hash (the image's after this change), hint payload
-/// (`""`: none), then pairs `key, envelope` (`""` deletes the item). Publishes the hint
-/// `<epoch>:<version>:<generation>:<content_hash>[ <payload>]` (`wire::Hint`). Returns `OK`, `DUP` (already applied), `GAP`, `NOT_READY` (no complete image), `EPOCH`,
-/// `FOREIGN` or `FENCED`.
+/// (`""`: none), the publish command (`SPUBLISH` for sharded Pub/Sub, anything else `PUBLISH`;
+/// [`super::PubSub`]), then pairs `key, envelope` (`""` deletes the item). Publishes the hint
+/// `<epoch>:<version>:<generation>:<content_hash>[ <payload>]` (`wire::Hint`). Returns `OK`,
+/// `DUP` (already applied), `GAP`, `NOT_READY` (no complete image), `EPOCH`, `FOREIGN` or
+/// `FENCED`.
 pub const APPLY_LUA: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'cluster_id', 'epoch', 'version', 'complete', 'term', 'generation')
 if not m[1] then return 'NOT_READY' end
@@ -41,7 +43,7 @@ if v ~= cur + 1 then return 'GAP' end
 -- The log first: it is the step that can fail (an id not above the last), and nothing is
 -- changed yet if it does.
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], ARGV[4] .. '-0', 'epoch', ARGV[2], 'changes', ARGV[5])
-for i = 11, #ARGV, 2 do
+for i = 12, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
@@ -54,7 +56,7 @@ redis.call('HSET', KEYS[1], 'version', ARGV[4], 'count', redis.call('HLEN', KEYS
   'schema_hash', ARGV[8], 'content_hash', ARGV[9])
 local hint = ARGV[2] .. ':' .. ARGV[4] .. ':' .. (m[6] or '0') .. ':' .. ARGV[9]
 if ARGV[10] ~= '' then hint = hint .. ' ' .. ARGV[10] end
-redis.call('PUBLISH', ARGV[7], hint)
+redis.call(ARGV[11] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[7], hint)
 return 'OK'
 "#;
 
@@ -84,7 +86,8 @@ return m
 );
 
 /// `KEYS`: meta, items, log, items_tmp, log_tmp. `ARGV`: cluster_id, epoch, version, term,
-/// count, channel, schema_hash, bump_generation (`1`/`0`), content_hash. Renames the temp keys over the live
+/// count, channel, schema_hash, bump_generation (`1`/`0`), content_hash, the publish command (as
+/// [`APPLY`]'s). Renames the temp keys over the live
 /// ones (or deletes the live ones when a temp key is absent: an empty namespace), then marks
 /// the image complete and publishes. Returns `OK`, `FOREIGN`, `FENCED` or `COUNT` (the temp
 /// image does not have `count` items; nothing was changed).
@@ -111,7 +114,8 @@ local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'cluster_id', ARGV[1], 'epoch', ARGV[2], 'version', ARGV[3],
   'complete', '1', 'count', ARGV[5], 'term', ARGV[4],
   'relay_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])), 'schema_hash', ARGV[7], 'content_hash', ARGV[9])
-redis.call('PUBLISH', ARGV[6], ARGV[2] .. ':' .. ARGV[3] .. ':' .. generation .. ':' .. ARGV[9])
+redis.call(ARGV[10] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[6],
+  ARGV[2] .. ':' .. ARGV[3] .. ':' .. generation .. ':' .. ARGV[9])
 return 'OK'
 "#;
 
@@ -138,6 +142,27 @@ pub const FULL_READ_LUA: &str = concat!(
 "#
 );
 
+/// The django-constance mirror's compare-and-set. `KEYS`: constance's key, the record hash
+/// (`keys::constance_record`). `ARGV`: record field (the key name), expected and new state as
+/// records (`-` missing, `=` + bytes), channel (`""`: none), message. Writes (or deletes) the
+/// key only if it still holds the expected state, records the new state, publishes the key's
+/// name. Returns 1, or 0 when the key changed in between (nothing written).
+pub const CONSTANCE_CAS_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local seen = '-'
+if cur then seen = '=' .. cur end
+if seen ~= ARGV[2] then return 0 end
+if ARGV[3] == '-' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.sub(ARGV[3], 2))
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"#;
+
+pub static CONSTANCE_CAS: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CONSTANCE_CAS_LUA));
 pub static APPLY: LazyLock<Script> = LazyLock::new(|| Script::from_lua(APPLY_LUA));
 pub static RELAY_TICK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RELAY_TICK_LUA));
 pub static SWAP: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SWAP_LUA));

@@ -138,6 +138,8 @@ pub struct Relay {
     /// This admin's write gate: the relay closes it for a namespace whose ledger is behind.
     gate: Arc<WriteGate>,
     health: BTreeMap<String, Health>,
+    /// The django-constance mirror of this term (`--constance-mirror`), run beside the relay.
+    mirror: Option<crate::constance::mirror::Mirror>,
 }
 
 impl Relay {
@@ -161,12 +163,23 @@ impl Relay {
             metrics,
             gate,
             health: BTreeMap::new(),
+            mirror: None,
         }
+    }
+
+    /// Runs `mirror` beside the relay for as long as this term lasts.
+    pub fn with_mirror(mut self, mirror: Option<crate::constance::mirror::Mirror>) -> Relay {
+        self.mirror = mirror;
+        self
     }
 
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
         self.redis.start();
+        let mirror = self
+            .mirror
+            .take()
+            .map(|m| tokio::spawn(m.run(shutdown.clone())));
         if let Some(first) = self.schemas.first() {
             if let Ok(client) = self.redis.client_for(&Keys::new(&first.namespace).meta) {
                 tokio::spawn(check_eviction_policy(client));
@@ -195,6 +208,14 @@ impl Relay {
                 () = &mut stop => break,
             };
             self.round(anti_entropy).await;
+        }
+        if let Some(mut task) = mirror {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
         self.redis.quit().await;
     }
@@ -495,6 +516,7 @@ impl Relay {
             schema.hash.clone(),
             content_hash.to_hex(),
             payload.unwrap_or_default(),
+            self.redis.pubsub_for(&keys.changes).command().to_owned(),
         ];
         for c in &cs.changes {
             args.push(c.key.clone());
@@ -585,6 +607,7 @@ impl Relay {
                     schema.hash.clone(),
                     if bump_generation { "1" } else { "0" }.to_owned(),
                     ContentHash::of(current.stored()).to_hex(),
+                    self.redis.pubsub_for(&keys.changes).command().to_owned(),
                 ],
             )
             .await

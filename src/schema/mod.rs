@@ -18,6 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub(crate) use value::parse_duration;
 pub use value::{is_mask, Sent, ValueError, DECIMAL_MAX_DIGITS};
 
 /// The type of a config value. Names are the schema file's `type = "…"`.

@@ -172,6 +172,8 @@ struct StatusInner {
     /// The content hash of the values served (16 hex digits), once known.
     content_hash: Option<String>,
     disk: Option<DiskStatus>,
+    /// How the last subscription listens for hints (`plain` or `sharded`).
+    pubsub: Option<redis::PubSub>,
 }
 
 /// The disk snapshot's part of `/status`.
@@ -225,6 +227,10 @@ impl SyncReport for SyncStatus {
             "catchups": i.catchups,
             "content_hash": i.content_hash,
             "disk_snapshot": i.disk,
+            "pubsub": i.pubsub.map(|m| match m {
+                redis::PubSub::Plain => "plain",
+                redis::PubSub::Sharded => "sharded",
+            }),
         })
     }
 }
@@ -270,6 +276,8 @@ pub struct SyncLoop {
     rtts: VecDeque<Duration>,
     /// When a Redis command last succeeded (round or ping).
     last_ok: Option<Instant>,
+    /// The liveness warning of the current outage was logged (reset by a successful ping).
+    liveness_warned: bool,
 }
 
 /// Loads the disk snapshot (when configured and valid) into the store, connects, and spawns
@@ -311,12 +319,14 @@ pub fn start(
         beat_now: Arc::new(Notify::new()),
         rtts: VecDeque::with_capacity(freshness::RTT_SAMPLES),
         last_ok: None,
+        liveness_warned: false,
     };
     lp.load_disk_snapshot();
+    let mut writer = None;
     if let Some(path) = lp.settings.snapshot_path.clone() {
         let (tx, rx) = watch::channel(None);
         lp.disk = Some(tx);
-        tokio::spawn(write_disk_snapshots(
+        writer = Some(tokio::spawn(write_disk_snapshots(
             DiskWriter {
                 path,
                 cluster_id: lp.settings.cluster_id.clone(),
@@ -325,9 +335,15 @@ pub fn start(
             },
             rx,
             shutdown.clone(),
-        ));
+        )));
     }
-    let task = tokio::spawn(lp.run(shutdown));
+    // The task ends once the loop stopped and the disk writer wrote what was pending.
+    let task = tokio::spawn(async move {
+        lp.run(shutdown).await;
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    });
     Ok(SyncHandle { status, task })
 }
 
@@ -348,14 +364,16 @@ struct DiskWriter {
 /// read-only, a directory in the way) is retried with back-off ([`write_retry_delay`]) until
 /// it succeeds — always with the latest snapshot — so the file catches up without waiting for
 /// the next change; each failure is counted, the first of a run is logged, and so is the
-/// recovery.
+/// recovery. On shutdown, a snapshot not written yet (inside the debounce) is written once
+/// more before the task ends — the sync task waits for it — so a graceful restart never comes
+/// back on an older version than it served.
 async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, shutdown: Shutdown) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            res = rx.changed() => if res.is_err() { return },
-            () = &mut stop => return,
+            res = rx.changed() => if res.is_err() { return write_pending(&w, &mut rx).await },
+            () = &mut stop => return write_pending(&w, &mut rx).await,
         }
         let mut retry: Option<Duration> = None;
         let mut failures = 0u64;
@@ -363,25 +381,8 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
             let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
                 break;
             };
-            let file = disk_snapshot(&snapshot, &w.cluster_id, hash);
-            let version = file.version;
-            let p = w.path.clone();
-            let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
-                Ok(r) => r.map_err(|e| Chain(&e).to_string()),
-                Err(e) => Err(format!("the write task failed: {e}")),
-            };
-            match result {
-                Ok(()) => {
-                    w.metrics
-                        .snapshot_disk_version
-                        .set(i64::try_from(version).unwrap_or(i64::MAX));
-                    w.status.update(|s| {
-                        let d = s.disk.get_or_insert_with(DiskStatus::default);
-                        d.file_version = Some(version);
-                        d.write_failures = 0;
-                        d.last_write_error = None;
-                        d.last_written_at = Some(now_rfc3339());
-                    });
+            match write_one(&w, &snapshot, hash).await {
+                Ok(version) => {
                     if failures > 0 {
                         tracing::info!(path = %w.path.display(), version, failures, "disk snapshot written again");
                     } else {
@@ -391,7 +392,6 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
                 }
                 Err(error) => {
                     failures += 1;
-                    w.metrics.snapshot_write_failures.inc();
                     let delay = write_retry_delay(retry);
                     retry = Some(delay);
                     if failures == 1 {
@@ -400,20 +400,75 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
                     w.status.update(|s| {
                         let d = s.disk.get_or_insert_with(DiskStatus::default);
                         d.write_failures = failures;
-                        d.last_write_error = Some(error);
                     });
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = &mut stop => return,
+                        () = &mut stop => return write_pending(&w, &mut rx).await,
                     }
                 }
             }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = &mut stop => return,
+            () = &mut stop => return write_pending(&w, &mut rx).await,
         }
     }
+}
+
+/// At shutdown: the latest snapshot, if one arrived since the last write (one attempt).
+async fn write_pending(w: &DiskWriter, rx: &mut watch::Receiver<DiskJob>) {
+    if !rx.has_changed().unwrap_or(true) {
+        return;
+    }
+    let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
+        return;
+    };
+    match write_one(w, &snapshot, hash).await {
+        Ok(version) => {
+            tracing::debug!(path = %w.path.display(), version, "disk snapshot written at shutdown")
+        }
+        Err(error) => {
+            tracing::warn!(path = %w.path.display(), %error, "cannot write the disk snapshot at shutdown")
+        }
+    }
+}
+
+/// One atomic write of `snapshot`; its version, or the error as text. Updates the metrics and
+/// `/status` either way.
+async fn write_one(
+    w: &DiskWriter,
+    snapshot: &Snapshot,
+    hash: Option<ContentHash>,
+) -> Result<u64, String> {
+    let file = disk_snapshot(snapshot, &w.cluster_id, hash);
+    let version = file.version;
+    let p = w.path.clone();
+    let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
+        Ok(r) => r.map_err(|e| Chain(&e).to_string()),
+        Err(e) => Err(format!("the write task failed: {e}")),
+    };
+    match &result {
+        Ok(()) => {
+            w.metrics
+                .snapshot_disk_version
+                .set(i64::try_from(version).unwrap_or(i64::MAX));
+            w.status.update(|s| {
+                let d = s.disk.get_or_insert_with(DiskStatus::default);
+                d.file_version = Some(version);
+                d.write_failures = 0;
+                d.last_write_error = None;
+                d.last_written_at = Some(now_rfc3339());
+            });
+        }
+        Err(error) => {
+            w.metrics.snapshot_write_failures.inc();
+            w.status.update(|s| {
+                let d = s.disk.get_or_insert_with(DiskStatus::default);
+                d.last_write_error = Some(error.clone());
+            });
+        }
+    }
+    result.map(|()| version)
 }
 
 fn now_rfc3339() -> String {
@@ -622,10 +677,15 @@ impl SyncLoop {
                                 self.metrics.message(MessageResult::newer);
                                 self.resync(ResyncReason::message).await;
                             }
+                            HintAction::Same => {
+                                // The relay's rebuild publishes the version it rebuilt at
+                                // (Redis came back empty, or was flushed): verify now, not on
+                                // the timer.
+                                self.metrics.message(MessageResult::same);
+                                self.resync(ResyncReason::message).await;
+                            }
                             HintAction::Duplicate => {
                                 self.metrics.message(MessageResult::duplicate);
-                                // Not in sync (e.g. Redis came back empty): the relay's rebuild
-                                // publishes the same version, and that is the moment to verify.
                                 if self.status.cause().is_some() {
                                     self.resync(ResyncReason::message).await;
                                 }
@@ -717,9 +777,31 @@ impl SyncLoop {
         // Subscribe (again) and wait for the confirmation before reading, so no change can
         // slip between the read and the subscription. Bounded: a hung link must not stall the
         // loop (the liveness ping reports it).
-        let subscribe = self.subscriber.subscribe(self.keys.changes.as_str());
+        // On a cluster node of Redis ≥ 7 the relay publishes with `SPUBLISH` (the hint stays on
+        // the slot's own shard): subscribe with `SSUBSCRIBE` as well. The plain subscription is
+        // kept, so a relay that still publishes plainly (a rolling upgrade) is heard too.
+        let mode = redis::PubSub::choose(
+            self.subscriber_node.is_some(),
+            self.subscriber.server_version().map(|v| v.major),
+        );
+        let channel = self.keys.changes.clone();
+        let subscriber = self.subscriber.clone();
+        let subscribe = async move {
+            subscriber.subscribe(channel.as_str()).await?;
+            if mode == redis::PubSub::Sharded {
+                // Refused (an ACL without `+ssubscribe`): plain only, and said so.
+                if let Err(e) = subscriber.ssubscribe(channel.as_str()).await {
+                    tracing::warn!(error = %e, "SSUBSCRIBE refused: only plain Pub/Sub hints arrive (a sharded relay's reach this sidecar by its resync timer)");
+                    return Ok(redis::PubSub::Plain);
+                }
+            }
+            Ok::<_, fred::error::Error>(mode)
+        };
         match tokio::time::timeout(self.liveness_timeout(), subscribe).await {
-            Ok(Ok(())) => self.command_ok(),
+            Ok(Ok(mode)) => {
+                self.status.update(|s| s.pubsub = Some(mode));
+                self.command_ok();
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "subscribe failed; the resync timer keeps the snapshot fresh");
             }
@@ -806,6 +888,7 @@ impl SyncLoop {
                     self.status.update(|s| s.liveness_timeout = Some(next));
                 }
                 self.command_ok();
+                self.liveness_warned = false;
                 // A live link again after a failed check: verify now rather than on the timer.
                 if self.status.cause() == Some("liveness_failed") {
                     self.resync(ResyncReason::reconnect).await;
@@ -819,16 +902,16 @@ impl SyncLoop {
         }
     }
 
+    /// A failed liveness check: stale at once. Warned once per outage — until a ping succeeds
+    /// again — although rounds in between set the cause to `redis_unavailable`.
     fn liveness_failed(&mut self, why: &str) {
-        let mut first = false;
         self.status.update(|s| {
-            first = s.cause != Some("liveness_failed");
             s.cause = Some("liveness_failed");
             s.last_error = Some(why.to_owned());
         });
         self.store.mark_cut_off();
         self.update_link();
-        if first {
+        if !std::mem::replace(&mut self.liveness_warned, true) {
             tracing::warn!(
                 error = why,
                 "redis subscriber liveness check failed; reads are marked stale"

@@ -6,7 +6,8 @@
 //! - [`plan_image`]: after a full read (`FULL_READ`) — apply, or refuse an incomplete or older
 //!   image;
 //! - [`plan_hint`]: a Pub/Sub hint — apply its inlined changeset (exactly the next version,
-//!   checked against the hint's content hash), newer (resync), duplicate, or invalid (resync).
+//!   checked against the hint's content hash), newer (resync), the position served (a
+//!   rebuild's `PUBLISH`: resync to verify), older (nothing), or invalid (resync).
 //!
 //! The rules, in order: another `cluster_id` is refused (never applied, stale at once); no
 //! `cluster_id` (empty, flushed) or not `complete` is not confirmed; no data yet or a higher
@@ -227,7 +228,13 @@ pub(crate) enum HintAction {
         changes: BTreeMap<String, Value>,
         hash: ContentHash,
     },
-    /// Not ahead: nothing to do.
+    /// Exactly the position served, same generation and content hash: verify with one round.
+    /// Only a rebuild's `SWAP` publishes a version again (Redis came back empty or was
+    /// flushed, and the relay rebuilt it at the same version); otherwise the sidecar reached
+    /// the version first (one extra `SYNC_READ`). Issue 11 item 7: without this, a fleet that
+    /// never noticed the outage waited for its resync timer to prove the rebuilt image.
+    Same,
+    /// Behind what is served: nothing to do.
     Duplicate,
     /// Not a hint: resync (`decode_error`).
     Invalid,
@@ -255,7 +262,7 @@ pub(crate) fn plan_hint(state: &State<'_>, hint: Option<&Hint>) -> HintAction {
         return if moved {
             HintAction::Newer
         } else {
-            HintAction::Duplicate
+            HintAction::Same
         };
     }
     match (&h.payload, h.hash, h.generation, state.hash) {
@@ -865,7 +872,7 @@ mod tests {
     }
 
     #[test]
-    fn hints_resync_only_when_newer_or_unreadable() {
+    fn hints_resync_when_newer_unreadable_or_at_our_own_position() {
         let hint = |epoch, version| Hint::parse(&format!("{epoch}:{version}"));
         let rows: Vec<(&str, Option<Position>, Option<Hint>, HintAction)> = vec![
             ("nothing loaded", None, hint(1, 1), HintAction::Newer),
@@ -876,7 +883,12 @@ mod tests {
                 hint(2, 1),
                 HintAction::Newer,
             ),
-            ("the same", at(1, 5), hint(1, 5), HintAction::Duplicate),
+            (
+                "the same (a rebuild's PUBLISH)",
+                at(1, 5),
+                hint(1, 5),
+                HintAction::Same,
+            ),
             ("older", at(1, 5), hint(1, 4), HintAction::Duplicate),
             ("older epoch", at(2, 1), hint(1, 9), HintAction::Duplicate),
             ("unparsable", at(1, 5), None, HintAction::Invalid),
@@ -943,9 +955,9 @@ mod tests {
                 HintAction::Newer,
             ),
             (
-                "duplicated, same hash",
+                "duplicated, same hash: verified by a round",
                 msg("1:5:0:0000000000000011", &ours_payload),
-                HintAction::Duplicate,
+                HintAction::Same,
             ),
             (
                 "out of order: the older one after the newer",

@@ -422,6 +422,20 @@ async fn huge_or_too_many_headers_are_431() {
         many = many.header(format!("x-h{i}"), "v");
     }
     assert_eq!(send(many).await.status, 431);
+    // Over our bound of 64 but under hyper's own (100): still 431, and the connection closes.
+    let mut over = dev.client.get(dev.read_url("/v1/configs/SITE_NAME"));
+    for i in 0..70 {
+        over = over.header(format!("x-h{i}"), "v");
+    }
+    let over = send(over).await;
+    assert_eq!(over.status, 431);
+    assert_eq!(over.headers["connection"], "close");
+    // 60 of ours (64 with what the client adds) are fine.
+    let mut fits = dev.client.get(dev.read_url("/v1/configs/SITE_NAME"));
+    for i in 0..60 {
+        fits = fits.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(send(fits).await.status, 200);
     // The server still answers normal requests.
     dev.get(dev.read_url("/v1/configs"))
         .await

@@ -1,7 +1,8 @@
 //! Fail-static from disk (issue 11 items 5 and 6), with a real redis-server, the real admin and
 //! sidecars, and a real small filesystem: two snapshot generations with fallback (S13),
 //! `--require-snapshot` answering 503 `no_snapshot` instead of the schema defaults, and
-//! snapshot writes that recover on their own once a full disk has room again.
+//! snapshot writes that recover on their own once a full disk has room again, and a graceful
+//! stop that leaves the version it served on disk.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -342,5 +343,40 @@ async fn a_directory_in_the_way_of_the_snapshot_is_retried_until_it_is_gone() {
         (file_version(&snapshot).await? == v).then_some(())
     })
     .await;
+    stack.stop().await;
+}
+
+/// A graceful stop inside the write debounce (at most one write a second) still leaves the
+/// version it served on disk: the last write waits for the shutdown, so a restarted sidecar
+/// never comes back older than it was (the restart storm of tests/it/chaos.rs found one that
+/// did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s15_a_graceful_stop_writes_the_snapshot_still_in_the_debounce() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshot = dir.path().join("demo.snapshot");
+    let mut stack = Stack::start(&redis.url(), &[]).await;
+    stack.add_sidecar(sidecar_settings(&redis, &snapshot)).await;
+    let v1 = stack.write(json!({"SITE_NAME": "written at once"})).await;
+    stack.converge(v1, CONVERGE).await;
+    eventually(Duration::from_secs(5), "v1 on disk", || async {
+        (file_version(&snapshot).await? >= v1).then_some(())
+    })
+    .await;
+    // The next change arrives within the writer's one-second pause, and the sidecar stops.
+    let v2 = stack
+        .write(json!({"SITE_NAME": "inside the debounce"}))
+        .await;
+    stack.converge(v2, CONVERGE).await;
+    let served = read_doc(&stack.client, &stack.sidecars[0])
+        .await
+        .expect("read")
+        .version;
+    stack.sidecars.remove(0).stop().await;
+    assert_eq!(
+        file_version(&snapshot).await,
+        Some(served),
+        "the version served at the stop is on disk"
+    );
     stack.stop().await;
 }

@@ -6,7 +6,8 @@
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
 //!   the fleet view on such a deployment; `ofrep_versions`: OFREP's per-flag versions, in `dev`
-//!   and on a sidecar.
+//!   and on a sidecar; `chaos`: issue 11's scenarios (Sentinel failovers, 50-sidecar rebuilds
+//!   and restart storms) under a writer and a reader.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -18,6 +19,8 @@
 //! - `security`: the bearer scheme, the `Host` check, secrets' equality, security headers, TLS.
 //! - `boundaries`: the dependency direction, checked on the source tree.
 //! - `oidc`: SSO against a real OpenID provider (`oidc-provider` under node).
+//! - `python_client`: the Python client's pytest suite; `constance_django`: real Django +
+//!   django-constance (tests/constance) next to the admin's constance mirror.
 
 mod boundaries;
 mod harness;
@@ -37,6 +40,8 @@ mod strict_input;
 mod schema_fields;
 mod security;
 
+mod chaos;
+mod constance_mirror;
 mod disk_faults;
 mod fleet;
 mod hint;
@@ -73,4 +78,5 @@ mod k8s;
 mod oidc;
 mod ui_people;
 
+mod constance_django;
 mod python_client;

@@ -52,6 +52,7 @@ const EXPECTED: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/namespaces/{ns}/compare", Viewer),
     ("POST", "/api/v1/namespaces/{ns}/rollback", Editor),
     ("GET", "/api/v1/namespaces/{ns}/sidecars", Viewer),
+    ("GET", "/api/v1/namespaces/{ns}/constance", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/events", Viewer),
     ("GET", "/api/v1/namespaces/{ns}/export", Viewer),
     ("POST", "/api/v1/namespaces/{ns}/import", Editor),

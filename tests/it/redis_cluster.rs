@@ -2,12 +2,13 @@
 //! cluster, two namespaces whose slots are owned by different primaries, the real admin (embedded
 //! ledger + relay) and one sidecar per namespace, all on the `redis-cluster://` URL.
 //!
-//! (a) Killing the primary that owns neither namespace stalls neither: every acknowledged write
+//! (a) Killing — or freezing (SIGSTOP) — the primary that owns neither namespace stalls neither: every acknowledged write
 //! reaches its sidecar within one resync interval plus a relay round (with margin), although the
 //! cluster needs seconds to fail over. (b) Killing the owner of namespace A leaves B flowing the
 //! same way; A catches up with every write acknowledged meanwhile once its replica is promoted.
 //! Both assert 0 failed reads, no version regression, and that each value served at version V is
-//! the one written at V.
+//! the one written at V. Hints travel by sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE` on the slot's
+//! own node), asserted before the kill.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use rtconfig::app::{self, AdminParts, AdminSettings, Running, SidecarParts, SidecarSettings};
 use rtconfig::redis::cluster::slot_of;
+use rtconfig::sidecar::SyncReport;
 use serde_json::{json, Value};
 
 use crate::harness::eventually;
+use crate::harness::redis::RedisServer;
 use crate::harness::redis_cluster::RedisCluster;
 use crate::stack::{http, schema_dir, RESYNC, TOKEN};
 
@@ -298,8 +301,53 @@ async fn write_through(
     worst
 }
 
+/// Sharded Pub/Sub (Redis ≥ 7, which the harness runs): each sidecar listens with
+/// `SSUBSCRIBE` on its slot's owner, and the relay's scripts published every hint with
+/// `SPUBLISH` on that node — never a plain `PUBLISH`, which the cluster bus would copy to every
+/// node.
+async fn assert_hints_are_sharded(cluster: &RedisCluster, d: &Deployment) {
+    for (ns, sidecar) in &d.sidecars {
+        assert_eq!(
+            sidecar.sync.status()["pubsub"],
+            json!("sharded"),
+            "{ns}'s sidecar subscribes with SSUBSCRIBE"
+        );
+        let channel = format!("rtconfig:{{{ns}}}:changes");
+        let owner = cluster.owner_of(&format!("{{{ns}}}"));
+        eventually(
+            Duration::from_secs(5),
+            &format!("one shard subscriber of {channel} on its owner"),
+            || async {
+                let listeners = owner.cmd(&["PUBSUB", "SHARDNUMSUB", &channel]);
+                (listeners.lines().nth(1) == Some("1")).then_some(())
+            },
+        )
+        .await;
+        let stats = owner.cmd(&["INFO", "commandstats"]);
+        assert!(
+            stats.contains("cmdstat_spublish:"),
+            "the relay published {ns}'s hints with SPUBLISH on its owner"
+        );
+        assert!(
+            !stats.contains("cmdstat_publish:"),
+            "no plain PUBLISH on {ns}'s owner"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
+    a_fault_on_the_primary_owning_neither_stalls_neither(RedisServer::kill, "killed").await;
+}
+
+/// The same with the primary SIGSTOPped: its TCP connections stay open and nothing answers
+/// until the unresponsive check (3 s) closes them and the cluster fails it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_primary_owning_neither_namespace_frozen_stalls_neither() {
+    a_fault_on_the_primary_owning_neither_stalls_neither(RedisServer::pause, "frozen").await;
+}
+
+async fn a_fault_on_the_primary_owning_neither_stalls_neither(fault: fn(&RedisServer), what: &str) {
     let cluster = RedisCluster::start();
     let (a, b, third) = pick_namespaces(&cluster);
     let names = [a.as_str(), b.as_str()];
@@ -314,10 +362,11 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
         "warm",
     )
     .await;
+    assert_hints_are_sharded(&cluster, &d).await;
     let reader = Reader::start(&d);
     let victim = cluster.by_port(third);
-    victim.kill();
-    let killed = Instant::now();
+    fault(victim);
+    let faulted = Instant::now();
     // Write through the whole failover window and a little after.
     let worst = write_through(
         &d,
@@ -330,13 +379,13 @@ async fn cluster_primary_owning_neither_namespace_killed_stalls_neither() {
     .await;
     let failover = cluster.wait_failover(&format!("{{{a}}}"), third, Duration::from_secs(30));
     println!(
-        "killed primary {third} (owns neither {a} nor {b}); worst write→served delay {worst:?}; \
-         cluster healthy again {:?} after the kill",
-        killed.elapsed().saturating_sub(failover).max(failover)
+        "{what} primary {third} (owns neither {a} nor {b}); worst write→served delay {worst:?}; \
+         cluster healthy again {:?} after the fault",
+        faulted.elapsed().saturating_sub(failover).max(failover)
     );
     assert!(
         worst < NO_STALL,
-        "a write took {worst:?} to reach its sidecar while an unrelated primary was down"
+        "a write took {worst:?} to reach its sidecar while an unrelated primary was {what}"
     );
     reader.check(&written).await;
     d.stop().await;
@@ -387,6 +436,8 @@ async fn cluster_owner_of_one_namespace_killed_the_other_flows_and_it_recovers()
         &site, &written[&a][&last_a],
         "{a} serves its last acknowledged write"
     );
+    // The recovered namespace listens sharded on its new owner, which got its hints sharded.
+    assert_hints_are_sharded(&cluster, &d).await;
     println!(
         "killed {a}'s primary {owner}: {b} worst delay {worst_b:?}; failover after {failed_over:?}; \
          {a} caught up {caught_up:?} later"

@@ -348,59 +348,13 @@ async fn sidecar_and_admin_export_only_the_metrics_of_what_they_run() {
     stack.stop().await;
 }
 
-/// A `redis-server --sentinel` process watching one master, killed on drop.
-struct Sentinel {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Sentinel {
-    fn start(master_port: u16) -> Sentinel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = crate::harness::ports::free_port();
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n",
-                dir.path().display()
-            ),
-        )
-        .expect("sentinel.conf");
-        let child = std::process::Command::new(crate::harness::redis::redis_server_binary())
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("sentinel starts");
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        crate::harness::eventually_blocking(Duration::from_secs(10), "sentinel answers", || {
-            command(addr, None, &["PING"], Duration::from_millis(200)).ok()
-        });
-        Sentinel {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_and_sidecars_reach_redis_through_sentinel() {
     let redis = RedisServer::start();
-    let sentinel = Sentinel::start(redis.port());
+    let sentinel = crate::harness::sentinel::Sentinel::start(redis.port(), 1);
     let url = format!(
         "redis-sentinel://127.0.0.1:{}?sentinelServiceName=mymaster",
-        sentinel.port
+        sentinel.port()
     );
     let stack = Stack::start(&url, std::slice::from_ref(&url)).await;
     let v = stack.write(json!({"SITE_NAME": "via sentinel"})).await;

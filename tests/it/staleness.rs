@@ -1,6 +1,6 @@
 //! The staleness bound `B` (docs/OPERATIONS.md) and truthful health signals under faults:
-//! a dead relay with acknowledged writes it never published, a blackholed Redis link, and a
-//! Redis restarted empty. Real `redis-server` processes, the real admin and sidecars, the
+//! a dead relay with acknowledged writes it never published, a blackholed Redis link, a
+//! Redis restarted empty, and an outage's logs (once, with its true length). Real `redis-server` processes, the real admin and sidecars, the
 //! in-test TCP proxy. Each test asserts 0 failed reads and no version regression; the bound
 //! itself is asserted exactly on every read that says fresh (it is a guarantee, not a speed).
 
@@ -317,5 +317,112 @@ async fn st90_bench_change_delay_and_stale_share_by_added_latency() {
         );
     }
     proxy.heal();
+    stack.stop().await;
+}
+
+/// Issue 11 item 3, the logs: a sidecar binary whose Redis is killed for 3 s and restarted
+/// logs the outage once — one liveness warning (although its cause alternates between
+/// `redis_unavailable` and `liveness_failed` meanwhile), one "disconnected" and one
+/// "reconnected after N s" with N the outage's true length — and reads answer throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st04_an_outage_is_logged_once_with_its_true_duration() {
+    use crate::harness::ports::free_port;
+    use std::process::{Command, Stdio};
+    let redis = RedisServer::start();
+    let stack = Stack::start(&redis.url(), &[]).await;
+    let v = stack.write_n(1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("sidecar.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let [read, probe] = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtconfig"))
+        .arg("sidecar")
+        .args(["--schema-dir", schema_dir().to_str().expect("utf-8")])
+        .args(["--namespace", "demo", "--redis-url", &redis.url()])
+        .args(["--listen", &read, "--probe-listen", &probe])
+        .args(["--resync-interval", "0.2", "--log-format", "pretty"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("sidecar binary starts");
+    let client = stack.client.clone();
+    let status = || async {
+        let text = client
+            .get(format!("http://{probe}/status"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        serde_json::from_str::<Value>(&text).ok()
+    };
+    eventually(CONVERGE, "the sidecar binary serves the write", || async {
+        let s = status().await?;
+        (s["sync"]["redis_connected"] == json!(true) && s["version"] == json!(v)).then_some(())
+    })
+    .await;
+    let outage = Duration::from_secs(3);
+    redis.kill();
+    let killed = Instant::now();
+    tokio::time::sleep(outage).await;
+    redis.restart();
+    eventually(CONVERGE, "connected again", || async {
+        let s = status().await?;
+        (s["sync"]["redis_connected"] == json!(true)).then_some(())
+    })
+    .await;
+    let reconnected = killed.elapsed();
+    let read_ok = client
+        .get(format!("http://{read}/v1/configs"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200);
+    crate::harness::signal(&[child.id()], "TERM");
+    let _ = child.wait();
+    assert!(read_ok, "reads answer after the outage");
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        count("liveness check failed"),
+        1,
+        "one liveness warning per outage:\n{text}"
+    );
+    assert_eq!(count("redis disconnected after"), 1, "{text}");
+    // The logged duration is the time between the two logged transitions (the sidecar's own
+    // view: it notices the loss a ping or two after the kill), never anything longer.
+    let at = |needle: &str| -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+        text.lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| {
+                let stamp = l.split_whitespace().next()?;
+                Some((stamp.parse().ok()?, l.to_owned()))
+            })
+            .collect()
+    };
+    let down = at("redis disconnected after");
+    let back = at("redis reconnected after ");
+    assert_eq!(back.len(), 1, "one reconnect logged:\n{text}");
+    let logged: f64 = back[0]
+        .1
+        .split("redis reconnected after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .expect("a duration in the reconnect line");
+    let logged = Duration::from_secs_f64(logged);
+    let between = (back[0].0 - down[0].0)
+        .to_std()
+        .expect("reconnect after disconnect");
+    assert!(
+        logged.abs_diff(between) <= Duration::from_millis(150),
+        "logged {logged:?}, but the transitions were {between:?} apart:\n{text}"
+    );
+    assert!(
+        logged <= reconnected && logged >= Duration::from_millis(500),
+        "the logged outage {logged:?} lies within the real one (killed for {outage:?}, connected again after {reconnected:?})"
+    );
+    println!("ST04 outage {outage:?} logged as {logged:?}; connected again after {reconnected:?}");
     stack.stop().await;
 }

@@ -63,6 +63,56 @@ pub struct FleetPage {
     pub by_version: Vec<(String, usize)>,
     pub rows: Vec<SidecarRow>,
     pub propagation: Option<PropagationText>,
+    /// The django-constance mirror of this namespace, when `--constance-mirror` maps it.
+    pub constance: Option<MirrorCard>,
+}
+
+/// The django-constance mirror, as the fleet page shows it.
+pub struct MirrorCard {
+    pub prefix: String,
+    pub running: bool,
+    pub notifications: bool,
+    pub last_pass: Option<String>,
+    pub last_error: Option<String>,
+    pub mirrored: usize,
+    /// Keys not mirrored: (key, state, reason).
+    pub problems: Vec<(String, String, String)>,
+}
+
+fn mirror_card(state: &AdminState, ns: &str) -> Option<MirrorCard> {
+    use crate::constance::mirror::KeyStatus;
+    let s = state.constance.read();
+    if !s.enabled || s.namespace.as_deref() != Some(ns) {
+        return None;
+    }
+    Some(MirrorCard {
+        prefix: s.prefix.clone().unwrap_or_default(),
+        running: s.running,
+        notifications: s.keyspace_notifications,
+        last_pass: s.last_pass_at.clone(),
+        last_error: s.last_error.clone(),
+        mirrored: s
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyStatus::Mirrored)
+            .count(),
+        problems: s
+            .keys
+            .iter()
+            .filter(|k| matches!(k.state, KeyStatus::Invalid | KeyStatus::Unmirrorable))
+            .map(|k| {
+                let state = match k.state {
+                    KeyStatus::Invalid => "invalid in constance",
+                    _ => "no constance form",
+                };
+                (
+                    k.key.clone(),
+                    state.to_owned(),
+                    k.reason.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+    })
 }
 
 fn state_label(s: SidecarState) -> (&'static str, &'static str) {
@@ -188,6 +238,7 @@ pub async fn page(
                 by_version: view.by_version.into_iter().collect(),
                 rows,
                 propagation,
+                constance: mirror_card(&state, &ns),
             }
         }
         Err(e) if e.code == "fleet_unavailable" => {
@@ -211,6 +262,7 @@ pub async fn page(
                 by_version: Vec::new(),
                 rows: Vec::new(),
                 propagation: None,
+                constance: mirror_card(&state, &ns),
             }
         }
         Err(e) => return Err(e),

@@ -1,4 +1,5 @@
-//! Test harness: real `redis-server` / PostgreSQL processes on free loopback ports, a fault-injecting
+//! Test harness: real `redis-server` / PostgreSQL processes on free loopback ports (alone, as a
+//! Redis Cluster, or a master + replica under three sentinels), a fault-injecting
 //! TCP proxy, a real OpenID provider under node (`oidc`), and polling helpers. See DESIGN / reliability.md §8.1.
 //!
 //! Everything here spawns *processes*, never touches the shared `127.0.0.1:6379` / `:5432`, and cleans
@@ -18,6 +19,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
+pub mod sentinel;
 
 use std::future::Future;
 use std::io::Read;
