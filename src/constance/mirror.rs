@@ -531,7 +531,8 @@ async fn watch_keyspace(
                 false
             }
         };
-        status.write().keyspace_notifications = enabled;
+        // Said only once the subscription stands (below): a save before it is the poll's.
+        status.write().keyspace_notifications = false;
         let subscriber = if enabled {
             match redis::subscriber_client(&settings.redis_url, &ConnectOptions::default()) {
                 Ok(s) => Some(s),
@@ -555,8 +556,15 @@ async fn watch_keyspace(
                 // `message_rx` (fred 10 `router::responses`): listening there is what wakes us.
                 let mut messages = sub.keyspace_event_rx();
                 let _ = sub.wait_for_connect().await;
-                if let Err(e) = sub.psubscribe(pattern.clone()).await {
-                    tracing::warn!(error = %e, "keyspace psubscribe failed; polling only");
+                match sub.psubscribe(pattern.clone()).await {
+                    Ok(()) => {
+                        status.write().keyspace_notifications = true;
+                        // Whatever changed while we were not subscribed: one pass now.
+                        kick.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "keyspace psubscribe failed; polling only");
+                    }
                 }
                 let manage = sub.manage_subscriptions();
                 loop {
