@@ -118,6 +118,20 @@ def proc_memory(pid):
     return out
 
 
+def top_mappings(pid, n=6):
+    """The n mappings with the most resident memory: (KiB, name), from /proc/PID/smaps."""
+    rows, name = {}, "?"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if parts and "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                name = parts[5] if len(parts) > 5 else "[anon]"
+                name = os.path.basename(name) if name.startswith("/") else name
+            elif parts and parts[0] == "Rss:":
+                rows[name] = rows.get(name, 0) + int(parts[1])
+    return sorted(((kib, nm) for nm, kib in rows.items()), reverse=True)[:n]
+
+
 def big_schema(dirname, n):
     names = [f"K{i:06d}" for i in range(n)]
     with open(os.path.join(dirname, f"{NS}.toml"), "w") as f:
@@ -181,6 +195,7 @@ def case(label, schema_dir, keys, redis_port, work):
     values_json = len(json.dumps(doc["values"], separators=(",", ":"), ensure_ascii=False).encode())
     time.sleep(IDLE)
     mem = proc_memory(side.pid)
+    mem["top"] = top_mappings(side.pid)
     snap_bytes = os.path.getsize(snap)
     stop(side)
 
@@ -263,6 +278,9 @@ def main():
               f"{mib(m['Pss'])} ({mib(m['Pss_Anon'])} + {mib(m['Pss_File'])}) | "
               f"{mib(m['RssAnon'])} / {mib(m['RssFile'])} | {m['Threads']} | "
               f"{m['VmRSS'] * 1024 / r['values_json']:.1f}× | {target_rss['big' if big else 'demo']} |")
+    for r in results:
+        top = ", ".join(f"{nm} {kib / 1024:.2f}" for kib, nm in r["mem"]["top"])
+        print(f"\n{r['label']}: resident MiB by mapping (largest first): {top}")
     print("\n| schema | cold start from exec to `/readyz` 200 | median ms [min–max] | served from | target |")
     print("|---|---|---:|---|---|")
     for r in results:
