@@ -1,7 +1,16 @@
 //! Criterion benches of the read path and of snapshot rebuilds (`cargo bench --bench snapshot`).
 //!
+//! - `memory/100k` (printed, not timed): the RSS a 100k-key snapshot adds, and what one applied
+//!   change adds on top of it (the paths it copies).
 //! - `lookup/*`: one read against the demo schema's snapshot — `guard()` (the arc-swap load) +
-//!   the hash lookup + `Bytes::clone` of the pre-encoded body, for a hit and for a miss.
+//!   the hash lookup + `Bytes::clone` of the pre-encoded body, for a hit and for a miss; and
+//!   `lookup/hit_100k`, a hit in a 100k-key snapshot (a deeper persistent vector), its body
+//!   already built.
+//! - `apply/{10k,100k}`: `Snapshot::apply` of a one-key change to a snapshot of that size (what
+//!   the sync loop does for a one-key changeset; the old snapshot stays alive, as it does while
+//!   the store serves it), and `apply/100k_publish`: the same followed by
+//!   `SnapshotStore::publish` (delta taken from the apply, the swap, the wake-up, the drop of the
+//!   replaced snapshot), then the first read of the changed key (its body built lazily).
 //! - `build/{100,1k,10k,100k}`: `Snapshot::build` of a generated schema (mixed types), half of
 //!   whose keys have a stored value (validated and encoded), the other half serving defaults.
 //! - `publish/10k`: `SnapshotStore::publish` of a 10k-key snapshot with one changed value (the
@@ -268,5 +277,129 @@ fn host(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, build, publish, router, host);
+/// Resident memory of this process in bytes (`/proc/self/statm`), for the memory figure.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("rss")
+        .parse()
+        .expect("number");
+    pages * 4096
+}
+
+/// A 100k-key snapshot (half the keys stored) and its schema.
+fn snapshot_100k(schema: &Schema) -> Snapshot {
+    let stored = stored_values(schema, 0);
+    Snapshot::build(
+        schema,
+        Position::new(1, 2),
+        Source::Local,
+        stored.iter().map(|(k, v)| (k.as_str(), v)),
+    )
+}
+
+fn memory(_: &mut Criterion) {
+    let schema = generated_schema(100_000);
+    let before = black_box(rss_bytes());
+    let snap = black_box(snapshot_100k(black_box(&schema)));
+    let built = black_box(rss_bytes());
+    let next = black_box(snap.apply(
+        &schema,
+        Position::new(1, 3),
+        Source::Local,
+        [("KEY_000000", Some(&json!("changed")), 3)],
+    ));
+    let applied = black_box(rss_bytes());
+    black_box((&snap, &next));
+    eprintln!(
+        "memory/100k: one snapshot of 100k keys adds {:.1} MB of RSS; one applied change {:.1} kB more",
+        (built - before) as f64 / 1e6,
+        applied.saturating_sub(built) as f64 / 1e3
+    );
+}
+
+fn lookup_100k(c: &mut Criterion) {
+    let schema = generated_schema(100_000);
+    let store = SnapshotStore::new(snapshot_100k(&schema), None, false);
+    let key = "KEY_054321";
+    {
+        let snap = store.guard();
+        let e = snap.get(key).expect("key");
+        snap.key_body(e, false);
+    }
+    let mut g = c.benchmark_group("lookup");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("hit_100k", |b| {
+        b.iter(|| {
+            let snap = store.guard();
+            let entry = snap.get(black_box(key));
+            entry.map(|e| snap.key_body(e, false))
+        })
+    });
+    g.finish();
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (label, n) in [("10k", 10_000), ("100k", 100_000)] {
+        let schema = generated_schema(n);
+        let stored = stored_values(&schema, 0);
+        let base = Snapshot::build(
+            &schema,
+            Position::new(1, 2),
+            Source::Local,
+            stored.iter().map(|(k, v)| (k.as_str(), v)),
+        );
+        let mut version = 2;
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                version += 1;
+                let value = json!(format!("changed at {version}"));
+                base.apply(
+                    &schema,
+                    Position::new(1, version),
+                    Source::Local,
+                    [("KEY_000000", Some(&value), version)],
+                )
+            })
+        });
+    }
+    let schema = generated_schema(100_000);
+    let store = SnapshotStore::new(snapshot_100k(&schema), None, false);
+    let mut version = 2;
+    g.bench_function("100k_publish", |b| {
+        b.iter(|| {
+            version += 1;
+            let value = json!(format!("changed at {version}"));
+            let next = store.load().apply(
+                &schema,
+                Position::new(1, version),
+                Source::Local,
+                [("KEY_050000", Some(&value), version)],
+            );
+            store.publish(next).expect("newer");
+            let snap = store.guard();
+            let e = snap.get("KEY_050000").expect("key");
+            snap.key_body(e, false)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    memory,
+    lookup,
+    lookup_100k,
+    apply,
+    build,
+    publish,
+    router,
+    host
+);
 criterion_main!(benches);

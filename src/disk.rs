@@ -1,10 +1,13 @@
 //! The sidecar's disk snapshot: the last state it confirmed, for a cold start while Redis is
 //! unreachable (`--snapshot-path`).
 //!
-//! Format: one header line `rtconfig-snapshot 2 <sha256 of the body, hex>\n`, then a JSON body
-//! with the namespace, cluster id, position, schema hash, the stored (non-default) values and
-//! the image's `content_hash` (`crate::content_hash`). Format-1 files (no `content_hash`) still
-//! load; their hash is computed from the values.
+//! Format: one header line `rtconfig-snapshot 3 <sha256 of the body, hex>\n`, then a JSON body
+//! with the namespace, cluster id, position, schema hash, the stored (non-default) values, the
+//! image's `content_hash` (`crate::content_hash`) and each key's `versions` (the version that
+//! last set it, also for keys back at their default). Older formats still load: format 2 has
+//! no `versions` (each stored value is then taken as set at the file's version, each other key
+//! at 0 — [`DiskSnapshot::stored_versioned`]), format 1 not even `content_hash` (computed from
+//! the values).
 //! Written with [`crate::private_file::write_keeping`] (tmp + fsync + rename + fsync of the
 //! directory, mode 0600), so the file is always either the old or the new complete snapshot.
 //!
@@ -23,8 +26,10 @@ use sha2::{Digest, Sha256};
 use crate::content_hash::ContentHash;
 use crate::snapshot::Position;
 
-/// The header of the current format: the body carries `content_hash`.
-const MAGIC: &str = "rtconfig-snapshot 2";
+/// The header of the current format: the body carries `content_hash` and `versions`.
+const MAGIC: &str = "rtconfig-snapshot 3";
+/// The header of files written before per-key versions: still loaded.
+const MAGIC_V2: &str = "rtconfig-snapshot 2";
 /// The header of files written before content hashes: still loaded (the hash is then computed
 /// from the values).
 const MAGIC_V1: &str = "rtconfig-snapshot 1";
@@ -46,6 +51,10 @@ pub struct DiskSnapshot {
     /// digits; absent in format-1 files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
+    /// The version of the changeset that last set each key whose version is known (the keys
+    /// of `values`, and keys set back to their default); absent in format-1 and -2 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<BTreeMap<String, u64>>,
 }
 
 impl DiskSnapshot {
@@ -55,6 +64,24 @@ impl DiskSnapshot {
             version: self.version,
             generation: self.generation,
         }
+    }
+
+    /// `(key, value, version)` for `snapshot::Snapshot::build_versioned`: every stored value
+    /// and every key back at its default (`None`) whose version is known. Without `versions`
+    /// (format 1 and 2) a stored value is taken as set at the file's version, the latest it can
+    /// have been set at; other keys are then not given (version 0).
+    pub fn stored_versioned(&self) -> impl Iterator<Item = (&str, Option<&Value>, u64)> + '_ {
+        let versions = self.versions.as_ref();
+        let stored = self.values.iter().map(move |(k, v)| {
+            let version = versions.and_then(|m| m.get(k)).copied();
+            (k.as_str(), Some(v), version.unwrap_or(self.version))
+        });
+        let defaults = versions
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !self.values.contains_key(*k))
+            .map(|(k, version)| (k.as_str(), None, *version));
+        stored.chain(defaults)
     }
 
     /// The stored content hash, or (format 1, or unreadable) the hash of the values.
@@ -100,6 +127,7 @@ pub fn load(path: &Path) -> Result<DiskSnapshot, DiskError> {
         .map_err(|_| DiskError::Damaged("the header is not text"))?;
     let digest = header
         .strip_prefix(MAGIC)
+        .or_else(|| header.strip_prefix(MAGIC_V2))
         .or_else(|| header.strip_prefix(MAGIC_V1))
         .map(str::trim)
         .ok_or(DiskError::Damaged("unknown format"))?;
@@ -263,7 +291,49 @@ mod tests {
             saved_at: "2026-01-01T00:00:00Z".into(),
             values: BTreeMap::from([("SITE_NAME".into(), json!("x"))]),
             content_hash: Some("00000000000000ab".into()),
+            versions: Some(BTreeMap::from([
+                ("SITE_NAME".into(), 7),
+                ("RESET_KEY".into(), 8),
+            ])),
         }
+    }
+
+    /// `file`'s body under the header of format `format`.
+    fn with_header(format: u8, file: &DiskSnapshot) -> Vec<u8> {
+        let body = serde_json::to_vec(file).expect("body");
+        let mut out = format!(
+            "rtconfig-snapshot {format} {}\n",
+            hex::encode(Sha256::digest(&body))
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn per_key_versions_are_stored_and_format_2_files_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snap.json");
+        save(&path, &sample()).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("rtconfig-snapshot 3 "), "{text}");
+        let loaded = load(&path).expect("load");
+        let stored: Vec<_> = loaded.stored_versioned().collect();
+        assert_eq!(
+            stored,
+            vec![("SITE_NAME", Some(&json!("x")), 7), ("RESET_KEY", None, 8)]
+        );
+
+        // Format 2: no versions; a stored value is taken as set at the file's version.
+        let v2 = DiskSnapshot {
+            versions: None,
+            ..sample()
+        };
+        std::fs::write(&path, with_header(2, &v2)).expect("write v2");
+        let loaded = load(&path).expect("a format-2 file loads");
+        assert_eq!(loaded.content_hash(), ContentHash(0xab));
+        let stored: Vec<_> = loaded.stored_versioned().collect();
+        assert_eq!(stored, vec![("SITE_NAME", Some(&json!("x")), 9)]);
     }
 
     #[test]
@@ -272,7 +342,7 @@ mod tests {
         let path = dir.path().join("snap.json");
         save(&path, &sample()).expect("save");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.starts_with("rtconfig-snapshot 2 "), "{text}");
+        assert!(text.starts_with("rtconfig-snapshot 3 "), "{text}");
         assert!(
             text.contains(r#""content_hash":"00000000000000ab""#),
             "{text}"
@@ -282,16 +352,10 @@ mod tests {
         // A file of the previous format: no content_hash, header 1; its hash is the values'.
         let old = DiskSnapshot {
             content_hash: None,
+            versions: None,
             ..sample()
         };
-        let body = serde_json::to_vec(&old).expect("body");
-        let mut file = format!(
-            "rtconfig-snapshot 1 {}\n",
-            hex::encode(Sha256::digest(&body))
-        )
-        .into_bytes();
-        file.extend_from_slice(&body);
-        std::fs::write(&path, file).expect("write v1");
+        std::fs::write(&path, with_header(1, &old)).expect("write v1");
         let loaded = load(&path).expect("a format-1 file loads");
         assert_eq!(loaded.content_hash, None);
         assert_eq!(
@@ -299,7 +363,7 @@ mod tests {
             ContentHash::of([("SITE_NAME", &json!("x"))])
         );
         // A future format is refused clearly.
-        std::fs::write(&path, b"rtconfig-snapshot 3 00\n{}").expect("write v3");
+        std::fs::write(&path, b"rtconfig-snapshot 4 00\n{}").expect("write v4");
         assert!(matches!(
             load(&path),
             Err(DiskError::Damaged("unknown format"))

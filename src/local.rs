@@ -27,13 +27,17 @@ impl LocalPublisher {
     /// moves forward, so a slower, older rebuild is simply refused.
     pub async fn publish_current(&self) -> Result<(), LedgerError> {
         let current = self.ledger.current(&self.schema.namespace).await?;
-        let snapshot = Snapshot::build(
+        // The ledger knows each key's version, also of keys set back to their default.
+        let snapshot = Snapshot::build_versioned(
             &self.schema,
             Position::new(current.state.epoch, current.state.version),
             Source::Local,
-            current.stored(),
+            current
+                .values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.value.as_ref(), v.version)),
         );
-        for r in &snapshot.rejected {
+        for r in snapshot.rejected() {
             tracing::warn!(key = %r.key, rule = r.rule, "stored value rejected by the schema; serving the default");
         }
         match self.store.publish(snapshot) {

@@ -1,19 +1,28 @@
 //! The immutable snapshot every sidecar read is served from, and the store that swaps it.
 //!
-//! A [`Snapshot`] holds every value of one namespace at one `(epoch, version)`, already encoded:
-//! each key's JSON body and the whole `/v1/configs` document are `Bytes`, so a read is
-//! `load()` + a hash lookup + `Bytes::clone()`. Snapshots are never mutated; a change builds a
-//! new one ([`Snapshot::build`]) and [`SnapshotStore::publish`] swaps it in with `arc-swap`,
-//! after checking that it is not older than the current one (a version never goes back within
-//! an epoch, and an epoch never goes back at all).
+//! A [`Snapshot`] holds every value of one namespace at one `(epoch, version)`, already encoded
+//! as JSON (`Bytes`), so a read is `load()` + a hash lookup + a `Bytes::clone()`. Snapshots are
+//! never mutated. A change makes a new one from the one before ([`Snapshot::apply`]) in
+//! O(k log n) for k changed keys of n: the entries live in a persistent vector (`imbl`), in
+//! schema display order, so the new snapshot copies only the paths to the changed entries and
+//! shares everything else; the key → position index depends only on the schema and is shared
+//! by every snapshot built from it. What depends on the snapshot's position — each key's
+//! response body, the whole `/v1/configs` document — is built lazily, once per snapshot and
+//! only when a reader asks for it (`bodies`), never on the apply path. Each entry carries the
+//! version of the changeset that last set its key (OFREP's per-flag `metadata.version`).
+//! [`SnapshotStore::publish`] swaps a snapshot in with `arc-swap`, after checking that it is
+//! not older than the current one (a version never goes back within an epoch, and an epoch
+//! never goes back at all).
 //!
 //! The store also owns what readers wait on (a `watch` channel that wakes long-polls and SSE
 //! streams), readiness (flips once), and freshness (how long since the state was last confirmed
 //! in sync: `X-Config-Age`, `X-Config-Stale`). The only writers are the sync loop (sidecar) and
 //! the local publisher (`dev`).
 
+mod bodies;
+
 use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,7 +34,8 @@ use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::schema::{Schema, ValueType};
+use crate::schema::{KeyDef, Schema, ValueType};
+use bodies::{document_body, entry_tail, key_body, push_json_str, raw_body, KeyBodies};
 
 /// Where the values being served came from (`X-Config-Source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -92,6 +102,9 @@ pub struct Rejected {
     /// secret).
     #[serde(skip)]
     pub value: Value,
+    /// The version that stored it.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 /// One key of a snapshot, pre-encoded.
@@ -103,44 +116,66 @@ pub struct Entry {
     pub json: Bytes,
     /// `?format=raw`: strings bare, everything else as JSON.
     pub raw: Bytes,
-    /// The `GET /v1/configs/{key}` body when fresh.
-    pub body: Bytes,
     /// No stored value: serving the schema default.
     pub is_default: bool,
     pub secret: bool,
     pub ty: ValueType,
+    /// The version of the changeset that last set this key (to a value or back to its
+    /// default); 0 when no changeset is known to have touched it. See [`Snapshot::apply`] and
+    /// `docs/ARCHITECTURE.md` for where each source of snapshots takes it from.
+    pub version: u64,
+    /// Its position in schema display order: its index in the snapshot and its body's slot.
+    slot: usize,
 }
 
 /// The changes between a snapshot and the one before it.
 #[derive(Debug, Clone)]
 pub struct Delta {
     pub from: Position,
-    /// Keys whose value changed, with their new value.
+    /// Keys whose value changed, with their new value, in display order.
     pub changes: Vec<(Box<str>, Value)>,
 }
+
+/// Keys whose value changed, with their new value.
+type Changes = Vec<(Box<str>, Value)>;
+
+/// Key → position in display order; one per schema, shared by every snapshot built from it.
+type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+
+/// Identifies a snapshot, so that the store can tell whether one was applied on top of the
+/// snapshot it replaces (and then takes its delta instead of diffing).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Everything served at one position, immutable.
 pub struct Snapshot {
     pub namespace: Arc<str>,
     pub position: Position,
     pub source: Source,
-    entries: Vec<Entry>,
-    index: HashMap<Box<str>, usize>,
-    /// The `GET /v1/configs` body when fresh.
-    document: Bytes,
-    /// The same with `"stale":true`, built on first need.
+    id: u64,
+    /// Every key of the schema, in display order (persistent: shared with the snapshots
+    /// before and after this one).
+    entries: imbl::Vector<Arc<Entry>>,
+    index: Arc<KeyIndex>,
+    /// The fresh `GET /v1/configs/{key}` bodies, built on first read.
+    bodies: KeyBodies,
+    /// The `GET /v1/configs` body when fresh, built on first read.
+    document: OnceLock<Bytes>,
+    /// The same with `"stale":true`, built on first read.
     document_stale: OnceLock<Bytes>,
-    /// `{"KEY": value, …}`.
-    values_json: Bytes,
+    /// `{"KEY": value, …}`, built on first read.
+    values_json: OnceLock<Bytes>,
     pub etag: HeaderValue,
     pub version_header: HeaderValue,
     pub epoch_header: HeaderValue,
-    pub rejected: Vec<Rejected>,
-    /// Stored keys this schema does not know (ignored).
-    pub unknown_keys: usize,
-    /// Those keys with their stored values (kept for [`Snapshot::stored`]).
-    unknown: Vec<(Box<str>, Value)>,
+    /// Stored values the schema rejected, by key.
+    rejected: imbl::OrdMap<Box<str>, Rejected>,
+    /// Stored keys this schema does not know (ignored), with their value and version (kept
+    /// for [`Snapshot::stored`]).
+    unknown: imbl::OrdMap<Box<str>, (Value, u64)>,
     pub schema_hash: Arc<str>,
+    /// What [`Snapshot::apply`] changed: the id of the snapshot it started from, and the keys
+    /// whose value changed.
+    applied: Option<(u64, Changes)>,
     /// Filled in by [`SnapshotStore::publish`].
     delta: OnceLock<Delta>,
     pub built_at: SystemTime,
@@ -157,86 +192,71 @@ impl fmt::Debug for Snapshot {
     }
 }
 
-impl Snapshot {
-    /// Builds a snapshot: schema defaults overlaid with `stored` values. A stored value the schema
-    /// rejects keeps the default and is reported in [`Snapshot::rejected`]; an unknown key is
-    /// ignored. Both are normal during a rollout (schema drift) and never stop the build.
-    pub fn build<I, K, V>(
-        schema: &Schema,
-        position: Position,
-        source: Source,
-        stored: I,
-    ) -> Snapshot
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: Borrow<Value>,
-    {
-        let mut overrides: HashMap<&str, Value> = HashMap::with_capacity(schema.len());
-        let mut rejected = Vec::new();
-        let mut unknown = Vec::new();
-        // Keep the owned keys alive while `overrides` borrows from the schema's names.
-        for (key, value) in stored {
-            let key = key.as_ref();
-            let value: &Value = value.borrow();
-            let Some(def) = schema.key(key) else {
-                unknown.push((Box::from(key), value.clone()));
-                continue;
-            };
-            if value.is_null() {
-                continue;
-            }
-            match def.validate(value) {
-                Ok(v) => {
-                    overrides.insert(def.name.as_str(), v);
-                }
-                Err(e) => rejected.push(Rejected {
+/// One key's entry with `value` (already validated, or the default).
+fn entry(def: &KeyDef, slot: usize, value: Value, is_default: bool, version: u64) -> Entry {
+    let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_else(|_| b"null".to_vec()));
+    let raw = raw_body(&value, &json);
+    Entry {
+        key: Box::from(def.name.as_str()),
+        value,
+        json,
+        raw,
+        is_default,
+        secret: def.secret,
+        ty: def.ty,
+        version,
+        slot,
+    }
+}
+
+/// What a stored value (`None` or JSON null: none, the default) becomes under `def`: its
+/// entry, and the rejection when the schema refuses the value (the key then serves its
+/// default).
+fn resolve(
+    def: &KeyDef,
+    slot: usize,
+    stored: Option<&Value>,
+    version: u64,
+) -> (Entry, Option<Rejected>) {
+    match stored {
+        Some(value) if !value.is_null() => match def.validate(value) {
+            Ok(v) => (entry(def, slot, v, false, version), None),
+            Err(e) => (
+                entry(def, slot, def.default.clone(), true, version),
+                Some(Rejected {
                     key: def.name.clone(),
                     rule: e.rule,
                     reason: e.message,
                     value: value.clone(),
+                    version,
                 }),
-            }
-        }
+            ),
+        },
+        _ => (entry(def, slot, def.default.clone(), true, version), None),
+    }
+}
 
-        let namespace: Arc<str> = Arc::from(schema.namespace.as_str());
-        let mut entries = Vec::with_capacity(schema.len());
-        let mut index = HashMap::with_capacity(schema.len());
-        let mut values = Vec::with_capacity(64 * schema.len() + 2);
-        values.push(b'{');
-        let tail = entry_tail(position, false, source);
-        for def in schema.keys() {
-            let (value, is_default) = match overrides.remove(def.name.as_str()) {
-                Some(v) => (v, false),
-                None => (def.default.clone(), true),
-            };
-            let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_else(|_| b"null".to_vec()));
-            let raw = match &value {
-                Value::String(s) => Bytes::from(s.clone()),
-                _ => json.clone(),
-            };
-            if values.len() > 1 {
-                values.push(b',');
-            }
-            push_json_str(&mut values, &def.name);
-            values.push(b':');
-            values.extend_from_slice(&json);
-            let body = key_body(&def.name, &json, &tail);
-            index.insert(Box::from(def.name.as_str()), entries.len());
-            entries.push(Entry {
-                key: Box::from(def.name.as_str()),
-                value,
-                json,
-                raw,
-                body,
-                is_default,
-                secret: def.secret,
-                ty: def.ty,
-            });
-        }
-        values.push(b'}');
-        let values_json = Bytes::from(values);
-        let document = document_body(&namespace, position, false, source, &values_json);
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"0-0\""))
+}
+
+/// The parts a snapshot is made of; [`Parts::assemble`] adds what derives from them.
+struct Parts {
+    namespace: Arc<str>,
+    position: Position,
+    source: Source,
+    entries: imbl::Vector<Arc<Entry>>,
+    index: Arc<KeyIndex>,
+    rejected: imbl::OrdMap<Box<str>, Rejected>,
+    unknown: imbl::OrdMap<Box<str>, (Value, u64)>,
+    schema_hash: Arc<str>,
+    applied: Option<(u64, Changes)>,
+}
+
+impl Parts {
+    /// O(1): the headers, and empty lazy bodies.
+    fn assemble(self) -> Snapshot {
+        let position = self.position;
         let tag = position.tag();
         Snapshot {
             // A repair at the same version (anti-entropy bumps `generation`) changes the content,
@@ -248,21 +268,110 @@ impl Snapshot {
             }),
             version_header: HeaderValue::from(position.version),
             epoch_header: HeaderValue::from(position.epoch),
-            namespace,
+            namespace: self.namespace,
             position,
-            source,
-            entries,
-            index,
-            document,
+            source: self.source,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            bodies: KeyBodies::new(self.entries.len()),
+            entries: self.entries,
+            index: self.index,
+            document: OnceLock::new(),
             document_stale: OnceLock::new(),
-            values_json,
-            rejected,
-            unknown_keys: unknown.len(),
-            unknown,
-            schema_hash: Arc::from(schema.hash.as_str()),
+            values_json: OnceLock::new(),
+            rejected: self.rejected,
+            unknown: self.unknown,
+            schema_hash: self.schema_hash,
+            applied: self.applied,
             delta: OnceLock::new(),
             built_at: SystemTime::now(),
         }
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot: schema defaults overlaid with `stored` values, each taken as set at
+    /// `position`'s version (use [`Snapshot::build_versioned`] when the keys' own versions
+    /// are known). A stored value the schema rejects keeps the default and is reported in
+    /// [`Snapshot::rejected`]; an unknown key is ignored. Both are normal during a rollout
+    /// (schema drift) and never stop the build.
+    pub fn build<I, K, V>(
+        schema: &Schema,
+        position: Position,
+        source: Source,
+        stored: I,
+    ) -> Snapshot
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Borrow<Value>,
+    {
+        let version = position.version;
+        Snapshot::build_versioned(
+            schema,
+            position,
+            source,
+            stored.into_iter().map(|(k, v)| (k, Some(v), version)),
+        )
+    }
+
+    /// [`Snapshot::build`] from `(key, value, version)`: the version of the changeset that
+    /// last set the key; a `None` (or JSON null) value is a key back at its default since that
+    /// version. Keys not given serve their default at version 0. O(n).
+    pub fn build_versioned<I, K, V>(
+        schema: &Schema,
+        position: Position,
+        source: Source,
+        stored: I,
+    ) -> Snapshot
+    where
+        I: IntoIterator<Item = (K, Option<V>, u64)>,
+        K: AsRef<str>,
+        V: Borrow<Value>,
+    {
+        let mut given: HashMap<usize, (Option<V>, u64)> = HashMap::with_capacity(schema.len());
+        let mut unknown = imbl::OrdMap::new();
+        for (key, value, version) in stored {
+            let key = key.as_ref();
+            match schema.position(key) {
+                Some(slot) => {
+                    given.insert(slot, (value, version));
+                }
+                None => {
+                    if let Some(v) = value
+                        .as_ref()
+                        .map(<V as Borrow<Value>>::borrow)
+                        .filter(|v| !v.is_null())
+                    {
+                        unknown.insert(Box::from(key), (v.clone(), version));
+                    }
+                }
+            }
+        }
+        let mut rejected = imbl::OrdMap::new();
+        let mut entries = Vec::with_capacity(schema.len());
+        let mut index = KeyIndex::with_capacity_and_hasher(schema.len(), Default::default());
+        for (slot, def) in schema.keys().iter().enumerate() {
+            let (value, version) = given.remove(&slot).unwrap_or((None, 0));
+            let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
+            let (e, r) = resolve(def, slot, stored, version);
+            if let Some(r) = r {
+                rejected.insert(Box::from(def.name.as_str()), r);
+            }
+            index.insert(Box::from(def.name.as_str()), slot);
+            entries.push(Arc::new(e));
+        }
+        Parts {
+            namespace: Arc::from(schema.namespace.as_str()),
+            position,
+            source,
+            entries: entries.into_iter().collect(),
+            index: Arc::new(index),
+            rejected,
+            unknown,
+            schema_hash: Arc::from(schema.hash.as_str()),
+            applied: None,
+        }
+        .assemble()
     }
 
     /// Schema defaults only: what a sidecar serves before it has loaded anything.
@@ -275,71 +384,249 @@ impl Snapshot {
         )
     }
 
+    /// A new snapshot at `position`: this one with `changes` applied — `(key, value,
+    /// version)`, where a `None` (or JSON null) value sets the key back to its default and
+    /// `version` is the changeset that changed it. O(k log n) for k changes: only the changed
+    /// entries are validated and encoded, the rest is shared with `self`. The keys whose
+    /// value changed become the new snapshot's [`Delta`] when it is published over `self`.
+    /// With another schema than the one `self` was built with, the snapshot is rebuilt whole.
+    pub fn apply<'a, I>(
+        &self,
+        schema: &Schema,
+        position: Position,
+        source: Source,
+        changes: I,
+    ) -> Snapshot
+    where
+        I: IntoIterator<Item = (&'a str, Option<&'a Value>, u64)>,
+    {
+        if *self.schema_hash != *schema.hash || self.entries.len() != schema.len() {
+            let mut stored: BTreeMap<&str, (Option<&Value>, u64)> = self
+                .stored_versioned()
+                .map(|(k, v, ver)| (k, (v, ver)))
+                .collect();
+            for (key, value, version) in changes {
+                stored.insert(key, (value, version));
+            }
+            return Snapshot::build_versioned(
+                schema,
+                position,
+                source,
+                stored.into_iter().map(|(k, (v, ver))| (k, v, ver)),
+            );
+        }
+        let mut entries = self.entries.clone();
+        let mut rejected = self.rejected.clone();
+        let mut unknown = self.unknown.clone();
+        let mut touched = BTreeSet::new();
+        for (key, value, version) in changes {
+            let value = value.filter(|v| !v.is_null());
+            let known = schema
+                .position(key)
+                .and_then(|slot| Some((slot, schema.keys().get(slot)?)));
+            let Some((slot, def)) = known else {
+                match value {
+                    Some(v) => unknown.insert(Box::from(key), (v.clone(), version)),
+                    None => unknown.remove(key),
+                };
+                continue;
+            };
+            rejected.remove(key);
+            let (e, r) = resolve(def, slot, value, version);
+            if let Some(r) = r {
+                rejected.insert(Box::from(key), r);
+            }
+            entries.set(slot, Arc::new(e));
+            touched.insert(slot);
+        }
+        let changed = touched
+            .into_iter()
+            .filter_map(|slot| {
+                let (old, new) = (self.entries.get(slot)?, entries.get(slot)?);
+                (old.json != new.json).then(|| (new.key.clone(), new.value.clone()))
+            })
+            .collect();
+        Parts {
+            namespace: self.namespace.clone(),
+            position,
+            source,
+            entries,
+            index: self.index.clone(),
+            rejected,
+            unknown,
+            schema_hash: self.schema_hash.clone(),
+            applied: Some((self.id, changed)),
+        }
+        .assemble()
+    }
+
+    /// The same values at the same position from another source (a disk snapshot confirmed by
+    /// Redis). O(1).
+    pub fn with_source(&self, source: Source) -> Snapshot {
+        Parts {
+            namespace: self.namespace.clone(),
+            position: self.position,
+            source,
+            entries: self.entries.clone(),
+            index: self.index.clone(),
+            rejected: self.rejected.clone(),
+            unknown: self.unknown.clone(),
+            schema_hash: self.schema_hash.clone(),
+            applied: Some((self.id, Vec::new())),
+        }
+        .assemble()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.index.get(key).map(|&i| &self.entries[i])
+        let slot = *self.index.get(key)?;
+        self.entries.get(slot).map(|e| &**e)
     }
 
     /// Entries in schema display order.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = &Entry> + '_ {
+        self.entries.iter().map(|e| &**e)
+    }
+
+    /// How many keys the snapshot serves (the schema's).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Stored values the schema rejected (each key serves its default), by key.
+    pub fn rejected(&self) -> impl ExactSizeIterator<Item = &Rejected> + '_ {
+        self.rejected.values()
+    }
+
+    /// How many stored keys this schema does not know (ignored).
+    pub fn unknown_keys(&self) -> usize {
+        self.unknown.len()
     }
 
     /// The stored values this snapshot was built from, before schema defaults: every key that
     /// is not at its default (its canonical value), and the values the schema rejected or does
     /// not know, as they came. Building a snapshot from them gives the same snapshot, so the
-    /// sync loop applies log changes to them and the disk snapshot saves them, without keeping a
-    /// copy of its own.
+    /// content hash and the disk snapshot are taken from them, without a copy of their own.
     pub fn stored(&self) -> impl Iterator<Item = (&str, &Value)> + '_ {
         let accepted = self
             .entries
             .iter()
             .filter(|e| !e.is_default)
             .map(|e| (&*e.key, &e.value));
-        let rejected = self.rejected.iter().map(|r| (r.key.as_str(), &r.value));
-        let unknown = self.unknown.iter().map(|(k, v)| (&**k, v));
+        let rejected = self.rejected.values().map(|r| (r.key.as_str(), &r.value));
+        let unknown = self.unknown.iter().map(|(k, (v, _))| (&**k, v));
         accepted.chain(rejected).chain(unknown)
     }
 
-    /// The `GET /v1/configs` body.
-    pub fn document(&self, stale: bool) -> Bytes {
-        if !stale {
-            return self.document.clone();
+    /// [`Snapshot::stored`] with each key's version, and also the keys back at their default
+    /// whose version is known (`None` value): what [`Snapshot::build_versioned`] takes to
+    /// rebuild this snapshot, versions included (the disk snapshot).
+    pub fn stored_versioned(&self) -> impl Iterator<Item = (&str, Option<&Value>, u64)> + '_ {
+        let entries = self
+            .entries
+            .iter()
+            .filter(|e| !e.is_default || (e.version != 0 && !self.rejected.contains_key(&e.key)))
+            .map(|e| (&*e.key, (!e.is_default).then_some(&e.value), e.version));
+        let rejected = self
+            .rejected
+            .values()
+            .map(|r| (r.key.as_str(), Some(&r.value), r.version));
+        let unknown = self
+            .unknown
+            .iter()
+            .map(|(k, (v, version))| (&**k, Some(v), *version));
+        entries.chain(rejected).chain(unknown)
+    }
+
+    /// The stored value of one key as [`Snapshot::stored`] yields it (`None`: at its default,
+    /// nothing stored). O(log n).
+    pub fn stored_value(&self, key: &str) -> Option<&Value> {
+        if let Some(e) = self.get(key).filter(|e| !e.is_default) {
+            return Some(&e.value);
         }
-        self.document_stale
+        if let Some(r) = self.rejected.get(key) {
+            return Some(&r.value);
+        }
+        self.unknown.get(key).map(|(v, _)| v)
+    }
+
+    /// The `GET /v1/configs` body (built on first ask, once per snapshot and staleness).
+    pub fn document(&self, stale: bool) -> Bytes {
+        let cell = if stale {
+            &self.document_stale
+        } else {
+            &self.document
+        };
+        cell.get_or_init(|| {
+            document_body(
+                &self.namespace,
+                self.position,
+                stale,
+                self.source,
+                &self.values_json(),
+            )
+        })
+        .clone()
+    }
+
+    /// The `GET /v1/configs/{key}` body of `entry`, one of this snapshot's (from
+    /// [`Snapshot::get`]). The fresh body is built on its first read and kept.
+    pub fn key_body(&self, entry: &Entry, stale: bool) -> Bytes {
+        if stale {
+            return key_body(
+                &entry.key,
+                &entry.json,
+                &entry_tail(self.position, true, self.source),
+            );
+        }
+        debug_assert!(
+            self.entries
+                .get(entry.slot)
+                .is_some_and(|e| std::ptr::eq(&**e, entry)),
+            "key_body of an entry of another snapshot"
+        );
+        self.bodies.get_or_build(entry.slot, || {
+            key_body(
+                &entry.key,
+                &entry.json,
+                &entry_tail(self.position, false, self.source),
+            )
+        })
+    }
+
+    /// `{"KEY": value, …}` in display order (built on first ask).
+    pub fn values_json(&self) -> Bytes {
+        self.values_json
             .get_or_init(|| {
-                document_body(
-                    &self.namespace,
-                    self.position,
-                    true,
-                    self.source,
-                    &self.values_json,
-                )
+                let mut values = Vec::with_capacity(48 * self.entries.len() + 2);
+                values.push(b'{');
+                for e in &self.entries {
+                    if values.len() > 1 {
+                        values.push(b',');
+                    }
+                    push_json_str(&mut values, &e.key);
+                    values.push(b':');
+                    values.extend_from_slice(&e.json);
+                }
+                values.push(b'}');
+                Bytes::from(values)
             })
             .clone()
     }
 
-    /// The `GET /v1/configs/{key}` body.
-    pub fn key_body(&self, entry: &Entry, stale: bool) -> Bytes {
-        if !stale {
-            return entry.body.clone();
-        }
-        key_body(
-            &entry.key,
-            &entry.json,
-            &entry_tail(self.position, true, self.source),
-        )
-    }
-
-    /// `{"KEY": value, …}` in display order.
-    pub fn values_json(&self) -> Bytes {
-        self.values_json.clone()
+    /// How many fresh key bodies were built so far (tests and benches: the apply path builds
+    /// none).
+    pub fn bodies_built(&self) -> usize {
+        self.bodies.built()
     }
 
     /// The same object with secrets masked (status page).
     pub fn values_masked(&self) -> Value {
         Value::Object(
-            self.entries
-                .iter()
+            self.entries()
                 .map(|e| (e.key.to_string(), mask_if(e.secret, &e.value)))
                 .collect(),
         )
@@ -354,7 +641,7 @@ impl Snapshot {
             "stale": stale,
             "source": self.source,
             "values": self.values_masked(),
-            "secrets": self.entries.iter().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
+            "secrets": self.entries().filter(|e| e.secret).map(|e| &*e.key).collect::<Vec<_>>(),
         })
     }
 
@@ -378,13 +665,31 @@ impl Snapshot {
         self.delta.get()
     }
 
-    /// Keys whose value differs between `older` and `self`, with their new value.
+    /// Keys whose value differs between `older` and `self`, with their new value, in display
+    /// order. O(n); entries shared between the two are skipped without comparing bytes.
     pub fn diff(&self, older: &Snapshot) -> Vec<(Box<str>, Value)> {
+        let same_schema = Arc::ptr_eq(&self.index, &older.index);
         self.entries
             .iter()
-            .filter(|e| older.get(&e.key).is_none_or(|o| o.json != e.json))
+            .filter(|e| {
+                let old = if same_schema {
+                    older.entries.get(e.slot).map(|o| &**o)
+                } else {
+                    older.get(&e.key)
+                };
+                old.is_none_or(|o| !std::ptr::eq(o, &***e) && o.json != e.json)
+            })
             .map(|e| (e.key.clone(), e.value.clone()))
             .collect()
+    }
+
+    /// The changes since `older`: the ones [`Snapshot::apply`] recorded when `self` was
+    /// applied on top of `older`, else [`Snapshot::diff`].
+    fn changes_since(&self, older: &Snapshot) -> Vec<(Box<str>, Value)> {
+        match &self.applied {
+            Some((base, changes)) if *base == older.id => changes.clone(),
+            _ => self.diff(older),
+        }
     }
 }
 
@@ -395,64 +700,6 @@ fn mask_if(secret: bool, value: &Value) -> Value {
     } else {
         value.clone()
     }
-}
-
-fn header(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"0-0\""))
-}
-
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Key and namespace names are restricted to ASCII without quotes, but stay correct anyway.
-    if let Ok(v) = serde_json::to_vec(s) {
-        out.extend_from_slice(&v);
-    }
-}
-
-/// `,"version":5,"stale":false,"source":"local"}` — the end of every per-key body.
-fn entry_tail(position: Position, stale: bool, source: Source) -> Vec<u8> {
-    format!(
-        ",\"version\":{},\"epoch\":{},\"stale\":{},\"source\":\"{}\"}}",
-        position.version,
-        position.epoch,
-        stale,
-        source.as_str()
-    )
-    .into_bytes()
-}
-
-fn key_body(key: &str, json: &[u8], tail: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(16 + key.len() + json.len() + tail.len());
-    out.extend_from_slice(b"{\"key\":");
-    push_json_str(&mut out, key);
-    out.extend_from_slice(b",\"value\":");
-    out.extend_from_slice(json);
-    out.extend_from_slice(tail);
-    Bytes::from(out)
-}
-
-fn document_body(
-    namespace: &str,
-    position: Position,
-    stale: bool,
-    source: Source,
-    values: &[u8],
-) -> Bytes {
-    let mut out = Vec::with_capacity(values.len() + 128);
-    out.extend_from_slice(b"{\"namespace\":");
-    push_json_str(&mut out, namespace);
-    out.extend_from_slice(
-        format!(
-            ",\"epoch\":{},\"version\":{},\"stale\":{},\"source\":\"{}\",\"values\":",
-            position.epoch,
-            position.version,
-            stale,
-            source.as_str()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(values);
-    out.push(b'}');
-    Bytes::from(out)
 }
 
 /// One entry of the recent-changes list on the status page.
@@ -567,7 +814,7 @@ impl SnapshotStore {
         if next.position == current.position && next.source == current.source {
             return Ok(false);
         }
-        let changes = next.diff(&current);
+        let changes = next.changes_since(&current);
         if !changes.is_empty() && next.position != current.position {
             self.remember(&next, &changes);
         }
@@ -744,9 +991,9 @@ mod tests {
             ],
         );
         assert_eq!(s.get("ITEMS_PER_PAGE").expect("entry").value, json!(5));
-        assert_eq!(s.rejected.len(), 1);
-        assert_eq!(s.rejected[0].key, "ITEMS_PER_PAGE");
-        assert_eq!(s.unknown_keys, 1);
+        assert_eq!(s.rejected().len(), 1);
+        assert_eq!(s.rejected().next().expect("rejected").key, "ITEMS_PER_PAGE");
+        assert_eq!(s.unknown_keys(), 1);
         assert_eq!(s.get("SITE_NAME").expect("entry").value, json!("New"));
     }
 
@@ -773,10 +1020,11 @@ mod tests {
         );
         let again = Snapshot::build(&schema(), s.position, Source::Local, s.stored());
         assert_eq!(again.document(false), s.document(false));
-        assert_eq!(again.rejected, s.rejected);
-        assert_eq!(again.unknown_keys, 1);
+        let rejected = |s: &Snapshot| s.rejected().cloned().collect::<Vec<_>>();
+        assert_eq!(rejected(&again), rejected(&s));
+        assert_eq!(again.unknown_keys(), 1);
         // The rejected value is kept but never shown.
-        let shown = serde_json::to_value(&s.rejected).expect("json");
+        let shown = serde_json::to_value(rejected(&s)).expect("json");
         assert!(!shown.to_string().contains("seven"), "{shown}");
     }
 
@@ -857,5 +1105,173 @@ mod tests {
         );
         assert!(store.is_ready());
         assert_eq!(store.load().source, Source::Defaults);
+    }
+
+    /// The document, the stored values with versions, the rejected values, the unknown count.
+    type Seen = (
+        Bytes,
+        Vec<(String, Option<Value>, u64)>,
+        Vec<Rejected>,
+        usize,
+    );
+
+    /// Everything a reader or the sync loop can see of a snapshot, to compare two.
+    fn seen(s: &Snapshot) -> Seen {
+        let mut stored: Vec<(String, Option<Value>, u64)> = s
+            .stored_versioned()
+            .map(|(k, v, ver)| (k.to_owned(), v.cloned(), ver))
+            .collect();
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        let bodies = s
+            .entries()
+            .map(|e| {
+                let body = s.key_body(e, false);
+                assert_eq!(
+                    body,
+                    key_body(&e.key, &e.json, &entry_tail(s.position, false, s.source)),
+                    "{}",
+                    e.key
+                );
+                e.version
+            })
+            .count();
+        assert_eq!(bodies, s.len());
+        (
+            s.document(false),
+            stored,
+            s.rejected().cloned().collect(),
+            s.unknown_keys(),
+        )
+    }
+
+    #[test]
+    fn applying_changes_gives_the_snapshot_a_rebuild_gives() {
+        // (key, value, version): valid, rejected, back to default, unknown, unknown removed.
+        let base = Snapshot::build_versioned(
+            &schema(),
+            Position::new(1, 4),
+            Source::Redis,
+            [
+                ("SITE_NAME", Some(json!("A")), 2),
+                ("ITEMS_PER_PAGE", Some(json!("drifted")), 3),
+                ("GONE", Some(json!(1)), 4),
+                ("MAINTENANCE_MODE", None, 1),
+            ],
+        );
+        let steps: Vec<Vec<(&str, Option<Value>)>> = vec![
+            vec![("SITE_NAME", Some(json!("B")))],
+            vec![("ITEMS_PER_PAGE", Some(json!(9))), ("GONE", None)],
+            vec![("SITE_NAME", None), ("NEW_UNKNOWN", Some(json!([1])))],
+            vec![("MAINTENANCE_MODE", Some(json!("not a bool")))],
+            vec![
+                ("MAINTENANCE_MODE", Some(Value::Null)),
+                ("ITEMS_PER_PAGE", Some(json!(9))),
+            ],
+            vec![],
+        ];
+        let mut applied = base;
+        for (i, step) in steps.iter().enumerate() {
+            let version = 5 + i as u64;
+            let to = Position::new(1, version);
+            let next = applied.apply(
+                &schema(),
+                to,
+                Source::Redis,
+                step.iter().map(|(k, v)| (*k, v.as_ref(), version)),
+            );
+            assert_eq!(next.bodies_built(), 0, "apply builds no body");
+            let mut all: BTreeMap<&str, (Option<&Value>, u64)> = applied
+                .stored_versioned()
+                .map(|(k, v, ver)| (k, (v, ver)))
+                .collect();
+            for (k, v) in step {
+                all.insert(k, (v.as_ref(), version));
+            }
+            let rebuilt = Snapshot::build_versioned(
+                &schema(),
+                to,
+                Source::Redis,
+                all.into_iter().map(|(k, (v, ver))| (k, v, ver)),
+            );
+            assert_eq!(seen(&next), seen(&rebuilt), "step {i}: {step:?}");
+            for e in next.entries() {
+                let r = rebuilt.get(&e.key).expect("same keys");
+                assert_eq!(
+                    (e.version, e.is_default),
+                    (r.version, r.is_default),
+                    "{}",
+                    e.key
+                );
+            }
+            applied = next;
+        }
+        let e = applied.get("ITEMS_PER_PAGE").expect("entry");
+        assert_eq!((e.value.clone(), e.version), (json!(9), 9));
+        assert_eq!(applied.get("SITE_NAME").expect("entry").version, 7);
+    }
+
+    #[test]
+    fn an_applied_snapshot_publishes_only_what_changed_and_keeps_the_rest_shared() {
+        let first = build(
+            1,
+            vec![("SITE_NAME", json!("A")), ("ITEMS_PER_PAGE", json!(6))],
+        );
+        let store = SnapshotStore::new(first, None, false);
+        let current = store.load();
+        let next = current.apply(
+            &schema(),
+            Position::new(1, 2),
+            Source::Local,
+            // One real change, one value set to what it already was.
+            [
+                ("SITE_NAME", Some(&json!("B")), 2),
+                ("ITEMS_PER_PAGE", Some(&json!(6)), 2),
+            ],
+        );
+        let untouched = next.get("MAINTENANCE_MODE").expect("entry");
+        assert!(std::ptr::eq(
+            untouched,
+            current.get("MAINTENANCE_MODE").expect("entry")
+        ));
+        assert_eq!(next.get("ITEMS_PER_PAGE").expect("entry").version, 2);
+        store.publish(next).expect("publish");
+        let published = store.load();
+        let delta = published.delta().expect("delta");
+        assert_eq!(delta.from, Position::new(1, 1));
+        assert_eq!(delta.changes, vec![(Box::from("SITE_NAME"), json!("B"))]);
+        let body: Value = serde_json::from_slice(
+            &published.key_body(published.get("SITE_NAME").expect("entry"), false),
+        )
+        .expect("json");
+        assert_eq!(body["value"], json!("B"));
+        assert_eq!(body["version"], json!(2));
+        assert_eq!(published.bodies_built(), 1);
+        // Confirmed from another source: same values, no change recorded.
+        let confirmed = published.with_source(Source::Redis);
+        assert_eq!(confirmed.values_json(), published.values_json());
+        store.publish(confirmed).expect("publish");
+        assert!(store.load().delta().expect("delta").changes.is_empty());
+        assert_eq!(store.recent_changes().len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_applied_with_another_schema_is_rebuilt() {
+        let old = build(1, vec![("SITE_NAME", json!("A"))]);
+        let wider = Schema::from_keys(
+            "demo",
+            &[
+                ("SITE_NAME", ValueType::String, json!("Config Manager")),
+                ("EXTRA", ValueType::Int, json!(1)),
+            ],
+        );
+        let next = old.apply(
+            &wider,
+            Position::new(1, 2),
+            Source::Local,
+            [("EXTRA", Some(&json!(2)), 2)],
+        );
+        assert_eq!(next.len(), 2);
+        assert_eq!(next.get("SITE_NAME").expect("entry").value, json!("A"));
+        assert_eq!(next.get("EXTRA").expect("entry").value, json!(2));
     }
 }

@@ -93,8 +93,8 @@ impl SnapshotMetrics {
         let snap = store.guard();
         self.version.set(gauge_value(snap.position.version));
         self.epoch.set(gauge_value(snap.position.epoch));
-        self.keys.set(snap.entries().len() as i64);
-        self.rejected_values.set(snap.rejected.len() as i64);
+        self.keys.set(snap.len() as i64);
+        self.rejected_values.set(snap.rejected().len() as i64);
         self.age_seconds
             .set(store.age().map_or(-1.0, |a| a.as_secs_f64()));
         self.stale.set(i64::from(store.is_stale()));

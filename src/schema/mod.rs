@@ -208,6 +208,11 @@ impl Schema {
         self.index.get(name).map(|&i| &self.keys[i])
     }
 
+    /// Where `name` is in display order (its index in [`Schema::keys`]).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
     /// Keys in display order.
     pub fn keys(&self) -> &[KeyDef] {
         &self.keys

@@ -3,7 +3,10 @@
 //!
 //! Configs have no targeting: the evaluation context is accepted (and may be absent) and every
 //! answer has `reason: "STATIC"`. `variant` is `default` when the schema default is served,
-//! `configured` otherwise; `metadata` carries `version`, `epoch`, `source` and `stale`.
+//! `configured` otherwise; `metadata` carries `version` — the key's own: the version of the
+//! last changeset that changed that key, so a provider that compares it sees a flag change only
+//! when that flag changed — `epoch`, `source` and `stale`. The bulk answer's `metadata.version`
+//! is the namespace's (with its ETag).
 //! Errors use OFREP's shapes: `{"key","errorCode","errorDetails"}` (`FLAG_NOT_FOUND`,
 //! `PARSE_ERROR`). The bulk call supports `If-None-Match` → 304 with the snapshot's ETag.
 
@@ -79,7 +82,7 @@ fn evaluation(snap: &Snapshot, entry: &Entry, stale: bool) -> Value {
         "reason": "STATIC",
         "variant": if entry.is_default { "default" } else { "configured" },
         "metadata": {
-            "version": snap.position.version,
+            "version": entry.version,
             "epoch": snap.position.epoch,
             "source": snap.source.as_str(),
             "stale": stale,
@@ -159,7 +162,6 @@ pub async fn bulk(
     } else {
         let flags: Vec<Value> = snap
             .entries()
-            .iter()
             .map(|e| evaluation(&snap, e, stale))
             .collect();
         json_response(

@@ -42,10 +42,10 @@ pub async fn status(State(state): State<Arc<SidecarState>>) -> Json<serde_json::
         "stale": state.store.is_stale(),
         "age_seconds": state.store.age().map(|a| a.as_secs_f64()),
         "ready": state.store.is_ready(),
-        "keys": snap.entries().len(),
+        "keys": snap.len(),
         "schema_hash": &*snap.schema_hash,
-        "rejected_values": snap.rejected,
-        "unknown_keys": snap.unknown_keys,
+        "rejected_values": snap.rejected().collect::<Vec<_>>(),
+        "unknown_keys": snap.unknown_keys(),
         "watchers": state.watchers.load(Ordering::Relaxed),
         "sync": state.sync.status(),
     }))

@@ -435,7 +435,42 @@ fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str, hash: Option<ContentHash
             .stored()
             .map(|(k, v)| (k.to_owned(), v.clone()))
             .collect(),
+        versions: Some(
+            snapshot
+                .stored_versioned()
+                .map(|(k, _, version)| (k.to_owned(), version))
+                .collect(),
+        ),
     }
+}
+
+/// The snapshot of a whole Redis image at `position`. Each item carries the version that last
+/// set it. A key the image lacks is at its default, and Redis does not say since when: it keeps
+/// the version it had in `previous` (the snapshot served until now) when it was at its default
+/// there too (its value did not change), else it changed at some version up to the image's and
+/// takes `position`'s.
+fn image_snapshot(
+    schema: &Schema,
+    position: Position,
+    image: &Image,
+    previous: &Snapshot,
+) -> Snapshot {
+    let items = image
+        .items
+        .iter()
+        .map(|(k, item)| (k.as_str(), Some(&item.value), item.version));
+    let defaults = schema
+        .keys()
+        .iter()
+        .filter(|def| !image.items.contains_key(&def.name))
+        .map(|def| {
+            let version = match previous.get(&def.name) {
+                Some(e) if e.is_default => e.version,
+                _ => position.version,
+            };
+            (def.name.as_str(), None, version)
+        });
+    Snapshot::build_versioned(schema, position, Source::Redis, items.chain(defaults))
 }
 
 /// How a round ended.
@@ -474,11 +509,11 @@ impl SyncLoop {
             Some((snap, generation)) => {
                 let position = snap.position();
                 file_version = Some(position.version);
-                let snapshot = Arc::new(Snapshot::build(
+                let snapshot = Arc::new(Snapshot::build_versioned(
                     &self.schema,
                     position,
                     Source::Disk,
-                    snap.values.iter(),
+                    snap.stored_versioned(),
                 ));
                 match self.store.publish_shared(snapshot.clone()) {
                     Ok(_) => {
@@ -892,8 +927,12 @@ impl SyncLoop {
                 return Ok(self.kept(keep));
             }
             Action::InSync => Outcome::InSync,
-            Action::CatchUp { to, changes } => {
-                let got = self.catch_up(to, &changes);
+            Action::CatchUp {
+                to,
+                changes,
+                versions,
+            } => {
+                let got = self.catch_up(to, &changes, &versions);
                 if plan::verify_applied(read.meta.content_hash, got) {
                     Outcome::InSync
                 } else {
@@ -923,12 +962,7 @@ impl SyncLoop {
         if matches!(outcome, Outcome::InSync) {
             if self.store.load().source != Source::Redis {
                 // Same position, now confirmed by Redis (e.g. a disk snapshot at cold start).
-                let confirmed = Snapshot::build(
-                    &self.schema,
-                    self.snapshot.position,
-                    Source::Redis,
-                    self.snapshot.stored(),
-                );
+                let confirmed = self.snapshot.with_source(Source::Redis);
                 self.swap(Arc::new(confirmed));
             }
             // In sync with Redis; with the ledger as of the relay's last beat (which the relay
@@ -955,16 +989,18 @@ impl SyncLoop {
         Outcome::Keep(keep)
     }
 
-    /// Applies the log's changes to the served values; returns the new content hash.
+    /// Applies the log's changes to the served values, each key at the version of the log
+    /// entry that last changed it; returns the new content hash.
     fn catch_up(
         &mut self,
         to: Position,
         changes: &std::collections::BTreeMap<String, Value>,
+        versions: &std::collections::BTreeMap<String, u64>,
     ) -> ContentHash {
         self.metrics.catchups.inc();
         self.status.update(|s| s.catchups += 1);
         let hash = self.changed_hash(changes);
-        self.apply_changes(to, changes, hash);
+        self.apply_changes(to, changes, |k| versions.get(k).copied(), hash);
         hash
     }
 
@@ -972,13 +1008,8 @@ impl SyncLoop {
     fn changed_hash(&self, changes: &std::collections::BTreeMap<String, Value>) -> ContentHash {
         let base = self.snapshot.clone();
         match self.hash {
-            Some(before) => {
-                let old: std::collections::HashMap<&str, &Value> = base
-                    .stored()
-                    .filter(|(k, _)| changes.contains_key(*k))
-                    .collect();
-                plan::hash_after_changes(before, changes, |k| old.get(k).copied())
-            }
+            // O(k log n): each changed key's stored value is looked up.
+            Some(before) => plan::hash_after_changes(before, changes, |k| base.stored_value(k)),
             // Nothing to move from: hash the result whole.
             None => {
                 let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
@@ -987,21 +1018,33 @@ impl SyncLoop {
         }
     }
 
-    /// Builds and swaps the served values with `changes` applied, at `to`.
+    /// Applies `changes` to the served snapshot (O(k log n), [`Snapshot::apply`]) and swaps
+    /// the result in, at `to`. `version_of` gives the version that changed a key (`None`:
+    /// `to`'s).
     fn apply_changes(
         &mut self,
         to: Position,
         changes: &std::collections::BTreeMap<String, Value>,
+        version_of: impl Fn(&str) -> Option<u64>,
         hash: ContentHash,
     ) {
-        let base = self.snapshot.clone();
-        let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
-        let set = changes
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.as_str(), v));
+        let snapshot = self.snapshot.apply(
+            &self.schema,
+            to,
+            Source::Redis,
+            changes.iter().map(|(k, v)| {
+                let version = version_of(k).unwrap_or(to.version);
+                (k.as_str(), Some(v), version)
+            }),
+        );
+        for key in changes.keys() {
+            if let Some(r) = snapshot.rejected().find(|r| r.key == *key) {
+                tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
+            }
+        }
         self.hash = Some(hash);
-        self.apply(to, unchanged.chain(set));
+        self.position = Some(to);
+        self.swap(Arc::new(snapshot));
     }
 
     /// Applies a hint's inlined changeset without reading Redis, when it leads to the hint's
@@ -1018,7 +1061,8 @@ impl SyncLoop {
         if !plan::verify_applied(Some(expected), got) {
             return false;
         }
-        self.apply_changes(to, changes, got);
+        // One changeset: every key it carries changed at its version.
+        self.apply_changes(to, changes, |_| None, got);
         self.snapshot_metrics.observe_store(&self.store);
         true
     }
@@ -1058,29 +1102,15 @@ impl SyncLoop {
                         .iter()
                         .map(|(k, item)| (k.as_str(), &item.value)),
                 ));
-                let stored = image
-                    .items
-                    .iter()
-                    .map(|(k, item)| (k.as_str(), &item.value));
-                self.apply(position, stored);
+                let snapshot = image_snapshot(&self.schema, position, &image, &self.snapshot);
+                for r in snapshot.rejected() {
+                    tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
+                }
+                self.position = Some(position);
+                self.swap(Arc::new(snapshot));
                 Outcome::InSync
             }
         })
-    }
-
-    /// Builds the new snapshot from `stored` (the values Redis holds, before schema defaults)
-    /// and swaps it in.
-    fn apply<'a>(
-        &mut self,
-        position: Position,
-        stored: impl IntoIterator<Item = (&'a str, &'a Value)>,
-    ) {
-        let snapshot = Snapshot::build(&self.schema, position, Source::Redis, stored);
-        for r in &snapshot.rejected {
-            tracing::warn!(key = %r.key, rule = r.rule, "value rejected by the local schema (drift); serving the default");
-        }
-        self.position = Some(position);
-        self.swap(Arc::new(snapshot));
     }
 
     /// Publishes `snapshot`, keeps it as the loop's own, and queues the disk write.
@@ -1207,6 +1237,56 @@ impl Heartbeater {
 #[cfg(test)]
 mod disk_writer_tests {
     use super::*;
+
+    #[test]
+    fn an_image_keeps_the_item_versions_and_derives_those_of_defaults() {
+        use crate::schema::ValueType;
+        let schema = Schema::from_keys(
+            "demo",
+            &[
+                ("SET", ValueType::Int, json!(0)),
+                ("STILL_DEFAULT", ValueType::Int, json!(0)),
+                ("RESET", ValueType::Int, json!(0)),
+                ("NEVER", ValueType::Int, json!(0)),
+            ],
+        );
+        let previous = Snapshot::build_versioned(
+            &schema,
+            Position::new(1, 5),
+            Source::Redis,
+            [
+                ("SET", Some(json!(1)), 2),
+                ("STILL_DEFAULT", None, 4),
+                ("RESET", Some(json!(3)), 5),
+            ],
+        );
+        let image = Image {
+            meta: crate::redis::wire::Meta::default(),
+            items: [(
+                "SET".to_owned(),
+                crate::redis::wire::Item {
+                    value: json!(7),
+                    version: 9,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            bad_items: 0,
+            fields: 1,
+        };
+        let s = image_snapshot(&schema, Position::new(1, 10), &image, &previous);
+        let versions: Vec<(&str, u64)> = s.entries().map(|e| (&*e.key, e.version)).collect();
+        assert_eq!(
+            versions,
+            [
+                ("SET", 9),
+                ("STILL_DEFAULT", 4),
+                ("RESET", 10),
+                ("NEVER", 0)
+            ]
+        );
+        assert_eq!(s.get("SET").map(|e| e.value.clone()), Some(json!(7)));
+    }
 
     #[test]
     fn failed_writes_are_retried_with_a_doubling_bounded_back_off() {

@@ -112,6 +112,9 @@ pub(crate) enum Action {
     CatchUp {
         to: Position,
         changes: BTreeMap<String, Value>,
+        /// The version of the last log entry that changed each key of `changes` (the entry's
+        /// own version: OFREP's per-key `metadata.version`).
+        versions: BTreeMap<String, u64>,
     },
     /// Read the whole image (`FULL_READ`), then [`plan_image`].
     FullFetch(FetchReason),
@@ -163,7 +166,11 @@ pub(crate) fn plan(state: &State<'_>, read: &SyncRead) -> Round {
                 generation,
             };
             match catch_up(mine, to, read) {
-                Ok(changes) => Action::CatchUp { to, changes },
+                Ok((changes, versions)) => Action::CatchUp {
+                    to,
+                    changes,
+                    versions,
+                },
                 Err(reason) => Action::FullFetch(reason),
             }
         }
@@ -336,13 +343,15 @@ fn relay_down(meta: &Meta, now: Option<f64>) -> bool {
 }
 
 /// The changes from `from` to `to` when the log holds exactly the versions in between, all of
-/// `to`'s epoch.
+/// `to`'s epoch, with the version that last changed each key.
+#[allow(clippy::type_complexity)]
 fn catch_up(
     from: Position,
     to: Position,
     read: &SyncRead,
-) -> Result<BTreeMap<String, Value>, FetchReason> {
+) -> Result<(BTreeMap<String, Value>, BTreeMap<String, u64>), FetchReason> {
     let mut changes = BTreeMap::new();
+    let mut versions = BTreeMap::new();
     let mut expected = from.version + 1;
     let mut past_the_end = false;
     for entry in &read.log {
@@ -355,6 +364,7 @@ fn catch_up(
         }
         for (key, value) in &entry.changes {
             changes.insert(key.clone(), value.clone());
+            versions.insert(key.clone(), entry.version);
         }
         expected += 1;
     }
@@ -365,7 +375,7 @@ fn catch_up(
     if expected != to.version + 1 {
         return Err(FetchReason::LogGap);
     }
-    Ok(changes)
+    Ok((changes, versions))
 }
 
 #[cfg(test)]
@@ -413,6 +423,10 @@ mod tests {
             log,
             log_damaged: false,
         }
+    }
+
+    fn versions(of: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        of.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     }
 
     fn changes(v: Value) -> BTreeMap<String, Value> {
@@ -557,6 +571,7 @@ mod tests {
                 Action::CatchUp {
                     to: Position::new(1, 6),
                     changes: changes(json!({"A": 1})),
+                    versions: versions(&[("A", 6)]),
                 },
             ),
             (
@@ -573,6 +588,8 @@ mod tests {
                 Action::CatchUp {
                     to: Position::new(1, 8),
                     changes: changes(json!({"A": 3, "B": null})),
+                    // Each key's last change: A at 7, B (reset) at 8.
+                    versions: versions(&[("A", 7), ("B", 8)]),
                 },
             ),
             (
@@ -648,7 +665,8 @@ mod tests {
             plan(&state, &past).action,
             Action::CatchUp {
                 to: Position::new(1, 6),
-                changes: changes(json!({"A": 1}))
+                changes: changes(json!({"A": 1})),
+                versions: versions(&[("A", 6)]),
             }
         );
     }

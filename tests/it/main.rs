@@ -5,7 +5,8 @@
 //!   and an SSE reader.
 //! - `dev_*`: the core in `dev` mode, end to end (`cargo test --test it dev_`).
 //! - `stack`, `redis_*`: admin + sidecars on a spawned redis-server; the fault suite; `fleet`:
-//!   the fleet view on such a deployment.
+//!   the fleet view on such a deployment; `ofrep_versions`: OFREP's per-flag versions, in `dev`
+//!   and on a sidecar.
 //! - `pg_*`, `admin_embedded`: the PostgreSQL ledger, several admins, PostgreSQL faults.
 //! - `rbac`, `auth_http` (with `auth_support`): the access layer through HTTP, on the embedded
 //!   store and on PostgreSQL.
@@ -39,6 +40,7 @@ mod security;
 mod disk_faults;
 mod fleet;
 mod hint;
+mod ofrep_versions;
 mod redis_cluster;
 mod redis_faults;
 mod redis_sync;

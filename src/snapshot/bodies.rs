@@ -1,0 +1,185 @@
+//! The encoded response bodies of a snapshot: how each is written, and the per-version cache of
+//! the per-key bodies, which are built on first read (never on the apply path).
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use super::{Position, Source};
+
+/// Slots per lazily allocated chunk of [`KeyBodies`].
+const CHUNK: usize = 64;
+
+/// One chunk: [`CHUNK`] bodies, each built on first read.
+type Chunk = Box<[OnceLock<Bytes>]>;
+
+/// The fresh `GET /v1/configs/{key}` body of every key of one snapshot, built on first read.
+///
+/// Two lazy levels keep a new snapshot O(1) to create whatever its size: the table of chunks
+/// is allocated on the first read of any key (`len / 64` empty slots), a chunk of 64 slots on
+/// the first read of one of its keys, and a body on the first read of its key. A read of a
+/// body already built is three atomic loads and a `Bytes` clone.
+pub(super) struct KeyBodies {
+    len: usize,
+    chunks: OnceLock<Box<[OnceLock<Chunk>]>>,
+}
+
+impl KeyBodies {
+    pub(super) fn new(len: usize) -> KeyBodies {
+        KeyBodies {
+            len,
+            chunks: OnceLock::new(),
+        }
+    }
+
+    /// The body in `slot`, built by `build` if this is its first read. A slot out of range
+    /// (never the case: slots are schema positions) is built every time rather than cached.
+    pub(super) fn get_or_build(&self, slot: usize, build: impl FnOnce() -> Bytes) -> Bytes {
+        let chunks = self.chunks.get_or_init(|| {
+            (0..self.len.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        let Some(chunk) = chunks.get(slot / CHUNK) else {
+            return build();
+        };
+        let chunk = chunk.get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
+        match chunk.get(slot % CHUNK) {
+            Some(body) => body.get_or_init(build).clone(),
+            None => build(),
+        }
+    }
+
+    /// How many bodies are built (tests and the memory bench).
+    pub(super) fn built(&self) -> usize {
+        self.chunks.get().map_or(0, |chunks| {
+            chunks
+                .iter()
+                .filter_map(OnceLock::get)
+                .map(|c| c.iter().filter(|b| b.get().is_some()).count())
+                .sum()
+        })
+    }
+}
+
+pub(super) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Key and namespace names are restricted to ASCII without quotes, but stay correct anyway.
+    if let Ok(v) = serde_json::to_vec(s) {
+        out.extend_from_slice(&v);
+    }
+}
+
+/// `,"version":5,"epoch":1,"stale":false,"source":"local"}` — the end of every per-key body.
+pub(super) fn entry_tail(position: Position, stale: bool, source: Source) -> Vec<u8> {
+    format!(
+        ",\"version\":{},\"epoch\":{},\"stale\":{},\"source\":\"{}\"}}",
+        position.version,
+        position.epoch,
+        stale,
+        source.as_str()
+    )
+    .into_bytes()
+}
+
+/// `{"key":K,"value":V` + `tail`.
+pub(super) fn key_body(key: &str, json: &[u8], tail: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(16 + key.len() + json.len() + tail.len());
+    out.extend_from_slice(b"{\"key\":");
+    push_json_str(&mut out, key);
+    out.extend_from_slice(b",\"value\":");
+    out.extend_from_slice(json);
+    out.extend_from_slice(tail);
+    Bytes::from(out)
+}
+
+/// The `GET /v1/configs` body around `values` (`{"KEY": value, …}`).
+pub(super) fn document_body(
+    namespace: &str,
+    position: Position,
+    stale: bool,
+    source: Source,
+    values: &[u8],
+) -> Bytes {
+    let mut out = Vec::with_capacity(values.len() + 128);
+    out.extend_from_slice(b"{\"namespace\":");
+    push_json_str(&mut out, namespace);
+    out.extend_from_slice(
+        format!(
+            ",\"epoch\":{},\"version\":{},\"stale\":{},\"source\":\"{}\",\"values\":",
+            position.epoch,
+            position.version,
+            stale,
+            source.as_str()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(values);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// `?format=raw`: a string bare, anything else as its JSON. A string without escapes shares
+/// the bytes of its JSON (the text between the quotes) instead of a copy of its own.
+pub(super) fn raw_body(value: &serde_json::Value, json: &Bytes) -> Bytes {
+    match value {
+        serde_json::Value::String(s) => {
+            let inner = json
+                .len()
+                .checked_sub(1)
+                .map(|end| json.slice(1.min(end)..end));
+            match inner {
+                Some(inner) if inner == s.as_bytes() => inner,
+                _ => Bytes::from(s.clone()),
+            }
+        }
+        _ => json.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn bodies_are_built_once_and_only_when_read() {
+        let bodies = KeyBodies::new(130);
+        assert_eq!(bodies.built(), 0);
+        let mut calls = 0;
+        for _ in 0..3 {
+            let b = bodies.get_or_build(129, || {
+                calls += 1;
+                Bytes::from_static(b"last")
+            });
+            assert_eq!(&b[..], b"last");
+        }
+        assert_eq!(calls, 1);
+        assert_eq!(
+            &bodies.get_or_build(0, || Bytes::from_static(b"first"))[..],
+            b"first"
+        );
+        assert_eq!(bodies.built(), 2);
+        // Out of range: built, never cached.
+        assert_eq!(
+            &bodies.get_or_build(500, || Bytes::from_static(b"x"))[..],
+            b"x"
+        );
+        assert_eq!(bodies.built(), 2);
+    }
+
+    #[test]
+    fn a_raw_string_shares_its_json_bytes_unless_it_has_escapes() {
+        for (value, raw) in [
+            (json!("plain"), "plain"),
+            (json!(""), ""),
+            (json!("with \"quotes\"\n"), "with \"quotes\"\n"),
+            (json!("é"), "é"),
+            (json!(7), "7"),
+            (json!(null), "null"),
+        ] {
+            let encoded = Bytes::from(serde_json::to_vec(&value).expect("json"));
+            assert_eq!(raw_body(&value, &encoded), raw.as_bytes(), "{value}");
+        }
+    }
+}
