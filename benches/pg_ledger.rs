@@ -239,7 +239,8 @@ fn main() {
         .iter()
         .filter(|a| !a.starts_with("--") && Some(*a) != pg_url.as_ref())
         .collect();
-    let wanted = |section: &str| filters.is_empty() || filters.iter().any(|f| section.contains(f.as_str()));
+    let wanted =
+        |section: &str| filters.is_empty() || filters.iter().any(|f| section.contains(f.as_str()));
     let seconds: f64 = std::env::var("RTCONFIG_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -288,7 +289,10 @@ fn main() {
             (Some(base), _) => {
                 let name = format!("rtconfig_bench_http_{}", std::process::id());
                 external_psql(base, &format!("CREATE DATABASE \"{name}\""));
-                (format!("{}/{name}", base.trim_end_matches('/')), Some((base.clone(), name)))
+                (
+                    format!("{}/{name}", base.trim_end_matches('/')),
+                    Some((base.clone(), name)),
+                )
             }
             (None, Some(pg)) => (pg.url(&pg.create_database()), None),
             (None, None) => unreachable!("a cluster is spawned when no --pg-url is given"),

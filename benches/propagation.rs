@@ -851,7 +851,8 @@ async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()>
             let hints = delta(&swarm.hints(), &hints0);
             let resyncs = delta(&swarm.resyncs(), &resyncs0);
             let calls = |c: &str| {
-                redis1.calls.get(c).copied().unwrap_or(0) - redis0.calls.get(c).copied().unwrap_or(0)
+                redis1.calls.get(c).copied().unwrap_or(0)
+                    - redis0.calls.get(c).copied().unwrap_or(0)
             };
             let per = |x: u64| x as f64 / (n * commits.len()) as f64;
             redis_rows.push(format!(
@@ -1097,8 +1098,12 @@ async fn fan_out(
         info1.calls.get(c).copied().unwrap_or(0) - info0.calls.get(c).copied().unwrap_or(0)
     };
     let hints = delta(&swarm.hints(), &hints0);
-    let (per_loop, after_ack, last_loop, acks) =
-        (stats(per_loop), stats(after_ack), stats(last_loop), stats(acks));
+    let (per_loop, after_ack, last_loop, acks) = (
+        stats(per_loop),
+        stats(after_ack),
+        stats(last_loop),
+        stats(acks),
+    );
     println!(
         "{label} fan-out: per loop {per_loop}; ack→visible {after_ack}; last loop {last_loop}; ack {acks}; full fetches {}, catch-ups {}; hints {hints:?}",
         f1 - f0,
