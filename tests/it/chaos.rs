@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use crate::harness::eventually;
 use crate::harness::redis::RedisServer;
 use crate::harness::sentinel::SentinelGroup;
-use crate::stack::{http, schema_dir, Doc, Expected, Stack, TOKEN};
+use crate::stack::{http, read_doc_at, schema_dir, Doc, Expected, Stack, TOKEN};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 /// The fleet of items 7 and 11.
@@ -66,7 +66,7 @@ impl FleetReader {
                         continue;
                     }
                     let at = Instant::now();
-                    let doc = read(&client, *addr).await;
+                    let doc = read_doc_at(&client, *addr).await;
                     // Marked down while the request ran: the sidecar was being stopped.
                     if doc.is_err() && d[i].load(Ordering::Acquire) {
                         continue;
@@ -92,25 +92,6 @@ impl FleetReader {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("reader task")
     }
-}
-
-async fn read(client: &reqwest::Client, addr: SocketAddr) -> Result<Doc, String> {
-    let resp = client
-        .get(format!("http://{addr}/v1/configs"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != 200 {
-        return Err(format!("status {}", resp.status()));
-    }
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-    Ok(Doc {
-        epoch: v["epoch"].as_u64().ok_or("epoch")?,
-        version: v["version"].as_u64().ok_or("version")?,
-        stale: v["stale"].as_bool().ok_or("stale")?,
-        source: v["source"].as_str().ok_or("source")?.to_owned(),
-        values: serde_json::from_value(v["values"].clone()).map_err(|e| e.to_string())?,
-    })
 }
 
 /// Writes through the admin API every `every` until stopped; every write must be

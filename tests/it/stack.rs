@@ -47,9 +47,20 @@ pub async fn read_doc(
     client: &reqwest::Client,
     sidecar: &Running<SidecarParts>,
 ) -> Result<Doc, String> {
-    let url = format!("http://{}/v1/configs", sidecar.read_addr);
-    let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
+    read_doc_at(client, sidecar.read_addr).await
+}
+
+/// `GET /v1/configs` from the read API at `addr` (a sidecar of a `Stack` or a spawned binary).
+pub async fn read_doc_at(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+) -> Result<Doc, String> {
+    let resp = client
+        .get(format!("http://{addr}/v1/configs"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
         return Err(format!("status {}", resp.status()));
     }
     let v: Value = resp.json().await.map_err(|e| e.to_string())?;

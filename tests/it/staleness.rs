@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::harness::eventually;
 use crate::harness::proxy::TcpProxy;
 use crate::harness::redis::RedisServer;
-use crate::stack::{read_doc, schema_dir, Doc, Stack};
+use crate::stack::{read_doc, read_doc_at, schema_dir, Doc, Stack};
 
 const CONVERGE: Duration = Duration::from_secs(15);
 
@@ -39,7 +39,7 @@ impl TimedReader {
         let task = tokio::spawn(async move {
             loop {
                 let at = Instant::now();
-                let r = read_addr(&client, addr).await;
+                let r = read_doc_at(&client, addr).await;
                 l.lock().push((at, r));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -66,25 +66,6 @@ impl TimedReader {
         }
         docs
     }
-}
-
-async fn read_addr(client: &reqwest::Client, addr: std::net::SocketAddr) -> Result<Doc, String> {
-    let resp = client
-        .get(format!("http://{addr}/v1/configs"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != 200 {
-        return Err(format!("status {}", resp.status()));
-    }
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-    Ok(Doc {
-        epoch: v["epoch"].as_u64().ok_or("epoch")?,
-        version: v["version"].as_u64().ok_or("version")?,
-        stale: v["stale"].as_bool().ok_or("stale")?,
-        source: v["source"].as_str().ok_or("source")?.to_owned(),
-        values: serde_json::from_value(v["values"].clone()).map_err(|e| e.to_string())?,
-    })
 }
 
 fn bound(s: &rtconfig::app::Running<rtconfig::app::SidecarParts>) -> Duration {
