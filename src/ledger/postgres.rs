@@ -869,8 +869,7 @@ async fn commit_tx(
         ))
         .into());
     };
-    if committed.replayed || (committed.changes.is_empty() && request.idempotency_key.is_none())
-    {
+    if committed.replayed || (committed.changes.is_empty() && request.idempotency_key.is_none()) {
         // Nothing written: the transaction is dropped (rolled back).
         return Ok(committed);
     }

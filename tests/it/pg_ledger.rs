@@ -85,8 +85,8 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     assert!(migrate(&settings).await.expect("again").is_empty());
     assert_eq!(
         sql(pg, &db, "SELECT count(*) FROM rtconfig_schema_history"),
-        "4",
-        "V1 (ledger), V2 (auth), V3 (history) and V4 (no-op idempotency keys)"
+        "5",
+        "V1 (ledger), V2 (auth), V3 (history), V4 (no-op idempotency keys) and V5 (commit path)"
     );
     // The command does the same.
     let (code, out) = run_binary(&["admin", "migrate", "--database-url", &url]);
@@ -97,7 +97,7 @@ async fn migrations_run_once_even_when_replicas_start_together() {
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(
-            "applied 4 migration(s): V1__ledger, V2__auth, V3__history, V4__idempotent_noop"
+            "applied 5 migration(s): V1__ledger, V2__auth, V3__history, V4__idempotent_noop, V5__commit_path"
         ),
         "{out}"
     );
