@@ -15,6 +15,10 @@
 //! server instead (e.g. `postgres://postgres@127.0.0.1:5432`): a fresh database is created
 //! there and dropped after. Sections (substring filter on the arguments): `ledger`, `http`.
 //!
+//! The spawned cluster preloads `pg_stat_statements`: after each 1-writer scenario (and the
+//! HTTP one) the bench prints every statement PostgreSQL executed per commit or per PATCH, with
+//! its mean server time: on the admin's connections each statement is one round trip.
+//!
 //! ```text
 //! cargo bench --bench pg_ledger
 //! cargo bench --bench pg_ledger -- http --pg-url postgres://postgres@127.0.0.1:5432
