@@ -728,10 +728,10 @@ async fn commit_attempt<C: GenericClient>(
         // Remembered under its key (no version, no NOTIFY), so the key cannot take another
         // request.
         if let Some(key) = &request.idempotency_key {
+            let noop = c.prepare_cached(COMMIT_NOOP).await?;
             if autocommit {
                 commit_sent.store(true, Ordering::SeqCst);
             }
-            let noop = c.prepare_cached(COMMIT_NOOP).await?;
             let n = c
                 .execute(&noop, &[&ns, &epoch, &seen, key, &request.fingerprint])
                 .await?;
