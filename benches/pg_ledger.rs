@@ -15,6 +15,10 @@
 //! server instead (e.g. `postgres://postgres@127.0.0.1:5432`): a fresh database is created
 //! there and dropped after. Sections (substring filter on the arguments): `ledger`, `http`.
 //!
+//! The spawned cluster preloads `pg_stat_statements`: after each 1-writer scenario (and the
+//! HTTP one) the bench prints every statement PostgreSQL executed per commit or per PATCH, with
+//! its mean server time: on the admin's connections each statement is one round trip.
+//!
 //! ```text
 //! cargo bench --bench pg_ledger
 //! cargo bench --bench pg_ledger -- http --pg-url postgres://postgres@127.0.0.1:5432
@@ -38,6 +42,8 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 
 struct Outcome {
     commits: usize,
+    /// What PostgreSQL executed per commit (`Statements::report`), when counted.
+    statements: Option<String>,
     elapsed: Duration,
     latencies: Vec<Duration>,
 }
@@ -60,6 +66,7 @@ async fn scenario(
     namespaces: usize,
     warmup: Duration,
     run: Duration,
+    statements: Option<&Statements<'_>>,
 ) -> Outcome {
     let ledger = Arc::new(
         PgLedger::open("bench", PgSettings::new(url))
@@ -69,6 +76,9 @@ async fn scenario(
     let names: Vec<String> = (0..namespaces).map(|n| format!("ns{n}")).collect();
     for ns in &names {
         ledger.ensure_namespace(ns).await.expect("namespace");
+    }
+    if let Some(s) = statements {
+        s.reset();
     }
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -83,7 +93,7 @@ async fn scenario(
             loop {
                 let now = Instant::now();
                 if now >= end {
-                    return latencies;
+                    return (latencies, i as usize);
                 }
                 i += 1;
                 // Each writer goes round the namespaces.
@@ -114,12 +124,17 @@ async fn scenario(
         }));
     }
     let mut latencies = Vec::new();
+    let mut total = 0;
     for t in tasks {
-        latencies.extend(t.await.expect("writer"));
+        let (l, n) = t.await.expect("writer");
+        latencies.extend(l);
+        total += n;
     }
+    let statements = statements.map(|s| s.report("commit", total));
     latencies.sort_unstable();
     Outcome {
         commits: latencies.len(),
+        statements,
         elapsed: run,
         latencies,
     }
@@ -133,6 +148,7 @@ async fn http_scenario(
     redis_url: &str,
     warmup: Duration,
     run: Duration,
+    statements: Option<&Statements<'_>>,
 ) -> Outcome {
     let schema_dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
     let mut settings = AdminSettings::for_tests_pg(schema_dir, database_url, redis_url);
@@ -165,12 +181,21 @@ async fn http_scenario(
         .as_str()
         .unwrap_or_else(|| panic!("no token in {created}"))
         .to_owned();
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + run;
+    let mut measure_from = Instant::now() + warmup;
+    let mut end = measure_from + run;
     let mut latencies = Vec::new();
     let mut i = 0u64;
+    let mut counting = false;
     while Instant::now() < end {
+        if !counting && Instant::now() >= measure_from {
+            // The statement counters start with the measured PATCHes.
+            counting = true;
+            if let Some(s) = statements {
+                s.reset();
+            }
+            measure_from = Instant::now();
+            end = measure_from + run;
+        }
         i += 1;
         let t = Instant::now();
         let resp = http
@@ -192,12 +217,74 @@ async fn http_scenario(
             latencies.push(t.elapsed());
         }
     }
+    let statements = statements.map(|s| s.report("PATCH", latencies.len()));
     let _ = admin_rt.spawn(running.stop()).await;
     latencies.sort_unstable();
     Outcome {
         commits: latencies.len(),
+        statements,
         elapsed: run,
         latencies,
+    }
+}
+
+/// Counts the statements PostgreSQL executed in one database (`pg_stat_statements`, preloaded
+/// in the spawned cluster, utility statements such as BEGIN and COMMIT included): on a
+/// connection that waits for each answer before sending the next statement, as every
+/// connection of the admin does, each is one round trip.
+struct Statements<'a> {
+    pg: &'a PgCluster,
+    db: String,
+}
+
+impl Statements<'_> {
+    fn new<'a>(pg: &'a PgCluster, db: &str) -> Statements<'a> {
+        pg.psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        Statements {
+            pg,
+            db: db.to_owned(),
+        }
+    }
+
+    fn reset(&self) {
+        self.pg.psql(&self.db, "SELECT pg_stat_statements_reset()");
+    }
+
+    /// The statements per `what` (`per` of them since the last reset), most frequent first, as
+    /// a table.
+    fn report(&self, what: &str, per: usize) -> String {
+        use std::fmt::Write;
+        let rows = self.pg.psql(
+            &self.db,
+            "SELECT calls, round(mean_exec_time::numeric * 1000), regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC, query",
+        );
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| per {what} ({per}) | µs each (server) | statement |\n|---:|---:|---|"
+        );
+        let per = per.max(1) as f64;
+        let mut total = 0.0;
+        for line in rows.lines() {
+            let mut cols = line.splitn(3, '|');
+            let (Some(calls), Some(micros), Some(query)) = (cols.next(), cols.next(), cols.next())
+            else {
+                continue;
+            };
+            let calls: f64 = calls.trim().parse().unwrap_or(0.0);
+            total += calls / per;
+            let query: String = query.chars().take(120).collect();
+            let _ = writeln!(
+                out,
+                "| {:.2} | {micros} | `{}` |",
+                calls / per,
+                query.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(out, "| **{total:.2}** | | all statements |");
+        out
     }
 }
 
@@ -254,6 +341,11 @@ fn main() {
     let pg = (wanted("ledger") || pg_url.is_none()).then(|| {
         PgCluster::start_with(PgOptions {
             fsync: true,
+            // Counts the statements of the 1-writer scenarios (`Statements`).
+            settings: vec![(
+                "shared_preload_libraries".into(),
+                "pg_stat_statements".into(),
+            )],
             ..PgOptions::default()
         })
     });
@@ -269,11 +361,28 @@ fn main() {
         println!("At the `Ledger` API:\n");
         println!("| writers | namespaces | changesets/s | p50 ms | p99 ms | max ms |");
         println!("|---:|---:|---:|---:|---:|---:|");
-        for (writers, namespaces) in [(1, 1), (1, 8), (8, 1), (8, 8)] {
+        let mut counts = Vec::new();
+        // 1 | 1 again at the end: is one namespace slower than eight, or only the first run of a
+        // fresh cluster?
+        for (writers, namespaces) in [(1, 1), (1, 8), (8, 1), (8, 8), (1, 1)] {
             let db = pg.create_database();
             let url = pg.url(&db);
-            let out = runtime.block_on(scenario(&url, writers, namespaces, warmup, run));
+            let statements = (writers == 1).then(|| Statements::new(pg, &db));
+            let out = runtime.block_on(scenario(
+                &url,
+                writers,
+                namespaces,
+                warmup,
+                run,
+                statements.as_ref(),
+            ));
             print_row(&format!("{writers} | {namespaces}"), &out);
+            if let Some(s) = out.statements {
+                counts.push((format!("{writers} writer, {namespaces} namespace(s)"), s));
+            }
+        }
+        for (label, table) in counts {
+            println!("\nStatements PostgreSQL executed per commit, {label} (pg_stat_statements):\n\n{table}");
         }
         println!();
     }
@@ -285,6 +394,7 @@ fn main() {
             .thread_name("admin")
             .build()
             .expect("admin runtime");
+        let mut http_statements = None;
         let (database_url, drop_after) = match (&pg_url, &pg) {
             (Some(base), _) => {
                 let name = format!("rtconfig_bench_http_{}", std::process::id());
@@ -294,7 +404,11 @@ fn main() {
                     Some((base.clone(), name)),
                 )
             }
-            (None, Some(pg)) => (pg.url(&pg.create_database()), None),
+            (None, Some(pg)) => {
+                let db = pg.create_database();
+                http_statements = Some(Statements::new(pg, &db));
+                (pg.url(&db), None)
+            }
             (None, None) => unreachable!("a cluster is spawned when no --pg-url is given"),
         };
         let where_ = pg_url.as_deref().unwrap_or("the spawned cluster");
@@ -307,9 +421,13 @@ fn main() {
             &redis.url(),
             warmup,
             run,
+            http_statements.as_ref(),
         ));
         assert!(out.commits > 0, "no changeset committed");
         print_row("1", &out);
+        if let Some(s) = &out.statements {
+            println!("\nStatements PostgreSQL executed per PATCH (pg_stat_statements, every connection of the admin: request path and relay):\n\n{s}");
+        }
         admin_rt.shutdown_timeout(Duration::from_secs(5));
         if let Some((base, name)) = drop_after {
             external_psql(&base, &format!("DROP DATABASE \"{name}\" WITH (FORCE)"));

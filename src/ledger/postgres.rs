@@ -8,12 +8,20 @@
 //! `rtconfig_idempotency_keys`; and (V2) the access layer's `rtconfig_users`, `rtconfig_sessions`,
 //! `rtconfig_tokens` and `rtconfig_audit` (used by `auth::postgres`, on this ledger's pool);
 //! (V3) `rtconfig_idempotency_keys.noop`: a write that changed nothing keeps its key too.
+//! (V5) no foreign key from `rtconfig_history` to `rtconfig_changesets` (one statement writes
+//! both; its check scanned the namespace's changesets, see the migration).
 //!
-//! A commit is one transaction (DESIGN §4): lock the namespace row (`SELECT … FOR UPDATE`),
-//! answer a known `Idempotency-Key` from its first outcome, check the expected versions, bump the
-//! version counter (gap-free and commit-ordered: the row lock is held until COMMIT; never a
-//! sequence), upsert the values, insert the changeset and one history row per key, `NOTIFY` the
-//! relay leader, COMMIT. It is acknowledged only after COMMIT returns.
+//! A commit is one transaction (DESIGN §4) that bumps the namespace's version counter under its
+//! row lock (gap-free and commit-ordered: the lock is held until the commit; never a sequence),
+//! upserts the values, inserts the changeset, one history row per key and the `Idempotency-Key`,
+//! and `NOTIFY`s the relay leader; it is acknowledged only once committed. To cost one writer
+//! two round trips and one WAL flush, it is first tried optimistically in autocommit: one read
+//! (namespace row, the key's first outcome, the touched keys' values: one snapshot), the checks
+//! (`plan_commit`), then ONE write statement whose version bump applies only if the namespace is
+//! still at the epoch and version read and not behind Redis, and whose other parts insert only
+//! if it did (data-modifying CTEs, `COMMIT_WRITE`). When another writer got there first,
+//! nothing was written, and the commit is redone in a transaction that takes the row lock
+//! (`SELECT … FOR UPDATE`) before reading, so concurrent writers queue instead of racing.
 //!
 //! Every call is bounded: waiting for a pooled connection, connecting and the statements all
 //! share one deadline (`op_timeout`, 1.5 s by default), so a PostgreSQL that is down or paused
@@ -508,7 +516,8 @@ async fn ns_row<C: GenericClient>(c: &C, namespace: &str) -> Result<(u64, u64, u
     Ok((u(row.get(0)), u(row.get(1)), u(row.get(2))))
 }
 
-/// Changesets with `after < version <= until`, oldest first, at most `limit`, with their changes.
+/// Changesets with `after < version <= until`, oldest first, at most `limit`, with their changes:
+/// one statement (the relay's feed reads this after every commit).
 async fn load_changesets<C: GenericClient>(
     c: &C,
     namespace: &str,
@@ -518,25 +527,31 @@ async fn load_changesets<C: GenericClient>(
 ) -> Result<Vec<Changeset>, Fail> {
     let rows = prepared_query(
         c,
-        "SELECT version, epoch, actor, token_id, comment, request_id, client_ip, user_agent, \
-         created_at FROM rtconfig_changesets \
-         WHERE namespace = $1 AND version > $2 AND version <= $3 ORDER BY version LIMIT $4",
+        "WITH cs AS (SELECT version, epoch, actor, token_id, comment, request_id, client_ip, \
+         user_agent, created_at FROM rtconfig_changesets \
+         WHERE namespace = $1 AND version > $2 AND version <= $3 ORDER BY version LIMIT $4) \
+         SELECT cs.version, cs.epoch, cs.actor, cs.token_id, cs.comment, cs.request_id, \
+         cs.client_ip, cs.user_agent, cs.created_at, h.key, h.old, h.new, h.default_value \
+         FROM cs LEFT JOIN rtconfig_history h ON h.namespace = $1 AND h.version = cs.version \
+         ORDER BY cs.version, h.ord",
         &[&namespace, &i(after), &i(until), &i(limit as u64)],
     )
     .await?;
-    let mut out: Vec<Changeset> = rows.iter().map(|r| changeset_row(namespace, r)).collect();
-    let (Some(first), Some(last)) = (out.first(), out.last()) else {
-        return Ok(out);
-    };
-    let (lo, hi) = (first.version, last.version);
-    let changes = prepared_query(
-        c,
-        "SELECT version, key, old, new, default_value FROM rtconfig_history \
-         WHERE namespace = $1 AND version >= $2 AND version <= $3 ORDER BY version, ord",
-        &[&namespace, &i(lo), &i(hi)],
-    )
-    .await?;
-    attach_changes(&mut out, &changes);
+    let mut out: Vec<Changeset> = Vec::new();
+    for r in &rows {
+        let version = u(r.get(0));
+        if out.last().is_none_or(|cs| cs.version != version) {
+            out.push(changeset_row(namespace, r));
+        }
+        if let (Some(cs), Some(key)) = (out.last_mut(), r.get::<_, Option<String>>(9)) {
+            cs.changes.push(Change {
+                key,
+                old: r.get::<_, Option<Value>>(10),
+                new: r.get::<_, Option<Value>>(11),
+                default: r.get::<_, Option<Value>>(12),
+            });
+        }
+    }
     Ok(out)
 }
 
@@ -578,66 +593,73 @@ fn attach_changes(changesets: &mut [Changeset], rows: &[Row]) {
     }
 }
 
-/// The commit transaction. `commit_sent` is raised right before COMMIT goes out.
-async fn commit_tx(
-    conn: &mut Object,
+/// A commit's read (one statement, so one snapshot): the namespace row, the `Idempotency-Key`'s
+/// row if any, and the stored values of the keys the request touches or expects.
+const COMMIT_READ: &str = "SELECT n.epoch, n.version, n.ledger_behind, \
+     i.fingerprint, i.version, i.noop, v.key, v.value, v.version \
+     FROM rtconfig_namespaces n \
+     LEFT JOIN rtconfig_idempotency_keys i ON i.namespace = n.name AND i.key = $2 \
+     LEFT JOIN rtconfig_values v ON v.namespace = n.name AND v.key = ANY($3) \
+     WHERE n.name = $1";
+
+/// A commit's write, one statement: bump the version counter if the namespace is still at the
+/// (epoch, version) the read saw and not behind Redis, and only then insert the changeset, its
+/// history rows and the idempotency row, upsert the values and `NOTIFY` the relay leader. The
+/// version moved (another writer committed first) → no row, nothing written. Sub-statements of
+/// one statement cannot see each other's rows, but the foreign keys are checked at its end.
+const COMMIT_WRITE: &str = "WITH bump AS ( \
+     UPDATE rtconfig_namespaces SET version = version + 1, updated_at = now() \
+     WHERE name = $1 AND epoch = $2 AND version = $3 AND NOT ledger_behind \
+     RETURNING name, epoch, version \
+   ), changeset AS ( \
+     INSERT INTO rtconfig_changesets (namespace, version, epoch, actor, token_id, comment, \
+     request_id, client_ip, user_agent) \
+     SELECT b.name, b.version, b.epoch, $4, $5, $6, $7, $8, $9 FROM bump b \
+   ), history AS ( \
+     INSERT INTO rtconfig_history (namespace, version, ord, key, op, old, new, default_value) \
+     SELECT b.name, b.version, t.ord, t.key, t.op, t.old, t.new, t.dflt FROM bump b, \
+     unnest($10::int[], $11::text[], $12::text[], $13::jsonb[], $14::jsonb[], $15::jsonb[]) \
+     AS t(ord, key, op, old, new, dflt) \
+   ), current AS ( \
+     INSERT INTO rtconfig_values (namespace, key, value, version) \
+     SELECT b.name, t.key, t.value, b.version FROM bump b, \
+     unnest($11::text[], $14::jsonb[]) AS t(key, value) \
+     ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version \
+   ), idempotency AS ( \
+     INSERT INTO rtconfig_idempotency_keys (namespace, key, fingerprint, version) \
+     SELECT b.name, $16::text, $17, b.version FROM bump b WHERE $16::text IS NOT NULL \
+   ) \
+   SELECT b.version, pg_notify($18, b.name || ':' || b.version) FROM bump b";
+
+/// A write that changed nothing, remembered under its `Idempotency-Key` (no version, no
+/// `NOTIFY`) if the namespace is still at the (epoch, version) the read saw.
+const COMMIT_NOOP: &str = "INSERT INTO rtconfig_idempotency_keys \
+     (namespace, key, fingerprint, version, noop) \
+     SELECT n.name, $4, $5, n.version, true FROM rtconfig_namespaces n \
+     WHERE n.name = $1 AND n.epoch = $2 AND n.version = $3 AND NOT n.ledger_behind \
+     FOR SHARE";
+
+/// What one attempt at a commit came to.
+enum Attempt {
+    Done(Committed),
+    /// The namespace moved between the read and the write (another writer committed, an epoch
+    /// bump, `ledger_behind` set, or a concurrent request with the same `Idempotency-Key`):
+    /// nothing was written.
+    Moved,
+}
+
+/// One attempt: read (one statement), plan, write (one statement). On `c` in autocommit this is
+/// optimistic: the write only applies if the namespace is still where the read found it, and
+/// the write is the commit. Inside a transaction holding the namespace row lock it cannot move.
+/// `commit_sent` is raised right before the statement that commits (autocommit) goes out.
+async fn commit_attempt<C: GenericClient>(
+    c: &C,
     request: &CommitRequest,
     commit_sent: &AtomicBool,
+    autocommit: bool,
     #[cfg(feature = "test-support")] failpoints: &Failpoints,
-) -> Result<Committed, Fail> {
+) -> Result<Attempt, Fail> {
     let ns = request.namespace.as_str();
-    let tx = conn.transaction().await?;
-    let rows = prepared_query(
-        &tx,
-        "SELECT epoch, version, ledger_behind FROM rtconfig_namespaces WHERE name = $1 FOR UPDATE",
-        &[&ns],
-    )
-    .await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| LedgerError::UnknownNamespace(ns.to_owned()))?;
-    let state = NamespaceState {
-        epoch: u(row.get(0)),
-        version: u(row.get(1)),
-    };
-    let behind: bool = row.get(2);
-    if let Some(key) = &request.idempotency_key {
-        let found = prepared_query(
-            &tx,
-            "SELECT fingerprint, version, noop FROM rtconfig_idempotency_keys \
-             WHERE namespace = $1 AND key = $2",
-            &[&ns, key],
-        )
-        .await?;
-        if let Some(r) = found.first() {
-            if r.get::<_, &str>(0) != request.fingerprint {
-                return Err(LedgerError::IdempotencyKeyReused.into());
-            }
-            let version = u(r.get(1));
-            if r.get::<_, bool>(2) {
-                return Ok(Committed {
-                    state: NamespaceState {
-                        epoch: state.epoch,
-                        version,
-                    },
-                    changes: Vec::new(),
-                    replayed: true,
-                });
-            }
-            let cs = load_changesets(&tx, ns, version - 1, version, 1)
-                .await?
-                .pop()
-                .ok_or_else(|| {
-                    LedgerError::Corrupt(format!(
-                        "Idempotency-Key names version {version}, which has no history"
-                    ))
-                })?;
-            return Ok(Committed::replay_of(&cs));
-        }
-    }
-    if behind {
-        return Err(LedgerError::LedgerBehind(ns.to_owned()).into());
-    }
     // Only the keys this request touches or expects matter to `plan_commit`.
     let keys: BTreeSet<&str> = request
         .changes
@@ -646,80 +668,84 @@ async fn commit_tx(
         .chain(request.expected_keys.keys().map(String::as_str))
         .collect();
     let keys: Vec<&str> = keys.into_iter().collect();
-    let rows = prepared_query(
-        &tx,
-        "SELECT key, value, version FROM rtconfig_values WHERE namespace = $1 AND key = ANY($2)",
-        &[&ns, &keys],
-    )
-    .await?;
+    let rows = prepared_query(c, COMMIT_READ, &[&ns, &request.idempotency_key, &keys]).await?;
+    let first = rows
+        .first()
+        .ok_or_else(|| LedgerError::UnknownNamespace(ns.to_owned()))?;
+    let state = NamespaceState {
+        epoch: u(first.get(0)),
+        version: u(first.get(1)),
+    };
+    let behind: bool = first.get(2);
+    if let Some(fingerprint) = first.get::<_, Option<&str>>(3) {
+        if fingerprint != request.fingerprint {
+            return Err(LedgerError::IdempotencyKeyReused.into());
+        }
+        let version = u(first.get(4));
+        if first.get::<_, bool>(5) {
+            return Ok(Attempt::Done(Committed {
+                state: NamespaceState {
+                    epoch: state.epoch,
+                    version,
+                },
+                changes: Vec::new(),
+                replayed: true,
+            }));
+        }
+        // History is append-only: reading it outside the read's snapshot is the same.
+        let cs = load_changesets(c, ns, version - 1, version, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                LedgerError::Corrupt(format!(
+                    "Idempotency-Key names version {version}, which has no history"
+                ))
+            })?;
+        return Ok(Attempt::Done(Committed::replay_of(&cs)));
+    }
+    if behind {
+        return Err(LedgerError::LedgerBehind(ns.to_owned()).into());
+    }
     let current = CurrentValues {
         state,
         values: rows
             .iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
+            .filter_map(|r| {
+                let key = r.get::<_, Option<String>>(6)?;
+                Some((
+                    key,
                     StoredValue {
-                        value: r.get(1),
-                        version: u(r.get(2)),
+                        value: r.get(7),
+                        version: u(r.get::<_, i64>(8)),
                     },
-                )
+                ))
             })
             .collect(),
     };
     let changes = plan_commit(request, &current)?;
+    let (epoch, seen) = (i(state.epoch), i(state.version));
     if changes.is_empty() {
         // Remembered under its key (no version, no NOTIFY), so the key cannot take another
         // request.
         if let Some(key) = &request.idempotency_key {
-            let idem = tx
-                .prepare_cached(
-                    "INSERT INTO rtconfig_idempotency_keys (namespace, key, fingerprint, version, noop) \
-                     VALUES ($1, $2, $3, $4, true)",
-                )
+            let noop = c.prepare_cached(COMMIT_NOOP).await?;
+            if autocommit {
+                commit_sent.store(true, Ordering::SeqCst);
+            }
+            let n = c
+                .execute(&noop, &[&ns, &epoch, &seen, key, &request.fingerprint])
                 .await?;
-            tx.execute(&idem, &[&ns, key, &request.fingerprint, &i(state.version)])
-                .await?;
-            commit_sent.store(true, Ordering::SeqCst);
-            tx.commit().await?;
+            if n == 0 {
+                return Ok(Attempt::Moved);
+            }
         }
-        return Ok(Committed {
+        return Ok(Attempt::Done(Committed {
             state,
             changes,
             replayed: false,
-        });
+        }));
     }
-    let version = state.version + 1;
-    let v = i(version);
     let meta = &request.meta;
-    let update = tx
-        .prepare_cached(
-            "UPDATE rtconfig_namespaces SET version = $2, updated_at = now() WHERE name = $1",
-        )
-        .await?;
-    tx.execute(&update, &[&ns, &v]).await?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO rtconfig_changesets (namespace, version, epoch, actor, token_id, \
-             comment, request_id, client_ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .await?;
-    tx.execute(
-        &insert,
-        &[
-            &ns,
-            &v,
-            &i(state.epoch),
-            &meta.actor,
-            &meta.token_id,
-            &meta.comment,
-            &meta.request_id,
-            &meta.client_ip,
-            &meta.user_agent,
-        ],
-    )
-    .await?;
     let ords: Vec<i32> = (0..changes.len())
         .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
         .collect();
@@ -731,56 +757,131 @@ async fn commit_tx(
     let olds: Vec<Option<&Value>> = changes.iter().map(|c| c.old.as_ref()).collect();
     let news: Vec<Option<&Value>> = changes.iter().map(|c| c.new.as_ref()).collect();
     let defaults: Vec<Option<&Value>> = changes.iter().map(|c| c.default.as_ref()).collect();
-    let history = tx
-        .prepare_cached(
-            "INSERT INTO rtconfig_history \
-             (namespace, version, ord, key, op, old, new, default_value) \
-             SELECT $1, $2, t.ord, t.key, t.op, t.old, t.new, t.dflt \
-             FROM unnest($3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], \
-             $8::jsonb[]) AS t(ord, key, op, old, new, dflt)",
+    let write = c.prepare_cached(COMMIT_WRITE).await?;
+    if autocommit {
+        #[cfg(feature = "test-support")]
+        failpoints.before_commit();
+        commit_sent.store(true, Ordering::SeqCst);
+    }
+    let rows = c
+        .query(
+            &write,
+            &[
+                &ns,
+                &epoch,
+                &seen,
+                &meta.actor,
+                &meta.token_id,
+                &meta.comment,
+                &meta.request_id,
+                &meta.client_ip,
+                &meta.user_agent,
+                &ords,
+                &keys,
+                &ops,
+                &olds,
+                &news,
+                &defaults,
+                &request.idempotency_key,
+                &request.fingerprint,
+                &COMMIT_CHANNEL,
+            ],
         )
         .await?;
-    tx.execute(
-        &history,
-        &[&ns, &v, &ords, &keys, &ops, &olds, &news, &defaults],
+    let Some(row) = rows.first() else {
+        return Ok(Attempt::Moved);
+    };
+    Ok(Attempt::Done(Committed {
+        state: NamespaceState {
+            epoch: state.epoch,
+            version: u(row.get(0)),
+        },
+        changes,
+        replayed: false,
+    }))
+}
+
+/// Whether `e` is a unique violation (a concurrent request with the same `Idempotency-Key`
+/// inserted its row first).
+fn unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// The commit (DESIGN §4). First optimistically, in autocommit: one read, one write statement
+/// that applies only if the namespace did not move in between; with one writer per namespace
+/// that is the whole commit, two round trips and one WAL flush. If another writer got there
+/// first, again in a transaction that holds the namespace row lock from the start (`SELECT …
+/// FOR UPDATE`), so concurrent writers queue on the lock instead of racing again. Either way
+/// the version is bumped under the row lock and acknowledged only once committed.
+/// `commit_sent` is raised right before the statement or COMMIT that commits goes out.
+async fn commit_tx(
+    conn: &mut Object,
+    request: &CommitRequest,
+    commit_sent: &AtomicBool,
+    #[cfg(feature = "test-support")] failpoints: &Failpoints,
+) -> Result<Committed, Fail> {
+    let ns = request.namespace.as_str();
+    match commit_attempt(
+        &*conn,
+        request,
+        commit_sent,
+        true,
+        #[cfg(feature = "test-support")]
+        failpoints,
+    )
+    .await
+    {
+        Ok(Attempt::Done(committed)) => {
+            #[cfg(feature = "test-support")]
+            if !committed.changes.is_empty() {
+                failpoints.after_commit();
+            }
+            return Ok(committed);
+        }
+        Ok(Attempt::Moved) => {}
+        Err(Fail::Db(e)) if unique_violation(&e) => {}
+        Err(e) => return Err(e),
+    }
+    // The optimistic write had a definite answer: nothing of it was committed.
+    commit_sent.store(false, Ordering::SeqCst);
+    let tx = conn.transaction().await?;
+    let locked = prepared_query(
+        &tx,
+        "SELECT 1 FROM rtconfig_namespaces WHERE name = $1 FOR UPDATE",
+        &[&ns],
     )
     .await?;
-    let values = tx
-        .prepare_cached(
-            "INSERT INTO rtconfig_values (namespace, key, value, version) \
-             SELECT $1, t.key, t.value, $2 FROM unnest($3::text[], $4::jsonb[]) AS t(key, value) \
-             ON CONFLICT (namespace, key) DO UPDATE \
-             SET value = EXCLUDED.value, version = EXCLUDED.version",
-        )
-        .await?;
-    tx.execute(&values, &[&ns, &v, &keys, &news]).await?;
-    if let Some(key) = &request.idempotency_key {
-        let idem = tx
-            .prepare_cached(
-                "INSERT INTO rtconfig_idempotency_keys (namespace, key, fingerprint, version) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .await?;
-        tx.execute(&idem, &[&ns, key, &request.fingerprint, &v])
-            .await?;
+    if locked.is_empty() {
+        return Err(LedgerError::UnknownNamespace(ns.to_owned()).into());
     }
-    let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    tx.execute(&notify, &[&COMMIT_CHANNEL, &format!("{ns}:{version}")])
-        .await?;
+    let attempt = commit_attempt(
+        &tx,
+        request,
+        commit_sent,
+        false,
+        #[cfg(feature = "test-support")]
+        failpoints,
+    )
+    .await?;
+    let Attempt::Done(committed) = attempt else {
+        return Err(LedgerError::Corrupt(format!(
+            "namespace {ns} changed while its row was locked"
+        ))
+        .into());
+    };
+    if committed.replayed || (committed.changes.is_empty() && request.idempotency_key.is_none()) {
+        // Nothing written: the transaction is dropped (rolled back).
+        return Ok(committed);
+    }
     #[cfg(feature = "test-support")]
     failpoints.before_commit();
     commit_sent.store(true, Ordering::SeqCst);
     tx.commit().await?;
     #[cfg(feature = "test-support")]
-    failpoints.after_commit();
-    Ok(Committed {
-        state: NamespaceState {
-            epoch: state.epoch,
-            version,
-        },
-        changes,
-        replayed: false,
-    })
+    if !committed.changes.is_empty() {
+        failpoints.after_commit();
+    }
+    Ok(committed)
 }
 
 /// The history page's statement, built for the filters given (so each combination gets a plan
@@ -1046,13 +1147,15 @@ impl Ledger for PgLedger {
         let ns = namespace.to_owned();
         self.run("read a changeset", move |c| {
             Box::pin(async move {
-                ns_row(&*c, &ns).await?;
-                if version == 0 {
-                    return Ok(None);
+                let found = match version {
+                    0 => None,
+                    v => load_changesets(&*c, &ns, v - 1, v, 1).await?.pop(),
+                };
+                if found.is_none() {
+                    // No such version, or no such namespace.
+                    ns_row(&*c, &ns).await?;
                 }
-                Ok(load_changesets(&*c, &ns, version - 1, version, 1)
-                    .await?
-                    .pop())
+                Ok(found)
             })
         })
         .await
@@ -1067,8 +1170,12 @@ impl Ledger for PgLedger {
         let ns = namespace.to_owned();
         self.run("read changesets", move |c| {
             Box::pin(async move {
-                ns_row(&*c, &ns).await?;
-                load_changesets(&*c, &ns, after, u64::MAX, limit).await
+                let found = load_changesets(&*c, &ns, after, u64::MAX, limit).await?;
+                if found.is_empty() {
+                    // Nothing new, or no such namespace.
+                    ns_row(&*c, &ns).await?;
+                }
+                Ok(found)
             })
         })
         .await
