@@ -30,6 +30,9 @@ fn clean(revision: &str) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=RTCONFIG_GIT_REVISION");
+    // `refinery::embed_migrations!` reads this folder at compile time: a new or changed
+    // migration must rebuild the crate even when no Rust file changed.
+    println!("cargo:rerun-if-changed=migrations");
     let from_env = std::env::var("RTCONFIG_GIT_REVISION")
         .ok()
         .and_then(|r| clean(&r));
