@@ -5,9 +5,12 @@
 //! (never 6379, through the integration tests' harness), the real admin (`app::start_admin`: the
 //! embedded ledger in a temp dir and the relay) on its own one-thread runtime, as if it were
 //! another process, and sidecar sync loops started with `rtconfig::sync::start`, each with its own
-//! `SnapshotStore`. A change is *visible* in a loop when its store's `subscribe()` watch channel
-//! reaches the committed version (what long-poll and SSE wait on), so no HTTP polling noise; one
-//! section compares with a real sidecar read through an HTTP long-poll.
+//! `SnapshotStore`. A change is *visible* in a loop when its store publishes a snapshot at the
+//! committed version (the snapshot's `built_at`, taken just before the swap; an observer task
+//! per store, woken by its `subscribe()` watch channel, records it, and how late it woke is
+//! reported apart), so no HTTP polling noise; one section compares with a real sidecar read
+//! through an HTTP long-poll. The committing client runs on its own runtime, like the admin, so
+//! its "ack" is stamped when the answer is in, not when the loops' runtime gets to it.
 //!
 //! Sections (a positional argument keeps the sections whose name contains it, like libtest):
 //! - `propagation::latency` — commit → visible p50/p99/max with 1, 10 and 100 sync loops;
