@@ -5,9 +5,12 @@
 //! (never 6379, through the integration tests' harness), the real admin (`app::start_admin`: the
 //! embedded ledger in a temp dir and the relay) on its own one-thread runtime, as if it were
 //! another process, and sidecar sync loops started with `rtconfig::sync::start`, each with its own
-//! `SnapshotStore`. A change is *visible* in a loop when its store's `subscribe()` watch channel
-//! reaches the committed version (what long-poll and SSE wait on), so no HTTP polling noise; one
-//! section compares with a real sidecar read through an HTTP long-poll.
+//! `SnapshotStore`. A change is *visible* in a loop when its store publishes a snapshot at the
+//! committed version (the snapshot's `built_at`, taken just before the swap; an observer task
+//! per store, woken by its `subscribe()` watch channel, records it, and how late it woke is
+//! reported apart), so no HTTP polling noise; one section compares with a real sidecar read
+//! through an HTTP long-poll. The committing client runs on its own runtime, like the admin, so
+//! its "ack" is stamped when the answer is in, not when the loops' runtime gets to it.
 //!
 //! Sections (a positional argument keeps the sections whose name contains it, like libtest):
 //! - `propagation::latency` — commit → visible p50/p99/max with 1, 10 and 100 sync loops;
@@ -303,17 +306,28 @@ struct Commit {
     acked: Instant,
 }
 
+/// The runtimes besides the loops' own: the admin's, and the committing client's (each as if
+/// it were another process, so neither queues behind the loops' work on the main runtime).
+#[derive(Clone)]
+struct Runtimes {
+    admin: Handle,
+    client: Handle,
+}
+
 struct Admin {
     running: Option<Running<AdminParts>>,
     addr: SocketAddr,
     metrics: RelayMetrics,
     rt: Handle,
+    /// Where the PATCHes run and their answers are stamped.
+    client_rt: Handle,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Admin {
-    async fn start(rt: &Handle, schema_dir: &Path, redis_url: &str) -> Result<Admin> {
+    async fn start(rts: &Runtimes, schema_dir: &Path, redis_url: &str) -> Result<Admin> {
+        let rt = &rts.admin;
         let dir = tempfile::Builder::new()
             .prefix("rtconfig-bench-ledger-")
             .tempdir()?;
@@ -335,6 +349,7 @@ impl Admin {
             metrics: running.relay_metrics.clone(),
             running: Some(running),
             rt: rt.clone(),
+            client_rt: rts.client.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -342,32 +357,40 @@ impl Admin {
         })
     }
 
-    /// PATCHes `changes`; times the request from send to the end of the answer.
+    /// PATCHes `changes`; times the request from send to the end of the answer. The request
+    /// runs on the client's own runtime (its connection task too), so `acked` is stamped when
+    /// the answer is in, not when the main runtime — busy with the loops' fan-out — gets to it
+    /// (stamped there, the ack came late and ack→visible looked shorter than it was).
     async fn commit(&self, changes: Value) -> Result<Commit> {
         let url = format!("http://{}/api/v1/namespaces/{NS}/configs", self.addr);
-        let sent = Instant::now();
-        let resp = self
-            .http
-            .patch(&url)
-            .bearer_auth(TOKEN)
-            .json(&json!({ "changes": changes }))
-            .send()
+        let http = self.http.clone();
+        self.client_rt
+            .spawn(async move {
+                let sent = Instant::now();
+                let resp = http
+                    .patch(&url)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({ "changes": changes }))
+                    .send()
+                    .await
+                    .context("admin PATCH")?;
+                let status = resp.status();
+                let body: Value = resp.json().await.context("admin answer")?;
+                let acked = Instant::now();
+                if !status.is_success() {
+                    bail!("admin answered {status}: {body}");
+                }
+                let version = body["version"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("no version in {body}"))?;
+                Ok(Commit {
+                    version,
+                    sent,
+                    acked,
+                })
+            })
             .await
-            .context("admin PATCH")?;
-        let status = resp.status();
-        let body: Value = resp.json().await.context("admin answer")?;
-        let acked = Instant::now();
-        if !status.is_success() {
-            bail!("admin answered {status}: {body}");
-        }
-        let version = body["version"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no version in {body}"))?;
-        Ok(Commit {
-            version,
-            sent,
-            acked,
-        })
+            .context("commit task")?
     }
 
     async fn stop(mut self) {
@@ -588,10 +611,35 @@ fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTree
         .collect()
 }
 
-/// Versions a store announced, with when.
-type Track = Arc<Mutex<Vec<(u64, Instant)>>>;
+/// One position a store announced: its version, when the snapshot that carries it was
+/// published (its `built_at`, taken just before the swap: from then on every read of the store
+/// sees it) and when the observer task got to it (the watch channel woke it; that task runs on
+/// the loops' runtime, so it can queue behind other loops' work).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    version: u64,
+    published: Instant,
+    observed: Instant,
+}
 
-/// Records, per store, every position its watch channel announced and when.
+type Track = Arc<Mutex<Vec<Seen>>>;
+
+/// `Instant` and `SystemTime` read together once, to carry a snapshot's `built_at` (a
+/// `SystemTime`) to this bench's `Instant`s.
+fn instant_of(t: std::time::SystemTime) -> Instant {
+    static ANCHOR: std::sync::OnceLock<(Instant, std::time::SystemTime)> =
+        std::sync::OnceLock::new();
+    let (i0, s0) = *ANCHOR.get_or_init(|| (Instant::now(), std::time::SystemTime::now()));
+    match t.duration_since(s0) {
+        Ok(d) => i0 + d,
+        Err(e) => i0.checked_sub(e.duration()).unwrap_or(i0),
+    }
+}
+
+/// Records, per store, every position its watch channel announced: when it was published and
+/// when the observer saw it. "Visible" is the publication: the observer's wake-up is the
+/// bench's own queueing (with N loops in one process, N observer tasks share the loops'
+/// runtime), reported apart.
 struct Recorder {
     tracks: Vec<Track>,
     tasks: Vec<JoinHandle<()>>,
@@ -599,19 +647,34 @@ struct Recorder {
 
 impl Recorder {
     fn start(stores: &[Arc<SnapshotStore>]) -> Recorder {
+        // Anchor the clocks before anything is recorded.
+        let _ = instant_of(std::time::SystemTime::now());
         let mut rec = Recorder {
             tracks: Vec::with_capacity(stores.len()),
             tasks: Vec::with_capacity(stores.len()),
         };
         for store in stores {
             let mut rx = store.subscribe();
+            let store = store.clone();
             let track: Track = Arc::default();
             let t = track.clone();
             rec.tasks.push(tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
-                    let now = Instant::now();
+                    let observed = Instant::now();
                     let version = rx.borrow_and_update().version;
-                    t.lock().push((version, now));
+                    // The snapshot announced, or a newer one already (whose build time is
+                    // later: the figure errs on the slow side).
+                    let snap = store.load();
+                    let published = if snap.position.version >= version {
+                        instant_of(snap.built_at).min(observed)
+                    } else {
+                        observed
+                    };
+                    t.lock().push(Seen {
+                        version,
+                        published,
+                        observed,
+                    });
                 }
             }));
             rec.tracks.push(track);
@@ -619,16 +682,28 @@ impl Recorder {
         rec
     }
 
-    /// When each store first announced `version` or later (`None`: not yet).
-    fn reached(&self, version: u64) -> Vec<Option<Instant>> {
+    /// The first announcement of `version` or later, per store (`None`: not yet).
+    fn first(&self, version: u64) -> Vec<Option<Seen>> {
         self.tracks
             .iter()
-            .map(|t| {
-                t.lock()
-                    .iter()
-                    .find(|(v, _)| *v >= version)
-                    .map(|(_, at)| *at)
-            })
+            .map(|t| t.lock().iter().find(|s| s.version >= version).copied())
+            .collect()
+    }
+
+    /// When each store published `version` or later (`None`: not yet).
+    fn reached(&self, version: u64) -> Vec<Option<Instant>> {
+        self.first(version)
+            .into_iter()
+            .map(|s| s.map(|s| s.published))
+            .collect()
+    }
+
+    /// How long each store's observer took to see `version` after it was published.
+    fn observer_delays(&self, version: u64) -> Vec<Duration> {
+        self.first(version)
+            .into_iter()
+            .flatten()
+            .map(|s| s.observed.saturating_duration_since(s.published))
             .collect()
     }
 
@@ -799,9 +874,9 @@ fn start_redis() -> RedisServer {
 // ---------------------------------------------------------------------------------------------
 
 /// 1. Commit → visible with 1, 10, 100 sync loops, then one real sidecar over HTTP long-poll.
-async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()> {
+async fn latency(o: &Opts, rts: &Runtimes, report: &mut Report) -> Result<()> {
     let redis = start_redis();
-    let admin = Admin::start(admin_rt, &demo_dir(), &redis.url()).await?;
+    let admin = Admin::start(rts, &demo_dir(), &redis.url()).await?;
     let schema = load_schema(&demo_dir())?;
     let resync = Duration::from_secs(1);
     let mut i = 0usize;
@@ -814,6 +889,7 @@ async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()>
     report.add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut cpu_rows = Vec::new();
     let mut redis_rows = Vec::new();
+    let mut observer_rows = Vec::new();
     if o.wants("latency") {
         for &n in &o.sizes {
             let base = admin.commit(demo_change(i)).await?;
@@ -876,7 +952,9 @@ async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()>
             let mut after_ack = Vec::with_capacity(n * commits.len());
             let mut slowest = Vec::with_capacity(commits.len());
             let mut acks = Vec::with_capacity(commits.len());
+            let mut observer = Vec::with_capacity(n * commits.len());
             for c in &commits {
+                observer.extend(rec.observer_delays(c.version));
                 let reached: Vec<Instant> = rec.reached(c.version).into_iter().flatten().collect();
                 let seen: Vec<Duration> = reached
                     .iter()
@@ -892,11 +970,22 @@ async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()>
                 all.extend(seen);
                 acks.push(c.acked - c.sent);
             }
-            let (all, after_ack, slowest, acks) =
-                (stats(all), stats(after_ack), stats(slowest), stats(acks));
-            println!(
-                "{n} loops: send→visible {all}; ack→visible {after_ack}; last loop per commit {slowest}; ack {acks}"
+            let (all, after_ack, slowest, acks, observer) = (
+                stats(all),
+                stats(after_ack),
+                stats(slowest),
+                stats(acks),
+                stats(observer),
             );
+            println!(
+                "{n} loops: send→visible {all}; ack→visible {after_ack}; last loop per commit {slowest}; ack {acks}; observer woken after the publish {observer}"
+            );
+            observer_rows.push(format!(
+                "| {n} | {} ms | {} ms | {} ms |",
+                ms(observer.p50),
+                ms(observer.p99),
+                ms(observer.max)
+            ));
             report.add(format!(
                 "| {n} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} / {} ms | {} / {} ms | {} |",
                 ms(all.p50),
@@ -933,6 +1022,17 @@ async fn latency(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<()>
         report.add("| sync loops | `evalsha_ro` (all reads, timers included) | `xrange` (log reads) | resyncs woken by a hint | log catch-ups | full fetches | phase | hints by result (all loops) |");
         report.add("|---:|---:|---:|---:|---:|---:|---:|---|");
         for row in redis_rows {
+            report.add(row);
+        }
+    }
+    if !observer_rows.is_empty() {
+        report.add(
+            "\nThe bench's own observer (not in the figures above: visible = published): how long after \
+             the publish the observer task on the loops' runtime was woken by the store's watch channel:",
+        );
+        report.add("| sync loops | p50 | p99 | max |");
+        report.add("|---:|---:|---:|---:|");
+        for row in observer_rows {
             report.add(row);
         }
     }
@@ -975,7 +1075,7 @@ async fn http_long_poll(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rec = Recorder::start(std::slice::from_ref(&sidecar.store));
-    let seen: Track = Arc::default();
+    let seen: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let poller = {
         let seen = seen.clone();
         let addr = sidecar.read_addr;
@@ -1076,6 +1176,7 @@ async fn fan_out(
     let mut last_loop = Vec::new();
     let mut after_ack = Vec::new();
     let mut acks = Vec::new();
+    let mut observer = Vec::new();
     let (f0, c0) = swarm.counts();
     let hints0 = swarm.hints();
     let info0 = redis_info(redis)?;
@@ -1083,6 +1184,7 @@ async fn fan_out(
         tokio::time::sleep(Duration::from_millis(200)).await;
         let c = admin.commit(change(k)).await?;
         let seen = rec.wait_reached(c.version, Duration::from_secs(30)).await?;
+        observer.extend(rec.observer_delays(c.version));
         let lat: Vec<Duration> = seen
             .iter()
             .map(|at| at.saturating_duration_since(c.sent))
@@ -1098,14 +1200,15 @@ async fn fan_out(
         info1.calls.get(c).copied().unwrap_or(0) - info0.calls.get(c).copied().unwrap_or(0)
     };
     let hints = delta(&swarm.hints(), &hints0);
-    let (per_loop, after_ack, last_loop, acks) = (
+    let (per_loop, after_ack, last_loop, acks, observer) = (
         stats(per_loop),
         stats(after_ack),
         stats(last_loop),
         stats(acks),
+        stats(observer),
     );
     println!(
-        "{label} fan-out: per loop {per_loop}; ack→visible {after_ack}; last loop {last_loop}; ack {acks}; full fetches {}, catch-ups {}; hints {hints:?}",
+        "{label} fan-out: per loop {per_loop}; ack→visible {after_ack}; last loop {last_loop}; ack {acks}; observer woken after the publish {observer}; full fetches {}, catch-ups {}; hints {hints:?}",
         f1 - f0,
         c1 - c0
     );
@@ -1113,7 +1216,8 @@ async fn fan_out(
     report.add(format!(
         "- fan-out of one change to all {} loops ({changes} changes, 200 ms apart): per loop send→visible p50 {} / p99 {} / max {} ms; \
          ack→visible p50 {} / **p99 {}** / max {} ms; \
-         **last loop p50 {} / max {} ms** (target ≤ 1 s: {}; ≤ 0.3 s: {}); admin ack p50 {} ms; full fetches {}, log catch-ups {}; \
+         **last loop p50 {} / max {} ms** (target ≤ 1 s: {}; ≤ 0.3 s: {}); admin ack p50 {} ms; \
+         the bench's observer woken p50 {} / p99 {} ms after the publish (not counted); full fetches {}, log catch-ups {}; \
          hints {hints:?}; in Redis meanwhile: XRANGE (log reads, inside SYNC_READ) {} ({:.3} per change per loop), \
          EVALSHA_RO {} ({:.3} per change per loop, timers included), HGETALL (full reads) {}",
         swarm.len(),
@@ -1128,6 +1232,8 @@ async fn fan_out(
         verdict(last_loop.max <= Duration::from_secs(1)),
         verdict(last_loop.max <= Duration::from_millis(300)),
         ms(acks.p50),
+        ms(observer.p50),
+        ms(observer.p99),
         f1 - f0,
         c1 - c0,
         calls("xrange"),
@@ -1140,9 +1246,9 @@ async fn fan_out(
 }
 
 /// 2. The swarm: cold start, fan-out, reconnect herd, steady state (demo schema).
-async fn swarm(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<SteadyCost> {
+async fn swarm(o: &Opts, rts: &Runtimes, report: &mut Report) -> Result<SteadyCost> {
     let redis = start_redis();
-    let admin = Admin::start(admin_rt, &demo_dir(), &redis.url()).await?;
+    let admin = Admin::start(rts, &demo_dir(), &redis.url()).await?;
     let schema = load_schema(&demo_dir())?;
     let n = o.swarm;
     report.add(format!(
@@ -1363,12 +1469,12 @@ fn apply_cost(schema: &Schema, stored: &BTreeMap<String, Value>) -> (Duration, D
 }
 
 /// 2b. The same swarm with a many-key schema: cold start, fan-out, steady-state cost.
-async fn many_keys(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<SteadyCost> {
+async fn many_keys(o: &Opts, rts: &Runtimes, report: &mut Report) -> Result<SteadyCost> {
     let keys = o.many_keys;
     let dir = many_keys_schema(keys)?;
     let schema = load_schema(dir.path())?;
     let redis = start_redis();
-    let admin = Admin::start(admin_rt, dir.path(), &redis.url()).await?;
+    let admin = Admin::start(rts, dir.path(), &redis.url()).await?;
     let n = o.swarm;
     report.add(format!(
         "\n### propagation::keys — {n} in-process sync loops, a {keys}-key schema (every key set, ~60-byte values), resync interval {:?}",
@@ -1454,7 +1560,7 @@ async fn many_keys(o: &Opts, admin_rt: &Handle, report: &mut Report) -> Result<S
     Ok(cost)
 }
 
-async fn run(o: Opts, admin_rt: Handle) -> Result<Report> {
+async fn run(o: Opts, rts: Runtimes) -> Result<Report> {
     let mut report = Report::default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let redis_version = std::process::Command::new(harness::redis::redis_server_binary())
@@ -1485,14 +1591,14 @@ async fn run(o: Opts, admin_rt: Handle) -> Result<Report> {
         }
     }
     if o.wants("latency") || o.wants("http") {
-        latency(&o, &admin_rt, &mut report).await?;
+        latency(&o, &rts, &mut report).await?;
     }
     let mut costs = Vec::new();
     if o.wants("swarm") {
-        costs.push((8, swarm(&o, &admin_rt, &mut report).await?));
+        costs.push((8, swarm(&o, &rts, &mut report).await?));
     }
     if o.wants("keys") {
-        costs.push((o.many_keys, many_keys(&o, &admin_rt, &mut report).await?));
+        costs.push((o.many_keys, many_keys(&o, &rts, &mut report).await?));
     }
     if !costs.is_empty() {
         report.add("\n### steady-state Redis cost per sidecar per resync interval");
@@ -1533,12 +1639,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("admin runtime");
+    // The client that commits, likewise on its own thread.
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let result = rt.block_on(run(opts, admin_rt.handle().clone()));
+    let rts = Runtimes {
+        admin: admin_rt.handle().clone(),
+        client: client_rt.handle().clone(),
+    };
+    let result = rt.block_on(run(opts, rts));
     rt.shutdown_timeout(Duration::from_secs(5));
+    client_rt.shutdown_timeout(Duration::from_secs(5));
     admin_rt.shutdown_timeout(Duration::from_secs(5));
     match result {
         Ok(report) => {

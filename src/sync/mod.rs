@@ -664,7 +664,17 @@ impl SyncLoop {
             tokio::select! {
                 msg = messages.recv() => match msg {
                     Ok(m) => {
-                        let hint = m.value.as_string().and_then(|t| Hint::parse(&t));
+                        // A message on the subscriber connection proves the link alive as a
+                        // PONG would (a hung Redis sends nothing): while hints flow, the next
+                        // liveness ping is due one interval after the latest, so a stream of
+                        // changes costs no pings. After a failed check the pings go on: a
+                        // successful one is what resyncs.
+                        if self.status.cause() != Some("liveness_failed") {
+                            self.last_ok = Some(Instant::now());
+                            ping.reset();
+                        }
+                        // The message's bytes, shared (no copy).
+                        let hint = m.value.as_bytes_str().and_then(|t| Hint::parse(&t));
                         match plan::plan_hint(&self.state(), hint.as_ref()) {
                             HintAction::Apply { to, changes, hash } => {
                                 if self.apply_hint(to, &changes, hash) {
