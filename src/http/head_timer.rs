@@ -77,6 +77,11 @@ impl HeadClock {
         self.waiting.store(true, Ordering::Relaxed);
     }
 
+    /// Bytes of the next head are already in hand (read together with the last one).
+    pub(crate) fn head_arriving(&self) {
+        self.partial.store(true, Ordering::Relaxed);
+    }
+
     fn waiting(&self) -> bool {
         self.waiting.load(Ordering::Relaxed)
     }

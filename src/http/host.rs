@@ -77,13 +77,18 @@ impl HostPolicy {
         if self.any {
             return true;
         }
-        let host_ok = headers
-            .get(header::HOST)
-            .is_none_or(|h| host_allowed(self, h.as_bytes()));
-        host_ok
+        self.allows_host(headers.get(header::HOST).map(HeaderValue::as_bytes))
             && uri
                 .authority()
                 .is_none_or(|a| host_allowed(self, a.as_str().as_bytes()))
+    }
+}
+
+impl HostPolicy {
+    /// Whether a request in origin form (`/path`) with this `Host` (the first, if several) may
+    /// be served: [`HostPolicy::allows`] without a URI authority.
+    pub fn allows_host(&self, host: Option<&[u8]>) -> bool {
+        host.is_none_or(|h| host_allowed(self, h))
     }
 }
 

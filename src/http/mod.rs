@@ -5,6 +5,7 @@
 
 pub mod drain;
 pub mod error;
+pub mod fast_conn;
 pub mod head_timer;
 pub mod headers;
 pub mod host;

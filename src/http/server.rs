@@ -14,8 +14,11 @@
 //!
 //! A listener serves an [`App`]: an axum `Router`, optionally behind a [`FastPath`] that answers
 //! the hottest requests (the sidecar's `GET /v1/configs/{key}`) before routing. Routing,
-//! middleware and boxed futures cost several times what hyper itself costs per request; the
-//! fast path answers exactly as the router would, and gives every other request to it.
+//! middleware, boxed futures and hyper's `HeaderMap` responses cost several times what reading
+//! the snapshot costs; on a plain-TCP listener with a fast path, each connection starts in
+//! [`super::fast_conn`]'s own HTTP/1.1 loop, which writes the fast path's answers as bytes and
+//! gives the connection to hyper and the router at the first request the fast path does not
+//! take. The fast path answers byte for byte as the router would.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,12 +28,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use futures_util::future::{ready, Either, Ready};
+use futures_util::future::{ready, Either};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -39,6 +42,8 @@ use tower::Service;
 
 use super::drain::Drain;
 use super::error::ApiError;
+use super::fast_conn::FastConnection;
+pub use super::fast_conn::FastRequest;
 use super::head_timer::{Deadlined, HeadClock, Tracked};
 use crate::shutdown::Shutdown;
 
@@ -47,15 +52,14 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Answers some requests without routing. An answer must be exactly what the router would
-/// answer (status, headers, body, metrics); `None` hands the request to the router.
+/// Answers some requests without routing or hyper ([`super::fast_conn`]). An answer must be
+/// byte for byte what hyper would write for the router's response (status line, headers in the
+/// router's order, then `content-length` and `date`, then the body) and count the same
+/// metrics; `false` (with `out` untouched) leaves the request, and the rest of its connection,
+/// to hyper and the router.
 pub trait FastPath: Send + Sync + 'static {
-    fn answer(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-    ) -> Option<Response<Full<Bytes>>>;
+    /// Appends the whole response to `req` to `out`; `date` is the `Date` header's value.
+    fn answer(&self, req: &FastRequest<'_>, date: &[u8], out: &mut Vec<u8>) -> bool;
 }
 
 /// In the extensions of every request that came over TLS.
@@ -84,12 +88,6 @@ impl App {
             fast: Some(fast),
         }
     }
-
-    fn fast_answer<B>(&self, req: &http::Request<B>) -> Option<Response<Full<Bytes>>> {
-        self.fast
-            .as_ref()?
-            .answer(req.method(), req.uri(), req.headers())
-    }
 }
 
 impl From<Router> for App {
@@ -98,7 +96,8 @@ impl From<Router> for App {
     }
 }
 
-/// For in-process use (tests, benches): the fast path, then the router, as [`serve`] does.
+/// For in-process use (tests, benches): the router. (The fast path works on the wire, in
+/// [`super::fast_conn`], and answers as the router does.)
 impl<B> Service<http::Request<B>> for App
 where
     B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
@@ -106,22 +105,18 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future =
-        Either<Ready<Result<Response, Infallible>>, axum::routing::future::RouteFuture<Infallible>>;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        match self.fast_answer(&req) {
-            Some(resp) => Either::Left(ready(Ok(resp.map(Body::new)))),
-            None => Either::Right(self.router.call(req)),
-        }
+        self.router.call(req)
     }
 }
 
-/// The body hyper writes: a fast-path answer as is, or whatever the router produced.
+/// The body hyper writes: an empty one of our own (431), or whatever the router produced.
 type ServedBody = http_body_util::Either<Full<Bytes>, Body>;
 
 /// Serves `app` (a `Router`, or an [`App`] with a fast path) over plain TCP on `listener` until
@@ -145,11 +140,7 @@ pub async fn serve_with(
 ) {
     let app: App = app.into();
     let graceful = Drain::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // No `header_read_timeout` (one timer per request; `head_timer` keeps one per connection)
-    // and no `max_headers` (hyper then fills a header array of that size for every request;
-    // its default bound is 100, and `service` answers more than `MAX_HEADERS` with 431).
-    builder.max_buf_size(MAX_HEAD_BYTES).keep_alive(true);
+    let builder = http1_builder();
     let local = listener.local_addr().ok();
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -168,6 +159,18 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         match &transport {
+            Transport::Plain if app.fast.is_some() => {
+                let Some(fast) = app.fast.clone() else {
+                    continue;
+                };
+                let conn = FastConnection::new(stream, peer, app.clone(), fast, builder.clone());
+                let conn = graceful.watcher().watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
             Transport::Plain => {
                 let clock = HeadClock::new();
                 let conn = builder.serve_connection(
@@ -211,10 +214,20 @@ pub async fn serve_with(
     }
 }
 
-/// One connection's service: the fast path, else the router with the peer address (and the
-/// TLS mark) in the request's extensions. It tells the connection's [`HeadClock`] when a
-/// request arrives and, through the response body, when its answer is done.
-fn service(
+/// hyper's HTTP/1 settings for every listener.
+pub(super) fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // No `header_read_timeout` (one timer per request; `head_timer` keeps one per connection)
+    // and no `max_headers` (hyper then fills a header array of that size for every request;
+    // its default bound is 100, and `service` answers more than `MAX_HEADERS` with 431).
+    builder.max_buf_size(MAX_HEAD_BYTES).keep_alive(true);
+    builder
+}
+
+/// One connection's service for hyper: the router with the peer address (and the TLS mark) in
+/// the request's extensions. It tells the connection's [`HeadClock`] when a request arrives
+/// and, through the response body, when its answer is done.
+pub(super) fn service(
     app: App,
     peer: SocketAddr,
     tls: bool,
@@ -233,9 +246,6 @@ fn service(
         };
         if req.headers().len() > MAX_HEADERS {
             return Either::Left(ready(Ok::<_, Infallible>(track(too_many_headers()))));
-        }
-        if let Some(resp) = app.fast_answer(&req) {
-            return Either::Left(ready(Ok(track(resp.map(ServedBody::Left)))));
         }
         req.extensions_mut().insert(ConnectInfo(peer));
         if tls {

@@ -230,35 +230,51 @@ pub fn probe_router(state: Arc<SidecarState>, hosts: HostPolicy) -> Router {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::{header, HeaderMap, Method, Request, Uri};
+    use axum::http::{header, Request};
     use http_body_util::BodyExt;
     use serde_json::json;
     use tower::ServiceExt;
 
     use super::*;
-    use crate::http::server::FastPath;
+    use std::net::SocketAddr;
+
+    use crate::http::server::{serve, FastPath, FastRequest};
     use crate::schema::{Schema, ValueType};
     use crate::snapshot::{Position, Snapshot, Source};
 
-    fn state() -> Arc<SidecarState> {
-        let schema = Schema::from_keys(
+    fn demo_schema() -> Schema {
+        Schema::from_keys(
             "demo",
             &[
                 ("SITE_NAME", ValueType::String, json!("Config Manager")),
                 ("ITEMS_PER_PAGE", ValueType::Int, json!(5)),
             ],
-        );
-        let snap = Snapshot::build(
-            &schema,
-            Position::new(1, 4),
-            Source::Local,
+        )
+    }
+
+    fn demo_snapshot(version: u64, source: Source) -> Snapshot {
+        Snapshot::build(
+            &demo_schema(),
+            Position::new(1, version),
+            source,
             [("ITEMS_PER_PAGE", json!(7))],
-        );
+        )
+    }
+
+    fn state() -> Arc<SidecarState> {
+        state_of(Arc::new(SnapshotStore::new(
+            demo_snapshot(4, Source::Local),
+            None,
+            false,
+        )))
+    }
+
+    fn state_of(store: Arc<SnapshotStore>) -> Arc<SidecarState> {
         let mut registry = crate::metrics::registry();
         let http = HttpMetrics::register(&mut registry);
         let snapshot = SnapshotMetrics::register(&mut registry);
         SidecarState::new(
-            Arc::new(SnapshotStore::new(snap, None, false)),
+            store,
             Arc::new(Exposition::new(registry)),
             http,
             snapshot,
@@ -280,17 +296,6 @@ mod tests {
     /// A `Host` a loopback listener answers.
     const LOCAL_HOST: &str = "127.0.0.1:7070";
 
-    async fn get(
-        app: impl tower::Service<
-            Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        >,
-        uri: &str,
-    ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
-        get_host(app, uri, LOCAL_HOST).await
-    }
-
     async fn get_host(
         app: impl tower::Service<
             Request<Body>,
@@ -310,105 +315,277 @@ mod tests {
         (parts.status, parts.headers, body)
     }
 
-    fn host_headers(host: &'static str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, axum::http::HeaderValue::from_static(host));
-        headers
+    /// Two read listeners on free loopback ports over one state: the sidecar's own (the fast
+    /// path on the wire, then hyper and the router) and one with the router alone.
+    struct Listeners {
+        fast: SocketAddr,
+        routed: SocketAddr,
+        stop: Shutdown,
     }
-    #[tokio::test]
-    async fn the_fast_path_answers_known_keys_exactly_as_the_router_does() {
-        let state = state();
-        for uri in [
-            "/v1/configs/SITE_NAME",
-            "/v1/configs/SITE_NAME?format=raw",
-            "/v1/configs/ITEMS_PER_PAGE?format=raw",
-        ] {
-            let fast = fast(&state);
-            let parsed: Uri = uri.parse().expect("uri");
-            let local = host_headers(LOCAL_HOST);
-            assert!(
-                fast.answer(&Method::GET, &parsed, &local).is_some(),
-                "{uri}"
-            );
-            let (status, mut headers, body) =
-                get(read_router(state.clone(), loopback()), uri).await;
-            let (r_status, mut r_headers, r_body) =
-                get(read_routes(state.clone(), Arc::new(loopback())), uri).await;
-            assert_eq!(status, r_status, "{uri}");
-            assert_eq!(body, r_body, "{uri}");
-            // The router sets content-length in the map; hyper writes the same from the body.
-            assert_eq!(
-                r_headers.remove(header::CONTENT_LENGTH),
-                Some(body.len().into())
-            );
-            headers.remove(header::CONTENT_LENGTH);
-            assert_eq!(headers, r_headers, "{uri}");
+
+    impl Listeners {
+        async fn start(state: &Arc<SidecarState>) -> Listeners {
+            let stop = Shutdown::new();
+            let drain = Duration::from_secs(1);
+            let bind = || tokio::net::TcpListener::bind(("127.0.0.1", 0));
+            let (fast_listener, routed_listener) =
+                (bind().await.expect("bind"), bind().await.expect("bind"));
+            let fast = fast_listener.local_addr().expect("addr");
+            let routed = routed_listener.local_addr().expect("addr");
+            let app = read_router(state.clone(), HostPolicy::new(fast, &[]));
+            tokio::spawn(serve(fast_listener, app, stop.clone(), drain));
+            let app = App::from(read_routes(
+                state.clone(),
+                Arc::new(HostPolicy::new(routed, &[])),
+            ));
+            tokio::spawn(serve(routed_listener, app, stop.clone(), drain));
+            Listeners { fast, routed, stop }
         }
-        // Both paths count into the same series (3 direct answers + 3 fast + 3 routed).
-        let text = state.metrics.encode();
-        assert!(
-            text.contains(
-                "rtconfig_http_requests_total{route=\"/v1/configs/{key}\",status=\"200\"} 9"
-            ),
-            "{text}"
-        );
-        assert!(text.contains(
-            "rtconfig_http_request_duration_seconds_count{route=\"/v1/configs/{key}\"} 9"
-        ));
+
+        /// What each listener writes back for `requests` (`{host}` → its own address) on one
+        /// connection, read until it closes; they must be the same bytes, which are returned.
+        async fn same_bytes(&self, requests: &str) -> String {
+            let fast = wire(self.fast, requests).await;
+            let routed = wire(self.routed, requests).await;
+            assert_eq!(fast, routed, "for {requests:?}");
+            fast
+        }
+    }
+
+    impl Drop for Listeners {
+        fn drop(&mut self) {
+            self.stop.trigger();
+        }
+    }
+
+    /// `requests` sent to `addr` at once, and everything it answers until it closes, with the
+    /// `date` values blanked (the two listeners may answer in different seconds).
+    async fn wire(addr: SocketAddr, requests: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let requests = requests.replace("{host}", &addr.to_string());
+        stream.write_all(requests.as_bytes()).await.expect("write");
+        let mut bytes = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+            .await
+            .expect("the server closes the connection")
+            .expect("read");
+        let mut text = String::from_utf8(bytes).expect("utf-8");
+        let mut at = 0;
+        while let Some(found) = text[at..].find("\r\ndate: ") {
+            let value = at + found + "\r\ndate: ".len();
+            text.replace_range(value..value + 29, "(date)");
+            at = value;
+        }
+        text
+    }
+
+    /// A key read.
+    fn key_read(target: &str) -> String {
+        format!("GET /v1/configs/{target} HTTP/1.1\r\nHost: {{host}}\r\n\r\n")
+    }
+
+    /// The last request of a connection: a key read that asks to close.
+    const CLOSE: &str =
+        "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n";
+
+    /// What [`read::FastKeyRead`] itself writes for `GET path?query` from a loopback client.
+    fn direct(
+        fast: &read::FastKeyRead,
+        path: &str,
+        query: Option<&str>,
+        host: &str,
+    ) -> Option<String> {
+        const DATE: &str = "Thu, 03 Dec 2026 12:00:00 GMT";
+        let req = FastRequest {
+            path,
+            query,
+            host: Some(host.as_bytes()),
+        };
+        let mut out = Vec::new();
+        if !fast.answer(&req, DATE.as_bytes(), &mut out) {
+            assert!(out.is_empty(), "a refusal writes nothing");
+            return None;
+        }
+        Some(
+            String::from_utf8(out)
+                .expect("utf-8")
+                .replace(DATE, "(date)"),
+        )
     }
 
     #[tokio::test]
-    async fn everything_else_is_left_to_the_router() {
-        let state = state();
+    async fn the_fast_path_writes_the_router_s_bytes_in_every_state() {
+        // A sidecar's store: never confirmed (age -1, stale), confirmed, cut off, new snapshots.
+        let store = Arc::new(SnapshotStore::new(
+            demo_snapshot(3, Source::Disk),
+            Some(Duration::from_secs(60)),
+            false,
+        ));
+        let state = state_of(store.clone());
+        let listeners = Listeners::start(&state).await;
         let fast = fast(&state);
-        let local = host_headers(LOCAL_HOST);
-        for (method, uri) in [
-            (Method::GET, "/v1/configs/NO_SUCH_KEY"),
-            (Method::HEAD, "/v1/configs/SITE_NAME"),
-            (Method::POST, "/v1/configs/SITE_NAME"),
-            (Method::GET, "/v1/configs/SITE%5FNAME"),
-            (Method::GET, "/v1/configs/"),
-            (Method::GET, "/v1/configs/SITE_NAME/x"),
-            (Method::GET, "/v1/configs"),
-            // A query other than `format=raw`: the router refuses it (400 invalid_query).
-            (Method::GET, "/v1/configs/SITE_NAME?x=1&format=raw"),
-            (Method::GET, "/v1/configs/SITE_NAME?format=RAW"),
+        let requests = [
+            key_read("SITE_NAME"),
+            key_read("SITE_NAME?format=raw"),
+            key_read("ITEMS_PER_PAGE?"),
+            "GET /v1/configs/ITEMS_PER_PAGE?format=raw HTTP/1.1\r\nUser-Agent: t\r\nHost: {host}\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n".to_owned(),
+            CLOSE.to_owned(),
+        ]
+        .concat();
+        let mut reads = 0;
+        let check = |what: &'static str| {
+            let (listeners, fast, requests) = (&listeners, &fast, &requests);
+            async move {
+                let text = listeners.same_bytes(requests).await;
+                assert_eq!(
+                    text.matches("HTTP/1.1 200 OK\r\n").count(),
+                    5,
+                    "{what}: {text}"
+                );
+                for (path, query) in [
+                    ("/v1/configs/SITE_NAME", None),
+                    ("/v1/configs/SITE_NAME", Some("format=raw")),
+                    ("/v1/configs/ITEMS_PER_PAGE", Some("")),
+                ] {
+                    let answer = direct(fast, path, query, LOCAL_HOST).expect(what);
+                    assert!(
+                        text.starts_with(&answer) || text.contains(&answer),
+                        "{what}: {answer} in {text}"
+                    );
+                }
+                text
+            }
+        };
+        check("never confirmed").await;
+        reads += 2 * 5 + 3;
+        store.confirm();
+        check("confirmed").await;
+        reads += 2 * 5 + 3;
+        store.mark_cut_off();
+        let text = check("cut off").await;
+        reads += 2 * 5 + 3;
+        assert!(text.contains("x-config-stale: true\r\n"), "{text}");
+        store.confirm();
+        // A new snapshot (version, then source) must not be served with the old headers.
+        store
+            .publish(demo_snapshot(4, Source::Disk))
+            .expect("publish");
+        let text = check("new version").await;
+        reads += 2 * 5 + 3;
+        assert!(text.contains("x-config-version: 4\r\n"), "{text}");
+        store
+            .publish(demo_snapshot(4, Source::Redis))
+            .expect("publish");
+        let text = check("new source").await;
+        reads += 2 * 5 + 3;
+        assert!(text.contains("x-config-source: redis\r\n"), "{text}");
+        // Both paths count into the same series.
+        let metrics = state.metrics.encode();
+        assert!(
+            metrics.contains(&format!(
+                "rtconfig_http_requests_total{{route=\"/v1/configs/{{key}}\",status=\"200\"}} {reads}"
+            )),
+            "{metrics}"
+        );
+        assert!(metrics.contains(&format!(
+            "rtconfig_http_request_duration_seconds_count{{route=\"/v1/configs/{{key}}\"}} {reads}"
+        )));
+    }
+
+    #[tokio::test]
+    async fn everything_else_is_left_to_hyper_and_the_router() {
+        let state = state();
+        let listeners = Listeners::start(&state).await;
+        let fast = fast(&state);
+        let long = format!("SITE_NAME?pad={}", "x".repeat(9000));
+        // Each on its own connection, followed by a key read (now hyper's) that closes it.
+        for (what, head, fast_refuses) in [
+            ("unknown key", key_read("NO_SUCH_KEY"), Some(("/v1/configs/NO_SUCH_KEY", None))),
+            ("percent-encoded key", key_read("SITE%5FNAME"), Some(("/v1/configs/SITE%5FNAME", None))),
+            ("empty key", key_read(""), Some(("/v1/configs/", None))),
+            ("two segments", key_read("SITE_NAME/x"), Some(("/v1/configs/SITE_NAME/x", None))),
+            ("another query", key_read("SITE_NAME?x=1&format=raw"), Some(("/v1/configs/SITE_NAME", Some("x=1&format=raw")))),
+            ("format=RAW", key_read("SITE_NAME?format=RAW"), Some(("/v1/configs/SITE_NAME", Some("format=RAW")))),
+            ("long URI", key_read(&long), Some(("/v1/configs/SITE_NAME", Some(&long["SITE_NAME?".len()..])))),
+            ("the document", "GET /v1/configs HTTP/1.1\r\nHost: {host}\r\n\r\n".to_owned(), Some(("/v1/configs", None))),
+            ("HEAD", "HEAD /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\n\r\n".to_owned(), None),
+            ("POST with a body", "POST /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\n{}".to_owned(), None),
+            ("OFREP, chunked", "POST /ofrep/v1/evaluate/flags/SITE_NAME HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_owned(), None),
+            ("GET with Content-Length: 0", "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n".to_owned(), None),
+            ("absolute form", "GET http://{host}/v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\n\r\n".to_owned(), None),
+            ("Connection: close first", "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".to_owned(), None),
+            ("foreign host", "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_owned(), None),
         ] {
-            let parsed: Uri = uri.parse().expect("uri");
-            assert!(
-                fast.answer(&method, &parsed, &local).is_none(),
-                "{method} {uri}"
-            );
+            let text = listeners.same_bytes(&format!("{head}{CLOSE}")).await;
+            assert!(text.starts_with("HTTP/1.1 "), "{what}: {text}");
+            if let Some((path, query)) = fast_refuses {
+                assert_eq!(direct(&fast, path, query, LOCAL_HOST), None, "{what}");
+            }
         }
-        let long = format!("/v1/configs/SITE_NAME?pad={}", "x".repeat(9000));
-        assert!(fast
-            .answer(&Method::GET, &long.parse().expect("uri"), &local)
-            .is_none());
-        let (status, _, body) = get(read_router(state.clone(), loopback()), &long).await;
-        assert_eq!(status, StatusCode::URI_TOO_LONG);
-        assert!(String::from_utf8_lossy(&body).contains("uri_too_long"));
-        let (status, _, body) = get(
-            read_router(state.clone(), loopback()),
-            "/v1/configs/SITE_NAME?x=1",
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(String::from_utf8_lossy(&body).contains("invalid_query"));
-        let (status, _, body) =
-            get(read_router(state, loopback()), "/v1/configs/SITE%5FNAME").await;
-        assert_eq!(status, StatusCode::OK, "the router decodes the key");
-        assert!(String::from_utf8_lossy(&body).contains("Config Manager"));
+        // Heads hyper refuses or answers and then closes.
+        for (what, head, status) in [
+            (
+                "HTTP/1.0",
+                "GET /v1/configs/SITE_NAME HTTP/1.0\r\nHost: {host}\r\n\r\n".to_owned(),
+                "HTTP/1.0 200 OK",
+            ),
+            (
+                "bad header",
+                "GET /v1/configs/SITE_NAME HTTP/1.1\r\nBad Header: x\r\n\r\n".to_owned(),
+                "HTTP/1.1 400 Bad Request",
+            ),
+            (
+                "too many headers",
+                format!(
+                    "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {{host}}\r\n{}\r\n",
+                    "X-A: 1\r\n".repeat(70)
+                ),
+                "HTTP/1.1 431 Request Header Fields Too Large",
+            ),
+            (
+                "head over 16 KiB",
+                format!(
+                    "GET /v1/configs/SITE_NAME HTTP/1.1\r\nHost: {{host}}\r\nX-Pad: {}\r\n\r\n",
+                    "p".repeat(17 * 1024)
+                ),
+                "HTTP/1.1 431 Request Header Fields Too Large",
+            ),
+        ] {
+            let text = listeners.same_bytes(&head).await;
+            assert!(text.starts_with(status), "{what}: {text}");
+        }
+        // The router decodes what the fast path leaves alone.
+        let text = listeners
+            .same_bytes(&format!("{}{CLOSE}", key_read("SITE%5FNAME")))
+            .await;
+        assert!(text.contains("Config Manager"), "{text}");
+        // Pipelined: fast answers, the hand-over in the middle, hyper's answers after it.
+        let text = listeners
+            .same_bytes(
+                &[
+                    key_read("SITE_NAME"),
+                    key_read("ITEMS_PER_PAGE"),
+                    key_read("NO_SUCH_KEY"),
+                    key_read("SITE_NAME?format=raw"),
+                    CLOSE.to_owned(),
+                ]
+                .concat(),
+            )
+            .await;
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 4, "{text}");
+        assert_eq!(text.matches("HTTP/1.1 404 Not Found").count(), 1, "{text}");
     }
 
     #[tokio::test]
     async fn a_foreign_host_gets_421_from_both_paths_and_the_probes() {
         let state = state();
         let fast = fast(&state);
-        let uri: Uri = "/v1/configs/SITE_NAME".parse().expect("uri");
         // The fast path leaves a refused Host to the router, which answers 421.
-        assert!(fast
-            .answer(&Method::GET, &uri, &host_headers("evil.example:7070"))
-            .is_none());
+        assert_eq!(
+            direct(&fast, "/v1/configs/SITE_NAME", None, "evil.example:7070"),
+            None
+        );
         for path in [
             "/v1/configs/SITE_NAME",
             "/v1/configs",

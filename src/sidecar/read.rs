@@ -3,10 +3,11 @@
 //! A read is: load the snapshot (lock-free), look the key up, clone pre-encoded `Bytes`, add
 //! the `X-Config-*` headers. Query strings are parsed by hand to keep allocation off the path.
 //!
-//! `GET /v1/configs/{key}` for a known key is answered by [`FastKeyRead`] before routing (see
-//! `http::server::FastPath`), with the same response and metrics as the routed handler [`one`],
-//! which stays the reference (the tests compare the two) and still answers everything the fast
-//! path leaves alone (unknown keys, `HEAD`, percent-encoded keys, over-long URIs).
+//! `GET /v1/configs/{key}` for a known key is answered by [`FastKeyRead`] on the wire, before
+//! hyper and routing (see `http::fast_conn`), with the same bytes and metrics as the routed
+//! handler [`one`], which stays the reference (the tests compare the two over TCP) and still
+//! answers everything the fast path leaves alone (unknown keys, `HEAD`, percent-encoded keys,
+//! over-long URIs, other queries).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,16 +15,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::Full;
 
 use super::SidecarState;
 use crate::http::headers::{self as h, etag_matches};
 use crate::http::host::HostPolicy;
 use crate::http::query;
-use crate::http::server::{FastPath, MAX_URI_BYTES};
+use crate::http::server::{FastPath, FastRequest, MAX_URI_BYTES};
 use crate::http::ApiError;
 use crate::metrics::RouteMetrics;
 use crate::snapshot::{Position, Snapshot, SnapshotStore, Source};
@@ -76,29 +75,15 @@ fn key_query(uri: &Uri) -> Result<bool, ApiError> {
     }
 }
 
-/// The fast path's reading of a key read's query: only the two common forms; anything else
-/// (`None`) goes to the router, whose [`key_query`] answers it.
-fn fast_key_query(uri: &Uri) -> Option<bool> {
-    match uri.query() {
-        None | Some("") => Some(false),
-        Some("format=raw") => Some(true),
-        Some(_) => None,
-    }
-}
-
-/// Headers of a key read: content type and the six of [`read_headers`], plus room for one
-/// more, so that the map is allocated once and never grows.
-const KEY_READ_HEADERS: usize = 8;
-
 /// The route of `GET /v1/configs/{key}`: the router's pattern, and so its label in
 /// `rtconfig_http_*` metrics, which the fast path counts under too.
 pub(super) const KEY_ROUTE: &str = "/v1/configs/{key}";
 const KEY_PREFIX: &str = "/v1/configs/";
 
-/// `GET /v1/configs/{key}` for a known key, answered before routing: the same response as
-/// [`one`] and the same `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds`
-/// series as the route table's counting middleware (`http::routes`). Anything else goes to
-/// the router.
+/// `GET /v1/configs/{key}` for a known key, answered on the wire before hyper and routing
+/// (`http::fast_conn`): the bytes hyper writes for [`one`]'s response, and the same
+/// `rtconfig_http_requests_total` / `rtconfig_http_request_duration_seconds` series as the route
+/// table's counting middleware (`http::routes`). Anything else goes to the router.
 pub(super) struct FastKeyRead {
     state: Arc<SidecarState>,
     /// The read listener's `Host` check: a request it refuses is left to the router, whose
@@ -107,18 +92,42 @@ pub(super) struct FastKeyRead {
     /// The series of [`KEY_ROUTE`] (the ones the middleware counts into), resolved on first
     /// use and then updated without the families' lock and hash.
     series: RouteMetrics,
-    /// The headers of a fresh JSON read of the current snapshot, cloned per read: a clone
-    /// copies the map without hashing the seven names again.
-    template: ArcSwapOption<KeyHeaders>,
+    /// The encoded headers that depend only on the snapshot's position and source.
+    template: ArcSwapOption<PositionHeaders>,
 }
 
-/// The headers of a fresh JSON key read, which depend only on the snapshot's position and
-/// source: [`read_headers`] with `stale: false` and an age of 0.
-struct KeyHeaders {
+/// `x-config-version`, `x-config-epoch` and `x-config-source` of one snapshot, encoded as hyper
+/// writes them (`name: value\r\n`).
+struct PositionHeaders {
     position: Position,
     source: Source,
-    headers: HeaderMap,
+    bytes: Vec<u8>,
 }
+
+impl PositionHeaders {
+    fn of(snap: &Snapshot) -> PositionHeaders {
+        let mut bytes = Vec::with_capacity(96);
+        for (name, value) in [
+            (&h::X_CONFIG_VERSION, &snap.version_header),
+            (&h::X_CONFIG_EPOCH, &snap.epoch_header),
+            (&h::X_CONFIG_SOURCE, &h::source(snap.source)),
+        ] {
+            bytes.extend_from_slice(name.as_str().as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        PositionHeaders {
+            position: snap.position,
+            source: snap.source,
+            bytes,
+        }
+    }
+}
+
+/// The status line and `content-type` of a JSON and of a raw (`format=raw`) key read.
+const HEAD_JSON: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n";
+const HEAD_TEXT: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n";
 
 impl FastKeyRead {
     pub(super) fn new(state: Arc<SidecarState>, hosts: Arc<HostPolicy>) -> FastKeyRead {
@@ -130,78 +139,84 @@ impl FastKeyRead {
         }
     }
 
-    /// The headers [`key_response`] would build, from the template of `snap`'s position and
-    /// source with what differs per read (content type of `raw`, age, stale) overwritten.
-    fn headers(&self, snap: &Snapshot, raw: bool, stale: bool) -> HeaderMap {
-        let mut headers = match &*self.template.load() {
-            Some(t) if t.position == snap.position && t.source == snap.source => t.headers.clone(),
+    /// Appends `snap`'s [`PositionHeaders`], encoding them once per snapshot.
+    fn position_headers(&self, snap: &Snapshot, out: &mut Vec<u8>) {
+        let template = self.template.load();
+        match &*template {
+            Some(t) if t.position == snap.position && t.source == snap.source => {
+                out.extend_from_slice(&t.bytes);
+            }
             _ => {
-                let mut headers = HeaderMap::with_capacity(KEY_READ_HEADERS);
-                headers.insert(header::CONTENT_TYPE, h::JSON);
-                write_read_headers(&mut headers, snap, Some(Duration::ZERO), false);
-                self.template.store(Some(Arc::new(KeyHeaders {
-                    position: snap.position,
-                    source: snap.source,
-                    headers: headers.clone(),
-                })));
-                headers
-            }
-        };
-        if raw {
-            headers.insert(header::CONTENT_TYPE, h::TEXT);
-        }
-        match self.state.store.age() {
-            Some(age) if age.as_secs() == 0 => {}
-            age => {
-                headers.insert(h::X_CONFIG_AGE, age_header(age));
+                let fresh = PositionHeaders::of(snap);
+                out.extend_from_slice(&fresh.bytes);
+                self.template.store(Some(Arc::new(fresh)));
             }
         }
-        if stale {
-            headers.insert(h::X_CONFIG_STALE, h::TRUE);
-        }
-        headers
     }
 }
 
+/// A key read's key: the schema's key names are `[A-Za-z][A-Za-z0-9_.-]*`, so anything else
+/// (empty, `%XX`, another segment) is the router's, which decodes or refuses it.
+fn plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl FastPath for FastKeyRead {
-    fn answer(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-    ) -> Option<Response<Full<Bytes>>> {
-        if method != Method::GET || !self.hosts.allows(uri, headers) {
-            return None;
+    fn answer(&self, req: &FastRequest<'_>, date: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(key) = req.path.strip_prefix(KEY_PREFIX) else {
+            return false;
+        };
+        // The router refuses over-long URIs (414) and answers other queries (400).
+        let uri_len = req.path.len() + req.query.map_or(0, |q| q.len() + 1);
+        if !plain_key(key) || uri_len > MAX_URI_BYTES || !self.hosts.allows_host(req.host) {
+            return false;
         }
-        let key = uri.path().strip_prefix(KEY_PREFIX)?;
-        // The router decodes `%XX`, refuses over-long URIs (414) and does not match an empty or
-        // multi-segment key: leave all of those to it.
-        if key.is_empty() || key.bytes().any(|b| b == b'/' || b == b'%') {
-            return None;
-        }
-        let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
-        if uri_len > MAX_URI_BYTES {
-            return None;
-        }
-        let raw = fast_key_query(uri)?;
+        let raw = match req.query {
+            None | Some("") => false,
+            Some("format=raw") => true,
+            Some(_) => return false,
+        };
         let started = Instant::now();
         let store = &self.state.store;
         // Not ready (`--require-snapshot`, nothing loaded yet): the router answers 503.
         if !store.is_ready() {
-            return None;
+            return false;
         }
         let snap = store.guard();
-        let entry = snap.get(key)?;
+        let Some(entry) = snap.get(key) else {
+            return false;
+        };
         let stale = store.is_stale();
         let body = if raw {
             entry.raw.clone()
         } else {
             snap.key_body(entry, stale)
         };
-        let mut resp = Response::new(Full::new(body));
-        *resp.headers_mut() = self.headers(&snap, raw, stale);
+        // In the order of `one`'s headers (hyper keeps the map's order), then hyper's own.
+        out.extend_from_slice(if raw { HEAD_TEXT } else { HEAD_JSON });
+        self.position_headers(&snap, out);
+        out.extend_from_slice(b"x-config-age: ");
+        match store.age() {
+            Some(age) => {
+                out.extend_from_slice(itoa::Buffer::new().format(age.as_secs()).as_bytes())
+            }
+            None => out.extend_from_slice(b"-1"),
+        }
+        out.extend_from_slice(if stale {
+            b"\r\nx-config-stale: true\r\ncache-control: no-store\r\ncontent-length: "
+        } else {
+            b"\r\nx-config-stale: false\r\ncache-control: no-store\r\ncontent-length: "
+        });
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\ndate: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&body);
         self.series.record(StatusCode::OK, started.elapsed());
-        Some(resp)
+        true
     }
 }
 
@@ -333,98 +348,16 @@ pub fn parse_wait(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::metrics::{Exposition, HttpMetrics, SnapshotMetrics};
-    use crate::schema::{Schema, ValueType};
-    use crate::shutdown::Shutdown;
-    use crate::sidecar::LocalSync;
-
-    const LOOPBACK: std::net::SocketAddr =
-        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7070);
-
-    fn snapshot(version: u64, source: Source) -> Snapshot {
-        let schema = Schema::from_keys(
-            "demo",
-            &[("SITE_NAME", ValueType::String, json!("Config Manager"))],
-        );
-        Snapshot::build(
-            &schema,
-            Position::new(2, version),
-            source,
-            Vec::<(&str, serde_json::Value)>::new(),
-        )
-    }
-
-    /// What the routed handler sends: content type, then [`read_headers`].
-    fn reference(store: &SnapshotStore, raw: bool) -> HeaderMap {
-        let snap = store.guard();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, if raw { h::TEXT } else { h::JSON });
-        read_headers(&mut headers, &snap, store, store.is_stale());
-        headers
-    }
-
-    fn fast_headers(fast: &FastKeyRead, raw: bool) -> HeaderMap {
-        let uri: Uri = if raw {
-            "/v1/configs/SITE_NAME?format=raw"
-        } else {
-            "/v1/configs/SITE_NAME"
-        }
-        .parse()
-        .expect("uri");
-        let resp = fast
-            .answer(&Method::GET, &uri, &HeaderMap::new())
-            .expect("a known key");
-        resp.headers().clone()
-    }
 
     #[test]
-    fn the_header_template_matches_read_headers_in_every_state() {
-        // A sidecar store: never confirmed (age -1, stale), then confirmed, then cut off.
-        let store = Arc::new(SnapshotStore::new(
-            snapshot(3, Source::Disk),
-            Some(Duration::from_secs(60)),
-            false,
-        ));
-        let mut registry = crate::metrics::registry();
-        let (http, snap) = (
-            HttpMetrics::register(&mut registry),
-            SnapshotMetrics::register(&mut registry),
-        );
-        let state = SidecarState::new(
-            store.clone(),
-            Arc::new(Exposition::new(registry)),
-            http,
-            snap,
-            Shutdown::new(),
-            Arc::new(LocalSync),
-            8,
-        );
-        let fast = FastKeyRead::new(state, Arc::new(HostPolicy::new(LOOPBACK, &[])));
-        let check = |what: &str| {
-            for raw in [false, true] {
-                assert_eq!(
-                    fast_headers(&fast, raw),
-                    reference(&store, raw),
-                    "{what}, raw {raw}"
-                );
-            }
-        };
-        check("never confirmed");
-        store.confirm();
-        check("confirmed");
-        store.mark_cut_off();
-        check("cut off");
-        store.confirm();
-        // A new snapshot (version, then source) must not be served with the old template.
-        store.publish(snapshot(4, Source::Disk)).expect("publish");
-        check("new version");
-        store.publish(snapshot(4, Source::Redis)).expect("publish");
-        check("new source");
-        assert_eq!(fast_headers(&fast, false)[h::X_CONFIG_VERSION], "4");
-        assert_eq!(fast_headers(&fast, false)[h::X_CONFIG_SOURCE], "redis");
+    fn fast_keys_are_the_schema_names_and_nothing_the_router_would_decode() {
+        for yes in ["A", "SITE_NAME", "a.b-c_9"] {
+            assert!(plain_key(yes), "{yes}");
+        }
+        for no in ["", "SITE%5FNAME", "A/B", "A B", "A{B", "Ä"] {
+            assert!(!plain_key(no), "{no}");
+        }
     }
 
     #[test]
@@ -474,11 +407,5 @@ mod tests {
                 "{bad}"
             );
         }
-        // The fast path takes only the two common forms and leaves the rest to the router.
-        let fast = |text: &str| fast_key_query(&text.parse::<Uri>().expect("uri"));
-        assert_eq!(fast("/v1/configs/A"), Some(false));
-        assert_eq!(fast("/v1/configs/A?format=raw"), Some(true));
-        assert_eq!(fast("/v1/configs/A?format=raw&x=1"), None);
-        assert_eq!(fast("/v1/configs/A?%66ormat=raw"), None);
     }
 }
