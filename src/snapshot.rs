@@ -139,8 +139,9 @@ pub struct Delta {
 /// Keys whose value changed, with their new value.
 type Changes = Vec<(Box<str>, Value)>;
 
-/// Key → position in display order; one per schema, shared by every snapshot built from it.
-type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+/// Key → position in display order: the schema's own ([`Schema::index`]), shared by every
+/// snapshot built from it.
+use crate::schema::KeyIndex;
 
 /// Identifies a snapshot, so that the store can tell whether one was applied on top of the
 /// snapshot it replaces (and then takes its delta instead of diffing).
@@ -349,7 +350,6 @@ impl Snapshot {
         }
         let mut rejected = imbl::OrdMap::new();
         let mut entries = Vec::with_capacity(schema.len());
-        let mut index = KeyIndex::with_capacity_and_hasher(schema.len(), Default::default());
         for (slot, def) in schema.keys().iter().enumerate() {
             let (value, version) = given.remove(&slot).unwrap_or((None, 0));
             let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
@@ -357,7 +357,6 @@ impl Snapshot {
             if let Some(r) = r {
                 rejected.insert(Box::from(def.name.as_str()), r);
             }
-            index.insert(Box::from(def.name.as_str()), slot);
             entries.push(Arc::new(e));
         }
         Parts {
@@ -365,7 +364,7 @@ impl Snapshot {
             position,
             source,
             entries: entries.into_iter().collect(),
-            index: Arc::new(index),
+            index: schema.index().clone(),
             rejected,
             unknown,
             schema_hash: Arc::from(schema.hash.as_str()),
