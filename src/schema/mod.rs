@@ -6,6 +6,7 @@
 //!
 //! This module knows nothing of storage or HTTP: it parses, checks and describes.
 
+pub mod compact;
 mod value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
