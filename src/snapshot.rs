@@ -22,7 +22,7 @@
 mod bodies;
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -334,13 +334,17 @@ impl Snapshot {
         K: AsRef<str>,
         V: Borrow<Value>,
     {
-        let mut given: HashMap<usize, (Option<V>, u64)> = HashMap::with_capacity(schema.len());
+        // By slot: the schema's index already hashed the key; no second hash map per build.
+        let mut given: Vec<Option<(Option<V>, u64)>> = Vec::new();
+        given.resize_with(schema.len(), || None);
         let mut unknown = imbl::OrdMap::new();
         for (key, value, version) in stored {
             let key = key.as_ref();
             match schema.position(key) {
                 Some(slot) => {
-                    given.insert(slot, (value, version));
+                    if let Some(g) = given.get_mut(slot) {
+                        *g = Some((value, version));
+                    }
                 }
                 None => {
                     if let Some(v) = value
@@ -356,7 +360,10 @@ impl Snapshot {
         let mut rejected = imbl::OrdMap::new();
         let mut entries = Vec::with_capacity(schema.len());
         for (slot, def) in schema.keys().iter().enumerate() {
-            let (value, version) = given.remove(&slot).unwrap_or((None, 0));
+            let (value, version) = given
+                .get_mut(slot)
+                .and_then(Option::take)
+                .unwrap_or((None, 0));
             let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
             let (e, r) = resolve(def, slot, stored, version);
             if let Some(r) = r {
