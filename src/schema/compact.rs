@@ -45,6 +45,9 @@ pub enum Loaded {
     Parsed,
 }
 
+/// A loaded namespace: its schema, the load's warnings, and how it was loaded.
+pub type Found = (Arc<Schema>, Vec<SchemaProblem>, Loaded);
+
 /// What a sidecar loads: `namespace`'s schema from `dir`, through the compact file at
 /// `compact` (see the module docs). The warnings are those of the full load. `Ok(None)` when
 /// the dir loads but has no such namespace.
@@ -53,7 +56,7 @@ pub fn load_namespace(
     strictness: Strictness,
     namespace: &str,
     compact: &Path,
-) -> Result<Option<(Arc<Schema>, Vec<SchemaProblem>, Loaded)>, Vec<SchemaProblem>> {
+) -> Result<Option<Found>, Vec<SchemaProblem>> {
     let fingerprint = fingerprint(dir, strictness);
     if let Some(fp) = &fingerprint {
         match read(compact, fp, dir) {
