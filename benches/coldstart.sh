@@ -17,7 +17,10 @@
 #      sidecar process) to the first `/readyz` 200 (polled every 0.5 ms on a raw socket), in three
 #      situations: the disk snapshot with Redis unreachable (a closed loopback port: the disk
 #      path), the disk snapshot with Redis up, and no disk snapshot with Redis up (a new pod's
-#      full fetch). /status must then say where the snapshot came from and its version.
+#      full fetch; its disk snapshot and the compact schema beside it removed before each run).
+#      /status must then say where the snapshot came from and its version;
+#   4. restarts it once more from its disk snapshot (the compact schema beside it: no TOML
+#      parse) and reads its idle memory again, as in 2.
 #
 # It prints one markdown table per part with the median (and min–max) of the runs and the
 # targets: idle RSS <= 8 MiB (demo), RSS <= 3x the values' JSON (--keys), cold start <= 50 ms

@@ -31,7 +31,7 @@ use crate::local::LocalPublisher;
 use crate::metrics::{
     AdminMetrics, Exposition, HttpMetrics, RelayMetrics, SnapshotMetrics, SyncMetrics,
 };
-use crate::schema::{SchemaProblem, SchemaSet, Strictness};
+use crate::schema::{Schema, SchemaProblem, SchemaSet, Strictness};
 pub use crate::settings::{
     AdminLedger, AdminSettings, AuthSettings, DevSettings, SettingsError, SidecarSettings,
 };
@@ -273,6 +273,41 @@ fn load_schemas_with(dir: &Path, strictness: Strictness) -> Result<SchemaSet, St
     Ok(set)
 }
 
+/// The sidecar's namespace schema. With `--snapshot-path`, through the compact schema saved
+/// beside the disk snapshot (`schema::compact`): taken only when every schema file is byte for
+/// byte what it was made from, so the result is the full load's, without the TOML parse.
+fn load_sidecar_schema(s: &SidecarSettings) -> Result<Arc<Schema>, StartError> {
+    let missing = || {
+        StartError::Settings(SettingsError::one(format!(
+            "--namespace {:?} has no schema file in {}",
+            s.namespace,
+            s.schema_dir.display()
+        )))
+    };
+    let Some(snapshot_path) = &s.snapshot_path else {
+        let schemas = load_schemas_with(&s.schema_dir, Strictness::Sidecar)?;
+        return schemas.get(&s.namespace).cloned().ok_or_else(missing);
+    };
+    if !s.schema_dir.is_dir() {
+        // The same error as the full load's.
+        load_schemas_with(&s.schema_dir, Strictness::Sidecar)?;
+    }
+    let compact = crate::schema::compact::compact_path(snapshot_path);
+    let (schema, warnings, how) = crate::schema::compact::load_namespace(
+        &s.schema_dir,
+        Strictness::Sidecar,
+        &s.namespace,
+        &compact,
+    )
+    .map_err(StartError::Schema)?
+    .ok_or_else(missing)?;
+    for w in &warnings {
+        tracing::warn!(file = %w.file.display(), reason = %w.reason, "schema file: ignoring what this version does not know");
+    }
+    tracing::debug!(keys = schema.len(), from = ?how, "schema loaded");
+    Ok(schema)
+}
+
 /// Starts `rtconfig dev`.
 pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> {
     SettingsError::check(s.problems())?;
@@ -415,14 +450,7 @@ pub async fn start_dev(s: DevSettings) -> Result<Running<DevParts>, StartError> 
 /// defaults until the first sync.
 pub async fn start_sidecar(s: SidecarSettings) -> Result<Running<SidecarParts>, StartError> {
     SettingsError::check(s.problems())?;
-    let schemas = load_schemas_with(&s.schema_dir, Strictness::Sidecar)?;
-    let schema = schemas.get(&s.namespace).cloned().ok_or_else(|| {
-        StartError::Settings(SettingsError::one(format!(
-            "--namespace {:?} has no schema file in {}",
-            s.namespace,
-            s.schema_dir.display()
-        )))
-    })?;
+    let schema = load_sidecar_schema(&s)?;
     // A sidecar serves a snapshot synced from Redis: no admin or relay series.
     let mut registry = crate::metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);

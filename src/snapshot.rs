@@ -22,7 +22,7 @@
 mod bodies;
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -139,8 +139,9 @@ pub struct Delta {
 /// Keys whose value changed, with their new value.
 type Changes = Vec<(Box<str>, Value)>;
 
-/// Key → position in display order; one per schema, shared by every snapshot built from it.
-type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+/// Key → position in display order: the schema's own ([`Schema::index`]), shared by every
+/// snapshot built from it.
+use crate::schema::KeyIndex;
 
 /// Identifies a snapshot, so that the store can tell whether one was applied on top of the
 /// snapshot it replaces (and then takes its delta instead of diffing).
@@ -194,7 +195,12 @@ impl fmt::Debug for Snapshot {
 
 /// One key's entry with `value` (already validated, or the default).
 fn entry(def: &KeyDef, slot: usize, value: Value, is_default: bool, version: u64) -> Entry {
-    let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_else(|_| b"null".to_vec()));
+    // An exact-size copy: `to_vec` leaves a 128-byte buffer, and a `Bytes` over a vector with
+    // spare capacity also allocates its shared header (≈ 96 B per key more at 100k keys).
+    let json = match serde_json::to_vec(&value) {
+        Ok(v) => Bytes::copy_from_slice(&v),
+        Err(_) => Bytes::from_static(b"null"),
+    };
     let raw = raw_body(&value, &json);
     Entry {
         key: Box::from(def.name.as_str()),
@@ -328,13 +334,17 @@ impl Snapshot {
         K: AsRef<str>,
         V: Borrow<Value>,
     {
-        let mut given: HashMap<usize, (Option<V>, u64)> = HashMap::with_capacity(schema.len());
+        // By slot: the schema's index already hashed the key; no second hash map per build.
+        let mut given: Vec<Option<(Option<V>, u64)>> = Vec::new();
+        given.resize_with(schema.len(), || None);
         let mut unknown = imbl::OrdMap::new();
         for (key, value, version) in stored {
             let key = key.as_ref();
             match schema.position(key) {
                 Some(slot) => {
-                    given.insert(slot, (value, version));
+                    if let Some(g) = given.get_mut(slot) {
+                        *g = Some((value, version));
+                    }
                 }
                 None => {
                     if let Some(v) = value
@@ -349,15 +359,16 @@ impl Snapshot {
         }
         let mut rejected = imbl::OrdMap::new();
         let mut entries = Vec::with_capacity(schema.len());
-        let mut index = KeyIndex::with_capacity_and_hasher(schema.len(), Default::default());
         for (slot, def) in schema.keys().iter().enumerate() {
-            let (value, version) = given.remove(&slot).unwrap_or((None, 0));
+            let (value, version) = given
+                .get_mut(slot)
+                .and_then(Option::take)
+                .unwrap_or((None, 0));
             let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
             let (e, r) = resolve(def, slot, stored, version);
             if let Some(r) = r {
                 rejected.insert(Box::from(def.name.as_str()), r);
             }
-            index.insert(Box::from(def.name.as_str()), slot);
             entries.push(Arc::new(e));
         }
         Parts {
@@ -365,7 +376,7 @@ impl Snapshot {
             position,
             source,
             entries: entries.into_iter().collect(),
-            index: Arc::new(index),
+            index: schema.index().clone(),
             rejected,
             unknown,
             schema_hash: Arc::from(schema.hash.as_str()),

@@ -193,7 +193,7 @@ fn config_json(
     json!({
         "key": def.name,
         "type": def.ty.as_str(),
-        "group": def.group,
+        "group": &*def.group,
         "description": def.description,
         "default": state.mask(schema, &def.name, Some(&def.default)),
         "value": state.mask(schema, &def.name, Some(effective)),

@@ -6,6 +6,7 @@
 //!
 //! This module knows nothing of storage or HTTP: it parses, checks and describes.
 
+pub mod compact;
 mod value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -141,7 +142,8 @@ pub struct KeyDef {
     /// The default, in canonical form (it passed [`KeyDef::validate`]).
     pub default: Value,
     pub description: String,
-    pub group: String,
+    /// Shared by every key of the group.
+    pub group: Arc<str>,
     /// Masked in the admin UI, API listings, history and logs (never on the sidecar read).
     pub secret: bool,
     pub min: Option<Bound>,
@@ -198,7 +200,7 @@ pub struct Schema {
     pub groups: Vec<Group>,
     /// Keys in display order (group order, then order within the group).
     keys: Vec<KeyDef>,
-    index: HashMap<String, usize>,
+    index: Arc<KeyIndex>,
     /// sha256 of the file's bytes, hex; sidecars report it so the fleet view shows drift.
     pub hash: String,
     pub path: PathBuf,
@@ -212,6 +214,11 @@ impl Schema {
     /// Where `name` is in display order (its index in [`Schema::keys`]).
     pub fn position(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
+    }
+
+    /// Key name → position, shared (snapshots built from this schema keep it, not a copy).
+    pub(crate) fn index(&self) -> &Arc<KeyIndex> {
+        &self.index
     }
 
     /// Keys in display order.
@@ -415,9 +422,13 @@ impl fmt::Display for SchemaProblem {
 
 /// `^[A-Za-z][A-Za-z0-9_.-]{0,127}$`
 pub fn valid_key_name(name: &str) -> bool {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$").expect("static regex"))
-        .is_match(name)
+    // By hand rather than by regex: it runs once per key of every schema file loaded.
+    let b = name.as_bytes();
+    (1..=128).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Namespace names end up in Redis keys and URLs: `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -485,15 +496,15 @@ impl Parser {
     }
 
     fn parse(&mut self, text: &str) -> Result<Schema, Vec<SchemaProblem>> {
-        let doc: toml::Table = match text.parse() {
-            Ok(t) => t,
+        // The TOML parser's own borrowed tree (`DeTable`: strings point into `text`), read
+        // straight into the schema's types: no owned `toml::Table` copy of the whole file in
+        // between (what `text.parse::<toml::Table>()` and `toml::from_str` would also build).
+        let doc = match DeTable::parse(text) {
+            Ok(t) => t.into_inner(),
             Err(e) => {
                 let reason = format!("invalid TOML: {}", e.message());
                 let reason = match e.span() {
-                    Some(span) => {
-                        let line = text[..span.start.min(text.len())].lines().count().max(1);
-                        format!("line {line}: {reason}")
-                    }
+                    Some(span) => format!("line {}: {reason}", line_of(text, span.start)),
                     None => reason,
                 };
                 self.problem(None, reason);
@@ -501,7 +512,8 @@ impl Parser {
             }
         };
         for field in doc.keys() {
-            if !TOP_FIELDS.contains(&field.as_str()) {
+            let field: &str = field.get_ref();
+            if !TOP_FIELDS.contains(&field) {
                 let known = TOP_FIELDS.join(", ");
                 match self.strictness {
                     Strictness::Strict => self.problem(
@@ -518,15 +530,15 @@ impl Parser {
                 }
             }
         }
-        let namespace = match doc.get("namespace") {
-            Some(toml::Value::String(s)) => {
+        let namespace = match get(&doc, "namespace") {
+            Some(DeValue::String(s)) => {
                 if !valid_namespace_name(s) {
                     self.problem(
                         None,
                         format!("namespace {s:?} must match ^[a-z0-9][a-z0-9_-]{{0,62}}$"),
                     );
                 }
-                s.clone()
+                s.to_string()
             }
             Some(_) => {
                 self.problem(None, "namespace must be a string");
@@ -537,16 +549,16 @@ impl Parser {
                 String::new()
             }
         };
-        let description = match doc.get("description") {
-            Some(toml::Value::String(s)) => s.clone(),
+        let description = match get(&doc, "description") {
+            Some(DeValue::String(s)) => s.to_string(),
             Some(_) => {
                 self.problem(None, "description must be a string");
                 String::new()
             }
             None => String::new(),
         };
-        let require_comment = match doc.get("require_comment") {
-            Some(toml::Value::Boolean(b)) => *b,
+        let require_comment = match get(&doc, "require_comment") {
+            Some(DeValue::Boolean(b)) => *b,
             Some(_) => {
                 self.problem(None, "require_comment must be true or false");
                 false
@@ -554,23 +566,39 @@ impl Parser {
             None => false,
         };
 
-        let groups = self.parse_groups(doc.get("group"));
-        let mut group_of: HashMap<String, String> = HashMap::new();
-        for g in &groups {
+        let groups = self.parse_groups(get(&doc, "group"));
+        let group_names: Vec<Arc<str>> =
+            groups.iter().map(|g| Arc::from(g.name.as_str())).collect();
+        // Each listed key's slot in display order (its first listing) and its group (the last
+        // one listing it: a key listed twice is a problem anyway).
+        let listed: usize = groups.iter().map(|g| g.keys.len()).sum();
+        let mut slot_of: FastMap<&str, (usize, usize)> =
+            FastMap::with_capacity_and_hasher(listed, Default::default());
+        for (gi, g) in groups.iter().enumerate() {
             for k in &g.keys {
-                if let Some(other) = group_of.insert(k.clone(), g.name.clone()) {
-                    self.problem(
-                        Some(k),
-                        format!("listed in group {other:?} and in group {:?}", g.name),
-                    );
+                let next = slot_of.len();
+                match slot_of.entry(k.as_str()) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert((next, gi));
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        let other = &groups[o.get().1].name;
+                        self.problem(
+                            Some(k),
+                            format!("listed in group {other:?} and in group {:?}", g.name),
+                        );
+                        o.get_mut().1 = gi;
+                    }
                 }
             }
         }
 
-        let mut defs: HashMap<String, KeyDef> = HashMap::new();
-        match doc.get("keys") {
-            Some(toml::Value::Table(keys)) => {
-                for (name, def) in keys {
+        let mut defs: Vec<Option<KeyDef>> = Vec::new();
+        defs.resize_with(slot_of.len(), || None);
+        match get(&doc, "keys") {
+            Some(DeValue::Table(keys)) => {
+                for (name, def) in keys.iter() {
+                    let name: &str = name.get_ref();
                     if !valid_key_name(name) {
                         self.problem(
                             Some(name),
@@ -578,25 +606,27 @@ impl Parser {
                         );
                         continue;
                     }
-                    let group = match group_of.get(name) {
-                        Some(g) => g.clone(),
+                    let (slot, group) = match slot_of.get(name) {
+                        Some(&(slot, gi)) => (Some(slot), group_names[gi].clone()),
                         None => {
                             self.problem(Some(name), "not listed in any [[group]]");
-                            String::new()
+                            (None, Arc::from(""))
                         }
                     };
-                    if let Some(def) = self.parse_key(name, def, group) {
-                        defs.insert(name.clone(), def);
+                    if let Some(def) = self.parse_key(text, name, def.get_ref(), group) {
+                        if let Some(slot) = slot {
+                            defs[slot] = Some(def);
+                        }
                     }
                 }
             }
             Some(_) => self.problem(None, "keys must be a table of [keys.NAME] tables"),
             None => self.problem(None, "no [keys.NAME] tables: a namespace needs keys"),
         }
-        if let Some(toml::Value::Table(keys)) = doc.get("keys") {
+        if let Some(DeValue::Table(keys)) = get(&doc, "keys") {
             for g in &groups {
                 for k in &g.keys {
-                    if !keys.contains_key(k) {
+                    if !keys.contains_key(k.as_str()) {
                         self.problem(
                             Some(k),
                             format!("group {:?} lists a key with no [keys.{k}] table", g.name),
@@ -609,32 +639,25 @@ impl Parser {
         if !self.problems.is_empty() {
             return Err(std::mem::take(&mut self.problems));
         }
-        let mut keys = Vec::with_capacity(defs.len());
-        for g in &groups {
-            for k in &g.keys {
-                if let Some(def) = defs.remove(k) {
-                    keys.push(def);
-                }
-            }
+        drop(slot_of);
+        let keys: Vec<KeyDef> = defs.into_iter().flatten().collect();
+        let mut index = KeyIndex::with_capacity_and_hasher(keys.len(), Default::default());
+        for (i, k) in keys.iter().enumerate() {
+            index.insert(Box::from(k.name.as_str()), i);
         }
-        let index = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.name.clone(), i))
-            .collect();
         Ok(Schema {
             namespace,
             description,
             require_comment,
             groups,
             keys,
-            index,
+            index: Arc::new(index),
             hash: hex::encode(Sha256::digest(text.as_bytes())),
             path: self.file.clone(),
         })
     }
 
-    fn parse_groups(&mut self, v: Option<&toml::Value>) -> Vec<Group> {
+    fn parse_groups(&mut self, v: Option<&DeValue<'_>>) -> Vec<Group> {
         let Some(v) = v else {
             self.problem(None, "no [[group]]: every key must belong to a group");
             return Vec::new();
@@ -646,16 +669,17 @@ impl Parser {
         let mut groups = Vec::new();
         let mut names = HashSet::new();
         for (i, g) in arr.iter().enumerate() {
-            let Some(t) = g.as_table() else {
+            let Some(t) = g.get_ref().as_table() else {
                 self.problem(None, format!("group #{} must be a table", i + 1));
                 continue;
             };
             for field in t.keys() {
+                let field: &str = field.get_ref();
                 if field != "name" && field != "keys" && field != "collapse" {
                     self.problem(None, format!("group #{}: unknown field {field:?}", i + 1));
                 }
             }
-            let name = match t.get("name").and_then(|n| n.as_str()) {
+            let name = match get(t, "name").and_then(|n| n.as_str()) {
                 Some(n) if !n.trim().is_empty() => n.to_owned(),
                 _ => {
                     self.problem(None, format!("group #{} needs a non-empty name", i + 1));
@@ -666,27 +690,34 @@ impl Parser {
                 self.problem(None, format!("group {name:?} is defined twice"));
             }
             let mut keys = Vec::new();
-            match t.get("keys").and_then(|k| k.as_array()) {
+            match get(t, "keys").and_then(|k| k.as_array()) {
                 Some(list) => {
-                    for k in list {
-                        match k.as_str() {
+                    keys.reserve_exact(list.len());
+                    for k in list.iter() {
+                        match k.get_ref().as_str() {
                             Some(s) => keys.push(s.to_owned()),
                             None => self.problem(
                                 None,
-                                format!("group {name:?}: keys must be strings, got {k}"),
+                                format!(
+                                    "group {name:?}: keys must be strings, got {}",
+                                    de_to_toml(k.get_ref())
+                                ),
                             ),
                         }
                     }
                 }
                 None => self.problem(None, format!("group {name:?} needs keys = [\"KEY\", …]")),
             }
-            let collapse = match t.get("collapse") {
+            let collapse = match get(t, "collapse") {
                 None => false,
-                Some(toml::Value::Boolean(b)) => *b,
+                Some(DeValue::Boolean(b)) => *b,
                 Some(other) => {
                     self.problem(
                         None,
-                        format!("group {name:?}: collapse must be true or false, got {other}"),
+                        format!(
+                            "group {name:?}: collapse must be true or false, got {}",
+                            de_to_toml(other)
+                        ),
                     );
                     false
                 }
@@ -700,19 +731,26 @@ impl Parser {
         groups
     }
 
-    fn parse_key(&mut self, name: &str, def: &toml::Value, group: String) -> Option<KeyDef> {
+    fn parse_key(
+        &mut self,
+        text: &str,
+        name: &str,
+        def: &DeValue<'_>,
+        group: Arc<str>,
+    ) -> Option<KeyDef> {
         let Some(t) = def.as_table() else {
             self.problem(Some(name), "must be a table");
             return None;
         };
         let before = self.problems.len();
         for field in t.keys() {
-            if !KEY_FIELDS.contains(&field.as_str()) {
+            let field: &str = field.get_ref();
+            if !KEY_FIELDS.contains(&field) {
                 self.problem(Some(name), format!("unknown field {field:?}"));
             }
         }
-        let ty = match t.get("type") {
-            Some(toml::Value::String(s)) => match ValueType::parse(s) {
+        let ty = match get(t, "type") {
+            Some(DeValue::String(s)) => match ValueType::parse(s) {
                 Some(ty) => ty,
                 None => {
                     let all: Vec<&str> = ValueType::ALL.iter().map(|t| t.as_str()).collect();
@@ -744,37 +782,33 @@ impl Parser {
                 self.problem(Some(name), format!("{c} does not apply to type {ty}"));
             }
         }
-        let description = match t.get("description") {
-            Some(toml::Value::String(s)) => s.clone(),
+        let description = match get(t, "description") {
+            Some(DeValue::String(s)) => s.to_string(),
             Some(_) => {
                 self.problem(Some(name), "description must be a string");
                 String::new()
             }
             None => String::new(),
         };
-        let secret = match t.get("secret") {
-            Some(toml::Value::Boolean(b)) => *b,
+        let secret = match get(t, "secret") {
+            Some(DeValue::Boolean(b)) => *b,
             Some(_) => {
                 self.problem(Some(name), "secret must be true or false");
                 false
             }
             None => false,
         };
-        let min = t.get("min").and_then(|v| self.bound(name, "min", ty, v));
-        let max = t.get("max").and_then(|v| self.bound(name, "max", ty, v));
+        let min = get(t, "min").and_then(|v| self.bound(name, "min", ty, v));
+        let max = get(t, "max").and_then(|v| self.bound(name, "max", ty, v));
         if let (Some(lo), Some(hi)) = (&min, &max) {
             if lo.as_f64() > hi.as_f64() {
                 self.problem(Some(name), format!("min {lo} is greater than max {hi}"));
             }
         }
-        let max_length = t
-            .get("max_length")
-            .and_then(|v| self.count(name, "max_length", v));
-        let max_bytes = t
-            .get("max_bytes")
-            .and_then(|v| self.count(name, "max_bytes", v));
-        let pattern = match t.get("pattern") {
-            Some(toml::Value::String(p)) => {
+        let max_length = get(t, "max_length").and_then(|v| self.count(name, "max_length", v));
+        let max_bytes = get(t, "max_bytes").and_then(|v| self.count(name, "max_bytes", v));
+        let pattern = match get(t, "pattern") {
+            Some(DeValue::String(p)) => {
                 match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
                     Ok(re) => Some(re),
                     Err(e) => {
@@ -790,15 +824,16 @@ impl Parser {
             None => None,
         };
         let mut choices = Vec::new();
-        match t.get("choices") {
-            Some(toml::Value::Array(list)) => {
-                for c in list {
-                    match c.as_str() {
+        match get(t, "choices") {
+            Some(DeValue::Array(list)) => {
+                for c in list.iter() {
+                    match c.get_ref().as_str() {
                         Some(s) if !choices.iter().any(|x| x == s) => choices.push(s.to_owned()),
                         Some(s) => self.problem(Some(name), format!("choice {s:?} is repeated")),
-                        None => {
-                            self.problem(Some(name), format!("choices must be strings, got {c}"))
-                        }
+                        None => self.problem(
+                            Some(name),
+                            format!("choices must be strings, got {}", de_to_toml(c.get_ref())),
+                        ),
                     }
                 }
                 if list.is_empty() {
@@ -829,7 +864,21 @@ impl Parser {
             max_bytes,
         };
         let raw_default = match t.get("default") {
-            Some(v) => toml_to_json(v),
+            Some(v) => match de_to_json(v.get_ref()) {
+                Ok(v) => v,
+                Err(number) => {
+                    // `toml::Table` refused such a number while parsing; say the same.
+                    self.problem(
+                        None,
+                        format!(
+                            "line {}: invalid TOML: the number {number} does not fit in a \
+                             64-bit integer or float",
+                            line_of(text, v.span().start)
+                        ),
+                    );
+                    return None;
+                }
+            },
             None => {
                 self.problem(Some(name), "missing default");
                 return None;
@@ -863,17 +912,21 @@ impl Parser {
         }
     }
 
-    fn bound(&mut self, key: &str, which: &str, ty: ValueType, v: &toml::Value) -> Option<Bound> {
+    fn bound(&mut self, key: &str, which: &str, ty: ValueType, v: &DeValue<'_>) -> Option<Bound> {
         let b = match (ty, v) {
-            (ValueType::Int, toml::Value::Integer(i)) => Some(Bound::Int(*i)),
-            (ValueType::Float, toml::Value::Integer(i)) => Some(Bound::Float(*i as f64)),
-            (ValueType::Float, toml::Value::Float(f)) if f.is_finite() => Some(Bound::Float(*f)),
-            (ValueType::Decimal, toml::Value::Integer(i)) => Some(Bound::Decimal((*i).into())),
-            (ValueType::Decimal, toml::Value::String(s)) => {
+            (ValueType::Int, DeValue::Integer(i)) => de_int(i).map(Bound::Int),
+            (ValueType::Float, DeValue::Integer(i)) => de_int(i).map(|i| Bound::Float(i as f64)),
+            (ValueType::Float, DeValue::Float(f)) => {
+                de_float(f).filter(|f| f.is_finite()).map(Bound::Float)
+            }
+            (ValueType::Decimal, DeValue::Integer(i)) => {
+                de_int(i).map(|i| Bound::Decimal(i.into()))
+            }
+            (ValueType::Decimal, DeValue::String(s)) => {
                 value::parse_decimal(s).ok().map(Bound::Decimal)
             }
-            (ValueType::Duration, toml::Value::String(s)) => {
-                value::parse_duration(s).map(|d| Bound::Seconds(d.as_secs_f64(), s.clone()))
+            (ValueType::Duration, DeValue::String(s)) => {
+                value::parse_duration(s).map(|d| Bound::Seconds(d.as_secs_f64(), s.to_string()))
             }
             _ => None,
         };
@@ -889,8 +942,8 @@ impl Parser {
         b
     }
 
-    fn count(&mut self, key: &str, which: &str, v: &toml::Value) -> Option<usize> {
-        match v.as_integer() {
+    fn count(&mut self, key: &str, which: &str, v: &DeValue<'_>) -> Option<usize> {
+        match v.as_integer().and_then(de_int) {
             Some(n) if n > 0 => usize::try_from(n).ok(),
             _ => {
                 self.problem(Some(key), format!("{which} must be a positive integer"));
@@ -900,19 +953,82 @@ impl Parser {
     }
 }
 
-fn toml_to_json(v: &toml::Value) -> Value {
-    match v {
-        toml::Value::String(s) => Value::String(s.clone()),
-        toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        toml::Value::Boolean(b) => Value::Bool(*b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(
+type DeValue<'i> = toml::de::DeValue<'i>;
+type DeTable<'i> = toml::de::DeTable<'i>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Key name → its index in display order. Built once per schema and shared with every
+/// snapshot built from it (`snapshot::Snapshot`); foldhash: a fixed table of names from the
+/// operator's own file, so SipHash's DoS resistance buys nothing here.
+pub(crate) type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+
+/// A field of a parsed TOML table.
+fn get<'a, 'i>(t: &'a DeTable<'i>, name: &str) -> Option<&'a DeValue<'i>> {
+    t.get(name).map(|v| v.get_ref())
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].lines().count().max(1)
+}
+
+fn de_int(i: &toml::de::DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// As `toml` reads a float: an infinity only where the text says `inf`.
+fn de_float(f: &toml::de::DeFloat<'_>) -> Option<f64> {
+    let x: f64 = f.as_str().parse().ok()?;
+    (!x.is_infinite() || f.as_str().contains("inf")).then_some(x)
+}
+
+/// A parsed TOML value as JSON (a key's default); `Err` with the number's text when a number
+/// does not fit in an `i64` or `f64` (which `toml::Value` refuses too).
+fn de_to_json(v: &DeValue<'_>) -> Result<Value, String> {
+    Ok(match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => Value::from(de_int(i).ok_or_else(|| i.to_string())?),
+        DeValue::Float(f) => {
+            serde_json::Number::from_f64(de_float(f).ok_or_else(|| f.to_string())?)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        }
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| de_to_json(v.get_ref()))
+                .collect::<Result<_, _>>()?,
+        ),
+        DeValue::Table(t) => Value::Object(
             t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .map(|(k, v)| Ok((k.get_ref().to_string(), de_to_json(v.get_ref())?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+/// A parsed TOML value as `toml::Value`, for showing it in a problem (`got 1`, `got [1, 2]`):
+/// only on the error path.
+fn de_to_toml(v: &DeValue<'_>) -> toml::Value {
+    match v {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => match de_int(i) {
+            Some(n) => toml::Value::Integer(n),
+            None => toml::Value::String(i.to_string()),
+        },
+        DeValue::Float(f) => match de_float(f) {
+            Some(x) => toml::Value::Float(x),
+            None => toml::Value::String(f.to_string()),
+        },
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(a) => {
+            toml::Value::Array(a.iter().map(|v| de_to_toml(v.get_ref())).collect())
+        }
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), de_to_toml(v.get_ref())))
                 .collect(),
         ),
     }

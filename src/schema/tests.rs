@@ -63,7 +63,7 @@ fn the_demo_schema_has_the_eight_original_configs_in_four_groups() {
         ]
     );
     assert_eq!(
-        demo.key("ITEMS_PER_PAGE").map(|k| k.group.as_str()),
+        demo.key("ITEMS_PER_PAGE").map(|k| &*k.group),
         Some("Content")
     );
     assert_eq!(demo.hash.len(), 64);
