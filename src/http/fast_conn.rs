@@ -125,11 +125,22 @@ fn only_keep_alive(value: &[u8]) -> bool {
         .all(|token| token.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
 }
 
+/// Whether `bytes` hold the end of a request head (`\r\n\r\n` or a bare-LF `\n\n`).
+fn may_end_head(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
+}
+
 /// The bytes read from a connection and not yet answered.
 struct ReadBuffer {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    /// How many of the filled bytes are known not to end a head (a head that came in pieces
+    /// is parsed again only once its end may be there, as hyper does).
+    no_end: usize,
 }
 
 impl ReadBuffer {
@@ -138,9 +149,11 @@ impl ReadBuffer {
             data: vec![0; READ_BUF],
             start: 0,
             end: 0,
+            no_end: 0,
         }
     }
 
+    #[cfg(test)]
     fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
@@ -149,7 +162,25 @@ impl ReadBuffer {
         self.start == self.end
     }
 
+    /// The head at the front, parsed only when the bytes since the last look may end it.
+    fn head(&mut self) -> Head<'_> {
+        let filled = &self.data[self.start..self.end];
+        let from = self.no_end.saturating_sub(3);
+        if self.no_end > 0 && !may_end_head(&filled[from..]) {
+            self.no_end = filled.len();
+            return Head::Partial;
+        }
+        match parse_head(filled) {
+            Head::Partial => {
+                self.no_end = filled.len();
+                Head::Partial
+            }
+            head => head,
+        }
+    }
+
     fn consume(&mut self, n: usize) {
+        self.no_end = 0;
         self.start += n;
         if self.start == self.end {
             self.start = 0;
@@ -263,9 +294,14 @@ async fn run<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut out = Vec::with_capacity(1024);
     loop {
         let mut to_hyper = false;
+        // The buffer ends in a partial head (or is empty): only then read.
+        let mut need_bytes = false;
         while out.len() < FLUSH_AT {
-            let answered = match parse_head(buf.filled()) {
-                Head::Partial => break,
+            let answered = match buf.head() {
+                Head::Partial => {
+                    need_bytes = true;
+                    break;
+                }
                 Head::Other => None,
                 Head::Fast(len, req) => {
                     with_date(|date| fast.answer(&req, date, &mut out)).then_some(len)
@@ -286,6 +322,10 @@ async fn run<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             io.write_all(&out).await?;
             io.flush().await?;
             out.clear();
+            // A large answer's buffer is not kept for the rest of the connection.
+            if out.capacity() > 2 * FLUSH_AT {
+                out = Vec::with_capacity(1024);
+            }
             clock.response_done();
             if !buf.is_empty() {
                 clock.head_arriving();
@@ -296,6 +336,10 @@ async fn run<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
         if to_hyper {
             return hand_over(io, buf, peer, app, builder, clock, &stop).await;
+        }
+        if !need_bytes {
+            // Stopped at `FLUSH_AT` with whole requests still buffered: answer them first.
+            continue;
         }
         let read = poll_fn(|cx| {
             if stop.load(Ordering::Acquire) && buf.is_empty() {
@@ -338,11 +382,15 @@ async fn hand_over<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut conn = std::pin::pin!(conn);
     let mut told = false;
     poll_fn(|cx| {
-        if !told && stop.load(Ordering::Acquire) {
+        // hyper first reads what is in hand (`Prefixed` gives it at once): told to stop before
+        // that, it would close without answering the request it has not read yet.
+        let polled = conn.as_mut().poll(cx);
+        if polled.is_pending() && !told && stop.load(Ordering::Acquire) {
             told = true;
             conn.as_mut().graceful_shutdown();
+            return conn.as_mut().poll(cx);
         }
-        conn.as_mut().poll(cx)
+        polled
     })
     .await
     .map_err(Into::into)
@@ -553,6 +601,14 @@ mod tests {
 
     impl FastPath for Fixed {
         fn answer(&self, req: &FastRequest<'_>, date: &[u8], out: &mut Vec<u8>) -> bool {
+            if req.path == "/big" {
+                let body = "b".repeat(FLUSH_AT + 1);
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(),
+                );
+                out.extend_from_slice(body.as_bytes());
+                return true;
+            }
             if req.path != "/fast" {
                 return false;
             }
@@ -616,6 +672,81 @@ mod tests {
             "{text}"
         );
         served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pipelined_answers_over_the_flush_size_are_all_sent_without_waiting() {
+        let (conn, mut client) = connection();
+        let served = tokio::spawn(conn);
+        let big = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+        client
+            .write_all(format!("{big}{big}{FAST}").as_bytes())
+            .await
+            .expect("write");
+        // Each answer is read before the deadline could pass: nothing waits for more bytes.
+        let mut text = Vec::new();
+        let expected = 2 * (FLUSH_AT + 1) + 2 * 40 + 60;
+        let mut chunk = vec![0; 64 * 1024];
+        while text.len() < expected && !String::from_utf8_lossy(&text).ends_with("fast") {
+            let n = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::io::AsyncReadExt::read(&mut client, &mut chunk),
+            )
+            .await
+            .expect("answered at once, not after the head deadline")
+            .expect("read");
+            assert!(n > 0, "closed early");
+            text.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8(text).expect("utf-8");
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3);
+        assert!(!text.contains("408"));
+        assert!(text.ends_with("fast"));
+        drop(client);
+        let _ = served.await.expect("joined");
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_seen_in_every_line_ending() {
+        for yes in [&b"\r\n\r\n"[..], b"x\n\n", b"\n\r\n", b"Host: x\r\n\r\nGET"] {
+            assert!(may_end_head(yes), "{yes:?}");
+        }
+        for no in [&b""[..], b"\r\n", b"Host: x\r\nA: b\r\n", b"\n\r"] {
+            assert!(!may_end_head(no), "{no:?}");
+        }
+        // A head in pieces: parsed once its end may be in the new bytes (3 bytes back).
+        let mut buf = ReadBuffer::new();
+        let head = FAST.as_bytes();
+        for (i, byte) in head.iter().enumerate() {
+            buf.data[buf.end] = *byte;
+            buf.end += 1;
+            let whole = i + 1 == head.len();
+            assert_eq!(
+                matches!(buf.head(), Head::Fast(..)),
+                whole,
+                "after {} bytes",
+                i + 1
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_during_a_head_for_hyper_still_answers_it() {
+        let drain = super::super::drain::Drain::new();
+        let (conn, mut client) = connection();
+        let conn = tokio::spawn(drain.watcher().watch(conn));
+        client
+            .write_all(b"GET /routed HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        tokio::task::yield_now().await;
+        let shutdown = tokio::spawn(drain.shutdown());
+        tokio::task::yield_now().await;
+        client.write_all(b"Host: x\r\n\r\n").await.expect("write");
+        let text = read_all(&mut client).await;
+        assert_eq!(bodies(&text), ["200 routed"], "{text}");
+        conn.await.expect("joined").expect("clean close");
+        shutdown.await.expect("drained");
     }
 
     #[tokio::test]
@@ -691,7 +822,10 @@ mod tests {
         let n = tokio::io::AsyncReadExt::read(&mut idle_client, &mut first)
             .await
             .expect("read");
-        assert_eq!(n > 0, true);
+        assert_eq!(
+            bodies(std::str::from_utf8(&first[..n]).expect("utf-8")),
+            ["200 fast"]
+        );
         let (busy, mut busy_client) = connection();
         let busy = tokio::spawn(drain.watcher().watch(busy));
         busy_client
