@@ -372,7 +372,11 @@ pub fn main() -> ExitCode {
         Command::ImportConstance(args) => import_constance(&args),
         Command::Health(args) => runtime().block_on(health(&args)),
         Command::Dev(args) => runtime().block_on(dev(args)),
-        Command::Sidecar(args) => runtime().block_on(sidecar(args)),
+        Command::Sidecar(args) => {
+            // Before the runtime's threads exist: an arena is bound to the thread that takes it.
+            crate::heap::limit_arenas();
+            runtime().block_on(sidecar(args))
+        }
         Command::Admin(args) => runtime().block_on(admin(args)),
         Command::User(command) => runtime().block_on(crate::auth::cli::user(command)),
         Command::Token(command) => runtime().block_on(crate::auth::cli::token(command)),

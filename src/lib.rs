@@ -55,6 +55,7 @@ pub mod cli;
 pub mod constance;
 pub mod content_hash;
 pub mod disk;
+pub mod heap;
 pub mod http;
 pub mod journal;
 pub mod key_file;

@@ -324,6 +324,9 @@ pub fn start(
         liveness_warned: false,
     };
     lp.load_disk_snapshot();
+    // The file's bytes and its decoded maps are gone; only the snapshot stays (crate::heap).
+    // Off the start path: the listeners bind meanwhile.
+    crate::heap::release_free_memory_soon();
     let mut writer = None;
     if let Some(path) = lp.settings.snapshot_path.clone() {
         let (tx, rx) = watch::channel(None);
@@ -445,7 +448,15 @@ async fn write_one(
     let file = disk_snapshot(snapshot, &w.cluster_id, hash);
     let version = file.version;
     let p = w.path.clone();
-    let result = match tokio::task::spawn_blocking(move || disk::save(&p, &file)).await {
+    let result = match tokio::task::spawn_blocking(move || {
+        let saved = disk::save(&p, &file);
+        // The file's encoding was the size of the snapshot (crate::heap).
+        drop(file);
+        crate::heap::release_free_memory();
+        saved
+    })
+    .await
+    {
         Ok(r) => r.map_err(|e| Chain(&e).to_string()),
         Err(e) => Err(format!("the write task failed: {e}")),
     };
@@ -1207,6 +1218,10 @@ impl SyncLoop {
                 }
                 self.position = Some(position);
                 self.swap(Arc::new(snapshot));
+                // The reply and the image decoded from it were the size of the namespace.
+                drop(image);
+                drop(reply);
+                crate::heap::release_free_memory_soon();
                 Outcome::InSync
             }
         })

@@ -1,0 +1,118 @@
+//! The process heap: how a sidecar gives memory it no longer uses back to the kernel.
+//!
+//! A sidecar's live data is its snapshot; everything else it allocates is transient. At a large
+//! schema (100k keys) loading the disk snapshot, a full fetch from Redis and each disk write
+//! allocate tens of MiB that are freed a moment later, and glibc's allocator keeps freed memory
+//! mapped: in the top of the `brk` heap only when the top chunk is free, and in up to 8 arenas
+//! per core, one taken by each thread that allocates (tokio's workers and its blocking pool).
+//! The RSS then counted what had been freed (`benches/coldstart.sh`, docs/PERFORMANCE.md
+//! "Sidecar memory"). Two calls fix that, both no-ops off Linux glibc (musl and other systems
+//! have their own allocators):
+//!
+//! - [`limit_arenas`], once, before the runtime's threads start: at most [`ARENAS`] arenas;
+//! - [`release_free_memory`] (or [`release_free_memory_soon`]), after each of those one-off peaks:
+//!   `malloc_trim(0)` returns every whole free page of every arena to the kernel
+//!   (`MADV_DONTNEED`), not only the heap's top; one trim at a time per process.
+//!
+//! The read path allocates nothing per request (`http::fast_conn`), so fewer arenas cost it
+//! nothing; a trim walks the allocator's free lists, on the blocking pool, and runs only after
+//! those rare events (disk writes are debounced to one a second), never per read.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Arenas a sidecar's allocator may use: one per tokio worker of a 2-core pod is enough for
+/// a process whose hot path does not allocate.
+pub const ARENAS: i32 = 2;
+
+/// Caps glibc's arenas at [`ARENAS`]. Call before any thread is spawned (an arena is bound to
+/// the thread that first takes it). An explicit `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) in the
+/// environment wins: an operator's setting is never overridden.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let set_by_operator = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+        if !set_by_operator {
+            // SAFETY: mallopt only sets a parameter of glibc's allocator; M_ARENA_MAX with a
+            // positive value is documented in mallopt(3) and valid at any time.
+            let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) };
+            if ok != 1 {
+                tracing::debug!(
+                    "mallopt(M_ARENA_MAX) was refused; the allocator keeps its default"
+                );
+            }
+        }
+    }
+}
+
+/// A trim is running: the others asked for meanwhile are dropped (one process may run many
+/// sync loops, as the tests and `benches/propagation` do; their trims would repeat one another).
+static TRIMMING: AtomicBool = AtomicBool::new(false);
+
+/// Returns the allocator's free pages to the kernel, unless another trim is running; true when
+/// some memory was released. Blocks for the trim: call it off the async workers, or use
+/// [`release_free_memory_soon`].
+pub fn release_free_memory() -> bool {
+    if TRIMMING.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let released = trim();
+    TRIMMING.store(false, Ordering::Release);
+    released
+}
+
+/// [`release_free_memory`] on tokio's blocking pool (inline outside a runtime).
+pub fn release_free_memory_soon() {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(release_free_memory);
+        }
+        Err(_) => {
+            release_free_memory();
+        }
+    }
+}
+
+fn trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim(3) takes no pointers and is thread-safe (it locks each arena).
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_memory_goes_back_to_the_kernel() {
+        limit_arenas();
+        // 64 MiB in small pieces (below the mmap threshold, so they come from an arena),
+        // freed: the allocator holds them until it is trimmed.
+        let pieces: Vec<Vec<u8>> = (0..16 * 1024).map(|i| vec![i as u8; 4096]).collect();
+        assert_eq!(pieces.iter().map(Vec::len).sum::<usize>(), 64 << 20);
+        drop(pieces);
+        // Take the one-trim-at-a-time flag, as `release_free_memory` does: another test's sync
+        // loop may ask for a trim meanwhile, and that one must be dropped, not run.
+        while TRIMMING.swap(true, Ordering::AcqRel) {
+            std::thread::yield_now();
+        }
+        assert!(!release_free_memory(), "a second trim ran beside the first");
+        let released = trim();
+        TRIMMING.store(false, Ordering::Release);
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(
+                released,
+                "malloc_trim found no free page after 64 MiB were freed"
+            );
+        } else {
+            assert!(!released);
+        }
+    }
+}
