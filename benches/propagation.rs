@@ -1424,7 +1424,7 @@ fn apply_cost(schema: &Schema, stored: &BTreeMap<String, Value>) -> (Duration, D
     let first = schema
         .keys()
         .first()
-        .map(|d| d.name.clone())
+        .map(|d| d.name.to_string())
         .unwrap_or_default();
     let mut values = stored.clone();
     let mut current = Arc::new(Snapshot::build(
@@ -1500,14 +1500,14 @@ async fn many_keys(o: &Opts, rts: &Runtimes, report: &mut Report) -> Result<Stea
     let demo_stored: BTreeMap<String, Value> = demo
         .keys()
         .iter()
-        .map(|d| (d.name.clone(), d.default.clone()))
+        .map(|d| (d.name.to_string(), d.default.clone()))
         .collect();
     let many_stored: BTreeMap<String, Value> = schema
         .keys()
         .iter()
         .map(|d| {
             (
-                d.name.clone(),
+                d.name.to_string(),
                 Value::String(format!("value of {}, set by the propagation bench", d.name)),
             )
         })

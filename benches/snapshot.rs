@@ -99,7 +99,7 @@ fn stored_values(schema: &Schema, generation: u64) -> Vec<(String, Value)> {
                 ValueType::Bool => json!(i % 3 != 0),
                 _ => json!(i as f64 * 2.0 + 0.25),
             };
-            (def.name.clone(), v)
+            (def.name.to_string(), v)
         })
         .collect()
 }

@@ -21,6 +21,7 @@
 //! collision is possible, which is fine because the channel and `meta` are written only by the
 //! relay (DESIGN §4: the hint is only a hint; resync verifies).
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use serde_json::Value;
@@ -35,10 +36,10 @@ impl ContentHash {
     pub const EMPTY: ContentHash = ContentHash(0);
 
     /// The hash of every `(key, value)` (a `null` value counts as absent).
-    pub fn of<'a, K: AsRef<str> + 'a>(items: impl IntoIterator<Item = (K, &'a Value)>) -> Self {
+    pub fn of<K: AsRef<str>, V: Borrow<Value>>(items: impl IntoIterator<Item = (K, V)>) -> Self {
         let mut h = ContentHash::EMPTY;
         for (k, v) in items {
-            h.add(k.as_ref(), v);
+            h.add(k.as_ref(), v.borrow());
         }
         h
     }

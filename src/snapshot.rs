@@ -21,8 +21,8 @@
 
 mod bodies;
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::borrow::{Borrow, Cow};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -107,25 +107,44 @@ pub struct Rejected {
     pub version: u64,
 }
 
-/// One key of a snapshot, pre-encoded.
+/// One key of a snapshot, pre-encoded: its value as JSON only (≈ 48 bytes plus the JSON, shared
+/// by every snapshot until the key changes); [`Entry::value`] decodes it when something needs
+/// the `Value` (OFREP, the status page, the content hash), which the read path never does.
 #[derive(Debug)]
 pub struct Entry {
-    pub key: Box<str>,
-    pub value: Value,
-    /// The value as JSON.
-    pub json: Bytes,
-    /// `?format=raw`: strings bare, everything else as JSON.
-    pub raw: Bytes,
-    /// No stored value: serving the schema default.
-    pub is_default: bool,
-    pub secret: bool,
-    pub ty: ValueType,
+    /// The schema's own name (an `Arc` clone of [`KeyDef::name`]).
+    pub key: Arc<str>,
+    /// The value as JSON, exact size.
+    json: Box<[u8]>,
     /// The version of the changeset that last set this key (to a value or back to its
     /// default); 0 when no changeset is known to have touched it. See [`Snapshot::apply`] and
     /// `docs/ARCHITECTURE.md` for where each source of snapshots takes it from.
     pub version: u64,
     /// Its position in schema display order: its index in the snapshot and its body's slot.
-    slot: usize,
+    slot: u32,
+    pub ty: ValueType,
+    /// No stored value: serving the schema default.
+    pub is_default: bool,
+    pub secret: bool,
+}
+
+impl Entry {
+    /// The value as JSON.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The value, decoded from its JSON (which was encoded from a validated `Value`, so this
+    /// gives that `Value` back: `serde_json` with `float_roundtrip` reads back every float
+    /// it wrote).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// `?format=raw`: a string bare, anything else as its JSON.
+    pub fn raw(&self) -> Bytes {
+        raw_body(&self.json)
+    }
 }
 
 /// The changes between a snapshot and the one before it.
@@ -194,51 +213,48 @@ impl fmt::Debug for Snapshot {
 }
 
 /// One key's entry with `value` (already validated, or the default).
-fn entry(def: &KeyDef, slot: usize, value: Value, is_default: bool, version: u64) -> Entry {
-    // An exact-size copy: `to_vec` leaves a 128-byte buffer, and a `Bytes` over a vector with
-    // spare capacity also allocates its shared header (≈ 96 B per key more at 100k keys).
-    let json = match serde_json::to_vec(&value) {
-        Ok(v) => Bytes::copy_from_slice(&v),
-        Err(_) => Bytes::from_static(b"null"),
+fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u64) -> Entry {
+    // An exact-size buffer: `to_vec` leaves a 128-byte one.
+    let json = match serde_json::to_vec(value) {
+        Ok(v) => v.into_boxed_slice(),
+        Err(_) => Box::from(&b"null"[..]),
     };
-    let raw = raw_body(&value, &json);
     Entry {
-        key: Box::from(def.name.as_str()),
-        value,
+        key: def.name.clone(),
         json,
-        raw,
         is_default,
         secret: def.secret,
         ty: def.ty,
         version,
-        slot,
+        slot: u32::try_from(slot).unwrap_or(u32::MAX),
     }
 }
 
 /// What a stored value (`None` or JSON null: none, the default) becomes under `def`: its
-/// entry, and the rejection when the schema refuses the value (the key then serves its
-/// default).
+/// entry, the rejection when the schema refuses the value (the key then serves its default),
+/// and the value it serves when that is not the default (validated, canonical).
 fn resolve(
     def: &KeyDef,
     slot: usize,
     stored: Option<&Value>,
     version: u64,
-) -> (Entry, Option<Rejected>) {
+) -> (Entry, Option<Rejected>, Option<Value>) {
     match stored {
         Some(value) if !value.is_null() => match def.validate(value) {
-            Ok(v) => (entry(def, slot, v, false, version), None),
+            Ok(v) => (entry(def, slot, &v, false, version), None, Some(v)),
             Err(e) => (
-                entry(def, slot, def.default.clone(), true, version),
+                entry(def, slot, &def.default, true, version),
                 Some(Rejected {
-                    key: def.name.clone(),
+                    key: def.name.to_string(),
                     rule: e.rule,
                     reason: e.message,
                     value: value.clone(),
                     version,
                 }),
+                None,
             ),
         },
-        _ => (entry(def, slot, def.default.clone(), true, version), None),
+        _ => (entry(def, slot, &def.default, true, version), None, None),
     }
 }
 
@@ -365,9 +381,9 @@ impl Snapshot {
                 .and_then(Option::take)
                 .unwrap_or((None, 0));
             let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
-            let (e, r) = resolve(def, slot, stored, version);
+            let (e, r, _) = resolve(def, slot, stored, version);
             if let Some(r) = r {
-                rejected.insert(Box::from(def.name.as_str()), r);
+                rejected.insert(Box::from(&*def.name), r);
             }
             entries.push(Arc::new(e));
         }
@@ -412,12 +428,12 @@ impl Snapshot {
         I: IntoIterator<Item = (&'a str, Option<&'a Value>, u64)>,
     {
         if *self.schema_hash != *schema.hash || self.entries.len() != schema.len() {
-            let mut stored: BTreeMap<&str, (Option<&Value>, u64)> = self
+            let mut stored: BTreeMap<&str, (Option<Cow<'_, Value>>, u64)> = self
                 .stored_versioned()
                 .map(|(k, v, ver)| (k, (v, ver)))
                 .collect();
             for (key, value, version) in changes {
-                stored.insert(key, (value, version));
+                stored.insert(key, (value.map(Cow::Borrowed), version));
             }
             return Snapshot::build_versioned(
                 schema,
@@ -429,7 +445,9 @@ impl Snapshot {
         let mut entries = self.entries.clone();
         let mut rejected = self.rejected.clone();
         let mut unknown = self.unknown.clone();
-        let mut touched = BTreeSet::new();
+        // Slot → the value it now serves, for the keys this changeset set (the last write of a
+        // key wins, as in the loop).
+        let mut touched: BTreeMap<usize, Option<Value>> = BTreeMap::new();
         for (key, value, version) in changes {
             let value = value.filter(|v| !v.is_null());
             let known = schema
@@ -443,18 +461,19 @@ impl Snapshot {
                 continue;
             };
             rejected.remove(key);
-            let (e, r) = resolve(def, slot, value, version);
+            let (e, r, served) = resolve(def, slot, value, version);
             if let Some(r) = r {
                 rejected.insert(Box::from(key), r);
             }
             entries.set(slot, Arc::new(e));
-            touched.insert(slot);
+            touched.insert(slot, served);
         }
         let changed = touched
             .into_iter()
-            .filter_map(|slot| {
+            .filter_map(|(slot, served)| {
                 let (old, new) = (self.entries.get(slot)?, entries.get(slot)?);
-                (old.json != new.json).then(|| (new.key.clone(), new.value.clone()))
+                let value = served.or_else(|| Some(schema.keys().get(slot)?.default.clone()))?;
+                (old.json != new.json).then(|| (Box::from(&*new.key), value))
             })
             .collect();
         Parts {
@@ -518,50 +537,62 @@ impl Snapshot {
     }
 
     /// The stored values this snapshot was built from, before schema defaults: every key that
-    /// is not at its default (its canonical value), and the values the schema rejected or does
-    /// not know, as they came. Building a snapshot from them gives the same snapshot, so the
-    /// content hash and the disk snapshot are taken from them, without a copy of their own.
-    pub fn stored(&self) -> impl Iterator<Item = (&str, &Value)> + '_ {
+    /// is not at its default (its canonical value, decoded from its JSON), and the values the
+    /// schema rejected or does not know, as they came. Building a snapshot from them gives the
+    /// same snapshot, so the content hash and the disk snapshot are taken from them, without a
+    /// copy of their own.
+    pub fn stored(&self) -> impl Iterator<Item = (&str, Cow<'_, Value>)> + '_ {
         let accepted = self
             .entries
             .iter()
             .filter(|e| !e.is_default)
-            .map(|e| (&*e.key, &e.value));
-        let rejected = self.rejected.values().map(|r| (r.key.as_str(), &r.value));
-        let unknown = self.unknown.iter().map(|(k, (v, _))| (&**k, v));
+            .map(|e| (&*e.key, Cow::Owned(e.value())));
+        let rejected = self
+            .rejected
+            .values()
+            .map(|r| (r.key.as_str(), Cow::Borrowed(&r.value)));
+        let unknown = self
+            .unknown
+            .iter()
+            .map(|(k, (v, _))| (&**k, Cow::Borrowed(v)));
         accepted.chain(rejected).chain(unknown)
     }
 
     /// [`Snapshot::stored`] with each key's version, and also the keys back at their default
     /// whose version is known (`None` value): what [`Snapshot::build_versioned`] takes to
     /// rebuild this snapshot, versions included (the disk snapshot).
-    pub fn stored_versioned(&self) -> impl Iterator<Item = (&str, Option<&Value>, u64)> + '_ {
+    pub fn stored_versioned(
+        &self,
+    ) -> impl Iterator<Item = (&str, Option<Cow<'_, Value>>, u64)> + '_ {
         let entries = self
             .entries
             .iter()
-            .filter(|e| !e.is_default || (e.version != 0 && !self.rejected.contains_key(&e.key)))
-            .map(|e| (&*e.key, (!e.is_default).then_some(&e.value), e.version));
+            .filter(|e| !e.is_default || (e.version != 0 && !self.rejected.contains_key(&*e.key)))
+            .map(|e| {
+                let value = (!e.is_default).then(|| Cow::Owned(e.value()));
+                (&*e.key, value, e.version)
+            });
         let rejected = self
             .rejected
             .values()
-            .map(|r| (r.key.as_str(), Some(&r.value), r.version));
+            .map(|r| (r.key.as_str(), Some(Cow::Borrowed(&r.value)), r.version));
         let unknown = self
             .unknown
             .iter()
-            .map(|(k, (v, version))| (&**k, Some(v), *version));
+            .map(|(k, (v, version))| (&**k, Some(Cow::Borrowed(v)), *version));
         entries.chain(rejected).chain(unknown)
     }
 
     /// The stored value of one key as [`Snapshot::stored`] yields it (`None`: at its default,
     /// nothing stored). O(log n).
-    pub fn stored_value(&self, key: &str) -> Option<&Value> {
+    pub fn stored_value(&self, key: &str) -> Option<Cow<'_, Value>> {
         if let Some(e) = self.get(key).filter(|e| !e.is_default) {
-            return Some(&e.value);
+            return Some(Cow::Owned(e.value()));
         }
         if let Some(r) = self.rejected.get(key) {
-            return Some(&r.value);
+            return Some(Cow::Borrowed(&r.value));
         }
-        self.unknown.get(key).map(|(v, _)| v)
+        self.unknown.get(key).map(|(v, _)| Cow::Borrowed(v))
     }
 
     /// The `GET /v1/configs` body (built on first ask, once per snapshot and staleness).
@@ -595,11 +626,11 @@ impl Snapshot {
         }
         debug_assert!(
             self.entries
-                .get(entry.slot)
+                .get(entry.slot as usize)
                 .is_some_and(|e| std::ptr::eq(&**e, entry)),
             "key_body of an entry of another snapshot"
         );
-        self.bodies.get_or_build(entry.slot, || {
+        self.bodies.get_or_build(entry.slot as usize, || {
             key_body(
                 &entry.key,
                 &entry.json,
@@ -638,7 +669,7 @@ impl Snapshot {
     pub fn values_masked(&self) -> Value {
         Value::Object(
             self.entries()
-                .map(|e| (e.key.to_string(), mask_if(e.secret, &e.value)))
+                .map(|e| (e.key.to_string(), mask_if(e.secret, &e.value())))
                 .collect(),
         )
     }
@@ -684,13 +715,13 @@ impl Snapshot {
             .iter()
             .filter(|e| {
                 let old = if same_schema {
-                    older.entries.get(e.slot).map(|o| &**o)
+                    older.entries.get(e.slot as usize).map(|o| &**o)
                 } else {
                     older.get(&e.key)
                 };
                 old.is_none_or(|o| !std::ptr::eq(o, &***e) && o.json != e.json)
             })
-            .map(|e| (e.key.clone(), e.value.clone()))
+            .map(|e| (Box::from(&*e.key), e.value()))
             .collect()
     }
 
@@ -984,8 +1015,8 @@ mod tests {
             body,
             json!({"key":"SITE_NAME","value":"Config Manager","version":3,"epoch":1,"stale":false,"source":"local"})
         );
-        assert_eq!(&e.raw[..], b"Config Manager");
-        assert_eq!(&s.get("ITEMS_PER_PAGE").expect("entry").raw[..], b"7");
+        assert_eq!(&e.raw()[..], b"Config Manager");
+        assert_eq!(&s.get("ITEMS_PER_PAGE").expect("entry").raw()[..], b"7");
         assert!(e.is_default);
         assert!(!s.get("ITEMS_PER_PAGE").expect("entry").is_default);
         assert_eq!(s.etag, "\"1-3\"");
@@ -1001,11 +1032,11 @@ mod tests {
                 ("SITE_NAME", json!("New")),
             ],
         );
-        assert_eq!(s.get("ITEMS_PER_PAGE").expect("entry").value, json!(5));
+        assert_eq!(s.get("ITEMS_PER_PAGE").expect("entry").value(), json!(5));
         assert_eq!(s.rejected().len(), 1);
         assert_eq!(s.rejected().next().expect("rejected").key, "ITEMS_PER_PAGE");
         assert_eq!(s.unknown_keys(), 1);
-        assert_eq!(s.get("SITE_NAME").expect("entry").value, json!("New"));
+        assert_eq!(s.get("SITE_NAME").expect("entry").value(), json!("New"));
     }
 
     #[test]
@@ -1019,14 +1050,14 @@ mod tests {
                 ("MAINTENANCE_MODE", Value::Null),
             ],
         );
-        let mut stored: Vec<(&str, &Value)> = s.stored().collect();
+        let mut stored: Vec<(&str, Value)> = s.stored().map(|(k, v)| (k, v.into_owned())).collect();
         stored.sort_by_key(|(k, _)| *k);
         assert_eq!(
             stored,
             vec![
-                ("ITEMS_PER_PAGE", &json!("seven")),
-                ("REMOVED_KEY", &json!({"x": 1})),
-                ("SITE_NAME", &json!("New")),
+                ("ITEMS_PER_PAGE", json!("seven")),
+                ("REMOVED_KEY", json!({"x": 1})),
+                ("SITE_NAME", json!("New")),
             ]
         );
         let again = Snapshot::build(&schema(), s.position, Source::Local, s.stored());
@@ -1130,7 +1161,7 @@ mod tests {
     fn seen(s: &Snapshot) -> Seen {
         let mut stored: Vec<(String, Option<Value>, u64)> = s
             .stored_versioned()
-            .map(|(k, v, ver)| (k.to_owned(), v.cloned(), ver))
+            .map(|(k, v, ver)| (k.to_owned(), v.map(Cow::into_owned), ver))
             .collect();
         stored.sort_by(|a, b| a.0.cmp(&b.0));
         let bodies = s
@@ -1191,12 +1222,12 @@ mod tests {
                 step.iter().map(|(k, v)| (*k, v.as_ref(), version)),
             );
             assert_eq!(next.bodies_built(), 0, "apply builds no body");
-            let mut all: BTreeMap<&str, (Option<&Value>, u64)> = applied
+            let mut all: BTreeMap<&str, (Option<Cow<'_, Value>>, u64)> = applied
                 .stored_versioned()
                 .map(|(k, v, ver)| (k, (v, ver)))
                 .collect();
             for (k, v) in step {
-                all.insert(k, (v.as_ref(), version));
+                all.insert(k, (v.as_ref().map(Cow::Borrowed), version));
             }
             let rebuilt = Snapshot::build_versioned(
                 &schema(),
@@ -1217,7 +1248,7 @@ mod tests {
             applied = next;
         }
         let e = applied.get("ITEMS_PER_PAGE").expect("entry");
-        assert_eq!((e.value.clone(), e.version), (json!(9), 9));
+        assert_eq!((e.value(), e.version), (json!(9), 9));
         assert_eq!(applied.get("SITE_NAME").expect("entry").version, 7);
     }
 
@@ -1282,7 +1313,46 @@ mod tests {
             [("EXTRA", Some(&json!(2)), 2)],
         );
         assert_eq!(next.len(), 2);
-        assert_eq!(next.get("SITE_NAME").expect("entry").value, json!("A"));
-        assert_eq!(next.get("EXTRA").expect("entry").value, json!(2));
+        assert_eq!(next.get("SITE_NAME").expect("entry").value(), json!("A"));
+        assert_eq!(next.get("EXTRA").expect("entry").value(), json!(2));
+    }
+
+    #[test]
+    fn an_entry_is_its_json_and_48_bytes() {
+        // 100,000 keys hold 100,000 of these (plus each value's JSON): no decoded `Value`, no
+        // copy of the name, no second body.
+        assert!(
+            std::mem::size_of::<Entry>() <= 48,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        let sch = schema();
+        let s = Snapshot::build(
+            &sch,
+            Position::new(1, 2),
+            Source::Redis,
+            [
+                ("SITE_NAME", json!("caf\u{e9} \"x\"")),
+                ("ITEMS_PER_PAGE", json!(7)),
+            ],
+        );
+        let e = s.get("SITE_NAME").expect("entry");
+        assert_eq!(e.json(), "\"caf\u{e9} \\\"x\\\"\"".as_bytes());
+        assert_eq!(e.value(), json!("caf\u{e9} \"x\""));
+        assert_eq!(&e.raw()[..], "caf\u{e9} \"x\"".as_bytes());
+        let def = sch.key("SITE_NAME").expect("def");
+        assert!(Arc::ptr_eq(&e.key, &def.name), "the schema's own name");
+        // A float reads back exactly as it was written (the content hash depends on it).
+        for f in [
+            0.1,
+            1.0 / 3.0,
+            2.0f64.powi(-1074),
+            1.7976931348623157e308,
+            123456.789e-7,
+        ] {
+            let json = serde_json::to_vec(&json!(f)).expect("json");
+            let back: Value = serde_json::from_slice(&json).expect("parse");
+            assert_eq!(back.as_f64().map(f64::to_bits), Some(f.to_bits()), "{f}");
+        }
     }
 }

@@ -215,7 +215,7 @@ pub async fn configs(
     let configs: Vec<Value> = schema
         .keys()
         .iter()
-        .map(|def| config_json(&state, &schema, def, current.values.get(&def.name)))
+        .map(|def| config_json(&state, &schema, def, current.values.get(&*def.name)))
         .collect();
     let groups: Vec<Value> = schema
         .groups

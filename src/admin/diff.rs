@@ -76,10 +76,10 @@ pub fn compare(
         .keys()
         .iter()
         .filter_map(|def| {
-            let old = side_at(def, from.get(&def.name));
-            let new = side_at(def, to.get(&def.name));
+            let old = side_at(def, from.get(&*def.name));
+            let new = side_at(def, to.get(&*def.name));
             (old != new).then(|| Shown {
-                key: def.name.clone(),
+                key: def.name.to_string(),
                 old,
                 new,
             })

@@ -84,7 +84,7 @@ impl DecodeError {
 /// The bytes constance 4.x writes for `value` (the canonical rtconfig value of `def`).
 pub fn encode(def: &KeyDef, value: &Value) -> Result<String, EncodeError> {
     let not_canonical = || EncodeError::NotCanonical {
-        key: def.name.clone(),
+        key: def.name.to_string(),
         ty: def.ty,
         value: value.to_string(),
     };
@@ -122,7 +122,7 @@ pub fn encode(def: &KeyDef, value: &Value) -> Result<String, EncodeError> {
             let s = text()?;
             let dt = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| not_canonical())?;
             let unrepresentable = |why| EncodeError::Unrepresentable {
-                key: def.name.clone(),
+                key: def.name.to_string(),
                 value: s.to_owned(),
                 why,
             };

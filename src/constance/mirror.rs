@@ -289,7 +289,7 @@ impl Mirror {
     pub async fn pass(&mut self) -> Result<bool, MirrorError> {
         let ns = self.settings.namespace.clone();
         let current = self.ledger.current(&ns).await?;
-        let names: Vec<&str> = self.schema.keys().iter().map(|k| k.name.as_str()).collect();
+        let names: Vec<&str> = self.schema.keys().iter().map(|k| &*k.name).collect();
         if names.is_empty() {
             return Ok(false);
         }
@@ -315,7 +315,7 @@ impl Mirror {
         let mut reports: Vec<KeyReport> = Vec::with_capacity(names.len());
         let mut invalid_now: HashMap<String, Vec<u8>> = HashMap::new();
         for (i, def) in self.schema.keys().iter().enumerate() {
-            let stored = current.values.get(&def.name);
+            let stored = current.values.get(&*def.name);
             let decision = decide(KeyState {
                 def,
                 ledger: stored.and_then(|s| s.value.as_ref()),
@@ -323,7 +323,7 @@ impl Mirror {
                 constance: now[i].as_deref(),
             });
             let report = |state, code: Option<&str>, reason: Option<String>| KeyReport {
-                key: def.name.clone(),
+                key: def.name.to_string(),
                 state,
                 code: code.map(str::to_owned),
                 reason,
@@ -339,8 +339,8 @@ impl Mirror {
                     report(KeyStatus::Pending, None, None)
                 }
                 Decision::Adopt(value) => {
-                    adopt.push((def.name.clone(), value));
-                    expected.insert(def.name.clone(), stored.map_or(0, |s| s.version));
+                    adopt.push((def.name.to_string(), value));
+                    expected.insert(def.name.to_string(), stored.map_or(0, |s| s.version));
                     record.push((i, Seen::of(now[i].as_deref())));
                     report(KeyStatus::Adopted, None, None)
                 }
@@ -352,16 +352,16 @@ impl Mirror {
                         reason
                     };
                     let bytes = now[i].clone().unwrap_or_default();
-                    if self.reported.get(&def.name) != Some(&bytes) {
+                    if self.reported.get(&*def.name) != Some(&bytes) {
                         tracing::warn!(namespace = %ns, key = %def.name, code, reason = %reason, "constance holds a value the schema refuses; not adopted, left alone");
                         self.metrics
                             .rejected
                             .get_or_create(&KeyLabel {
-                                key: def.name.clone(),
+                                key: def.name.to_string(),
                             })
                             .inc();
                     }
-                    invalid_now.insert(def.name.clone(), bytes);
+                    invalid_now.insert(def.name.to_string(), bytes);
                     report(KeyStatus::Invalid, Some(code), Some(reason))
                 }
                 Decision::Unmirrorable(e) => {

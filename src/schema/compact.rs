@@ -24,8 +24,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::{
+    key_index, Bound, Group, KeyDef, Rules, RulesInterner, Schema, SchemaProblem, SchemaSet,
+    Strictness,
+};
 use super::{value, ValueType};
-use super::{Bound, Group, KeyDef, KeyIndex, Schema, SchemaProblem, SchemaSet, Strictness};
 
 const MAGIC: &str = "rtconfig-schema 1";
 
@@ -212,17 +215,17 @@ fn write(
             .keys
             .iter()
             .map(|k| CompactKey {
-                name: k.name.clone(),
+                name: k.name.to_string(),
                 ty: k.ty.as_str().to_owned(),
                 default: k.default.clone(),
                 description: k.description.clone(),
                 secret: k.secret,
-                min: k.min.as_ref().map(CompactBound::from),
-                max: k.max.as_ref().map(CompactBound::from),
-                max_length: k.max_length,
-                pattern: k.pattern.as_ref().map(|re| re.as_str().to_owned()),
-                choices: k.choices.clone(),
-                max_bytes: k.max_bytes,
+                min: k.rules.min.as_ref().map(CompactBound::from),
+                max: k.rules.max.as_ref().map(CompactBound::from),
+                max_length: k.rules.max_length,
+                pattern: k.rules.pattern.as_ref().map(|re| re.as_str().to_owned()),
+                choices: k.rules.choices.clone(),
+                max_bytes: k.rules.max_bytes,
             })
             .collect(),
         warnings: warnings
@@ -269,6 +272,7 @@ fn read(
     let mut keys = Vec::with_capacity(body.keys.len());
     let mut groups = Vec::with_capacity(body.groups.len());
     let mut compact_keys = body.keys.into_iter();
+    let mut interner = RulesInterner::default();
     for g in body.groups {
         let group: Arc<str> = Arc::from(g.name.as_str());
         let mut names = Vec::with_capacity(g.len);
@@ -283,20 +287,26 @@ fn read(
                 ),
                 None => None,
             };
-            names.push(k.name.clone());
+            let name: Arc<str> = Arc::from(k.name);
+            names.push(name.clone());
             keys.push(KeyDef {
-                name: k.name,
+                name,
                 ty,
                 default: k.default,
                 description: k.description,
                 group: group.clone(),
                 secret: k.secret,
-                min: k.min.map(CompactBound::into_bound).transpose()?,
-                max: k.max.map(CompactBound::into_bound).transpose()?,
-                max_length: k.max_length,
-                pattern,
-                choices: k.choices,
-                max_bytes: k.max_bytes,
+                rules: interner.intern(
+                    ty,
+                    Rules {
+                        min: k.min.map(CompactBound::into_bound).transpose()?,
+                        max: k.max.map(CompactBound::into_bound).transpose()?,
+                        max_length: k.max_length,
+                        pattern,
+                        choices: k.choices,
+                        max_bytes: k.max_bytes,
+                    },
+                ),
             });
         }
         if names.len() != g.len {
@@ -311,10 +321,7 @@ fn read(
     if compact_keys.next().is_some() {
         return Err("more keys than its groups list".into());
     }
-    let mut index = KeyIndex::with_capacity_and_hasher(keys.len(), Default::default());
-    for (i, k) in keys.iter().enumerate() {
-        index.insert(Box::from(k.name.as_str()), i);
-    }
+    let index = key_index(&keys);
     let warnings = body
         .warnings
         .into_iter()
@@ -361,12 +368,12 @@ mod tests {
                     k.description,
                     k.group,
                     k.secret,
-                    k.min,
-                    k.max,
-                    k.max_length,
-                    k.pattern.as_ref().map(|r| r.as_str()),
-                    k.choices,
-                    k.max_bytes,
+                    k.rules.min,
+                    k.rules.max,
+                    k.rules.max_length,
+                    k.rules.pattern.as_ref().map(|r| r.as_str()),
+                    k.rules.choices,
+                    k.rules.max_bytes,
                     s.position(&k.name)
                 )
             })

@@ -134,18 +134,12 @@ impl fmt::Display for Bound {
     }
 }
 
-/// One config key: its type, default, group and constraints.
-#[derive(Debug, Clone)]
-pub struct KeyDef {
-    pub name: String,
-    pub ty: ValueType,
-    /// The default, in canonical form (it passed [`KeyDef::validate`]).
-    pub default: Value,
-    pub description: String,
-    /// Shared by every key of the group.
-    pub group: Arc<str>,
-    /// Masked in the admin UI, API listings, history and logs (never on the sidecar read).
-    pub secret: bool,
+/// What a key's value is checked against beyond its type: the schema's `min`, `max`,
+/// `max_length`, `pattern`, `choices` and `max_bytes`. Keys with the same rules and type share
+/// one (interned per load by [`RulesInterner`]): a namespace of 100,000 keys that all say
+/// `max_length = 200` holds one, not 100,000 copies of ≈ 150 bytes.
+#[derive(Debug, Default)]
+pub struct Rules {
     pub min: Option<Bound>,
     pub max: Option<Bound>,
     pub max_length: Option<usize>,
@@ -154,26 +148,70 @@ pub struct KeyDef {
     pub max_bytes: Option<usize>,
 }
 
+/// Hands out one shared [`Rules`] per distinct `(type, rules)` of a schema load.
+#[derive(Default)]
+pub(crate) struct RulesInterner {
+    seen: FastMap<String, Arc<Rules>>,
+}
+
+impl RulesInterner {
+    pub(crate) fn intern(&mut self, ty: ValueType, rules: Rules) -> Arc<Rules> {
+        // `Debug` spells every field exactly (the bound's kind included, a pattern by its
+        // source text), so equal text means equal rules.
+        let text = format!(
+            "{ty:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            rules.min,
+            rules.max,
+            rules.max_length,
+            rules.pattern.as_ref().map(Regex::as_str),
+            rules.choices,
+            rules.max_bytes
+        );
+        self.seen
+            .entry(text)
+            .or_insert_with(|| Arc::new(rules))
+            .clone()
+    }
+}
+
+/// One config key: its type, default, group and constraints.
+#[derive(Debug, Clone)]
+pub struct KeyDef {
+    /// Shared with the schema's index, its group's key list and every snapshot entry.
+    pub name: Arc<str>,
+    pub ty: ValueType,
+    /// The default, in canonical form (it passed [`KeyDef::validate`]).
+    pub default: Value,
+    pub description: String,
+    /// Shared by every key of the group.
+    pub group: Arc<str>,
+    /// Masked in the admin UI, API listings, history and logs (never on the sidecar read).
+    pub secret: bool,
+    /// Its constraints, shared with every key of the schema that has the same.
+    pub rules: Arc<Rules>,
+}
+
 impl KeyDef {
     /// The constraints as JSON, for the admin API (`{"min":1,"max":100}`).
     pub fn constraints_json(&self) -> Value {
+        let r = &*self.rules;
         let mut m = serde_json::Map::new();
-        if let Some(b) = &self.min {
+        if let Some(b) = &r.min {
             m.insert("min".into(), b.to_json());
         }
-        if let Some(b) = &self.max {
+        if let Some(b) = &r.max {
             m.insert("max".into(), b.to_json());
         }
-        if let Some(n) = self.max_length {
+        if let Some(n) = r.max_length {
             m.insert("max_length".into(), n.into());
         }
-        if let Some(re) = &self.pattern {
+        if let Some(re) = &r.pattern {
             m.insert("pattern".into(), re.as_str().into());
         }
-        if !self.choices.is_empty() {
-            m.insert("choices".into(), self.choices.clone().into());
+        if !r.choices.is_empty() {
+            m.insert("choices".into(), r.choices.clone().into());
         }
-        if let Some(n) = self.max_bytes {
+        if let Some(n) = r.max_bytes {
             m.insert("max_bytes".into(), n.into());
         }
         Value::Object(m)
@@ -184,7 +222,8 @@ impl KeyDef {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
-    pub keys: Vec<String>,
+    /// In display order; the same `Arc`s as the keys' [`KeyDef::name`].
+    pub keys: Vec<Arc<str>>,
     /// `collapse = true`: a hint to show the group collapsed (django-constance fieldsets).
     pub collapse: bool,
 }
@@ -475,6 +514,7 @@ struct Parser {
     strictness: Strictness,
     problems: Vec<SchemaProblem>,
     warnings: Vec<SchemaProblem>,
+    rules: RulesInterner,
 }
 
 impl Parser {
@@ -484,6 +524,7 @@ impl Parser {
             strictness,
             problems: Vec::new(),
             warnings: Vec::new(),
+            rules: RulesInterner::default(),
         }
     }
 
@@ -577,7 +618,7 @@ impl Parser {
         for (gi, g) in groups.iter().enumerate() {
             for k in &g.keys {
                 let next = slot_of.len();
-                match slot_of.entry(k.as_str()) {
+                match slot_of.entry(&**k) {
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert((next, gi));
                     }
@@ -626,7 +667,7 @@ impl Parser {
         if let Some(DeValue::Table(keys)) = get(&doc, "keys") {
             for g in &groups {
                 for k in &g.keys {
-                    if !keys.contains_key(k.as_str()) {
+                    if !keys.contains_key(&**k) {
                         self.problem(
                             Some(k),
                             format!("group {:?} lists a key with no [keys.{k}] table", g.name),
@@ -641,17 +682,15 @@ impl Parser {
         }
         drop(slot_of);
         let keys: Vec<KeyDef> = defs.into_iter().flatten().collect();
-        let mut index = KeyIndex::with_capacity_and_hasher(keys.len(), Default::default());
-        for (i, k) in keys.iter().enumerate() {
-            index.insert(Box::from(k.name.as_str()), i);
-        }
+        let mut groups = groups;
+        share_names(&mut groups, &keys);
         Ok(Schema {
             namespace,
             description,
             require_comment,
             groups,
+            index: Arc::new(key_index(&keys)),
             keys,
-            index: Arc::new(index),
             hash: hex::encode(Sha256::digest(text.as_bytes())),
             path: self.file.clone(),
         })
@@ -695,7 +734,7 @@ impl Parser {
                     keys.reserve_exact(list.len());
                     for k in list.iter() {
                         match k.get_ref().as_str() {
-                            Some(s) => keys.push(s.to_owned()),
+                            Some(s) => keys.push(Arc::from(s)),
                             None => self.problem(
                                 None,
                                 format!(
@@ -850,18 +889,23 @@ impl Parser {
             return None;
         }
         let mut def = KeyDef {
-            name: name.to_owned(),
+            name: Arc::from(name),
             ty,
             default: Value::Null,
             description,
             group,
             secret,
-            min,
-            max,
-            max_length,
-            pattern,
-            choices,
-            max_bytes,
+            rules: self.rules.intern(
+                ty,
+                Rules {
+                    min,
+                    max,
+                    max_length,
+                    pattern,
+                    choices,
+                    max_bytes,
+                },
+            ),
         };
         let raw_default = match t.get("default") {
             Some(v) => match de_to_json(v.get_ref()) {
@@ -960,7 +1004,30 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Key name → its index in display order. Built once per schema and shared with every
 /// snapshot built from it (`snapshot::Snapshot`); foldhash: a fixed table of names from the
 /// operator's own file, so SipHash's DoS resistance buys nothing here.
-pub(crate) type KeyIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+/// Its names are the keys' own (`Arc` clones of [`KeyDef::name`]), not copies.
+pub(crate) type KeyIndex = HashMap<Arc<str>, usize, foldhash::fast::RandomState>;
+
+/// The index of `keys` (in display order).
+pub(crate) fn key_index(keys: &[KeyDef]) -> KeyIndex {
+    let mut index = KeyIndex::with_capacity_and_hasher(keys.len(), Default::default());
+    for (i, k) in keys.iter().enumerate() {
+        index.insert(k.name.clone(), i);
+    }
+    index
+}
+
+/// Points each group's key list at the keys' own names (`keys` in display order: group by
+/// group, each group's keys in its listed order), so a name is allocated once per schema.
+pub(crate) fn share_names(groups: &mut [Group], keys: &[KeyDef]) {
+    let mut rest = keys;
+    for g in groups {
+        let (mine, after) = rest.split_at(g.keys.len().min(rest.len()));
+        if mine.iter().zip(&g.keys).all(|(k, n)| k.name == *n) {
+            g.keys = mine.iter().map(|k| k.name.clone()).collect();
+        }
+        rest = after;
+    }
+}
 
 /// A field of a parsed TOML table.
 fn get<'a, 'i>(t: &'a DeTable<'i>, name: &str) -> Option<&'a DeValue<'i>> {

@@ -44,7 +44,7 @@ fn the_demo_schema_has_the_eight_original_configs_in_four_groups() {
     let defaults: Vec<(&str, Value)> = demo
         .keys()
         .iter()
-        .map(|k| (k.name.as_str(), k.default.clone()))
+        .map(|k| (&*k.name, k.default.clone()))
         .collect();
     assert_eq!(
         defaults,
@@ -625,5 +625,48 @@ fn an_unknown_top_level_field_stops_check_but_only_warns_a_sidecar() {
         err.iter()
             .any(|p| p.to_string().contains("unknown field \"colour\"")),
         "{err:?}"
+    );
+}
+
+#[test]
+fn names_and_equal_rules_are_held_once_per_schema() {
+    let text = "namespace = \"t\"\n[[group]]\nname = \"A\"\nkeys = [\"A1\", \"A2\"]\n[[group]]\nname = \"B\"\nkeys = [\"B1\"]\n\
+        [keys.A1]\ntype = \"string\"\ndefault = \"x\"\nmax_length = 20\n\
+        [keys.A2]\ntype = \"string\"\ndefault = \"y\"\nmax_length = 20\n\
+        [keys.B1]\ntype = \"string\"\ndefault = \"z\"\nmax_length = 21\n";
+    let s = schema(text);
+    let def = |k: &str| s.key(k).expect("key");
+    // The same rules and type: one `Rules`; other rules: another.
+    assert!(Arc::ptr_eq(&def("A1").rules, &def("A2").rules));
+    assert!(!Arc::ptr_eq(&def("A1").rules, &def("B1").rules));
+    assert_eq!(def("B1").rules.max_length, Some(21));
+    // Each group's key list holds the keys' own names, not copies.
+    let listed: Vec<&Arc<str>> = s.groups.iter().flat_map(|g| &g.keys).collect();
+    assert_eq!(listed.len(), s.len());
+    for (name, def) in listed.into_iter().zip(s.keys()) {
+        assert!(Arc::ptr_eq(name, &def.name), "{name}");
+    }
+    // The compact schema a sidecar reloads shares them the same way.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("t.toml"), text).expect("write");
+    let compact = dir.path().join("t.snapshot.schema");
+    for want in [compact::Loaded::Parsed, compact::Loaded::Compact] {
+        let (s, _, how) = compact::load_namespace(dir.path(), Strictness::Sidecar, "t", &compact)
+            .expect("loads")
+            .expect("namespace t");
+        assert_eq!(how, want);
+        let (a1, a2) = (s.key("A1").expect("A1"), s.key("A2").expect("A2"));
+        assert!(Arc::ptr_eq(&a1.rules, &a2.rules));
+        assert!(Arc::ptr_eq(&s.groups[0].keys[0], &a1.name));
+    }
+}
+
+#[test]
+fn a_key_definition_stays_small() {
+    // 100,000 keys hold 100,000 of these: the constraints live behind one shared pointer.
+    assert!(
+        std::mem::size_of::<KeyDef>() <= 160,
+        "{}",
+        std::mem::size_of::<KeyDef>()
     );
 }

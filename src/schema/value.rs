@@ -37,7 +37,7 @@ pub struct ValueError {
 impl KeyDef {
     fn reject(&self, rule: &'static str, message: impl Into<String>) -> ValueError {
         ValueError {
-            key: self.name.clone(),
+            key: self.name.to_string(),
             rule,
             message: message.into(),
         }
@@ -71,7 +71,7 @@ impl KeyDef {
                 _ => return Err(self.type_error(value)),
             },
             ValueType::Json => {
-                if let Some(max) = self.max_bytes {
+                if let Some(max) = self.rules.max_bytes {
                     let len = serde_json::to_vec(value)
                         .map(|v| v.len())
                         .unwrap_or(usize::MAX);
@@ -141,7 +141,7 @@ impl KeyDef {
     fn validate_text(&self, s: &str) -> Result<Value, ValueError> {
         let canonical: String = match self.ty {
             ValueType::String => {
-                if let Some(max) = self.max_length {
+                if let Some(max) = self.rules.max_length {
                     let len = s.chars().count();
                     if len > max {
                         return Err(self.reject(
@@ -150,7 +150,7 @@ impl KeyDef {
                         ));
                     }
                 }
-                if let Some(re) = &self.pattern {
+                if let Some(re) = &self.rules.pattern {
                     if !re.is_match(s) {
                         return Err(self.reject(
                             "pattern",
@@ -161,10 +161,11 @@ impl KeyDef {
                 s.to_owned()
             }
             ValueType::Enum => {
-                if !self.choices.iter().any(|c| c == s) {
-                    return Err(
-                        self.reject("choices", format!("{s:?} is not one of {:?}", self.choices))
-                    );
+                if !self.rules.choices.iter().any(|c| c == s) {
+                    return Err(self.reject(
+                        "choices",
+                        format!("{s:?} is not one of {:?}", self.rules.choices),
+                    ));
                 }
                 s.to_owned()
             }
@@ -256,12 +257,12 @@ impl KeyDef {
     }
 
     fn check_bounds(&self, x: f64, show: impl Fn() -> String) -> Result<(), ValueError> {
-        if let Some(min) = &self.min {
+        if let Some(min) = &self.rules.min {
             if x < min.as_f64() {
                 return Err(self.reject("min", format!("{} is less than min {}", show(), min)));
             }
         }
-        if let Some(max) = &self.max {
+        if let Some(max) = &self.rules.max {
             if x > max.as_f64() {
                 return Err(self.reject("max", format!("{} is more than max {}", show(), max)));
             }
@@ -274,12 +275,12 @@ impl KeyDef {
             Bound::Decimal(x) => Some(*x),
             _ => Decimal::from_str(&b.as_f64().to_string()).ok(),
         };
-        if let Some(min) = self.min.as_ref().and_then(as_dec) {
+        if let Some(min) = self.rules.min.as_ref().and_then(as_dec) {
             if d < min {
                 return Err(self.reject("min", format!("{d} is less than min {min}")));
             }
         }
-        if let Some(max) = self.max.as_ref().and_then(as_dec) {
+        if let Some(max) = self.rules.max.as_ref().and_then(as_dec) {
             if d > max {
                 return Err(self.reject("max", format!("{d} is more than max {max}")));
             }

@@ -78,7 +78,7 @@ fn not_ready(key: Option<&str>) -> Response {
 fn evaluation(snap: &Snapshot, entry: &Entry, stale: bool) -> Value {
     json!({
         "key": &*entry.key,
-        "value": entry.value,
+        "value": entry.value(),
         "reason": "STATIC",
         "variant": if entry.is_default { "default" } else { "configured" },
         "metadata": {

@@ -118,21 +118,16 @@ pub(super) fn document_body(
     Bytes::from(out)
 }
 
-/// `?format=raw`: a string bare, anything else as its JSON. A string without escapes shares
-/// the bytes of its JSON (the text between the quotes) instead of a copy of its own.
-pub(super) fn raw_body(value: &serde_json::Value, json: &Bytes) -> Bytes {
-    match value {
-        serde_json::Value::String(s) => {
-            let inner = json
-                .len()
-                .checked_sub(1)
-                .map(|end| json.slice(1.min(end)..end));
-            match inner {
-                Some(inner) if inner == s.as_bytes() => inner,
-                _ => Bytes::from(s.clone()),
-            }
-        }
-        _ => json.clone(),
+/// `?format=raw` of a value given as its JSON: a string bare (its text between the quotes
+/// when it has no escapes, else decoded), anything else as its JSON.
+pub(super) fn raw_body(json: &[u8]) -> Bytes {
+    match json {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => Bytes::copy_from_slice(inner),
+        [b'"', ..] => match serde_json::from_slice::<String>(json) {
+            Ok(s) => Bytes::from(s),
+            Err(_) => Bytes::copy_from_slice(json),
+        },
+        _ => Bytes::copy_from_slice(json),
     }
 }
 
@@ -169,17 +164,20 @@ mod tests {
     }
 
     #[test]
-    fn a_raw_string_shares_its_json_bytes_unless_it_has_escapes() {
+    fn a_raw_string_is_its_text_and_anything_else_its_json() {
         for (value, raw) in [
             (json!("plain"), "plain"),
             (json!(""), ""),
             (json!("with \"quotes\"\n"), "with \"quotes\"\n"),
             (json!("é"), "é"),
+            (json!("back\\slash"), "back\\slash"),
+            (json!("\u{1}"), "\u{1}"),
+            (json!(["a"]), "[\"a\"]"),
             (json!(7), "7"),
             (json!(null), "null"),
         ] {
-            let encoded = Bytes::from(serde_json::to_vec(&value).expect("json"));
-            assert_eq!(raw_body(&value, &encoded), raw.as_bytes(), "{value}");
+            let encoded = serde_json::to_vec(&value).expect("json");
+            assert_eq!(raw_body(&encoded), raw.as_bytes(), "{value}");
         }
     }
 }

@@ -23,6 +23,7 @@
 pub mod freshness;
 mod plan;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -501,7 +502,7 @@ fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str, hash: Option<ContentHash
         saved_at: now_rfc3339(),
         values: snapshot
             .stored()
-            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .map(|(k, v)| (k.to_owned(), v.into_owned()))
             .collect(),
         versions: Some(
             snapshot
@@ -530,13 +531,13 @@ fn image_snapshot(
     let defaults = schema
         .keys()
         .iter()
-        .filter(|def| !image.items.contains_key(&def.name))
+        .filter(|def| !image.items.contains_key(&*def.name))
         .map(|def| {
             let version = match previous.get(&def.name) {
                 Some(e) if e.is_default => e.version,
                 _ => position.version,
             };
-            (def.name.as_str(), None, version)
+            (&*def.name, None, version)
         });
     Snapshot::build_versioned(schema, position, Source::Redis, items.chain(defaults))
 }
@@ -1123,7 +1124,9 @@ impl SyncLoop {
             // Nothing to move from: hash the result whole.
             None => {
                 let unchanged = base.stored().filter(|(k, _)| !changes.contains_key(*k));
-                ContentHash::of(unchanged.chain(changes.iter().map(|(k, v)| (k.as_str(), v))))
+                ContentHash::of(
+                    unchanged.chain(changes.iter().map(|(k, v)| (k.as_str(), Cow::Borrowed(v)))),
+                )
             }
         }
     }
@@ -1399,7 +1402,7 @@ mod disk_writer_tests {
                 ("NEVER", 0)
             ]
         );
-        assert_eq!(s.get("SET").map(|e| e.value.clone()), Some(json!(7)));
+        assert_eq!(s.get("SET").map(|e| e.value()), Some(json!(7)));
     }
 
     #[test]

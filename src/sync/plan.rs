@@ -292,15 +292,15 @@ pub(crate) fn plan_hint(state: &State<'_>, hint: Option<&Hint>) -> HintAction {
 
 /// The content hash after applying `changes` to values whose hash is `before`; `old` gives a
 /// key's stored value before the change (`None`: at its default).
-pub(crate) fn hash_after_changes<'a>(
+pub(crate) fn hash_after_changes<V: std::borrow::Borrow<Value>>(
     before: ContentHash,
-    changes: &'a BTreeMap<String, Value>,
-    old: impl Fn(&str) -> Option<&'a Value>,
+    changes: &BTreeMap<String, Value>,
+    old: impl Fn(&str) -> Option<V>,
 ) -> ContentHash {
     let mut hash = before;
     for (key, new) in changes {
         if let Some(v) = old(key) {
-            hash.remove(key, v);
+            hash.remove(key, v.borrow());
         }
         hash.add(key, new);
     }

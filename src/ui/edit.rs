@@ -44,10 +44,10 @@ pub fn pending_changes(
     let mut changes = Vec::new();
     let mut errors = KeyErrors::new();
     for def in schema.keys() {
-        let stored = current.get(&def.name).and_then(|s| s.value.as_ref());
-        if reset == Some(def.name.as_str()) {
+        let stored = current.get(&*def.name).and_then(|s| s.value.as_ref());
+        if reset == Some(&*def.name) {
             if stored.is_some() {
-                changes.push((def.name.clone(), None));
+                changes.push((def.name.to_string(), None));
             }
             continue;
         }
@@ -69,14 +69,14 @@ pub fn pending_changes(
                 } else {
                     e.message
                 };
-                errors.insert(def.name.clone(), message);
+                errors.insert(def.name.to_string(), message);
                 continue;
             }
         };
         let effective = stored.unwrap_or(&def.default);
         // A secret is always a change when given (no equality oracle, issue 8).
         if def.secret || parsed != *effective {
-            changes.push((def.name.clone(), Some(parsed)));
+            changes.push((def.name.to_string(), Some(parsed)));
         }
     }
     if errors.is_empty() {

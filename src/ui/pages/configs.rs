@@ -115,19 +115,19 @@ pub async fn authors(state: &AdminState, ns: &str) -> Result<Authors, ApiError> 
 
 fn bound_hint(def: &KeyDef) -> String {
     let mut parts = Vec::new();
-    match (&def.min, &def.max) {
+    match (&def.rules.min, &def.rules.max) {
         (Some(a), Some(b)) => parts.push(format!("{a} to {b}")),
         (Some(a), None) => parts.push(format!("at least {a}")),
         (None, Some(b)) => parts.push(format!("at most {b}")),
         (None, None) => {}
     }
-    if let Some(n) = def.max_length {
+    if let Some(n) = def.rules.max_length {
         parts.push(format!("at most {n} characters"));
     }
-    if let Some(re) = &def.pattern {
+    if let Some(re) = &def.rules.pattern {
         parts.push(format!("must match {}", re.as_str()));
     }
-    if let Some(n) = def.max_bytes {
+    if let Some(n) = def.rules.max_bytes {
         parts.push(format!("at most {n} bytes"));
     }
     match def.ty {
@@ -183,7 +183,7 @@ pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
         errors,
         now,
     } = *inputs;
-    let stored = current.values.get(&def.name);
+    let stored = current.values.get(&*def.name);
     let value = stored.and_then(|s| s.value.as_ref());
     let effective = value.unwrap_or(&def.default);
     let version = stored.map_or(0, |s| s.version);
@@ -220,7 +220,7 @@ pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
         text_of(def.ty, &def.default)
     };
     KeyView {
-        name: def.name.clone(),
+        name: def.name.to_string(),
         ty: def.ty.as_str(),
         description: def.description.clone(),
         kind: kind_of(def),
@@ -239,13 +239,27 @@ pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
         version,
         last_actor,
         last_when,
-        min: def.min.as_ref().map(|b| b.to_string()).unwrap_or_default(),
-        max: def.max.as_ref().map(|b| b.to_string()).unwrap_or_default(),
+        min: def
+            .rules
+            .min
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
+        max: def
+            .rules
+            .max
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
         step: if def.ty == ValueType::Int { "1" } else { "any" },
-        maxlength: def.max_length.map(|n| n.to_string()).unwrap_or_default(),
-        choices: def.choices.clone(),
+        maxlength: def
+            .rules
+            .max_length
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        choices: def.rules.choices.clone(),
         hint: bound_hint(def),
-        error: errors.get(&def.name).cloned().unwrap_or_default(),
+        error: errors.get(&*def.name).cloned().unwrap_or_default(),
         search: format!("{} {} {}", def.name, def.description, def.group).to_lowercase(),
     }
 }
@@ -284,8 +298,7 @@ pub async fn build(
 pub fn page_model(inputs: &Inputs<'_>, principal: &Principal) -> ConfigsPage {
     let (schema, current, errors) = (inputs.schema, inputs.current, inputs.errors);
     let ns = schema.namespace.as_str();
-    let by_name: BTreeMap<&str, &KeyDef> =
-        schema.keys().iter().map(|d| (d.name.as_str(), d)).collect();
+    let by_name: BTreeMap<&str, &KeyDef> = schema.keys().iter().map(|d| (&*d.name, d)).collect();
     let groups = schema
         .groups
         .iter()
@@ -294,7 +307,7 @@ pub fn page_model(inputs: &Inputs<'_>, principal: &Principal) -> ConfigsPage {
             keys: g
                 .keys
                 .iter()
-                .filter_map(|k| by_name.get(k.as_str()))
+                .filter_map(|k| by_name.get(&**k))
                 .map(|def| key_view(inputs, def))
                 .collect(),
         })

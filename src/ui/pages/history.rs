@@ -217,7 +217,7 @@ pub async fn page(
         since: text(&p.since),
         until: text(&p.until),
         limit: text(&p.limit),
-        keys: schema.keys().iter().map(|d| d.name.clone()).collect(),
+        keys: schema.keys().iter().map(|d| d.name.to_string()).collect(),
         filtered,
         paged: p.before.as_deref().is_some_and(|b| !b.trim().is_empty()),
         newest: history_url(&ns, &p, None),
