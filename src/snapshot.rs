@@ -22,7 +22,7 @@
 mod bodies;
 
 use std::borrow::{Borrow, Cow};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -147,16 +147,30 @@ impl Entry {
     }
 }
 
-/// The changes between a snapshot and the one before it.
+/// The changes between a snapshot and the one before it: which keys changed, by position (4
+/// bytes each; their new values are the snapshot's own entries, read by
+/// [`Snapshot::delta_changes`] when a stream asks, so a 100,000-key first load keeps 400 KB
+/// here, not a second copy of every value).
 #[derive(Debug, Clone)]
 pub struct Delta {
     pub from: Position,
-    /// Keys whose value changed, with their new value, in display order.
-    pub changes: Vec<(Box<str>, Value)>,
+    /// Positions of the keys whose value changed, in display order.
+    slots: Vec<u32>,
 }
 
-/// Keys whose value changed, with their new value.
-type Changes = Vec<(Box<str>, Value)>;
+impl Delta {
+    /// How many keys changed.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// Positions of the keys whose value changed, in display order.
+type Changes = Vec<u32>;
 
 /// Key → position in display order: the schema's own ([`Schema::index`]), shared by every
 /// snapshot built from it.
@@ -182,8 +196,6 @@ pub struct Snapshot {
     document: OnceLock<Bytes>,
     /// The same with `"stale":true`, built on first read.
     document_stale: OnceLock<Bytes>,
-    /// `{"KEY": value, …}`, built on first read.
-    values_json: OnceLock<Bytes>,
     pub etag: HeaderValue,
     pub version_header: HeaderValue,
     pub epoch_header: HeaderValue,
@@ -231,17 +243,17 @@ fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u6
 }
 
 /// What a stored value (`None` or JSON null: none, the default) becomes under `def`: its
-/// entry, the rejection when the schema refuses the value (the key then serves its default),
-/// and the value it serves when that is not the default (validated, canonical).
+/// entry, and the rejection when the schema refuses the value (the key then serves its
+/// default).
 fn resolve(
     def: &KeyDef,
     slot: usize,
     stored: Option<&Value>,
     version: u64,
-) -> (Entry, Option<Rejected>, Option<Value>) {
+) -> (Entry, Option<Rejected>) {
     match stored {
         Some(value) if !value.is_null() => match def.validate(value) {
-            Ok(v) => (entry(def, slot, &v, false, version), None, Some(v)),
+            Ok(v) => (entry(def, slot, &v, false, version), None),
             Err(e) => (
                 entry(def, slot, &def.default, true, version),
                 Some(Rejected {
@@ -251,10 +263,9 @@ fn resolve(
                     value: value.clone(),
                     version,
                 }),
-                None,
             ),
         },
-        _ => (entry(def, slot, &def.default, true, version), None, None),
+        _ => (entry(def, slot, &def.default, true, version), None),
     }
 }
 
@@ -299,7 +310,6 @@ impl Parts {
             index: self.index,
             document: OnceLock::new(),
             document_stale: OnceLock::new(),
-            values_json: OnceLock::new(),
             rejected: self.rejected,
             unknown: self.unknown,
             schema_hash: self.schema_hash,
@@ -381,7 +391,7 @@ impl Snapshot {
                 .and_then(Option::take)
                 .unwrap_or((None, 0));
             let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
-            let (e, r, _) = resolve(def, slot, stored, version);
+            let (e, r) = resolve(def, slot, stored, version);
             if let Some(r) = r {
                 rejected.insert(Box::from(&*def.name), r);
             }
@@ -445,9 +455,7 @@ impl Snapshot {
         let mut entries = self.entries.clone();
         let mut rejected = self.rejected.clone();
         let mut unknown = self.unknown.clone();
-        // Slot → the value it now serves, for the keys this changeset set (the last write of a
-        // key wins, as in the loop).
-        let mut touched: BTreeMap<usize, Option<Value>> = BTreeMap::new();
+        let mut touched = BTreeSet::new();
         for (key, value, version) in changes {
             let value = value.filter(|v| !v.is_null());
             let known = schema
@@ -461,20 +469,20 @@ impl Snapshot {
                 continue;
             };
             rejected.remove(key);
-            let (e, r, served) = resolve(def, slot, value, version);
+            let (e, r) = resolve(def, slot, value, version);
             if let Some(r) = r {
                 rejected.insert(Box::from(key), r);
             }
             entries.set(slot, Arc::new(e));
-            touched.insert(slot, served);
+            touched.insert(slot);
         }
         let changed = touched
             .into_iter()
-            .filter_map(|(slot, served)| {
-                let (old, new) = (self.entries.get(slot)?, entries.get(slot)?);
-                let value = served.or_else(|| Some(schema.keys().get(slot)?.default.clone()))?;
-                (old.json != new.json).then(|| (Box::from(&*new.key), value))
+            .filter(|&slot| {
+                let (old, new) = (self.entries.get(slot), entries.get(slot));
+                old.zip(new).is_some_and(|(old, new)| old.json != new.json)
             })
+            .map(|slot| slot as u32)
             .collect();
         Parts {
             namespace: self.namespace.clone(),
@@ -608,7 +616,8 @@ impl Snapshot {
                 self.position,
                 stale,
                 self.source,
-                &self.values_json(),
+                self.values_len(),
+                |out| self.push_values(out),
             )
         })
         .clone()
@@ -639,24 +648,35 @@ impl Snapshot {
         })
     }
 
-    /// `{"KEY": value, …}` in display order (built on first ask).
+    /// `{"KEY": value, …}` in display order. Not kept: the document holds these bytes already,
+    /// and a second copy would double what a `/v1/configs` reader costs at 100k keys.
     pub fn values_json(&self) -> Bytes {
-        self.values_json
-            .get_or_init(|| {
-                let mut values = Vec::with_capacity(48 * self.entries.len() + 2);
-                values.push(b'{');
-                for e in &self.entries {
-                    if values.len() > 1 {
-                        values.push(b',');
-                    }
-                    push_json_str(&mut values, &e.key);
-                    values.push(b':');
-                    values.extend_from_slice(&e.json);
-                }
-                values.push(b'}');
-                Bytes::from(values)
-            })
-            .clone()
+        let mut values = Vec::with_capacity(self.values_len());
+        self.push_values(&mut values);
+        Bytes::from(values)
+    }
+
+    /// The length of [`Snapshot::values_json`] (for exact-size buffers; names need no escapes).
+    fn values_len(&self) -> usize {
+        let members: usize = self
+            .entries
+            .iter()
+            .map(|e| e.key.len() + e.json.len() + 4)
+            .sum();
+        members + 2
+    }
+
+    fn push_values(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json_str(out, &e.key);
+            out.push(b':');
+            out.extend_from_slice(&e.json);
+        }
+        out.push(b'}');
     }
 
     /// How many fresh key bodies were built so far (tests and benches: the apply path builds
@@ -707,9 +727,30 @@ impl Snapshot {
         self.delta.get()
     }
 
+    /// The keys whose value changed since `from`, with their new value, in display order, when
+    /// this snapshot was published over the one at `from` (its [`Delta`]); `None` otherwise.
+    pub fn delta_changes(&self, from: Position) -> Option<Vec<(Box<str>, Value)>> {
+        let delta = self.delta.get().filter(|d| d.from == from)?;
+        Some(self.changes_at(&delta.slots))
+    }
+
+    /// `(key, value)` of the entries at `slots`.
+    fn changes_at(&self, slots: &[u32]) -> Vec<(Box<str>, Value)> {
+        slots
+            .iter()
+            .filter_map(|&slot| self.entries.get(slot as usize))
+            .map(|e| (Box::from(&*e.key), e.value()))
+            .collect()
+    }
+
     /// Keys whose value differs between `older` and `self`, with their new value, in display
     /// order. O(n); entries shared between the two are skipped without comparing bytes.
     pub fn diff(&self, older: &Snapshot) -> Vec<(Box<str>, Value)> {
+        self.changes_at(&self.diff_slots(older))
+    }
+
+    /// [`Snapshot::diff`]'s keys, by position.
+    fn diff_slots(&self, older: &Snapshot) -> Vec<u32> {
         let same_schema = Arc::ptr_eq(&self.index, &older.index);
         self.entries
             .iter()
@@ -721,16 +762,16 @@ impl Snapshot {
                 };
                 old.is_none_or(|o| !std::ptr::eq(o, &***e) && o.json != e.json)
             })
-            .map(|e| (Box::from(&*e.key), e.value()))
+            .map(|e| e.slot)
             .collect()
     }
 
-    /// The changes since `older`: the ones [`Snapshot::apply`] recorded when `self` was
-    /// applied on top of `older`, else [`Snapshot::diff`].
-    fn changes_since(&self, older: &Snapshot) -> Vec<(Box<str>, Value)> {
+    /// The changes since `older`, by position: the ones [`Snapshot::apply`] recorded when
+    /// `self` was applied on top of `older`, else [`Snapshot::diff`]'s.
+    fn changes_since(&self, older: &Snapshot) -> Vec<u32> {
         match &self.applied {
             Some((base, changes)) if *base == older.id => changes.clone(),
-            _ => self.diff(older),
+            _ => self.diff_slots(older),
         }
     }
 }
@@ -750,11 +791,23 @@ pub struct RecentChange {
     pub epoch: u64,
     pub version: u64,
     pub at: String,
-    /// Changed keys with their new value (secrets masked).
+    /// Changed keys with their new value (secrets masked): the first [`RECENT_KEYS`] in
+    /// display order.
     pub changes: serde_json::Map<String, Value>,
+    /// How many more keys changed than `changes` lists (a first load of 100,000 keys is one
+    /// line on the status page, not a copy of every value held for as long as it is listed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 const RECENT_CHANGES: usize = 50;
+
+/// Keys listed per recent change.
+pub const RECENT_KEYS: usize = 20;
 
 /// Why [`SnapshotStore::publish`] refused a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -862,7 +915,7 @@ impl SnapshotStore {
         }
         let _ = next.delta.set(Delta {
             from: current.position,
-            changes,
+            slots: changes,
         });
         let position = next.position;
         self.current.store(next.clone());
@@ -871,8 +924,9 @@ impl SnapshotStore {
         Ok(true)
     }
 
-    fn remember(&self, next: &Snapshot, changes: &[(Box<str>, Value)]) {
-        let masked = next.changes_json(changes, true);
+    fn remember(&self, next: &Snapshot, slots: &[u32]) {
+        let listed = &slots[..slots.len().min(RECENT_KEYS)];
+        let masked = next.changes_json(&next.changes_at(listed), true);
         let mut recent = self.recent.lock();
         if recent.len() == RECENT_CHANGES {
             recent.pop_back();
@@ -883,6 +937,7 @@ impl SnapshotStore {
             at: chrono::DateTime::<chrono::Utc>::from(next.built_at)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             changes: masked,
+            more: slots.len() - listed.len(),
         });
     }
 
@@ -1111,7 +1166,11 @@ mod tests {
         let s = store.load();
         let delta = s.delta().expect("delta");
         assert_eq!(delta.from, Position::new(1, 1));
-        assert_eq!(delta.changes, vec![(Box::from("SITE_NAME"), json!("X"))]);
+        assert_eq!(
+            s.delta_changes(delta.from),
+            Some(vec![(Box::from("SITE_NAME"), json!("X"))])
+        );
+        assert_eq!(s.delta_changes(Position::new(1, 0)), None, "not from there");
         assert_eq!(store.recent_changes()[0].version, 2);
     }
 
@@ -1280,7 +1339,10 @@ mod tests {
         let published = store.load();
         let delta = published.delta().expect("delta");
         assert_eq!(delta.from, Position::new(1, 1));
-        assert_eq!(delta.changes, vec![(Box::from("SITE_NAME"), json!("B"))]);
+        assert_eq!(
+            published.delta_changes(delta.from),
+            Some(vec![(Box::from("SITE_NAME"), json!("B"))])
+        );
         let body: Value = serde_json::from_slice(
             &published.key_body(published.get("SITE_NAME").expect("entry"), false),
         )
@@ -1292,7 +1354,7 @@ mod tests {
         let confirmed = published.with_source(Source::Redis);
         assert_eq!(confirmed.values_json(), published.values_json());
         store.publish(confirmed).expect("publish");
-        assert!(store.load().delta().expect("delta").changes.is_empty());
+        assert!(store.load().delta().expect("delta").is_empty());
         assert_eq!(store.recent_changes().len(), 1);
     }
 
@@ -1354,5 +1416,49 @@ mod tests {
             let back: Value = serde_json::from_slice(&json).expect("parse");
             assert_eq!(back.as_f64().map(f64::to_bits), Some(f.to_bits()), "{f}");
         }
+    }
+
+    #[test]
+    fn a_recent_change_lists_its_first_keys_and_counts_the_rest() {
+        let keys: Vec<(String, ValueType, Value)> = (0..RECENT_KEYS + 7)
+            .map(|i| (format!("K{i:02}"), ValueType::Int, json!(0)))
+            .collect();
+        let refs: Vec<(&str, ValueType, Value)> = keys
+            .iter()
+            .map(|(k, t, v)| (k.as_str(), *t, v.clone()))
+            .collect();
+        let sch = Schema::from_keys("demo", &refs);
+        let store = SnapshotStore::new(Snapshot::defaults(&sch), None, false);
+        let all = keys.iter().map(|(k, _, _)| (k.as_str(), json!(1)));
+        let first = Snapshot::build(&sch, Position::new(1, 1), Source::Local, all);
+        store.publish(first).expect("publish");
+        let recent = store.recent_changes();
+        assert_eq!(recent[0].changes.len(), RECENT_KEYS);
+        assert_eq!(recent[0].more, 7);
+        assert_eq!(
+            recent[0].changes.keys().next().map(String::as_str),
+            Some("K00")
+        );
+        // The stream still gets every change, from the snapshot's own entries.
+        let changes = store
+            .load()
+            .delta_changes(Position::default())
+            .expect("delta");
+        assert_eq!(changes.len(), RECENT_KEYS + 7);
+        assert!(changes.iter().all(|(_, v)| *v == json!(1)));
+        // A small change lists everything and says nothing more.
+        let one = store.load().apply(
+            &sch,
+            Position::new(1, 2),
+            Source::Local,
+            [("K03", Some(&json!(2)), 2)],
+        );
+        store.publish(one).expect("publish");
+        let recent = store.recent_changes();
+        assert_eq!((recent[0].changes.len(), recent[0].more), (1, 0));
+        assert!(serde_json::to_value(&recent[0])
+            .expect("json")
+            .get("more")
+            .is_none());
     }
 }

@@ -85,10 +85,9 @@ pub async fn watch(
                     if current.position.epoch != last.position.epoch {
                         yield Ok(snapshot_event(&current, stale, mask));
                     } else if current.position != last.position {
-                        let changes = match current.delta() {
-                            Some(d) if d.from == last.position => d.changes.clone(),
-                            _ => current.diff(&last),
-                        };
+                        let changes = current
+                            .delta_changes(last.position)
+                            .unwrap_or_else(|| current.diff(&last));
                         yield Ok(change_event(&current, &changes, mask));
                     }
                     if (stale, current.source) != last_status {

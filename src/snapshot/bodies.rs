@@ -64,9 +64,8 @@ impl KeyBodies {
 
 pub(super) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     // Key and namespace names are restricted to ASCII without quotes, but stay correct anyway.
-    if let Ok(v) = serde_json::to_vec(s) {
-        out.extend_from_slice(&v);
-    }
+    // Writing into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// `,"version":5,"epoch":1,"stale":false,"source":"local"}` — the end of every per-key body.
@@ -92,15 +91,17 @@ pub(super) fn key_body(key: &str, json: &[u8], tail: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// The `GET /v1/configs` body around `values` (`{"KEY": value, …}`).
+/// The `GET /v1/configs` body around the values `push_values` writes (`{"KEY": value, …}`,
+/// about `values_len` bytes).
 pub(super) fn document_body(
     namespace: &str,
     position: Position,
     stale: bool,
     source: Source,
-    values: &[u8],
+    values_len: usize,
+    push_values: impl FnOnce(&mut Vec<u8>),
 ) -> Bytes {
-    let mut out = Vec::with_capacity(values.len() + 128);
+    let mut out = Vec::with_capacity(values_len + 128);
     out.extend_from_slice(b"{\"namespace\":");
     push_json_str(&mut out, namespace);
     out.extend_from_slice(
@@ -113,7 +114,7 @@ pub(super) fn document_body(
         )
         .as_bytes(),
     );
-    out.extend_from_slice(values);
+    push_values(&mut out);
     out.push(b'}');
     Bytes::from(out)
 }
