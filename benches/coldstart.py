@@ -24,6 +24,9 @@ IDLE = float(os.environ.get("COLDSTART_IDLE", "3"))
 SIDECAR_ENV = dict(
     line.split("=", 1) for line in os.environ.get("COLDSTART_ENV", "").splitlines() if "=" in line
 )
+# A shell command run at each idle-memory reading with PID and LOG (the sidecar's log) in its
+# environment, e.g. gdb calling malloc_stats (coldstart.sh --probe); its output goes to stderr.
+PROBE = os.environ.get("COLDSTART_PROBE", "")
 TOKEN = "coldstart-admin-token-0123456789"
 NS = "demo"
 CHUNK = 1000
@@ -132,6 +135,14 @@ def top_mappings(pid, n=6):
     return sorted(((kib, nm) for nm, kib in rows.items()), reverse=True)[:n]
 
 
+def probe(label, pid, log_path):
+    if not PROBE:
+        return
+    log(f"{label}: probe (pid {pid})")
+    env = dict(os.environ, PID=str(pid), LOG=log_path)
+    subprocess.run(["bash", "-c", PROBE], env=env, stdout=sys.stderr, stderr=sys.stderr, timeout=120)
+
+
 def big_schema(dirname, n):
     names = [f"K{i:06d}" for i in range(n)]
     with open(os.path.join(dirname, f"{NS}.toml"), "w") as f:
@@ -196,6 +207,7 @@ def case(label, schema_dir, keys, redis_port, work):
     time.sleep(IDLE)
     mem = proc_memory(side.pid)
     mem["top"] = top_mappings(side.pid)
+    probe(f"{label}, first start", side.pid, f"{work}/sidecar.log")
     snap_bytes = os.path.getsize(snap)
     stop(side)
 
@@ -247,6 +259,7 @@ def case(label, schema_dir, keys, redis_port, work):
     time.sleep(IDLE)
     mem_restart = proc_memory(side.pid)
     mem_restart["top"] = top_mappings(side.pid)
+    probe(f"{label}, after a restart", side.pid, f"{work}/sidecar.log")
     stop(side)
     stop(admin)
     return {"label": label, "values_json": values_json, "mem": mem, "snap_bytes": snap_bytes,

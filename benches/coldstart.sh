@@ -33,13 +33,16 @@
 #   --no-build      use target/release/rtconfig as it is
 #   --bin PATH      this rtconfig binary (implies --no-build)
 #   --env K=V       extra environment for the sidecar (repeatable), e.g. TOKIO_WORKER_THREADS=1
+#   --probe CMD     a shell command run at each idle-memory reading, with PID and LOG (the
+#                   sidecar's log file) set; e.g. glibc's heap statistics, printed to its log:
+#                   --probe 'gdb -p $PID -batch -ex "call (void) malloc_stats()" >/dev/null; tail -n 12 $LOG'
 #
 # Needs redis-server, python3 (standard library only) and cargo (unless --no-build). Only loopback
 # addresses are used; every process started here is stopped by PID on exit, temp dirs removed.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUNS=7 KEYS=100000 IDLE=3 BUILD=1 BIN="" SIDECAR_ENV=()
+RUNS=7 KEYS=100000 IDLE=3 BUILD=1 BIN="" SIDECAR_ENV=() PROBE=""
 
 while (($#)); do
   case "$1" in
@@ -49,6 +52,7 @@ while (($#)); do
     --no-build) BUILD=0; shift ;;
     --bin) BIN=$2; BUILD=0; shift 2 ;;
     --env) SIDECAR_ENV+=("$2"); shift 2 ;;
+    --probe) PROBE=$2; shift 2 ;;
     -h|--help) sed -n '2,/^# Needs/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -70,7 +74,7 @@ BIN=${BIN:-$TARGET/release/rtconfig}
 [[ -x $BIN ]] || die "no binary at $BIN (build it or pass --bin)"
 
 export COLDSTART_BIN=$BIN COLDSTART_RUNS=$RUNS COLDSTART_KEYS=$KEYS COLDSTART_IDLE=$IDLE
-export COLDSTART_REPO=$REPO
+export COLDSTART_REPO=$REPO COLDSTART_PROBE=$PROBE
 COLDSTART_ENV=$(printf '%s\n' "${SIDECAR_ENV[@]+"${SIDECAR_ENV[@]}"}")
 export COLDSTART_ENV
 exec python3 "$REPO/benches/coldstart.py"

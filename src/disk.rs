@@ -71,17 +71,30 @@ impl DiskSnapshot {
     /// (format 1 and 2) a stored value is taken as set at the file's version, the latest it can
     /// have been set at; other keys are then not given (version 0).
     pub fn stored_versioned(&self) -> impl Iterator<Item = (&str, Option<&Value>, u64)> + '_ {
-        let versions = self.versions.as_ref();
-        let stored = self.values.iter().map(move |(k, v)| {
-            let version = versions.and_then(|m| m.get(k)).copied();
-            (k.as_str(), Some(v), version.unwrap_or(self.version))
-        });
-        let defaults = versions
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| !self.values.contains_key(*k))
-            .map(|(k, version)| (k.as_str(), None, *version));
-        stored.chain(defaults)
+        use std::cmp::Ordering;
+        // Both maps are sorted by key: one merged pass in key order, no lookup per key (at
+        // 100,000 keys a `versions.get` per value was ≈ 17 string comparisons each).
+        let mut values = self.values.iter().peekable();
+        let mut versions = self.versions.iter().flatten().peekable();
+        std::iter::from_fn(move || match (values.peek(), versions.peek()) {
+            (None, None) => None,
+            (Some(_), None) => values
+                .next()
+                .map(|(k, v)| (k.as_str(), Some(v), self.version)),
+            (None, Some(_)) => versions.next().map(|(k, ver)| (k.as_str(), None, *ver)),
+            (Some((vk, _)), Some((sk, _))) => match vk.cmp(sk) {
+                Ordering::Less => values
+                    .next()
+                    .map(|(k, v)| (k.as_str(), Some(v), self.version)),
+                Ordering::Equal => {
+                    let ver = versions.next().map(|(_, ver)| *ver);
+                    values
+                        .next()
+                        .map(|(k, v)| (k.as_str(), Some(v), ver.unwrap_or(self.version)))
+                }
+                Ordering::Greater => versions.next().map(|(k, ver)| (k.as_str(), None, *ver)),
+            },
+        })
     }
 
     /// The stored content hash, or (format 1, or unreadable) the hash of the values.
@@ -311,6 +324,37 @@ mod tests {
     }
 
     #[test]
+    fn stored_versioned_merges_values_and_versions_in_key_order() {
+        let file = DiskSnapshot {
+            values: BTreeMap::from([
+                ("A".into(), json!(1)),
+                ("C".into(), json!(3)),
+                ("E".into(), json!(5)),
+            ]),
+            versions: Some(BTreeMap::from([
+                ("B".into(), 2),
+                ("C".into(), 30),
+                ("D".into(), 4),
+                ("E".into(), 50),
+                ("F".into(), 6),
+            ])),
+            ..sample()
+        };
+        let got: Vec<_> = file.stored_versioned().collect();
+        assert_eq!(
+            got,
+            vec![
+                ("A", Some(&json!(1)), 9), // no version known: the file's
+                ("B", None, 2),
+                ("C", Some(&json!(3)), 30),
+                ("D", None, 4),
+                ("E", Some(&json!(5)), 50),
+                ("F", None, 6),
+            ]
+        );
+    }
+
+    #[test]
     fn per_key_versions_are_stored_and_format_2_files_still_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("snap.json");
@@ -321,7 +365,8 @@ mod tests {
         let stored: Vec<_> = loaded.stored_versioned().collect();
         assert_eq!(
             stored,
-            vec![("SITE_NAME", Some(&json!("x")), 7), ("RESET_KEY", None, 8)]
+            vec![("RESET_KEY", None, 8), ("SITE_NAME", Some(&json!("x")), 7)],
+            "in key order"
         );
 
         // Format 2: no versions; a stored value is taken as set at the file's version.

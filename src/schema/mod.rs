@@ -151,11 +151,29 @@ pub struct Rules {
 /// Hands out one shared [`Rules`] per distinct `(type, rules)` of a schema load.
 #[derive(Default)]
 pub(crate) struct RulesInterner {
+    /// The last rules handed out: neighbouring keys usually have the same (no text to build).
+    last: Option<(ValueType, Arc<Rules>)>,
     seen: FastMap<String, Arc<Rules>>,
+}
+
+impl Rules {
+    fn same_as(&self, other: &Rules) -> bool {
+        self.min == other.min
+            && self.max == other.max
+            && self.max_length == other.max_length
+            && self.pattern.as_ref().map(Regex::as_str) == other.pattern.as_ref().map(Regex::as_str)
+            && self.choices == other.choices
+            && self.max_bytes == other.max_bytes
+    }
 }
 
 impl RulesInterner {
     pub(crate) fn intern(&mut self, ty: ValueType, rules: Rules) -> Arc<Rules> {
+        if let Some((last_ty, last)) = &self.last {
+            if *last_ty == ty && last.same_as(&rules) {
+                return last.clone();
+            }
+        }
         // `Debug` spells every field exactly (the bound's kind included, a pattern by its
         // source text), so equal text means equal rules.
         let text = format!(
@@ -167,10 +185,13 @@ impl RulesInterner {
             rules.choices,
             rules.max_bytes
         );
-        self.seen
+        let shared = self
+            .seen
             .entry(text)
             .or_insert_with(|| Arc::new(rules))
-            .clone()
+            .clone();
+        self.last = Some((ty, shared.clone()));
+        shared
     }
 }
 

@@ -630,15 +630,20 @@ fn an_unknown_top_level_field_stops_check_but_only_warns_a_sidecar() {
 
 #[test]
 fn names_and_equal_rules_are_held_once_per_schema() {
-    let text = "namespace = \"t\"\n[[group]]\nname = \"A\"\nkeys = [\"A1\", \"A2\"]\n[[group]]\nname = \"B\"\nkeys = [\"B1\"]\n\
+    let text = "namespace = \"t\"\n[[group]]\nname = \"A\"\nkeys = [\"A1\", \"A2\"]\n[[group]]\nname = \"B\"\nkeys = [\"B1\", \"B2\"]\n\
         [keys.A1]\ntype = \"string\"\ndefault = \"x\"\nmax_length = 20\n\
         [keys.A2]\ntype = \"string\"\ndefault = \"y\"\nmax_length = 20\n\
-        [keys.B1]\ntype = \"string\"\ndefault = \"z\"\nmax_length = 21\n";
+        [keys.B1]\ntype = \"string\"\ndefault = \"z\"\nmax_length = 21\n\
+        [keys.B2]\ntype = \"string\"\ndefault = \"w\"\nmax_length = 20\n";
     let s = schema(text);
     let def = |k: &str| s.key(k).expect("key");
     // The same rules and type: one `Rules`; other rules: another.
     assert!(Arc::ptr_eq(&def("A1").rules, &def("A2").rules));
     assert!(!Arc::ptr_eq(&def("A1").rules, &def("B1").rules));
+    assert!(
+        Arc::ptr_eq(&def("A1").rules, &def("B2").rules),
+        "not only neighbours"
+    );
     assert_eq!(def("B1").rules.max_length, Some(21));
     // Each group's key list holds the keys' own names, not copies.
     let listed: Vec<&Arc<str>> = s.groups.iter().flat_map(|g| &g.keys).collect();
