@@ -226,9 +226,11 @@ impl fmt::Debug for Snapshot {
 
 /// One key's entry with `value` (already validated, or the default).
 fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u64) -> Entry {
-    // An exact-size buffer: `to_vec` leaves a 128-byte one.
+    // An exact-size copy: `to_vec` leaves a 128-byte buffer, and shrinking it in place
+    // (`into_boxed_slice`) would leave its freed tail between two live entries, one hole per
+    // key; the copy's scratch buffer is freed whole and reused by the next key.
     let json = match serde_json::to_vec(value) {
-        Ok(v) => v.into_boxed_slice(),
+        Ok(v) => Box::from(v.as_slice()),
         Err(_) => Box::from(&b"null"[..]),
     };
     Entry {

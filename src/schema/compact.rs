@@ -17,6 +17,7 @@
 //! Format: one header line `rtconfig-schema 1 <fingerprint hex> <crc32 of the body, hex>\n`,
 //! then a JSON body. Written like the disk snapshot (tmp + fsync + rename, mode 0600).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,7 +110,7 @@ fn fingerprint(dir: &Path, strictness: Strictness) -> Option<String> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Body {
+struct Body<'a> {
     namespace: String,
     /// The namespace's file, its name within the dir.
     file: String,
@@ -118,7 +119,10 @@ struct Body {
     hash: String,
     /// Groups in order; each has the next `len` keys.
     groups: Vec<CompactGroup>,
-    keys: Vec<CompactKey>,
+    /// Names and types borrow from the file's bytes: a load allocates only what the schema
+    /// keeps (each name once, as the `Arc<str>` every part shares).
+    #[serde(borrow)]
+    keys: Vec<CompactKey<'a>>,
     /// `(file name, reason)` of each warning of the full load.
     warnings: Vec<(String, String)>,
 }
@@ -131,9 +135,11 @@ struct CompactGroup {
 }
 
 #[derive(Serialize, Deserialize)]
-struct CompactKey {
-    name: String,
-    ty: String,
+struct CompactKey<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    ty: Cow<'a, str>,
     default: Value,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     description: String,
@@ -215,8 +221,8 @@ fn write(
             .keys
             .iter()
             .map(|k| CompactKey {
-                name: k.name.to_string(),
-                ty: k.ty.as_str().to_owned(),
+                name: Cow::Borrowed(&*k.name),
+                ty: Cow::Borrowed(k.ty.as_str()),
                 default: k.default.clone(),
                 description: k.description.clone(),
                 secret: k.secret,
@@ -287,7 +293,7 @@ fn read(
                 ),
                 None => None,
             };
-            let name: Arc<str> = Arc::from(k.name);
+            let name: Arc<str> = Arc::from(&*k.name);
             names.push(name.clone());
             keys.push(KeyDef {
                 name,

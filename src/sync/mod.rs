@@ -57,6 +57,10 @@ use plan::{Action, Cause, FetchReason, HintAction, ImageAction, Keep};
 /// Log entries read per round; a larger gap is closed by a full fetch.
 const CATCH_UP_MAX: u64 = 1000;
 
+/// A full fetch of at least this many fields reconnects its client afterwards, to give back the
+/// read buffer the reply grew (≈ 100 bytes per field; below this it is at most ≈ 2 MiB).
+const BIG_IMAGE_FIELDS: usize = 20_000;
+
 /// The first wait after a failed disk snapshot write; it doubles up to [`WRITE_RETRY_MAX`].
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts to write the disk snapshot.
@@ -1222,9 +1226,22 @@ impl SyncLoop {
                 self.position = Some(position);
                 self.swap(Arc::new(snapshot));
                 // The reply and the image decoded from it were the size of the namespace.
+                let fields = image.fields;
                 drop(image);
                 drop(reply);
                 crate::heap::release_free_memory_soon();
+                if fields >= BIG_IMAGE_FIELDS {
+                    // The connection's read buffer grew to the reply's size and keeps it as
+                    // long as the connection lives (16 MiB for 100,000 keys): a new
+                    // connection gives it back. In the background: the next command waits
+                    // for it; one in flight from another task is retried
+                    // (`max_command_attempts`).
+                    tokio::spawn(async move {
+                        if let Err(e) = client.force_reconnection().await {
+                            tracing::debug!(error = %e, "reconnect after a large full fetch failed; fred keeps retrying");
+                        }
+                    });
+                }
                 Outcome::InSync
             }
         })
