@@ -391,7 +391,7 @@ async fn write_disk_snapshots(w: DiskWriter, mut rx: watch::Receiver<DiskJob>, s
             let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
                 break;
             };
-            match write_one(&w, &snapshot, hash).await {
+            match write_one(&w, snapshot, hash).await {
                 Ok(version) => {
                     if failures > 0 {
                         tracing::info!(path = %w.path.display(), version, failures, "disk snapshot written again");
@@ -433,7 +433,7 @@ async fn write_pending(w: &DiskWriter, rx: &mut watch::Receiver<DiskJob>) {
     let Some((snapshot, hash)) = rx.borrow_and_update().clone() else {
         return;
     };
-    match write_one(w, &snapshot, hash).await {
+    match write_one(w, snapshot, hash).await {
         Ok(version) => {
             tracing::debug!(path = %w.path.display(), version, "disk snapshot written at shutdown")
         }
@@ -447,13 +447,17 @@ async fn write_pending(w: &DiskWriter, rx: &mut watch::Receiver<DiskJob>) {
 /// `/status` either way.
 async fn write_one(
     w: &DiskWriter,
-    snapshot: &Snapshot,
+    snapshot: Arc<Snapshot>,
     hash: Option<ContentHash>,
 ) -> Result<u64, String> {
-    let file = disk_snapshot(snapshot, &w.cluster_id, hash);
-    let version = file.version;
+    let version = snapshot.position.version;
     let p = w.path.clone();
+    let cluster_id = w.cluster_id.clone();
     let result = match tokio::task::spawn_blocking(move || {
+        // O(n): every stored value decoded from its JSON, then encoded into the file — off
+        // the runtime's threads.
+        let file = disk_snapshot(&snapshot, &cluster_id, hash);
+        drop(snapshot);
         let saved = disk::save(&p, &file);
         // The file's encoding was the size of the snapshot (crate::heap).
         drop(file);
