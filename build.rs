@@ -60,35 +60,84 @@ fn main() {
     release_link_args();
 }
 
-/// Release builds of the `rtconfig` binary for x86_64 Linux (rust-lld, the default linker there
-/// since Rust 1.90) are linked for a small idle RSS (docs/PERFORMANCE.md, "Idle RSS: the
-/// binary's pages"):
+/// Release builds of the `rtconfig` binary for x86_64 Linux are linked for a small idle RSS
+/// (docs/PERFORMANCE.md, "Idle RSS: the binary's pages"), each part only where it is safe:
 ///
 /// - `link/sidecar-startup.ld` (written by `scripts/startup-order`) puts the functions a sidecar
 ///   runs from exec to idle first in `.text`, so start-up faults in a few contiguous pages
 ///   instead of 64–128 KiB page cache neighbourhoods scattered over the whole multi-role binary.
 ///   It only orders input sections: a stale or missing entry costs memory, never correctness.
-///   `RTCONFIG_NO_STARTUP_ORDER=1` links without it.
+///   Used with the toolchain's own linker (rust-lld, the default since Rust 1.90, or GNU ld),
+///   which read its `INSERT BEFORE`; left out when a linker is configured (`linker = …`, or
+///   `-fuse-ld=`/`-C linker=` in the rustflags: mold and gold do not read it), or with
+///   `RTCONFIG_NO_STARTUP_ORDER=1`.
 /// - RELR relocations (`-z pack-relative-relocs`): the ~20,000 relative relocations of the PIE
-///   in a few KiB instead of 480 KiB of `.rela.dyn`, which the dynamic loader reads at every exec.
-///   The binary then needs glibc >= 2.36 (the image's Debian bookworm has it);
-///   `RTCONFIG_NO_RELR=1` links without them, for older hosts.
+///   in a few KiB instead of 480 KiB of `.rela.dyn`, which the dynamic loader reads at every
+///   exec. A binary with them starts only on glibc >= 2.36, so they are used when the build
+///   runs on the system it builds for (host = target: `cargo install`, the image's build
+///   stage) and that system's glibc is 2.36 or later; never on an older one (Ubuntu 22.04,
+///   RHEL 9). `RTCONFIG_RELR=1` forces them (a cross build for a known glibc),
+///   `RTCONFIG_NO_RELR=1` leaves them out.
 fn release_link_args() {
-    println!("cargo:rerun-if-env-changed=RTCONFIG_NO_STARTUP_ORDER");
-    println!("cargo:rerun-if-env-changed=RTCONFIG_NO_RELR");
-    println!("cargo:rerun-if-changed=link/sidecar-startup.ld");
+    for var in [
+        "RTCONFIG_NO_STARTUP_ORDER",
+        "RTCONFIG_NO_RELR",
+        "RTCONFIG_RELR",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let script = Path::new(&var("CARGO_MANIFEST_DIR")).join("link/sidecar-startup.ld");
+    // Only a path that exists: cargo reruns a build script whose `rerun-if-changed` path is
+    // missing on every build.
+    if script.exists() {
+        println!("cargo:rerun-if-changed={}", script.display());
+    }
     if var("TARGET") != "x86_64-unknown-linux-gnu" || var("PROFILE") != "release" {
         return;
     }
-    let script = Path::new(&var("CARGO_MANIFEST_DIR")).join("link/sidecar-startup.ld");
-    if std::env::var_os("RTCONFIG_NO_STARTUP_ORDER").is_none() && script.exists() {
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_none()
+        && !flags.contains("fuse-ld=")
+        && !flags.contains("linker=")
+        && !flags.contains("linker-flavor");
+    if own_linker && std::env::var_os("RTCONFIG_NO_STARTUP_ORDER").is_none() && script.exists() {
         println!(
             "cargo:rustc-link-arg-bin=rtconfig=-Wl,-T,{}",
             script.display()
         );
     }
-    if std::env::var_os("RTCONFIG_NO_RELR").is_none() {
+    let relr = if std::env::var_os("RTCONFIG_NO_RELR").is_some() {
+        false
+    } else if std::env::var_os("RTCONFIG_RELR").is_some() {
+        true
+    } else {
+        var("HOST") == var("TARGET") && host_glibc().is_some_and(|v| v >= (2, 36))
+    };
+    if relr {
         println!("cargo:rustc-link-arg-bin=rtconfig=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// The build machine's glibc version (`getconf GNU_LIBC_VERSION` prints `glibc 2.36`); `None`
+/// when it cannot tell (another libc, no `getconf`).
+fn host_glibc() -> Option<(u32, u32)> {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    parse_glibc(&text)
+}
+
+fn parse_glibc(text: &str) -> Option<(u32, u32)> {
+    let version = text.trim().strip_prefix("glibc ")?;
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
 }

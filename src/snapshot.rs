@@ -35,7 +35,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::schema::{KeyDef, Schema, ValueType};
-use bodies::{document_body, entry_tail, key_body, push_json_str, raw_body, KeyBodies};
+use bodies::{document_body, entry_tail, key_body, push_json_str, raw_body, Document, KeyBodies};
 
 /// Where the values being served came from (`X-Config-Source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -107,10 +107,11 @@ pub struct Rejected {
     pub version: u64,
 }
 
-/// One key of a snapshot, pre-encoded: its value as JSON only (≈ 48 bytes plus the JSON, shared
-/// by every snapshot until the key changes); [`Entry::value`] decodes it when something needs
-/// the `Value` (OFREP, the status page, the content hash), which the read path never does.
-#[derive(Debug)]
+/// One key of a snapshot, pre-encoded: its value as JSON only (48 bytes, held in the persistent
+/// vector's leaf chunk, plus the JSON; a chunk of 64 is shared by every snapshot until one of
+/// its keys changes); [`Entry::value`] decodes it when something needs the `Value` (OFREP, the
+/// status page, the content hash), which the read path never does.
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The schema's own name (an `Arc` clone of [`KeyDef::name`]).
     pub key: Arc<str>,
@@ -138,12 +139,16 @@ impl Entry {
     /// gives that `Value` back: `serde_json` with `float_roundtrip` reads back every float
     /// it wrote).
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
-    }
-
-    /// `?format=raw`: a string bare, anything else as its JSON.
-    pub fn raw(&self) -> Bytes {
-        raw_body(&self.json)
+        match serde_json::from_slice(&self.json) {
+            Ok(v) => v,
+            Err(e) => {
+                // Never: `json` is what `serde_json` wrote for a `Value`. Were it to happen, say
+                // so loudly rather than serve a silent `null` as if it were the value.
+                debug_assert!(false, "{}: its JSON does not decode: {e}", self.key);
+                tracing::error!(key = %self.key, error = %e, "a snapshot entry's JSON does not decode; shown as null");
+                Value::Null
+            }
+        }
     }
 }
 
@@ -188,14 +193,16 @@ pub struct Snapshot {
     id: u64,
     /// Every key of the schema, in display order (persistent: shared with the snapshots
     /// before and after this one).
-    entries: imbl::Vector<Arc<Entry>>,
+    entries: imbl::Vector<Entry>,
     index: Arc<KeyIndex>,
     /// The fresh `GET /v1/configs/{key}` bodies, built on first read.
     bodies: KeyBodies,
-    /// The `GET /v1/configs` body when fresh, built on first read.
-    document: OnceLock<Bytes>,
-    /// The same with `"stale":true`, built on first read.
-    document_stale: OnceLock<Bytes>,
+    /// The `GET /v1/configs/{key}?format=raw` bodies, built on first read.
+    raw_bodies: KeyBodies,
+    /// The `GET /v1/configs` body when fresh, built on first read (kept up to 1 MiB).
+    document: Document,
+    /// The same with `"stale":true`.
+    document_stale: Document,
     pub etag: HeaderValue,
     pub version_header: HeaderValue,
     pub epoch_header: HeaderValue,
@@ -240,6 +247,7 @@ fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u6
         secret: def.secret,
         ty: def.ty,
         version,
+        // A schema holds at most `schema::MAX_KEYS` keys, far below `u32::MAX`.
         slot: u32::try_from(slot).unwrap_or(u32::MAX),
     }
 }
@@ -280,7 +288,7 @@ struct Parts {
     namespace: Arc<str>,
     position: Position,
     source: Source,
-    entries: imbl::Vector<Arc<Entry>>,
+    entries: imbl::Vector<Entry>,
     index: Arc<KeyIndex>,
     rejected: imbl::OrdMap<Box<str>, Rejected>,
     unknown: imbl::OrdMap<Box<str>, (Value, u64)>,
@@ -308,10 +316,11 @@ impl Parts {
             source: self.source,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bodies: KeyBodies::new(self.entries.len()),
+            raw_bodies: KeyBodies::new(self.entries.len()),
             entries: self.entries,
             index: self.index,
-            document: OnceLock::new(),
-            document_stale: OnceLock::new(),
+            document: Document::default(),
+            document_stale: Document::default(),
             rejected: self.rejected,
             unknown: self.unknown,
             schema_hash: self.schema_hash,
@@ -386,24 +395,29 @@ impl Snapshot {
             }
         }
         let mut rejected = imbl::OrdMap::new();
-        let mut entries = Vec::with_capacity(schema.len());
-        for (slot, def) in schema.keys().iter().enumerate() {
-            let (value, version) = given
-                .get_mut(slot)
-                .and_then(Option::take)
-                .unwrap_or((None, 0));
-            let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
-            let (e, r) = resolve(def, slot, stored, version);
-            if let Some(r) = r {
-                rejected.insert(Box::from(&*def.name), r);
-            }
-            entries.push(Arc::new(e));
-        }
+        // Straight into the persistent vector's chunks: no flat copy of every entry first.
+        let entries = schema
+            .keys()
+            .iter()
+            .enumerate()
+            .map(|(slot, def)| {
+                let (value, version) = given
+                    .get_mut(slot)
+                    .and_then(Option::take)
+                    .unwrap_or((None, 0));
+                let stored = value.as_ref().map(<V as Borrow<Value>>::borrow);
+                let (e, r) = resolve(def, slot, stored, version);
+                if let Some(r) = r {
+                    rejected.insert(Box::from(&*def.name), r);
+                }
+                e
+            })
+            .collect();
         Parts {
             namespace: Arc::from(schema.namespace.as_str()),
             position,
             source,
-            entries: entries.into_iter().collect(),
+            entries,
             index: schema.index().clone(),
             rejected,
             unknown,
@@ -475,7 +489,7 @@ impl Snapshot {
             if let Some(r) = r {
                 rejected.insert(Box::from(key), r);
             }
-            entries.set(slot, Arc::new(e));
+            entries.set(slot, e);
             touched.insert(slot);
         }
         let changed = touched
@@ -519,12 +533,12 @@ impl Snapshot {
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
         let slot = *self.index.get(key)?;
-        self.entries.get(slot).map(|e| &**e)
+        self.entries.get(slot)
     }
 
     /// Entries in schema display order.
     pub fn entries(&self) -> impl ExactSizeIterator<Item = &Entry> + '_ {
-        self.entries.iter().map(|e| &**e)
+        self.entries.iter()
     }
 
     /// How many keys the snapshot serves (the schema's).
@@ -605,14 +619,16 @@ impl Snapshot {
         self.unknown.get(key).map(|(v, _)| Cow::Borrowed(v))
     }
 
-    /// The `GET /v1/configs` body (built on first ask, once per snapshot and staleness).
+    /// The `GET /v1/configs` body, built on first ask: once per snapshot and staleness up to
+    /// 1 MiB; a larger one is shared by the responses in flight and built again after them
+    /// (`bodies::Document`).
     pub fn document(&self, stale: bool) -> Bytes {
         let cell = if stale {
             &self.document_stale
         } else {
             &self.document
         };
-        cell.get_or_init(|| {
+        cell.get_or_build(|| {
             document_body(
                 &self.namespace,
                 self.position,
@@ -622,7 +638,6 @@ impl Snapshot {
                 |out| self.push_values(out),
             )
         })
-        .clone()
     }
 
     /// The `GET /v1/configs/{key}` body of `entry`, one of this snapshot's (from
@@ -638,7 +653,7 @@ impl Snapshot {
         debug_assert!(
             self.entries
                 .get(entry.slot as usize)
-                .is_some_and(|e| std::ptr::eq(&**e, entry)),
+                .is_some_and(|e| std::ptr::eq(e, entry)),
             "key_body of an entry of another snapshot"
         );
         self.bodies.get_or_build(entry.slot as usize, || {
@@ -648,6 +663,20 @@ impl Snapshot {
                 &entry_tail(self.position, false, self.source),
             )
         })
+    }
+
+    /// The `GET /v1/configs/{key}?format=raw` body of `entry`, one of this snapshot's: a
+    /// string bare, anything else as its JSON. Built on its first read and kept, like
+    /// [`Snapshot::key_body`], so a read clones `Bytes` and allocates nothing.
+    pub fn raw_body(&self, entry: &Entry) -> Bytes {
+        debug_assert!(
+            self.entries
+                .get(entry.slot as usize)
+                .is_some_and(|e| std::ptr::eq(e, entry)),
+            "raw_body of an entry of another snapshot"
+        );
+        self.raw_bodies
+            .get_or_build(entry.slot as usize, || raw_body(&entry.json))
     }
 
     /// `{"KEY": value, …}` in display order. Not kept: the document holds these bytes already,
@@ -685,6 +714,11 @@ impl Snapshot {
     /// none).
     pub fn bodies_built(&self) -> usize {
         self.bodies.built()
+    }
+
+    /// Whether a `GET /v1/configs` body is held now, fresh or stale (tests and benches).
+    pub fn document_held(&self) -> bool {
+        self.document.is_held() || self.document_stale.is_held()
     }
 
     /// The same object with secrets masked (status page).
@@ -758,11 +792,11 @@ impl Snapshot {
             .iter()
             .filter(|e| {
                 let old = if same_schema {
-                    older.entries.get(e.slot as usize).map(|o| &**o)
+                    older.entries.get(e.slot as usize)
                 } else {
                     older.get(&e.key)
                 };
-                old.is_none_or(|o| !std::ptr::eq(o, &***e) && o.json != e.json)
+                old.is_none_or(|o| !std::ptr::eq(o, *e) && o.json != e.json)
             })
             .map(|e| e.slot)
             .collect()
@@ -1072,8 +1106,11 @@ mod tests {
             body,
             json!({"key":"SITE_NAME","value":"Config Manager","version":3,"epoch":1,"stale":false,"source":"local"})
         );
-        assert_eq!(&e.raw()[..], b"Config Manager");
-        assert_eq!(&s.get("ITEMS_PER_PAGE").expect("entry").raw()[..], b"7");
+        assert_eq!(&s.raw_body(e)[..], b"Config Manager");
+        assert_eq!(
+            &s.raw_body(s.get("ITEMS_PER_PAGE").expect("entry"))[..],
+            b"7"
+        );
         assert!(e.is_default);
         assert!(!s.get("ITEMS_PER_PAGE").expect("entry").is_default);
         assert_eq!(s.etag, "\"1-3\"");
@@ -1283,6 +1320,7 @@ mod tests {
                 step.iter().map(|(k, v)| (*k, v.as_ref(), version)),
             );
             assert_eq!(next.bodies_built(), 0, "apply builds no body");
+            assert!(!next.document_held(), "nor the document");
             let mut all: BTreeMap<&str, (Option<Cow<'_, Value>>, u64)> = applied
                 .stored_versioned()
                 .map(|(k, v, ver)| (k, (v, ver)))
@@ -1314,6 +1352,35 @@ mod tests {
     }
 
     #[test]
+    fn an_apply_copies_only_the_chunks_of_the_keys_it_changes() {
+        let names: Vec<String> = (0..200).map(|i| format!("K{i:03}")).collect();
+        let keys: Vec<(&str, ValueType, Value)> = names
+            .iter()
+            .map(|n| (n.as_str(), ValueType::Int, json!(0)))
+            .collect();
+        let schema = Schema::from_keys("big", &keys);
+        let first = Snapshot::build(
+            &schema,
+            Position::new(1, 1),
+            Source::Redis,
+            Vec::<(&str, Value)>::new(),
+        );
+        let next = first.apply(
+            &schema,
+            Position::new(1, 2),
+            Source::Redis,
+            [("K000", Some(&json!(1)), 2)],
+        );
+        assert_eq!(next.get("K000").expect("entry").json(), b"1");
+        // Entries sit in the persistent vector's chunks of 64: the changed key's chunk is
+        // copied, every other one is shared (same address in both snapshots).
+        let same =
+            |k: &str| std::ptr::eq(first.get(k).expect("entry"), next.get(k).expect("entry"));
+        assert!(!same("K001"), "in the changed key's chunk: copied");
+        assert!(same("K100") && same("K199"), "in other chunks: shared");
+    }
+
+    #[test]
     fn an_applied_snapshot_publishes_only_what_changed_and_keeps_the_rest_shared() {
         let first = build(
             1,
@@ -1332,10 +1399,11 @@ mod tests {
             ],
         );
         let untouched = next.get("MAINTENANCE_MODE").expect("entry");
-        assert!(std::ptr::eq(
-            untouched,
-            current.get("MAINTENANCE_MODE").expect("entry")
-        ));
+        let before = current.get("MAINTENANCE_MODE").expect("entry");
+        assert_eq!(
+            (untouched.json(), untouched.version),
+            (before.json(), before.version)
+        );
         assert_eq!(next.get("ITEMS_PER_PAGE").expect("entry").version, 2);
         store.publish(next).expect("publish");
         let published = store.load();
@@ -1403,7 +1471,9 @@ mod tests {
         let e = s.get("SITE_NAME").expect("entry");
         assert_eq!(e.json(), "\"caf\u{e9} \\\"x\\\"\"".as_bytes());
         assert_eq!(e.value(), json!("caf\u{e9} \"x\""));
-        assert_eq!(&e.raw()[..], "caf\u{e9} \"x\"".as_bytes());
+        assert_eq!(&s.raw_body(e)[..], "caf\u{e9} \"x\"".as_bytes());
+        // Built on the first read, then shared: a raw read allocates nothing.
+        assert_eq!(s.raw_body(e).as_ptr(), s.raw_body(e).as_ptr());
         let def = sch.key("SITE_NAME").expect("def");
         assert!(Arc::ptr_eq(&e.key, &def.name), "the schema's own name");
         // A float reads back exactly as it was written (the content hash depends on it).

@@ -498,6 +498,11 @@ pub fn valid_namespace_name(name: &str) -> bool {
         .is_match(name)
 }
 
+/// Keys one namespace may hold: far more than any real one (a 100,000-key namespace is the
+/// scale benchmarked), and well inside the `u32` positions a snapshot keeps per key.
+pub const MAX_KEYS: usize = 1 << 24;
+const _: () = assert!(MAX_KEYS < u32::MAX as usize);
+
 const TOP_FIELDS: &[&str] = &[
     "namespace",
     "description",
@@ -536,6 +541,8 @@ struct Parser {
     problems: Vec<SchemaProblem>,
     warnings: Vec<SchemaProblem>,
     rules: RulesInterner,
+    /// [`MAX_KEYS`]; lower in tests.
+    max_keys: usize,
 }
 
 impl Parser {
@@ -546,6 +553,7 @@ impl Parser {
             problems: Vec::new(),
             warnings: Vec::new(),
             rules: RulesInterner::default(),
+            max_keys: MAX_KEYS,
         }
     }
 
@@ -655,6 +663,17 @@ impl Parser {
             }
         }
 
+        if slot_of.len() > self.max_keys {
+            self.problem(
+                None,
+                format!(
+                    "{} keys listed: a namespace holds at most {} (split it into several namespaces)",
+                    slot_of.len(),
+                    self.max_keys
+                ),
+            );
+            return Err(std::mem::take(&mut self.problems));
+        }
         let mut defs: Vec<Option<KeyDef>> = Vec::new();
         defs.resize_with(slot_of.len(), || None);
         match get(&doc, "keys") {

@@ -675,3 +675,25 @@ fn a_key_definition_stays_small() {
         std::mem::size_of::<KeyDef>()
     );
 }
+
+#[test]
+fn a_namespace_over_the_key_limit_is_refused_by_name() {
+    let text = "namespace = \"t\"\n[[group]]\nname = \"G\"\nkeys = [\"A\", \"B\", \"C\"]\n\
+                [keys.A]\ntype = \"int\"\ndefault = 1\n[keys.B]\ntype = \"int\"\ndefault = 1\n\
+                [keys.C]\ntype = \"int\"\ndefault = 1\n";
+    let mut parser = Parser::new(Path::new("t.toml"), Strictness::Strict);
+    parser.max_keys = 2;
+    let problems: Vec<String> = match parser.parse(text) {
+        Ok(_) => panic!("3 keys over a limit of 2 should be refused"),
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("t.toml") && problems[0].contains("at most 2"),
+        "{problems:?}"
+    );
+    // At the limit: it loads.
+    let mut parser = Parser::new(Path::new("t.toml"), Strictness::Strict);
+    parser.max_keys = 3;
+    assert!(parser.parse(text).is_ok());
+}

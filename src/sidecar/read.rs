@@ -51,7 +51,7 @@ pub async fn one(
     };
     let stale = state.store.is_stale();
     let (body, content_type) = if raw {
-        (entry.raw(), h::TEXT)
+        (snap.raw_body(entry), h::TEXT)
     } else {
         (snap.key_body(entry, stale), h::JSON)
     };
@@ -191,7 +191,7 @@ impl FastPath for FastKeyRead {
         };
         let stale = store.is_stale();
         let body = if raw {
-            entry.raw()
+            snap.raw_body(entry)
         } else {
             snap.key_body(entry, stale)
         };

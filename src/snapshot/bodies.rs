@@ -1,7 +1,7 @@
 //! The encoded response bodies of a snapshot: how each is written, and the per-version cache of
 //! the per-key bodies, which are built on first read (never on the apply path).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use bytes::Bytes;
 
@@ -62,6 +62,82 @@ impl KeyBodies {
     }
 }
 
+/// The largest `GET /v1/configs` body a snapshot keeps once built: 1 MiB, a namespace of about
+/// 15,000 keys of 60-byte values. A larger one is shared by the responses that hold it and
+/// freed with the last of them ([`Document`]).
+pub(super) const KEEP_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// One snapshot's `GET /v1/configs` body at one staleness, built on first read.
+///
+/// Up to [`KEEP_DOCUMENT_BYTES`] it is kept as long as the snapshot: built once per version.
+/// A larger one (7 MB at 100,000 keys) is held only by the responses sending it, so a sidecar
+/// does not keep a second copy of every value for a reader that may never come back:
+/// concurrent readers (long-polls woken by one change) share one build, and a reader that
+/// comes after the last response was sent builds it again. What readers mostly send is
+/// `If-None-Match`, answered 304 without the body.
+#[derive(Default)]
+pub(super) struct Document {
+    kept: OnceLock<Bytes>,
+    shared: Mutex<Weak<Body>>,
+}
+
+/// A large document, shared by the `Bytes` of every response that sends it.
+struct Body(Vec<u8>);
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Body {
+    /// Sent and dropped by the last response: megabytes the allocator may keep resident in an
+    /// arena; give them back (`crate::heap`).
+    fn drop(&mut self) {
+        crate::heap::release_free_memory_soon();
+    }
+}
+
+impl Document {
+    pub(super) fn get_or_build(&self, build: impl FnOnce() -> Vec<u8>) -> Bytes {
+        if let Some(kept) = self.kept.get() {
+            return kept.clone();
+        }
+        // Held while building: a second reader waits for this build instead of making its own.
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(body) = shared.upgrade() {
+            return Bytes::from_owner(Shared(body));
+        }
+        let body = build();
+        if body.len() <= KEEP_DOCUMENT_BYTES {
+            return self.kept.get_or_init(|| Bytes::from(body)).clone();
+        }
+        let body = Arc::new(Body(body));
+        *shared = Arc::downgrade(&body);
+        Bytes::from_owner(Shared(body))
+    }
+
+    /// Whether a body is held now (kept, or shared by a response in flight).
+    pub(super) fn is_held(&self) -> bool {
+        self.kept.get().is_some()
+            || self
+                .shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .strong_count()
+                > 0
+    }
+}
+
+/// The owner of a shared document's `Bytes`.
+struct Shared(Arc<Body>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0 .0
+    }
+}
+
 pub(super) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     // Key and namespace names are restricted to ASCII without quotes, but stay correct anyway.
     // Writing into a `Vec` cannot fail.
@@ -100,7 +176,7 @@ pub(super) fn document_body(
     source: Source,
     values_len: usize,
     push_values: impl FnOnce(&mut Vec<u8>),
-) -> Bytes {
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(values_len + 128);
     out.extend_from_slice(b"{\"namespace\":");
     push_json_str(&mut out, namespace);
@@ -116,7 +192,7 @@ pub(super) fn document_body(
     );
     push_values(&mut out);
     out.push(b'}');
-    Bytes::from(out)
+    out
 }
 
 /// `?format=raw` of a value given as its JSON: a string bare (its text between the quotes
@@ -162,6 +238,47 @@ mod tests {
             b"x"
         );
         assert_eq!(bodies.built(), 2);
+    }
+
+    #[test]
+    fn a_small_document_is_kept_and_a_large_one_only_while_a_response_holds_it() {
+        let small = Document::default();
+        let mut builds = 0;
+        for _ in 0..3 {
+            let b = small.get_or_build(|| {
+                builds += 1;
+                b"{}".to_vec()
+            });
+            assert_eq!(&b[..], b"{}");
+        }
+        assert_eq!(builds, 1);
+        assert!(small.is_held());
+
+        let large = Document::default();
+        let body = vec![b'x'; KEEP_DOCUMENT_BYTES + 1];
+        let mut builds = 0;
+        let first = large.get_or_build(|| {
+            builds += 1;
+            body.clone()
+        });
+        // A second reader while the first response is in flight shares its bytes.
+        let second = large.get_or_build(|| {
+            builds += 1;
+            body.clone()
+        });
+        assert_eq!(builds, 1);
+        assert_eq!(first.as_ptr(), second.as_ptr());
+        assert_eq!(first.len(), KEEP_DOCUMENT_BYTES + 1);
+        drop(first);
+        assert!(large.is_held(), "the second response still holds it");
+        drop(second);
+        assert!(!large.is_held(), "freed with the last response");
+        let third = large.get_or_build(|| {
+            builds += 1;
+            body.clone()
+        });
+        assert_eq!(builds, 2);
+        assert_eq!(&third[..], &body[..]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod freshness;
 mod plan;
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -499,6 +499,16 @@ fn now_rfc3339() -> String {
 
 /// The disk file's form of a snapshot.
 fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str, hash: Option<ContentHash>) -> DiskSnapshot {
+    // One pass, each value decoded once: `stored_versioned` is `stored` with the versions, plus
+    // the keys back at their default (`None`), which have a version and no value.
+    let mut values = BTreeMap::new();
+    let mut versions = BTreeMap::new();
+    for (key, value, version) in snapshot.stored_versioned() {
+        if let Some(value) = value {
+            values.insert(key.to_owned(), value.into_owned());
+        }
+        versions.insert(key.to_owned(), version);
+    }
     DiskSnapshot {
         content_hash: hash.map(ContentHash::to_hex),
         namespace: snapshot.namespace.to_string(),
@@ -508,16 +518,8 @@ fn disk_snapshot(snapshot: &Snapshot, cluster_id: &str, hash: Option<ContentHash
         generation: snapshot.position.generation,
         schema_hash: snapshot.schema_hash.to_string(),
         saved_at: now_rfc3339(),
-        values: snapshot
-            .stored()
-            .map(|(k, v)| (k.to_owned(), v.into_owned()))
-            .collect(),
-        versions: Some(
-            snapshot
-                .stored_versioned()
-                .map(|(k, _, version)| (k.to_owned(), version))
-                .collect(),
-        ),
+        values,
+        versions: Some(versions),
     }
 }
 
@@ -1235,20 +1237,33 @@ impl SyncLoop {
                 drop(reply);
                 crate::heap::release_free_memory_soon();
                 if fields >= BIG_IMAGE_FIELDS {
-                    // The connection's read buffer grew to the reply's size and keeps it as
-                    // long as the connection lives (16 MiB for 100,000 keys): a new
-                    // connection gives it back. In the background: the next command waits
-                    // for it; one in flight from another task is retried
-                    // (`max_command_attempts`).
-                    tokio::spawn(async move {
-                        if let Err(e) = client.force_reconnection().await {
-                            tracing::debug!(error = %e, "reconnect after a large full fetch failed; fred keeps retrying");
-                        }
-                    });
+                    self.give_back_read_buffer(&client).await;
                 }
                 Outcome::InSync
             }
         })
+    }
+
+    /// After a large full fetch: the connection's read buffer grew to the reply's size and
+    /// keeps it as long as the connection lives (16 MiB for 100,000 keys); a new connection
+    /// gives it back. Awaited here, within the round, so that no command of this loop is in
+    /// flight while the connection is replaced, and the link is up again before the round
+    /// reports it (no "redis disconnected" for a deliberate reconnect). Only the heartbeat's
+    /// task shares the client; a beat caught in the switch is retried by fred
+    /// (`max_command_attempts`), or else sent on the next interval.
+    async fn give_back_read_buffer(&mut self, client: &Client) {
+        let timeout = self.settings.connect.command_timeout;
+        match tokio::time::timeout(timeout, client.force_reconnection()).await {
+            Ok(Ok(())) => tracing::debug!("reconnected after a large full fetch"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "reconnect after a large full fetch failed; fred keeps retrying")
+            }
+            Err(_) => {
+                tracing::debug!(
+                    "reconnect after a large full fetch still pending; fred keeps retrying"
+                )
+            }
+        }
     }
 
     /// Publishes `snapshot`, keeps it as the loop's own, and queues the disk write.
@@ -1375,6 +1390,63 @@ impl Heartbeater {
 #[cfg(test)]
 mod disk_writer_tests {
     use super::*;
+
+    #[test]
+    fn a_disk_snapshot_holds_every_stored_value_and_every_known_version() {
+        use crate::schema::ValueType;
+        let schema = Schema::from_keys(
+            "demo",
+            &[
+                ("SET", ValueType::Int, json!(0)),
+                ("RESET", ValueType::Int, json!(0)),
+                ("BAD", ValueType::Int, json!(0)),
+                ("NEVER", ValueType::Int, json!(0)),
+            ],
+        );
+        let s = Snapshot::build_versioned(
+            &schema,
+            Position::new(1, 9),
+            Source::Redis,
+            [
+                ("SET", Some(json!(1)), 2),
+                ("RESET", None, 4),
+                ("BAD", Some(json!("not an int")), 5),
+                ("GONE", Some(json!(true)), 6),
+            ],
+        );
+        let file = disk_snapshot(&s, "c1", None);
+        let values: Vec<(&str, &Value)> = file.values.iter().map(|(k, v)| (&**k, v)).collect();
+        assert_eq!(
+            values,
+            [
+                ("BAD", &json!("not an int")),
+                ("GONE", &json!(true)),
+                ("SET", &json!(1)),
+            ]
+        );
+        let versions: Vec<(&str, u64)> = file
+            .versions
+            .iter()
+            .flatten()
+            .map(|(k, v)| (&**k, *v))
+            .collect();
+        assert_eq!(
+            versions,
+            [("BAD", 5), ("GONE", 6), ("RESET", 4), ("SET", 2)]
+        );
+        assert_eq!((file.epoch, file.version), (1, 9));
+        assert_eq!(file.cluster_id, "c1");
+        // What it holds rebuilds the snapshot, versions included.
+        let back = Snapshot::build_versioned(
+            &schema,
+            file.position(),
+            Source::Disk,
+            file.stored_versioned(),
+        );
+        assert_eq!(back.values_json(), s.values_json());
+        let v = |s: &Snapshot| -> Vec<u64> { s.entries().map(|e| e.version).collect() };
+        assert_eq!(v(&back), v(&s));
+    }
 
     #[test]
     fn an_image_keeps_the_item_versions_and_derives_those_of_defaults() {
