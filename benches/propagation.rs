@@ -1500,7 +1500,7 @@ async fn many_keys(o: &Opts, rts: &Runtimes, report: &mut Report) -> Result<Stea
     let demo_stored: BTreeMap<String, Value> = demo
         .keys()
         .iter()
-        .map(|d| (d.name.to_string(), d.default.clone()))
+        .map(|d| (d.name.to_string(), d.default.value()))
         .collect();
     let many_stored: BTreeMap<String, Value> = schema
         .keys()

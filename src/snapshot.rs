@@ -231,8 +231,8 @@ impl fmt::Debug for Snapshot {
     }
 }
 
-/// One key's entry with `value` (already validated, or the default).
-fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u64) -> Entry {
+/// One key's entry with `value` (already validated).
+fn entry(def: &KeyDef, slot: usize, value: &Value, version: u64) -> Entry {
     // An exact-size copy: `to_vec` leaves a 128-byte buffer, and shrinking it in place
     // (`into_boxed_slice`) would leave its freed tail between two live entries, one hole per
     // key; the copy's scratch buffer is freed whole and reused by the next key.
@@ -240,6 +240,21 @@ fn entry(def: &KeyDef, slot: usize, value: &Value, is_default: bool, version: u6
         Ok(v) => Box::from(v.as_slice()),
         Err(_) => Box::from(&b"null"[..]),
     };
+    entry_of(def, slot, json, false, version)
+}
+
+/// One key's entry at its default: the schema's JSON of it, copied.
+fn default_entry(def: &KeyDef, slot: usize, version: u64) -> Entry {
+    entry_of(
+        def,
+        slot,
+        Box::from(def.default.json().as_bytes()),
+        true,
+        version,
+    )
+}
+
+fn entry_of(def: &KeyDef, slot: usize, json: Box<[u8]>, is_default: bool, version: u64) -> Entry {
     Entry {
         key: def.name.clone(),
         json,
@@ -263,9 +278,9 @@ fn resolve(
 ) -> (Entry, Option<Rejected>) {
     match stored {
         Some(value) if !value.is_null() => match def.validate(value) {
-            Ok(v) => (entry(def, slot, &v, false, version), None),
+            Ok(v) => (entry(def, slot, &v, version), None),
             Err(e) => (
-                entry(def, slot, &def.default, true, version),
+                default_entry(def, slot, version),
                 Some(Rejected {
                     key: def.name.to_string(),
                     rule: e.rule,
@@ -275,7 +290,7 @@ fn resolve(
                 }),
             ),
         },
-        _ => (entry(def, slot, &def.default, true, version), None),
+        _ => (default_entry(def, slot, version), None),
     }
 }
 
@@ -532,8 +547,11 @@ impl Snapshot {
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        let slot = *self.index.get(key)?;
-        self.entries.get(slot)
+        self.index
+            .find(key, |slot| {
+                self.entries.get(slot).filter(|e| *e.key == *key)
+            })
+            .map(|(_, e)| e)
     }
 
     /// Entries in schema display order.

@@ -189,13 +189,14 @@ fn config_json(
     stored: Option<&crate::ledger::StoredValue>,
 ) -> Value {
     let value = stored.and_then(|s| s.value.as_ref());
-    let effective = value.unwrap_or(&def.default);
+    let default = def.default.value();
+    let effective = value.unwrap_or(&default);
     json!({
         "key": def.name,
         "type": def.ty.as_str(),
         "group": &*def.group,
         "description": def.description,
-        "default": state.mask(schema, &def.name, Some(&def.default)),
+        "default": state.mask(schema, &def.name, Some(&default)),
         "value": state.mask(schema, &def.name, Some(effective)),
         "modified": value.is_some(),
         "secret": def.secret,

@@ -53,7 +53,8 @@ pub struct Shown {
 /// A recorded change with both sides in effect. The default recorded at commit time wins over
 /// the schema's current one (history shows what was in effect then).
 pub fn shown(schema: &Schema, change: &Change) -> Shown {
-    let schema_default = schema.key(&change.key).map(|d| &d.default);
+    let schema_default = schema.key(&change.key).map(|d| d.default.value());
+    let schema_default = schema_default.as_ref();
     Shown {
         key: change.key.clone(),
         old: Side::in_effect(change.old.as_ref(), change.default.as_ref(), schema_default),
@@ -89,7 +90,7 @@ pub fn compare(
 
 fn side_at(def: &KeyDef, stored: Option<&Value>) -> Side {
     let canonical = stored.map(|v| def.validate(v).unwrap_or_else(|_| v.clone()));
-    Side::in_effect(canonical.as_ref(), None, Some(&def.default))
+    Side::in_effect(canonical.as_ref(), None, Some(&def.default.value()))
 }
 
 /// A history query string's parameters, as sent (a GET form sends empty fields: they mean "no

@@ -327,7 +327,7 @@ fn defaults_of<'a>(
     schema: &Schema,
     keys: impl Iterator<Item = &'a str>,
 ) -> BTreeMap<String, Value> {
-    keys.filter_map(|k| schema.key(k).map(|d| (k.to_owned(), d.default.clone())))
+    keys.filter_map(|k| schema.key(k).map(|d| (k.to_owned(), d.default.value())))
         .collect()
 }
 

@@ -149,7 +149,7 @@ pub fn decide(k: KeyState<'_>) -> Decision {
             }
         }
     };
-    let default = codec::encode(k.def, &k.def.default).ok();
+    let default = codec::encode(k.def, &k.def.default.value()).ok();
     let theirs_eff = theirs.clone().or_else(|| default.clone());
     let ours_eff = desired.clone().or_else(|| default.clone());
     if theirs_eff == ours_eff {
@@ -168,13 +168,13 @@ pub fn decide(k: KeyState<'_>) -> Decision {
     match decoded {
         Some(v) => Decision::Adopt(v),
         // `null` in constance: Django reads the default.
-        None => Decision::Adopt(k.def.default.clone()),
+        None => Decision::Adopt(k.def.default.value()),
     }
 }
 
 /// Whether `desired` (rtconfig's bytes) says the same as constance's missing key: the default.
 fn effective_default(def: &KeyDef, desired: Option<&str>) -> bool {
-    desired.is_some_and(|d| codec::encode(def, &def.default).ok().as_deref() == Some(d))
+    desired.is_some_and(|d| codec::encode(def, &def.default.value()).ok().as_deref() == Some(d))
 }
 
 #[cfg(test)]

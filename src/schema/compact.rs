@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::{
-    key_index, Bound, Group, KeyDef, Rules, RulesInterner, Schema, SchemaProblem, SchemaSet,
-    Strictness,
+    key_index, Bound, DefaultValue, Group, KeyDef, Rules, RulesInterner, Schema, SchemaProblem,
+    SchemaSet, Strictness,
 };
 use super::{value, ValueType};
 
@@ -140,7 +140,9 @@ struct CompactKey<'a> {
     name: Cow<'a, str>,
     #[serde(borrow)]
     ty: Cow<'a, str>,
-    default: Value,
+    /// The default's canonical JSON, kept as it is (no decode and encode per key).
+    #[serde(borrow)]
+    default: &'a RawValue,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     description: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -220,20 +222,24 @@ fn write(
         keys: schema
             .keys
             .iter()
-            .map(|k| CompactKey {
-                name: Cow::Borrowed(&*k.name),
-                ty: Cow::Borrowed(k.ty.as_str()),
-                default: k.default.clone(),
-                description: k.description.clone(),
-                secret: k.secret,
-                min: k.rules.min.as_ref().map(CompactBound::from),
-                max: k.rules.max.as_ref().map(CompactBound::from),
-                max_length: k.rules.max_length,
-                pattern: k.rules.pattern.as_ref().map(|re| re.as_str().to_owned()),
-                choices: k.rules.choices.clone(),
-                max_bytes: k.rules.max_bytes,
+            .map(|k| -> std::io::Result<CompactKey<'_>> {
+                Ok(CompactKey {
+                    name: Cow::Borrowed(&*k.name),
+                    ty: Cow::Borrowed(k.ty.as_str()),
+                    // The schema's own canonical JSON of it, borrowed.
+                    default: serde_json::from_str(k.default.json())
+                        .map_err(std::io::Error::other)?,
+                    description: k.description.to_string(),
+                    secret: k.secret,
+                    min: k.rules.min.as_ref().map(CompactBound::from),
+                    max: k.rules.max.as_ref().map(CompactBound::from),
+                    max_length: k.rules.max_length,
+                    pattern: k.rules.pattern.as_ref().map(|re| re.as_str().to_owned()),
+                    choices: k.rules.choices.clone(),
+                    max_bytes: k.rules.max_bytes,
+                })
             })
-            .collect(),
+            .collect::<std::io::Result<_>>()?,
         warnings: warnings
             .iter()
             .map(|w| (name_of(&w.file), w.reason.clone()))
@@ -298,8 +304,8 @@ fn read(
             keys.push(KeyDef {
                 name,
                 ty,
-                default: k.default,
-                description: k.description,
+                default: DefaultValue::from_json(k.default.get()),
+                description: k.description.into_boxed_str(),
                 group: group.clone(),
                 secret: k.secret,
                 rules: interner.intern(
@@ -370,7 +376,7 @@ mod tests {
                     "{} {} {} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
                     k.name,
                     k.ty,
-                    k.default,
+                    k.default.json(),
                     k.description,
                     k.group,
                     k.secret,

@@ -73,7 +73,8 @@ pub fn pending_changes(
                 continue;
             }
         };
-        let effective = stored.unwrap_or(&def.default);
+        let default = def.default.value();
+        let effective = stored.unwrap_or(&default);
         // A secret is always a change when given (no equality oracle, issue 8).
         if def.secret || parsed != *effective {
             changes.push((def.name.to_string(), Some(parsed)));

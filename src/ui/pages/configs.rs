@@ -185,7 +185,8 @@ pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
     } = *inputs;
     let stored = current.values.get(&*def.name);
     let value = stored.and_then(|s| s.value.as_ref());
-    let effective = value.unwrap_or(&def.default);
+    let default = def.default.value();
+    let effective = value.unwrap_or(&default);
     let version = stored.map_or(0, |s| s.version);
     let (last_actor, last_when) = match authors.get(&version) {
         Some((actor, at)) if version > 0 => (actor.clone(), Some(When::new(*at, now))),
@@ -211,18 +212,18 @@ pub fn key_view(inputs: &Inputs<'_>, def: &KeyDef) -> KeyView {
         _ => String::new(),
     };
     let default_text = if def.secret {
-        if def.default.as_str() == Some("") {
+        if default.as_str() == Some("") {
             "empty".into()
         } else {
             "set in the schema".into()
         }
     } else {
-        text_of(def.ty, &def.default)
+        text_of(def.ty, &default)
     };
     KeyView {
         name: def.name.to_string(),
         ty: def.ty.as_str(),
-        description: def.description.clone(),
+        description: def.description.to_string(),
         kind: kind_of(def),
         value: if def.secret {
             String::new()

@@ -80,7 +80,7 @@ pub async fn page(
     let text = |v: Option<&serde_json::Value>| match v {
         _ if def.secret => "secret".to_owned(),
         Some(v) => text_of(def.ty, v),
-        None => format!("{} (default)", text_of(def.ty, &def.default)),
+        None => format!("{} (default)", text_of(def.ty, &def.default.value())),
     };
     let changes = history
         .changesets

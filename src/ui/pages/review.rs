@@ -97,7 +97,7 @@ fn shown(state: &AdminState, schema: &Schema, key: &str, value: Option<&Value>) 
             ),
             false,
         ),
-        (false, None) => (text_of(def.ty, &def.default), true),
+        (false, None) => (text_of(def.ty, &def.default.value()), true),
         (false, Some(v)) => (text_of(def.ty, v), false),
     }
 }
