@@ -43,14 +43,25 @@ fn main() {
         if !Path::new(&manifest).join(".git").exists() {
             return None;
         }
+        // Only paths that exist (cargo reruns a build script whose `rerun-if-changed` path is
+        // missing on every build): a branch whose ref is packed is watched through its folder,
+        // where the next commit writes it.
+        let watch = |p: &str| {
+            let path = Path::new(&manifest).join(p);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            } else if let Some(dir) = path.parent().filter(|d| d.exists()) {
+                println!("cargo:rerun-if-changed={}", dir.display());
+            }
+        };
         for path in ["HEAD", "packed-refs"] {
             if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-                println!("cargo:rerun-if-changed={p}");
+                watch(&p);
             }
         }
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
             if let Some(p) = git(&["rev-parse", "--git-path", &branch]) {
-                println!("cargo:rerun-if-changed={p}");
+                watch(&p);
             }
         }
         git(&["rev-parse", "--short=12", "HEAD"]).and_then(|r| clean(&r))
@@ -87,11 +98,12 @@ fn release_link_args() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let script = Path::new(&var("CARGO_MANIFEST_DIR")).join("link/sidecar-startup.ld");
-    // Only a path that exists: cargo reruns a build script whose `rerun-if-changed` path is
-    // missing on every build.
-    if script.exists() {
-        println!("cargo:rerun-if-changed={}", script.display());
+    let link = Path::new(&var("CARGO_MANIFEST_DIR")).join("link");
+    let script = link.join("sidecar-startup.ld");
+    // Only a path that exists (cargo reruns a build script whose `rerun-if-changed` path is
+    // missing on every build); the folder, so that a script written later is seen too.
+    if link.exists() {
+        println!("cargo:rerun-if-changed={}", link.display());
     }
     if var("TARGET") != "x86_64-unknown-linux-gnu" || var("PROFILE") != "release" {
         return;

@@ -2,6 +2,7 @@
 //! the per-key bodies, which are built on first read (never on the apply path).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -67,14 +68,20 @@ impl KeyBodies {
 /// freed with the last of them ([`Document`]).
 pub(super) const KEEP_DOCUMENT_BYTES: usize = 1 << 20;
 
+/// How long a large document stays held after it is built, whoever still holds it: long
+/// enough for the readers one change or one epoch change sends at once (long-polls, watchers'
+/// snapshot events, which copy it and let go at once) to share one build.
+pub(super) const SHARE_LARGE_DOCUMENT_FOR: Duration = Duration::from_secs(1);
+
 /// One snapshot's `GET /v1/configs` body at one staleness, built on first read.
 ///
 /// Up to [`KEEP_DOCUMENT_BYTES`] it is kept as long as the snapshot: built once per version.
-/// A larger one (7 MB at 100,000 keys) is held only by the responses sending it, so a sidecar
-/// does not keep a second copy of every value for a reader that may never come back:
-/// concurrent readers (long-polls woken by one change) share one build, and a reader that
-/// comes after the last response was sent builds it again. What readers mostly send is
-/// `If-None-Match`, answered 304 without the body.
+/// A larger one (7 MB at 100,000 keys) is held only by the responses sending it and, on a
+/// runtime, for [`SHARE_LARGE_DOCUMENT_FOR`] after it is built, so a sidecar does not keep a
+/// second copy of every value for a reader that may never come back: the readers one change
+/// wakes share one build, and a reader that comes later builds it again. What readers mostly
+/// send is `If-None-Match`, answered 304 without the body. Freed, its buffer goes back to the
+/// kernel (a mapping of its own, or the heap's top, trimmed as it forms: `crate::heap`).
 #[derive(Default)]
 pub(super) struct Document {
     kept: OnceLock<Bytes>,
@@ -90,14 +97,6 @@ impl AsRef<[u8]> for Body {
     }
 }
 
-impl Drop for Body {
-    /// Sent and dropped by the last response: megabytes the allocator may keep resident in an
-    /// arena; give them back (`crate::heap`).
-    fn drop(&mut self) {
-        crate::heap::release_free_memory_soon();
-    }
-}
-
 impl Document {
     pub(super) fn get_or_build(&self, build: impl FnOnce() -> Vec<u8>) -> Bytes {
         if let Some(kept) = self.kept.get() {
@@ -105,6 +104,10 @@ impl Document {
         }
         // Held while building: a second reader waits for this build instead of making its own.
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        // Kept by the reader that held the lock before this one.
+        if let Some(kept) = self.kept.get() {
+            return kept.clone();
+        }
         if let Some(body) = shared.upgrade() {
             return Bytes::from_owner(Shared(body));
         }
@@ -114,6 +117,13 @@ impl Document {
         }
         let body = Arc::new(Body(body));
         *shared = Arc::downgrade(&body);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let held = body.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(SHARE_LARGE_DOCUMENT_FOR).await;
+                drop(held);
+            });
+        }
         Bytes::from_owner(Shared(body))
     }
 
@@ -279,6 +289,27 @@ mod tests {
         });
         assert_eq!(builds, 2);
         assert_eq!(&third[..], &body[..]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_a_runtime_a_large_document_is_shared_for_a_moment_after_its_build() {
+        let large = Document::default();
+        let body = vec![b'x'; KEEP_DOCUMENT_BYTES + 1];
+        let mut builds = 0;
+        drop(large.get_or_build(|| {
+            builds += 1;
+            body.clone()
+        }));
+        // A watcher's snapshot event copies it and lets go at once: the next one, an instant
+        // later, still shares that build.
+        assert!(large.is_held());
+        drop(large.get_or_build(|| {
+            builds += 1;
+            body.clone()
+        }));
+        assert_eq!(builds, 1);
+        tokio::time::sleep(SHARE_LARGE_DOCUMENT_FOR + Duration::from_millis(1)).await;
+        assert!(!large.is_held(), "let go after the grace");
     }
 
     #[test]

@@ -1248,7 +1248,9 @@ impl SyncLoop {
     /// keeps it as long as the connection lives (16 MiB for 100,000 keys); a new connection
     /// gives it back. Awaited here, within the round, so that no command of this loop is in
     /// flight while the connection is replaced, and the link is up again before the round
-    /// reports it (no "redis disconnected" for a deliberate reconnect). Only the heartbeat's
+    /// reports it (no "redis disconnected" for a deliberate reconnect), unless the reconnect
+    /// takes longer than the command timeout; then the round ends without it and the link
+    /// shows what it is. Only the heartbeat's
     /// task shares the client; a beat caught in the switch is retried by fred
     /// (`max_command_attempts`), or else sent on the next interval.
     async fn give_back_read_buffer(&mut self, client: &Client) {
