@@ -128,15 +128,18 @@ fn watch_query(uri: &Uri) -> Result<bool, ApiError> {
 }
 
 fn snapshot_event(snap: &Snapshot, stale: bool, mask: bool) -> Event {
-    let data = if mask {
-        snap.masked_document(stale).to_string()
-    } else {
-        String::from_utf8_lossy(&snap.document(stale)).into_owned()
-    };
-    Event::default()
-        .event("snapshot")
-        .id(snap.position.tag())
-        .data(data)
+    let event = Event::default().event("snapshot").id(snap.position.tag());
+    if mask {
+        return event.data(snap.masked_document(stale).to_string());
+    }
+    // The event copies what it is given into its own buffer: give it the document's bytes as
+    // they are (UTF-8, written by `serde_json`), not a `String` copy of them first (7 MB at
+    // 100k keys).
+    let document = snap.document(stale);
+    match std::str::from_utf8(&document) {
+        Ok(text) => event.data(text),
+        Err(_) => event.data(String::from_utf8_lossy(&document)),
+    }
 }
 
 fn change_event(snap: &Snapshot, changes: &[(Box<str>, Value)], mask: bool) -> Event {
