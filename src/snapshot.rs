@@ -669,9 +669,7 @@ impl Snapshot {
             );
         }
         debug_assert!(
-            self.entries
-                .get(entry.slot as usize)
-                .is_some_and(|e| std::ptr::eq(e, entry)),
+            self.holds(entry),
             "key_body of an entry of another snapshot"
         );
         self.bodies.get_or_build(entry.slot as usize, || {
@@ -688,13 +686,18 @@ impl Snapshot {
     /// [`Snapshot::key_body`], so a read clones `Bytes` and allocates nothing.
     pub fn raw_body(&self, entry: &Entry) -> Bytes {
         debug_assert!(
-            self.entries
-                .get(entry.slot as usize)
-                .is_some_and(|e| std::ptr::eq(e, entry)),
+            self.holds(entry),
             "raw_body of an entry of another snapshot"
         );
         self.raw_bodies
             .get_or_build(entry.slot as usize, || raw_body(&entry.json))
+    }
+
+    /// Whether `entry` is this snapshot's own (a body is cached by its slot).
+    fn holds(&self, entry: &Entry) -> bool {
+        self.entries
+            .get(entry.slot as usize)
+            .is_some_and(|e| std::ptr::eq(e, entry))
     }
 
     /// `{"KEY": value, …}` in display order. Not kept: the document holds these bytes already,
